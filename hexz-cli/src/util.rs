@@ -1,0 +1,196 @@
+//! Errors, exit codes, sizes, progress bars and streaming copies.
+
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use hexz_format::{Archive, FileSource};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    Error,
+    Usage,
+    VerifyFailed,
+}
+
+impl Exit {
+    pub fn code(self) -> std::process::ExitCode {
+        std::process::ExitCode::from(match self {
+            Exit::Ok => 0,
+            Exit::Error => 1,
+            Exit::Usage => 2,
+            Exit::VerifyFailed => 3,
+        })
+    }
+}
+
+/// A one-line error naming the file and what is wrong.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    message: String,
+}
+
+impl CliError {
+    pub fn new(path: &Path, what: impl fmt::Display) -> Self {
+        CliError {
+            exit: Exit::Error,
+            message: format!("{}: {what}", path.display()),
+        }
+    }
+    pub fn io(path: &Path, e: &std::io::Error) -> Self {
+        Self::new(path, e)
+    }
+    pub fn format(path: &Path, e: hexz_format::Error) -> Self {
+        Self::new(path, e)
+    }
+    pub fn usage(what: impl fmt::Display) -> Self {
+        CliError {
+            exit: Exit::Usage,
+            message: what.to_string(),
+        }
+    }
+    pub fn with_path(self, path: &Path) -> Self {
+        CliError {
+            exit: self.exit,
+            message: format!("{}: {}", path.display(), self.message),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Open an archive file, with errors that name it.
+pub fn open_archive(path: &Path) -> Result<Archive<FileSource>, CliError> {
+    let meta = std::fs::metadata(path).map_err(|e| CliError::io(path, &e))?;
+    if !meta.is_file() {
+        return Err(CliError::new(path, "is not a regular file"));
+    }
+    let source = FileSource::open(path).map_err(|e| CliError::format(path, e))?;
+    Archive::open(source).map_err(|e| CliError::format(path, e))
+}
+
+/// Parse sizes like `4096`, `256K`, `1M`, `4MiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{text}': unknown unit (use K, M or G)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Human-readable size (binary units).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A progress bar on stderr when it is a terminal and not quiet; hidden otherwise.
+pub fn progress_bar(quiet: bool, total: u64, what: &str) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Copy a virtual range to `w` in block-sized steps. With `check_source`
+/// (whole file), the BLAKE3 of everything written must equal the footer's.
+pub fn copy_range(
+    archive: &Archive<FileSource>,
+    offset: u64,
+    length: u64,
+    w: &mut dyn Write,
+    progress: &dyn Fn(u64),
+    check_source: bool,
+) -> Result<(), CliError> {
+    let step = u64::from(archive.footer().max_block_length.get()).max(1 << 20) * 4;
+    let mut buf = vec![0u8; step.min(length.max(1)) as usize];
+    let mut scratch = archive.new_scratch();
+    let mut hasher = blake3::Hasher::new();
+    let mut done = 0u64;
+    while done < length {
+        let n = (length - done).min(buf.len() as u64) as usize;
+        archive
+            .read_at(offset + done, &mut buf[..n], &mut scratch)
+            .map_err(|e| CliError {
+                exit: Exit::Error,
+                message: e.to_string(),
+            })?;
+        if check_source {
+            hasher.update(&buf[..n]);
+        }
+        w.write_all(&buf[..n]).map_err(|e| CliError {
+            exit: Exit::Error,
+            message: format!("write failed: {e}"),
+        })?;
+        done += n as u64;
+        progress(done);
+    }
+    if check_source && *hasher.finalize().as_bytes() != archive.source_hash() {
+        return Err(CliError {
+            exit: Exit::Error,
+            message: "extracted bytes do not match the recorded source BLAKE3".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `writeln!` into a String (formatting into a String cannot fail).
+#[macro_export]
+macro_rules! outln {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+/// Write command output to stdout; a closed pipe (`| head`) is not an error.
+pub fn emit(text: &str) -> Result<Exit, CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::io(Path::new("stdout"), &e))
+        }
+        _ => Ok(Exit::Ok),
+    }
+}

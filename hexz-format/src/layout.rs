@@ -1,0 +1,238 @@
+//! On-disk fixed structures, exactly as `spec/FORMAT.md` describes them.
+//!
+//! Every struct is `#[repr(C)]` over alignment-1 little-endian field types,
+//! so zerocopy can view or copy it from any byte offset without unsafe code.
+
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// Magic at offset 0 of every archive.
+pub const HEADER_MAGIC: [u8; 8] = *b"HEXZ\x00\r\n\x1a";
+/// Magic at the start of the footer, the last [`FOOTER_SIZE`] bytes.
+pub const FOOTER_MAGIC: [u8; 8] = *b"HXZFOOT\x00";
+/// Magic at the start of the manifest.
+pub const MANIFEST_MAGIC: [u8; 8] = *b"HXZMANI\x00";
+/// Major format version written and accepted.
+pub const VERSION_MAJOR: u16 = 1;
+/// Minor format version written. Readers accept any minor of their major.
+pub const VERSION_MINOR: u16 = 0;
+
+pub const HEADER_SIZE: usize = 64;
+pub const FOOTER_SIZE: usize = 192;
+pub const DIRECTORY_ENTRY_SIZE: usize = 56;
+pub const BLOCK_ENTRY_SIZE: usize = 72;
+pub const MANIFEST_HEADER_SIZE: usize = 104;
+pub const TENSOR_RECORD_SIZE: usize = 48;
+pub const METADATA_RECORD_SIZE: usize = 24;
+
+/// Limits a reader enforces before trusting a declared size or count.
+pub mod limits {
+    /// Largest decoded block.
+    pub const MAX_BLOCK_LENGTH: u32 = 64 << 20;
+    /// Block entries per index page.
+    pub const MAX_ENTRIES_PER_PAGE: u32 = 4096;
+    /// Largest manifest.
+    pub const MAX_MANIFEST_LENGTH: u64 = 1 << 30;
+    /// Most dimensions of one tensor.
+    pub const MAX_DIMS: u16 = 64;
+    /// Deepest parent chain.
+    pub const MAX_CHAIN_DEPTH: u8 = 32;
+}
+
+/// Codec identifiers in a block entry.
+pub mod codec_id {
+    pub const NONE: u8 = 0;
+    pub const LZ4: u8 = 1;
+    pub const ZSTD: u8 = 2;
+}
+
+/// Filter identifiers in a block entry.
+pub mod filter_id {
+    /// Stored bytes decode directly to the block.
+    pub const NONE: u8 = 0;
+    /// Byte k of every element grouped together (element width in the entry).
+    pub const BYTE_GROUP: u8 = 1;
+    /// Reserved: XOR against the parent's bytes, then byte grouping.
+    pub const DELTA_XOR: u8 = 2;
+    /// Reserved: wrapping integer difference against the parent, zigzag, byte grouping.
+    pub const DELTA_SUB: u8 = 3;
+}
+
+/// Source format of the archived file.
+pub mod source_format {
+    pub const RAW: u8 = 0;
+    pub const SAFETENSORS: u8 = 1;
+    pub const GGUF: u8 = 2;
+}
+
+/// Fixed header at offset 0.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct FileHeader {
+    pub magic: [u8; 8],
+    pub version_major: U16,
+    pub version_minor: U16,
+    /// Size of this header; 64 in version 1.
+    pub header_size: U32,
+    /// Must be zero in version 1.
+    pub flags: U64,
+    pub reserved: [u8; 32],
+    /// First 8 bytes (little-endian) of BLAKE3 over bytes [0, 56).
+    pub checksum: U64,
+}
+
+/// Fixed footer, the last 192 bytes of the file.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Footer {
+    pub magic: [u8; 8],
+    /// Length of the source file, i.e. of the virtual space.
+    pub virtual_size: U64,
+    /// Number of block entries across all pages.
+    pub block_count: U64,
+    /// Offset of the directory (array of [`DirectoryEntry`]).
+    pub directory_offset: U64,
+    /// Number of directory entries, i.e. pages.
+    pub page_count: U32,
+    /// Entries in every page but the last.
+    pub entries_per_page: U32,
+    pub manifest_offset: U64,
+    pub manifest_length: U64,
+    /// Largest decoded block length of any entry.
+    pub max_block_length: U32,
+    /// Largest stored length of any entry.
+    pub max_stored_length: U32,
+    /// Must be zero in version 1.
+    pub flags: U64,
+    /// BLAKE3 of the whole source file.
+    pub source_hash: [u8; 32],
+    /// BLAKE3 of the directory bytes.
+    pub directory_hash: [u8; 32],
+    /// BLAKE3 of the manifest bytes.
+    pub manifest_hash: [u8; 32],
+    pub reserved: [u8; 16],
+    /// First 8 bytes (little-endian) of BLAKE3 over footer bytes [0, 184).
+    pub checksum: U64,
+}
+
+/// One directory entry: where a page is and what it covers.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct DirectoryEntry {
+    /// Virtual offset of the first block in the page.
+    pub first_virtual_offset: U64,
+    pub page_offset: U64,
+    pub entry_count: U32,
+    pub reserved: [u8; 4],
+    /// BLAKE3 of the page bytes.
+    pub page_hash: [u8; 32],
+}
+
+/// One block entry inside an index page.
+#[derive(
+    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
+)]
+#[repr(C)]
+pub struct BlockEntry {
+    pub virtual_offset: U64,
+    /// Offset of the stored bytes in the archive named by `location`.
+    pub stored_offset: U64,
+    /// Delta filters: virtual offset in the parent of the base bytes. Zero otherwise.
+    pub delta_base_offset: U64,
+    pub virtual_length: U32,
+    pub stored_length: U32,
+    pub codec: u8,
+    pub filter: u8,
+    /// Element width in bytes for byte grouping and deltas (1, 2, 4 or 8).
+    pub element_width: u8,
+    /// 0: stored in this archive; k: stored in the k-th ancestor.
+    pub location: u8,
+    pub reserved: [u8; 4],
+    /// BLAKE3 of the decoded block.
+    pub hash: [u8; 32],
+}
+
+/// Fixed start of the manifest; variable sections follow in this order:
+/// tensor records, metadata records, dims (u64 each), string table.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ManifestHeader {
+    pub magic: [u8; 8],
+    pub source_format: u8,
+    pub has_parent: u8,
+    pub reserved0: [u8; 6],
+    /// Virtual range [0, source_header_length) holds the source's own header.
+    pub source_header_length: U64,
+    pub tensor_count: U32,
+    pub metadata_count: U32,
+    pub dims_count: U32,
+    pub string_table_length: U32,
+    /// Identity of the parent archive (see spec), zero when `has_parent` is 0.
+    pub parent_identity: [u8; 32],
+    /// Relative path hint to the parent, in the string table.
+    pub parent_hint_offset: U32,
+    pub parent_hint_length: U32,
+    pub reserved1: [u8; 24],
+}
+
+/// A tensor of the source file.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TensorRecord {
+    pub name_offset: U32,
+    pub name_length: U32,
+    pub dtype_offset: U32,
+    pub dtype_length: U16,
+    pub dims_length: U16,
+    /// Index of the first dimension in the dims section.
+    pub dims_index: U32,
+    /// GGML type id for GGUF tensors, 0xFFFF_FFFF otherwise.
+    pub ggml_type: U32,
+    pub virtual_offset: U64,
+    pub length: U64,
+    pub storage_kind: u8,
+    pub reserved: [u8; 7],
+}
+
+/// A user metadata key/value.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct MetadataRecord {
+    pub key_offset: U32,
+    pub key_length: U32,
+    pub value_offset: U32,
+    pub value_length: U32,
+    /// 0: UTF-8 string, 1: JSON text.
+    pub value_kind: u8,
+    pub reserved: [u8; 7],
+}
+
+const _: () = assert!(core::mem::size_of::<FileHeader>() == HEADER_SIZE);
+const _: () = assert!(core::mem::size_of::<Footer>() == FOOTER_SIZE);
+const _: () = assert!(core::mem::size_of::<DirectoryEntry>() == DIRECTORY_ENTRY_SIZE);
+const _: () = assert!(core::mem::size_of::<BlockEntry>() == BLOCK_ENTRY_SIZE);
+const _: () = assert!(core::mem::size_of::<ManifestHeader>() == MANIFEST_HEADER_SIZE);
+const _: () = assert!(core::mem::size_of::<TensorRecord>() == TENSOR_RECORD_SIZE);
+const _: () = assert!(core::mem::size_of::<MetadataRecord>() == METADATA_RECORD_SIZE);
+
+/// How a tensor's bytes are held, summarised from its blocks.
+pub mod storage_kind {
+    /// At least one block stored in this archive.
+    pub const STORED: u8 = 0;
+    /// Every block is a duplicate of bytes stored elsewhere in this archive.
+    pub const DEDUPLICATED: u8 = 1;
+    /// Every block is referenced from the parent chain.
+    pub const PARENT: u8 = 2;
+    /// At least one block is a delta against the parent.
+    pub const DELTA: u8 = 3;
+    /// Zero-length tensor: no blocks.
+    pub const EMPTY: u8 = 4;
+}
+
+/// First 8 bytes of BLAKE3, little-endian: the checksum of header and footer.
+pub fn short_checksum(bytes: &[u8]) -> u64 {
+    let digest = blake3::hash(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}

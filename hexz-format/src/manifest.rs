@@ -1,0 +1,558 @@
+//! The manifest: source format, tensor table, user metadata, parent reference.
+//!
+//! It is a fixed [`ManifestHeader`] followed by fixed-size records, a dims
+//! section and a string table, so a reader without an allocator can find a
+//! tensor by name with positioned reads alone.
+
+use zerocopy::FromBytes;
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    limits, storage_kind, ManifestHeader, MetadataRecord, TensorRecord, MANIFEST_HEADER_SIZE,
+    MANIFEST_MAGIC, METADATA_RECORD_SIZE, TENSOR_RECORD_SIZE,
+};
+use crate::source::ReadAt;
+
+/// Where the manifest's sections are, after validating its header.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestView {
+    pub header: ManifestHeader,
+    /// Absolute offset of the manifest in the archive.
+    pub offset: u64,
+    tensors_at: u64,
+    metadata_at: u64,
+    dims_at: u64,
+    strings_at: u64,
+    virtual_size: u64,
+}
+
+/// `ggml_type` value of tensors that do not come from GGUF.
+pub const NO_GGML_TYPE: u32 = u32::MAX;
+
+impl ManifestView {
+    /// Validate the manifest header read from `bytes` (the manifest's first
+    /// bytes) and that the sections fill exactly `length` bytes.
+    pub fn parse(bytes: &[u8], offset: u64, length: u64, virtual_size: u64) -> Result<Self> {
+        let header = ManifestHeader::read_from_prefix(bytes)
+            .map_err(|_| Error::Truncated {
+                what: "manifest header",
+                offset,
+                needed: MANIFEST_HEADER_SIZE as u64,
+                available: bytes.len() as u64,
+            })?
+            .0;
+        if header.magic != MANIFEST_MAGIC {
+            return Err(Error::BadMagic {
+                what: "manifest",
+                offset,
+            });
+        }
+        if header.reserved0 != [0; 6] || header.reserved1 != [0; 24] {
+            return Err(Error::invalid(
+                "manifest reserved bytes",
+                offset,
+                "must be zero",
+            ));
+        }
+        if header.source_format > crate::layout::source_format::GGUF {
+            return Err(Error::invalid(
+                "manifest source_format",
+                offset + 8,
+                "unknown source format",
+            ));
+        }
+        if header.has_parent > 1 {
+            return Err(Error::invalid(
+                "manifest has_parent",
+                offset + 9,
+                "must be 0 or 1",
+            ));
+        }
+        if header.has_parent == 0
+            && (header.parent_identity != [0; 32] || header.parent_hint_length.get() != 0)
+        {
+            return Err(Error::invalid(
+                "manifest parent_identity",
+                offset + 40,
+                "set without has_parent",
+            ));
+        }
+        if header.source_header_length.get() > virtual_size {
+            return Err(Error::invalid(
+                "manifest source_header_length",
+                offset + 16,
+                "larger than the source file",
+            ));
+        }
+        let tensors_at = offset + MANIFEST_HEADER_SIZE as u64;
+        let metadata_at = u64::from(header.tensor_count.get())
+            .checked_mul(TENSOR_RECORD_SIZE as u64)
+            .and_then(|n| n.checked_add(tensors_at));
+        let dims_at = metadata_at.and_then(|at| {
+            u64::from(header.metadata_count.get())
+                .checked_mul(METADATA_RECORD_SIZE as u64)?
+                .checked_add(at)
+        });
+        let strings_at = dims_at.and_then(|at| {
+            u64::from(header.dims_count.get())
+                .checked_mul(8)?
+                .checked_add(at)
+        });
+        let end =
+            strings_at.and_then(|at| at.checked_add(u64::from(header.string_table_length.get())));
+        match (metadata_at, dims_at, strings_at, end) {
+            (Some(metadata_at), Some(dims_at), Some(strings_at), Some(end))
+                if end == offset + length =>
+            {
+                let view = ManifestView {
+                    header,
+                    offset,
+                    tensors_at,
+                    metadata_at,
+                    dims_at,
+                    strings_at,
+                    virtual_size,
+                };
+                if header.has_parent == 1 {
+                    view.check_string(
+                        header.parent_hint_offset.get(),
+                        header.parent_hint_length.get(),
+                        "parent hint",
+                        offset + 72,
+                    )?;
+                }
+                Ok(view)
+            }
+            _ => Err(Error::invalid(
+                "manifest section counts",
+                offset + 24,
+                "sections do not fill the manifest exactly",
+            )),
+        }
+    }
+
+    pub fn source_format(&self) -> u8 {
+        self.header.source_format
+    }
+
+    pub fn tensor_count(&self) -> u32 {
+        self.header.tensor_count.get()
+    }
+
+    pub fn metadata_count(&self) -> u32 {
+        self.header.metadata_count.get()
+    }
+
+    fn check_string(&self, at: u32, len: u32, field: &'static str, offset: u64) -> Result<()> {
+        let end = u64::from(at) + u64::from(len);
+        if end > u64::from(self.header.string_table_length.get()) {
+            return Err(Error::invalid(
+                field,
+                offset,
+                "string outside the string table",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Absolute offset of a string-table reference.
+    pub fn string_offset(&self, at: u32) -> u64 {
+        self.strings_at + u64::from(at)
+    }
+
+    /// Read and validate tensor record `index`.
+    pub fn tensor<R: ReadAt + ?Sized>(&self, src: &R, index: u32) -> Result<TensorRecord> {
+        if index >= self.tensor_count() {
+            return Err(Error::InvalidArgument("tensor index out of range"));
+        }
+        let at = self.tensors_at + u64::from(index) * TENSOR_RECORD_SIZE as u64;
+        let mut raw = [0u8; TENSOR_RECORD_SIZE];
+        src.read_exact_at(at, &mut raw)?;
+        let record = TensorRecord::read_from_bytes(&raw)
+            .map_err(|_| Error::invalid("tensor record", at, "size"))?;
+        self.check_string(
+            record.name_offset.get(),
+            record.name_length.get(),
+            "tensor name",
+            at,
+        )?;
+        self.check_string(
+            record.dtype_offset.get(),
+            u32::from(record.dtype_length.get()),
+            "tensor dtype",
+            at + 8,
+        )?;
+        if record.dims_length.get() > limits::MAX_DIMS {
+            return Err(Error::invalid(
+                "tensor dims_length",
+                at + 14,
+                "too many dimensions",
+            ));
+        }
+        if u64::from(record.dims_index.get()) + u64::from(record.dims_length.get())
+            > u64::from(self.header.dims_count.get())
+        {
+            return Err(Error::invalid(
+                "tensor dims_index",
+                at + 16,
+                "dimensions outside the dims section",
+            ));
+        }
+        let end = record.virtual_offset.get().checked_add(record.length.get());
+        if end.is_none_or(|end| end > self.virtual_size) {
+            return Err(Error::invalid(
+                "tensor virtual_offset",
+                at + 24,
+                "tensor outside the virtual space",
+            ));
+        }
+        if record.storage_kind > storage_kind::EMPTY {
+            return Err(Error::invalid(
+                "tensor storage_kind",
+                at + 40,
+                "unknown storage kind",
+            ));
+        }
+        if record.reserved != [0; 7] {
+            return Err(Error::invalid(
+                "tensor reserved bytes",
+                at + 41,
+                "must be zero",
+            ));
+        }
+        Ok(record)
+    }
+
+    /// Dimension `i` of a tensor record (0 ≤ i < dims_length).
+    pub fn dim<R: ReadAt + ?Sized>(&self, src: &R, record: &TensorRecord, i: u16) -> Result<u64> {
+        if i >= record.dims_length.get() {
+            return Err(Error::InvalidArgument("dimension index out of range"));
+        }
+        let mut raw = [0u8; 8];
+        src.read_exact_at(
+            self.dims_at + (u64::from(record.dims_index.get()) + u64::from(i)) * 8,
+            &mut raw,
+        )?;
+        Ok(u64::from_le_bytes(raw))
+    }
+
+    /// Read and validate metadata record `index`.
+    pub fn metadata<R: ReadAt + ?Sized>(&self, src: &R, index: u32) -> Result<MetadataRecord> {
+        if index >= self.metadata_count() {
+            return Err(Error::InvalidArgument("metadata index out of range"));
+        }
+        let at = self.metadata_at + u64::from(index) * METADATA_RECORD_SIZE as u64;
+        let mut raw = [0u8; METADATA_RECORD_SIZE];
+        src.read_exact_at(at, &mut raw)?;
+        let record = MetadataRecord::read_from_bytes(&raw)
+            .map_err(|_| Error::invalid("metadata record", at, "size"))?;
+        self.check_string(
+            record.key_offset.get(),
+            record.key_length.get(),
+            "metadata key",
+            at,
+        )?;
+        self.check_string(
+            record.value_offset.get(),
+            record.value_length.get(),
+            "metadata value",
+            at + 8,
+        )?;
+        if record.value_kind > 1 || record.reserved != [0; 7] {
+            return Err(Error::invalid(
+                "metadata value_kind",
+                at + 16,
+                "unknown kind or nonzero reserved bytes",
+            ));
+        }
+        Ok(record)
+    }
+
+    /// Whether the string at (`at`, `len`) equals `want`, compared in chunks
+    /// so no allocation is needed.
+    pub fn string_eq<R: ReadAt + ?Sized>(
+        &self,
+        src: &R,
+        at: u32,
+        len: u32,
+        want: &[u8],
+    ) -> Result<bool> {
+        if want.len() as u64 != u64::from(len) {
+            return Ok(false);
+        }
+        let mut chunk = [0u8; 64];
+        let mut done = 0usize;
+        while done < want.len() {
+            let n = (want.len() - done).min(chunk.len());
+            src.read_exact_at(self.string_offset(at) + done as u64, &mut chunk[..n])?;
+            if chunk[..n] != want[done..done + n] {
+                return Ok(false);
+            }
+            done += n;
+        }
+        Ok(true)
+    }
+
+    /// Copy the string at (`at`, `len`) into `out`, returning its length.
+    pub fn read_string<R: ReadAt + ?Sized>(
+        &self,
+        src: &R,
+        at: u32,
+        len: u32,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let len = len as usize;
+        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall {
+            what: "string buffer",
+            needed: len as u64,
+            got: 0,
+        })?;
+        src.read_exact_at(self.string_offset(at), dst)?;
+        Ok(len)
+    }
+}
+
+#[cfg(feature = "alloc")]
+pub use owned::*;
+
+#[cfg(feature = "alloc")]
+mod owned {
+    use alloc::string::String;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use zerocopy::little_endian::{U16, U32, U64};
+    use zerocopy::IntoBytes;
+
+    use super::*;
+
+    /// A tensor as the manifest records it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TensorInfo {
+        pub name: String,
+        /// The dtype exactly as the source names it (safetensors string or GGML type name).
+        pub dtype: String,
+        /// GGML type id for GGUF tensors.
+        pub ggml_type: Option<u32>,
+        pub shape: Vec<u64>,
+        /// Offset in the source file (= virtual offset).
+        pub offset: u64,
+        pub length: u64,
+        pub storage_kind: u8,
+    }
+
+    /// A user metadata value.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum MetadataValue {
+        String(String),
+        /// JSON text, validated when stored.
+        Json(String),
+    }
+
+    /// Reference to the parent archive of a delta archive.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ParentRef {
+        pub identity: [u8; 32],
+        /// Path of the parent relative to the child's directory.
+        pub hint: String,
+    }
+
+    /// The decoded manifest.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct Manifest {
+        pub source_format: u8,
+        pub source_header_length: u64,
+        pub tensors: Vec<TensorInfo>,
+        pub metadata: Vec<(String, MetadataValue)>,
+        pub parent: Option<ParentRef>,
+    }
+
+    fn u32_len(n: usize, what: &'static str) -> Result<u32> {
+        u32::try_from(n).map_err(|_| Error::LimitExceeded {
+            what,
+            value: n as u64,
+            limit: u64::from(u32::MAX),
+        })
+    }
+
+    struct Strings(Vec<u8>);
+    impl Strings {
+        fn add(&mut self, s: &str) -> Result<(u32, u32)> {
+            let at = u32_len(self.0.len(), "manifest string table")?;
+            self.0.extend_from_slice(s.as_bytes());
+            u32_len(self.0.len(), "manifest string table")?;
+            Ok((at, s.len() as u32))
+        }
+    }
+
+    impl Manifest {
+        /// Serialise to the on-disk layout.
+        pub fn encode(&self) -> Result<Vec<u8>> {
+            let mut strings = Strings(Vec::new());
+            let mut dims: Vec<u64> = Vec::new();
+            let mut tensor_bytes = Vec::with_capacity(self.tensors.len() * TENSOR_RECORD_SIZE);
+            for t in &self.tensors {
+                let (name_offset, name_length) = strings.add(&t.name)?;
+                let (dtype_offset, dtype_length) = strings.add(&t.dtype)?;
+                let dims_length = u16::try_from(t.shape.len())
+                    .ok()
+                    .filter(|&n| n <= limits::MAX_DIMS)
+                    .ok_or(Error::InvalidArgument("tensor has too many dimensions"))?;
+                let dims_index = u32_len(dims.len(), "manifest dims")?;
+                dims.extend_from_slice(&t.shape);
+                let record = TensorRecord {
+                    name_offset: U32::new(name_offset),
+                    name_length: U32::new(name_length),
+                    dtype_offset: U32::new(dtype_offset),
+                    dtype_length: U16::new(
+                        u16::try_from(dtype_length)
+                            .map_err(|_| Error::InvalidArgument("dtype name too long"))?,
+                    ),
+                    dims_length: U16::new(dims_length),
+                    dims_index: U32::new(dims_index),
+                    ggml_type: U32::new(t.ggml_type.unwrap_or(NO_GGML_TYPE)),
+                    virtual_offset: U64::new(t.offset),
+                    length: U64::new(t.length),
+                    storage_kind: t.storage_kind,
+                    reserved: [0; 7],
+                };
+                tensor_bytes.extend_from_slice(record.as_bytes());
+            }
+            let mut metadata_bytes = Vec::new();
+            for (key, value) in &self.metadata {
+                let (key_offset, key_length) = strings.add(key)?;
+                let (kind, text) = match value {
+                    MetadataValue::String(s) => (0u8, s),
+                    MetadataValue::Json(s) => (1u8, s),
+                };
+                let (value_offset, value_length) = strings.add(text)?;
+                let record = MetadataRecord {
+                    key_offset: U32::new(key_offset),
+                    key_length: U32::new(key_length),
+                    value_offset: U32::new(value_offset),
+                    value_length: U32::new(value_length),
+                    value_kind: kind,
+                    reserved: [0; 7],
+                };
+                metadata_bytes.extend_from_slice(record.as_bytes());
+            }
+            let (parent_identity, hint) = match &self.parent {
+                Some(p) => (p.identity, strings.add(&p.hint)?),
+                None => ([0; 32], (0, 0)),
+            };
+            let header = ManifestHeader {
+                magic: MANIFEST_MAGIC,
+                source_format: self.source_format,
+                has_parent: u8::from(self.parent.is_some()),
+                reserved0: [0; 6],
+                source_header_length: U64::new(self.source_header_length),
+                tensor_count: U32::new(u32_len(self.tensors.len(), "tensor count")?),
+                metadata_count: U32::new(u32_len(self.metadata.len(), "metadata count")?),
+                dims_count: U32::new(u32_len(dims.len(), "manifest dims")?),
+                string_table_length: U32::new(u32_len(strings.0.len(), "manifest string table")?),
+                parent_identity,
+                parent_hint_offset: U32::new(hint.0),
+                parent_hint_length: U32::new(hint.1),
+                reserved1: [0; 24],
+            };
+            let mut out = Vec::new();
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(&tensor_bytes);
+            out.extend_from_slice(&metadata_bytes);
+            for d in dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&strings.0);
+            Ok(out)
+        }
+    }
+
+    impl ManifestView {
+        fn owned_string<R: ReadAt + ?Sized>(
+            &self,
+            src: &R,
+            at: u32,
+            len: u32,
+            field: &'static str,
+        ) -> Result<String> {
+            let mut buf = vec![0u8; len as usize];
+            self.read_string(src, at, len, &mut buf)?;
+            String::from_utf8(buf)
+                .map_err(|_| Error::invalid(field, self.string_offset(at), "not valid UTF-8"))
+        }
+
+        /// Decode tensor `index` into an owned [`TensorInfo`].
+        pub fn tensor_info<R: ReadAt + ?Sized>(&self, src: &R, index: u32) -> Result<TensorInfo> {
+            let r = self.tensor(src, index)?;
+            let mut shape = Vec::with_capacity(usize::from(r.dims_length.get()));
+            for i in 0..r.dims_length.get() {
+                shape.push(self.dim(src, &r, i)?);
+            }
+            Ok(TensorInfo {
+                name: self.owned_string(
+                    src,
+                    r.name_offset.get(),
+                    r.name_length.get(),
+                    "tensor name",
+                )?,
+                dtype: self.owned_string(
+                    src,
+                    r.dtype_offset.get(),
+                    u32::from(r.dtype_length.get()),
+                    "tensor dtype",
+                )?,
+                ggml_type: Some(r.ggml_type.get()).filter(|&t| t != NO_GGML_TYPE),
+                shape,
+                offset: r.virtual_offset.get(),
+                length: r.length.get(),
+                storage_kind: r.storage_kind,
+            })
+        }
+
+        /// Decode the whole manifest.
+        pub fn decode<R: ReadAt + ?Sized>(&self, src: &R) -> Result<Manifest> {
+            let mut tensors = Vec::new();
+            for i in 0..self.tensor_count() {
+                tensors.push(self.tensor_info(src, i)?);
+            }
+            let mut metadata = Vec::new();
+            for i in 0..self.metadata_count() {
+                let r = self.metadata(src, i)?;
+                let key =
+                    self.owned_string(src, r.key_offset.get(), r.key_length.get(), "metadata key")?;
+                let text = self.owned_string(
+                    src,
+                    r.value_offset.get(),
+                    r.value_length.get(),
+                    "metadata value",
+                )?;
+                let value = if r.value_kind == 1 {
+                    MetadataValue::Json(text)
+                } else {
+                    MetadataValue::String(text)
+                };
+                metadata.push((key, value));
+            }
+            let parent = if self.header.has_parent == 1 {
+                Some(ParentRef {
+                    identity: self.header.parent_identity,
+                    hint: self.owned_string(
+                        src,
+                        self.header.parent_hint_offset.get(),
+                        self.header.parent_hint_length.get(),
+                        "parent hint",
+                    )?,
+                })
+            } else {
+                None
+            };
+            Ok(Manifest {
+                source_format: self.header.source_format,
+                source_header_length: self.header.source_header_length.get(),
+                tensors,
+                metadata,
+                parent,
+            })
+        }
+    }
+}
