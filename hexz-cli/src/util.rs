@@ -42,7 +42,13 @@ impl CliError {
         }
     }
     pub fn io(path: &Path, e: &std::io::Error) -> Self {
-        Self::new(path, e)
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::NotFound => Self::new(path, "not found"),
+            K::PermissionDenied => Self::new(path, "permission denied"),
+            K::IsADirectory => Self::new(path, "is a directory"),
+            _ => Self::new(path, e),
+        }
     }
     pub fn format(path: &Path, e: hexz_format::Error) -> Self {
         Self::new(path, e)

@@ -50,12 +50,9 @@ pub fn filter_name(filter: u8) -> &'static str {
 
 /// Whether this build can decode `codec`.
 pub fn codec_available(codec: u8) -> bool {
-    match codec {
-        codec_id::NONE => true,
-        codec_id::LZ4 => cfg!(feature = "lz4"),
-        codec_id::ZSTD => cfg!(feature = "zstd"),
-        _ => false,
-    }
+    (codec == codec_id::NONE)
+        || (codec == codec_id::LZ4 && cfg!(feature = "lz4"))
+        || (codec == codec_id::ZSTD && cfg!(feature = "zstd"))
 }
 
 /// Byte grouping: byte k of every `width`-byte element goes to stream k.

@@ -455,7 +455,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
 
 impl GgufHeader {
     /// Bytes of a string span from the same buffer the header was parsed from.
-    pub fn span<'a>(bytes: &'a [u8], span: Span) -> &'a [u8] {
+    pub fn span(bytes: &[u8], span: Span) -> &[u8] {
         bytes
             .get(span.offset as usize..(span.offset + span.len) as usize)
             .unwrap_or(&[])

@@ -47,7 +47,8 @@ pub fn looks_like_safetensors(prefix: &[u8], file_len: u64) -> bool {
             let mut n = [0u8; 8];
             n.copy_from_slice(len);
             let n = u64::from_le_bytes(n);
-            n >= 2 && n <= MAX_HEADER_SIZE && n.checked_add(8).is_some_and(|end| end <= file_len)
+            (2..=MAX_HEADER_SIZE).contains(&n)
+                && n.checked_add(8).is_some_and(|end| end <= file_len)
         }
         _ => false,
     }
@@ -182,7 +183,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<SafetensorsHeader> {
             length: end - begin,
         });
     }
-    tensors.sort_by(|a, b| (a.offset, a.length).cmp(&(b.offset, b.length)));
+    tensors.sort_by_key(|t| (t.offset, t.length));
     let mut expected = header_length;
     for t in &tensors {
         if t.offset != expected {

@@ -213,6 +213,9 @@ fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
     })
 }
 
+/// A tensor's index and the block range [first, end) it was cut into.
+type TensorBlocks = (usize, u64, u64);
+
 struct Job {
     index: u64,
     offset: u64,
@@ -273,7 +276,7 @@ where
 
     let mut entries: Vec<BlockEntry> = Vec::new();
     let mut deduplicated: Vec<bool> = Vec::new();
-    let mut tensor_blocks: Vec<(usize, u64, u64)> = Vec::new(); // (tensor, first block, end block)
+    let mut tensor_blocks: Vec<TensorBlocks> = Vec::new();
     let mut first_location: HashMap<[u8; 32], (u64, u32, u8, u8, u8)> = HashMap::new();
     let mut report = StoreReport {
         source_format: plan.format,
@@ -327,7 +330,7 @@ where
 
         // Reader: walks the segments in order, hashing the whole source as it goes.
         let segments = &plan.segments;
-        let reader = scope.spawn(move || -> Result<([u8; 32], Vec<(usize, u64, u64)>)> {
+        let reader = scope.spawn(move || -> Result<([u8; 32], Vec<TensorBlocks>)> {
             let mut source_hasher = blake3::Hasher::new();
             let mut index = 0u64;
             let mut ranges = Vec::new();

