@@ -93,9 +93,24 @@ pub fn ungroup(input: &[u8], width: usize, out: &mut [u8]) {
     out[body..].copy_from_slice(&input[body..]);
 }
 
+/// A reusable zstd decompression context, when zstd is compiled in; reusing
+/// one avoids the allocation `ZSTD_decompress` makes per call.
+#[cfg(feature = "zstd")]
+pub type ZstdContext<'a> = Option<&'a mut zstd_safe::DCtx<'static>>;
+/// Without zstd there is no context.
+#[cfg(not(feature = "zstd"))]
+pub type ZstdContext<'a> = Option<&'a mut core::convert::Infallible>;
+
 /// Decode `stored` with `codec` into `out`, which must come out exactly full.
 /// Errors are short reasons; the caller adds which block it was.
-pub fn decompress(codec: u8, stored: &[u8], out: &mut [u8]) -> Result<(), &'static str> {
+pub fn decompress(
+    codec: u8,
+    stored: &[u8],
+    out: &mut [u8],
+    zstd: ZstdContext<'_>,
+) -> Result<(), &'static str> {
+    #[cfg(not(feature = "zstd"))]
+    let _ = zstd;
     let produced = match codec {
         codec_id::NONE => {
             if stored.len() != out.len() {

@@ -7,7 +7,7 @@
 
 use zerocopy::FromBytes;
 
-use crate::codec::{self, codec_available, codec_name};
+use crate::codec::{self, codec_available, codec_name, ZstdContext};
 use crate::error::{Error, Result};
 use crate::layout::{
     filter_id, limits, short_checksum, BlockEntry, DirectoryEntry, FileHeader, Footer,
@@ -16,6 +16,26 @@ use crate::layout::{
 };
 use crate::manifest::ManifestView;
 use crate::source::ReadAt;
+
+/// Working memory for decoding: [`Archive::scratch_size`] bytes, and a
+/// reusable zstd context where there is one. Implemented for byte slices and
+/// arrays (no allocation anywhere) and, with `alloc`, for [`Workspace`].
+pub trait Scratch {
+    /// The scratch bytes and the zstd context.
+    fn parts(&mut self) -> (&mut [u8], ZstdContext<'_>);
+}
+
+impl Scratch for [u8] {
+    fn parts(&mut self) -> (&mut [u8], ZstdContext<'_>) {
+        (self, None)
+    }
+}
+
+impl<const N: usize> Scratch for [u8; N] {
+    fn parts(&mut self) -> (&mut [u8], ZstdContext<'_>) {
+        (self, None)
+    }
+}
 
 /// An open archive over any [`ReadAt`] source.
 #[derive(Debug, Clone)]
@@ -587,12 +607,24 @@ impl<R: ReadAt> Archive<R> {
 
     /// Decode one block into `out` (exactly its virtual length) and check
     /// its hash unless hash checks are off. `index` is only used in errors.
-    pub fn decode_block(
+    pub fn decode_block<S: Scratch + ?Sized>(
+        &self,
+        index: u64,
+        e: &BlockEntry,
+        out: &mut [u8],
+        scratch: &mut S,
+    ) -> Result<()> {
+        let (bytes, zstd) = scratch.parts();
+        self.decode_block_into(index, e, out, bytes, zstd)
+    }
+
+    fn decode_block_into(
         &self,
         index: u64,
         e: &BlockEntry,
         out: &mut [u8],
         scratch: &mut [u8],
+        zstd: ZstdContext<'_>,
     ) -> Result<()> {
         let vlen = e.virtual_length.get() as usize;
         let voff = e.virtual_offset.get();
@@ -635,10 +667,10 @@ impl<R: ReadAt> Archive<R> {
         };
         if e.filter == filter_id::BYTE_GROUP {
             let (tmp, _) = split_scratch(rest, vlen)?;
-            codec::decompress(e.codec, stored, tmp).map_err(fail)?;
+            codec::decompress(e.codec, stored, tmp, zstd).map_err(fail)?;
             codec::ungroup(tmp, usize::from(e.element_width), out);
         } else {
-            codec::decompress(e.codec, stored, out).map_err(fail)?;
+            codec::decompress(e.codec, stored, out, zstd).map_err(fail)?;
         }
         if self.verify_hashes && *blake3::hash(out).as_bytes() != e.hash {
             return Err(Error::HashMismatch {
@@ -651,7 +683,13 @@ impl<R: ReadAt> Archive<R> {
 
     /// Read virtual bytes [`offset`, `offset + out.len()`) into `out`.
     /// Blocks wholly inside the range decode straight into `out`.
-    pub fn read_at(&self, offset: u64, out: &mut [u8], scratch: &mut [u8]) -> Result<()> {
+    pub fn read_at<S: Scratch + ?Sized>(
+        &self,
+        offset: u64,
+        out: &mut [u8],
+        scratch: &mut S,
+    ) -> Result<()> {
+        let (scratch, mut zstd) = scratch.parts();
         let length = out.len() as u64;
         let end = offset.checked_add(length);
         if end.is_none_or(|end| end > self.virtual_size()) {
@@ -682,10 +720,22 @@ impl<R: ReadAt> Archive<R> {
             let skip = (pos - bstart) as usize;
             let take = (blen - skip).min(out.len() - written);
             if skip == 0 && take == blen {
-                self.decode_block(index, &entry, &mut out[written..written + blen], scratch)?;
+                self.decode_block_into(
+                    index,
+                    &entry,
+                    &mut out[written..written + blen],
+                    scratch,
+                    zstd.as_deref_mut(),
+                )?;
             } else {
                 let (work, whole) = scratch.split_at_mut(need - blen);
-                self.decode_block(index, &entry, &mut whole[..blen], work)?;
+                self.decode_block_into(
+                    index,
+                    &entry,
+                    &mut whole[..blen],
+                    work,
+                    zstd.as_deref_mut(),
+                )?;
                 out[written..written + take].copy_from_slice(&whole[skip..skip + take]);
             }
             written += take;
@@ -733,7 +783,12 @@ impl<R: ReadAt> Archive<R> {
     }
 
     /// Read tensor `index` into the start of `out`; returns its length.
-    pub fn read_tensor(&self, index: u32, out: &mut [u8], scratch: &mut [u8]) -> Result<usize> {
+    pub fn read_tensor<S: Scratch + ?Sized>(
+        &self,
+        index: u32,
+        out: &mut [u8],
+        scratch: &mut S,
+    ) -> Result<usize> {
         let r = self.manifest.tensor(&self.src, index)?;
         let len = usize::try_from(r.length.get())
             .map_err(|_| Error::InvalidArgument("tensor too large"))?;
@@ -770,10 +825,54 @@ mod owned {
     /// Most bytes the allocating helpers will read in one call.
     pub const MAX_OWNED_READ: u64 = 1 << 34;
 
+    /// Owned scratch: a buffer and, with zstd, a reusable decompression
+    /// context. Make one per thread with [`Archive::new_scratch`].
+    pub struct Workspace {
+        buf: Vec<u8>,
+        #[cfg(feature = "zstd")]
+        zstd: zstd_safe::DCtx<'static>,
+    }
+
+    impl Workspace {
+        /// A workspace of `size` bytes.
+        pub fn new(size: usize) -> Self {
+            Workspace {
+                buf: vec![0u8; size],
+                #[cfg(feature = "zstd")]
+                zstd: zstd_safe::DCtx::create(),
+            }
+        }
+
+        /// Bytes of scratch held.
+        pub fn len(&self) -> usize {
+            self.buf.len()
+        }
+
+        /// Whether the workspace holds no scratch bytes.
+        pub fn is_empty(&self) -> bool {
+            self.buf.is_empty()
+        }
+    }
+
+    impl Scratch for Workspace {
+        fn parts(&mut self) -> (&mut [u8], ZstdContext<'_>) {
+            #[cfg(feature = "zstd")]
+            return (&mut self.buf, Some(&mut self.zstd));
+            #[cfg(not(feature = "zstd"))]
+            return (&mut self.buf, None);
+        }
+    }
+
+    impl Scratch for Vec<u8> {
+        fn parts(&mut self) -> (&mut [u8], ZstdContext<'_>) {
+            (self.as_mut_slice(), None)
+        }
+    }
+
     impl<R: ReadAt> Archive<R> {
-        /// A scratch buffer of [`scratch_size`](Self::scratch_size) bytes.
-        pub fn new_scratch(&self) -> Vec<u8> {
-            vec![0u8; self.scratch_size()]
+        /// A workspace of [`scratch_size`](Self::scratch_size) bytes.
+        pub fn new_scratch(&self) -> Workspace {
+            Workspace::new(self.scratch_size())
         }
 
         /// Read a virtual range into a new vector.
@@ -828,4 +927,4 @@ mod owned {
 }
 
 #[cfg(feature = "alloc")]
-pub use owned::MAX_OWNED_READ;
+pub use owned::{Workspace, MAX_OWNED_READ};

@@ -70,11 +70,7 @@ pub fn verify_open<R: ReadAt>(
     let mut block_starts: BTreeSet<u64> = BTreeSet::new();
     let mut stored: Vec<(u64, u64, &'static str)> = Vec::new();
     let mut expected = 0u64;
-    let mut scratch = if deep {
-        archive.new_scratch()
-    } else {
-        Vec::new()
-    };
+    let mut scratch = crate::reader::Workspace::new(if deep { archive.scratch_size() } else { 0 });
     let mut block_buf = vec![
         0u8;
         if deep {
