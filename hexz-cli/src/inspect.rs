@@ -33,11 +33,7 @@ pub fn storage_kind_name(k: u8) -> &'static str {
 }
 
 /// Everything `inspect --json` prints (the stable schema documented in README).
-fn summary(
-    path: &Path,
-    archive: &Archive<FileSource>,
-    manifest: &Manifest,
-) -> Result<Value, CliError> {
+fn summary(path: &Path, archive: &Archive<FileSource>, manifest: &Manifest) -> Result<Value, CliError> {
     let mut codecs: BTreeMap<&str, u64> = BTreeMap::new();
     let mut filters: BTreeMap<&str, u64> = BTreeMap::new();
     let mut stored = std::collections::HashSet::new();
@@ -47,9 +43,7 @@ fn summary(
     for i in 0..archive.footer().page_count.get() {
         let page = archive.page(i).map_err(|e| CliError::format(path, e))?;
         for slot in 0..page.entry_count {
-            let e = archive
-                .entry(&page, slot)
-                .map_err(|e| CliError::format(path, e))?;
+            let e = archive.entry(&page, slot).map_err(|e| CliError::format(path, e))?;
             *codecs.entry(codec_name(e.codec)).or_default() += 1;
             *filters.entry(filter_name(e.filter)).or_default() += 1;
             if stored.insert((e.location, e.stored_offset.get())) {
@@ -84,9 +78,7 @@ fn summary(
         .map(|(k, v)| {
             let value = match v {
                 MetadataValue::String(s) => Value::String(s.clone()),
-                MetadataValue::Json(s) => {
-                    serde_json::from_str(s).unwrap_or(Value::String(s.clone()))
-                }
+                MetadataValue::Json(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
             };
             (k.clone(), value)
         })
@@ -146,21 +138,17 @@ pub fn gguf_value_json(bytes: &[u8], v: &GgufValue) -> Value {
                                 gguf::value_type::U8 => GgufValue::U8(raw[0]),
                                 gguf::value_type::I8 => GgufValue::I8(raw[0] as i8),
                                 gguf::value_type::BOOL => GgufValue::Bool(raw[0] != 0),
-                                gguf::value_type::U16 => {
-                                    GgufValue::U16(u16::from_le_bytes([raw[0], raw[1]]))
+                                gguf::value_type::U16 => GgufValue::U16(u16::from_le_bytes([raw[0], raw[1]])),
+                                gguf::value_type::I16 => GgufValue::I16(i16::from_le_bytes([raw[0], raw[1]])),
+                                gguf::value_type::U32 => {
+                                    GgufValue::U32(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
                                 }
-                                gguf::value_type::I16 => {
-                                    GgufValue::I16(i16::from_le_bytes([raw[0], raw[1]]))
+                                gguf::value_type::I32 => {
+                                    GgufValue::I32(i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
                                 }
-                                gguf::value_type::U32 => GgufValue::U32(u32::from_le_bytes([
-                                    raw[0], raw[1], raw[2], raw[3],
-                                ])),
-                                gguf::value_type::I32 => GgufValue::I32(i32::from_le_bytes([
-                                    raw[0], raw[1], raw[2], raw[3],
-                                ])),
-                                gguf::value_type::F32 => GgufValue::F32(f32::from_le_bytes([
-                                    raw[0], raw[1], raw[2], raw[3],
-                                ])),
+                                gguf::value_type::F32 => {
+                                    GgufValue::F32(f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
+                                }
                                 gguf::value_type::U64 => GgufValue::U64(u64::from_le_bytes(raw)),
                                 gguf::value_type::I64 => GgufValue::I64(i64::from_le_bytes(raw)),
                                 _ => GgufValue::F64(f64::from_le_bytes(raw)),
@@ -175,9 +163,7 @@ pub fn gguf_value_json(bytes: &[u8], v: &GgufValue) -> Value {
 }
 
 fn gguf_json(path: &Path, archive: &Archive<FileSource>) -> Result<Value, CliError> {
-    let (bytes, header) = archive
-        .gguf_header()
-        .map_err(|e| CliError::format(path, e))?;
+    let (bytes, header) = archive.gguf_header().map_err(|e| CliError::format(path, e))?;
     let kv: Vec<Value> = header
         .kvs
         .iter()
@@ -194,9 +180,7 @@ fn gguf_json(path: &Path, archive: &Archive<FileSource>) -> Result<Value, CliErr
             })
         })
         .collect();
-    Ok(
-        json!({"version": header.version, "alignment": header.alignment, "data_offset": header.data_offset, "kv": kv}),
-    )
+    Ok(json!({"version": header.version, "alignment": header.alignment, "data_offset": header.data_offset, "kv": kv}))
 }
 
 pub fn inspect(path: &Path, as_json: bool, kv: bool) -> Result<Exit, CliError> {
@@ -208,54 +192,19 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool) -> Result<Exit, CliError> {
         s["gguf"] = gguf_json(path, &archive)?;
     }
     if as_json {
-        outln!(
-            o,
-            "{}",
-            serde_json::to_string_pretty(&s).unwrap_or_default()
-        );
+        outln!(o, "{}", serde_json::to_string_pretty(&s).unwrap_or_default());
         return emit(&o);
     }
     let num = |k: &str| s[k].as_u64().unwrap_or(0);
     outln!(o, "archive         {}", path.display());
-    outln!(
-        o,
-        "format version  {}",
-        s["format_version"].as_str().unwrap_or("")
-    );
-    outln!(
-        o,
-        "identity        {}",
-        s["identity"].as_str().unwrap_or("")
-    );
-    outln!(
-        o,
-        "source format   {}",
-        s["source_format"].as_str().unwrap_or("")
-    );
-    outln!(
-        o,
-        "original size   {} ({} bytes)",
-        human_bytes(num("original_size")),
-        num("original_size")
-    );
-    outln!(
-        o,
-        "archive size    {} ({} bytes)",
-        human_bytes(num("archive_size")),
-        num("archive_size")
-    );
-    outln!(
-        o,
-        "ratio           {:.4}",
-        s["ratio"].as_f64().unwrap_or(0.0)
-    );
+    outln!(o, "format version  {}", s["format_version"].as_str().unwrap_or(""));
+    outln!(o, "identity        {}", s["identity"].as_str().unwrap_or(""));
+    outln!(o, "source format   {}", s["source_format"].as_str().unwrap_or(""));
+    outln!(o, "original size   {} ({} bytes)", human_bytes(num("original_size")), num("original_size"));
+    outln!(o, "archive size    {} ({} bytes)", human_bytes(num("archive_size")), num("archive_size"));
+    outln!(o, "ratio           {:.4}", s["ratio"].as_f64().unwrap_or(0.0));
     outln!(o, "blocks          {}", num("block_count"));
-    outln!(
-        o,
-        "dedup savings   {} blocks, {}",
-        num("deduplicated_blocks"),
-        human_bytes(num("deduplicated_bytes"))
-    );
+    outln!(o, "dedup savings   {} blocks, {}", num("deduplicated_blocks"), human_bytes(num("deduplicated_bytes")));
     outln!(o, "codecs          {}", mix(&s["codecs"]));
     outln!(o, "filters         {}", mix(&s["filters"]));
     match &manifest.parent {
@@ -266,14 +215,7 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool) -> Result<Exit, CliError> {
         outln!(o, "metadata        {k} = {v}");
     }
     if !manifest.tensors.is_empty() {
-        outln!(
-            o,
-            "\n{:<48} {:<8} {:<22} {:>12}  storage",
-            "tensor",
-            "dtype",
-            "shape",
-            "bytes"
-        );
+        outln!(o, "\n{:<48} {:<8} {:<22} {:>12}  storage", "tensor", "dtype", "shape", "bytes");
         for t in &manifest.tensors {
             outln!(
                 o,
@@ -291,35 +233,18 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool) -> Result<Exit, CliError> {
         for kv in g["kv"].as_array().into_iter().flatten() {
             let value = kv["value"].to_string();
             let shown = if value.len() > 96 {
-                format!(
-                    "{}… ({} chars)",
-                    &value[..value.floor_char_boundary(96)],
-                    value.len()
-                )
+                format!("{}… ({} chars)", &value[..value.floor_char_boundary(96)], value.len())
             } else {
                 value
             };
-            outln!(
-                o,
-                "  {:<44} {:<8} {}",
-                kv["key"].as_str().unwrap_or(""),
-                kv["type"].as_str().unwrap_or(""),
-                shown
-            );
+            outln!(o, "  {:<44} {:<8} {}", kv["key"].as_str().unwrap_or(""), kv["type"].as_str().unwrap_or(""), shown);
         }
     }
     emit(&o)
 }
 
 fn mix(v: &Value) -> String {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+    v.as_object().map(|o| o.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
 struct Listed {
@@ -334,10 +259,7 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
     let mut o = String::new();
     let entries = std::fs::read_dir(dir).map_err(|e| CliError::io(dir, &e))?;
     let mut found = Vec::new();
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
     paths.sort();
     for path in paths {
         // Archives are recognised by content; other files are skipped quietly.
@@ -355,47 +277,24 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
             path,
         });
     }
-    let by_id: BTreeMap<[u8; 32], usize> = found
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.identity, i))
-        .collect();
-    let roots: Vec<usize> = (0..found.len())
-        .filter(|&i| found[i].parent.is_none_or(|p| !by_id.contains_key(&p)))
-        .collect();
-    let children = |i: usize| -> Vec<usize> {
-        (0..found.len())
-            .filter(|&j| found[j].parent == Some(found[i].identity))
-            .collect()
-    };
+    let by_id: BTreeMap<[u8; 32], usize> = found.iter().enumerate().map(|(i, l)| (l.identity, i)).collect();
+    let roots: Vec<usize> =
+        (0..found.len()).filter(|&i| found[i].parent.is_none_or(|p| !by_id.contains_key(&p))).collect();
+    let children =
+        |i: usize| -> Vec<usize> { (0..found.len()).filter(|&j| found[j].parent == Some(found[i].identity)).collect() };
     if as_json {
-        fn node(
-            found: &[Listed],
-            i: usize,
-            children: &dyn Fn(usize) -> Vec<usize>,
-            depth: u32,
-        ) -> Value {
+        fn node(found: &[Listed], i: usize, children: &dyn Fn(usize) -> Vec<usize>, depth: u32) -> Value {
             let kids: Vec<Value> = if depth > 64 {
                 Vec::new()
             } else {
-                children(i)
-                    .into_iter()
-                    .map(|c| node(found, c, children, depth + 1))
-                    .collect()
+                children(i).into_iter().map(|c| node(found, c, children, depth + 1)).collect()
             };
             let l = &found[i];
             json!({"path": l.path.display().to_string(), "archive_size": l.size, "original_size": l.original,
                    "identity": hex(&l.identity), "parent": l.parent.map(|p| hex(&p)), "children": kids})
         }
-        let tree: Vec<Value> = roots
-            .iter()
-            .map(|&r| node(&found, r, &children, 0))
-            .collect();
-        outln!(
-            o,
-            "{}",
-            serde_json::to_string_pretty(&tree).unwrap_or_default()
-        );
+        let tree: Vec<Value> = roots.iter().map(|&r| node(&found, r, &children, 0)).collect();
+        outln!(o, "{}", serde_json::to_string_pretty(&tree).unwrap_or_default());
         return emit(&o);
     }
     fn print(
@@ -408,11 +307,7 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
         depth: u32,
     ) {
         let l = &found[i];
-        let name = l
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let branch = if depth == 0 {
             ""
         } else if last {
@@ -420,23 +315,10 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
         } else {
             "├── "
         };
-        let missing = if l.parent.is_some() && depth == 0 {
-            "  (parent not in this folder)"
-        } else {
-            ""
-        };
-        outln!(
-            o,
-            "{prefix}{branch}{name}  {} of {}{missing}",
-            human_bytes(l.size),
-            human_bytes(l.original)
-        );
+        let missing = if l.parent.is_some() && depth == 0 { "  (parent not in this folder)" } else { "" };
+        outln!(o, "{prefix}{branch}{name}  {} of {}{missing}", human_bytes(l.size), human_bytes(l.original));
         let kids = children(i);
-        let next = if depth == 0 {
-            String::new()
-        } else {
-            format!("{prefix}{}", if last { "    " } else { "│   " })
-        };
+        let next = if depth == 0 { String::new() } else { format!("{prefix}{}", if last { "    " } else { "│   " }) };
         if depth < 64 {
             for (k, &c) in kids.iter().enumerate() {
                 print(o, found, c, children, &next, k + 1 == kids.len(), depth + 1);

@@ -159,10 +159,7 @@ fn refuse_overwrite(path: &Path, force: bool) -> Result<(), CliError> {
         return Err(CliError::new(path, "is a directory"));
     }
     if path.exists() && !force {
-        return Err(CliError::new(
-            path,
-            "already exists (use --force to replace it)",
-        ));
+        return Err(CliError::new(path, "already exists (use --force to replace it)"));
     }
     Ok(())
 }
@@ -191,9 +188,7 @@ fn store(a: StoreArgs, quiet: bool) -> Result<Exit, CliError> {
         } else if let Some((k, v)) = item.split_once('=') {
             (k.to_string(), MetadataValue::String(v.to_string()))
         } else {
-            return Err(CliError::usage(format!(
-                "--metadata {item}: expected KEY=VALUE or KEY:=JSON"
-            )));
+            return Err(CliError::usage(format!("--metadata {item}: expected KEY=VALUE or KEY:=JSON")));
         };
         if parsed.0.is_empty() {
             return Err(CliError::usage(format!("--metadata {item}: empty key")));
@@ -206,17 +201,11 @@ fn store(a: StoreArgs, quiet: bool) -> Result<Exit, CliError> {
         CompressionArg::None => Compression::None,
     };
     let block_size = u32::try_from(a.block_size).unwrap_or(u32::MAX);
-    let opts = StoreOptions {
-        compression,
-        block_size,
-        metadata,
-        threads: a.threads,
-        ..StoreOptions::default()
-    };
+    let opts = StoreOptions { compression, block_size, metadata, threads: a.threads, ..StoreOptions::default() };
     let bar = progress_bar(quiet, meta.len(), "storing");
     let started = Instant::now();
-    let report = store_file(&a.src, &a.dst, &opts, &|done| bar.set_position(done))
-        .map_err(|e| CliError::format(&a.src, e))?;
+    let report =
+        store_file(&a.src, &a.dst, &opts, &|done| bar.set_position(done)).map_err(|e| CliError::format(&a.src, e))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     if !quiet {
@@ -248,36 +237,21 @@ fn extract(a: ExtractArgs, quiet: bool) -> Result<Exit, CliError> {
     if !a.tensors.is_empty() {
         return extract_tensors(&archive, &a);
     }
-    let out = a
-        .out
-        .as_ref()
-        .or(a.output.as_ref())
-        .ok_or_else(|| CliError::usage("extract needs OUT (or --tensor NAME)"))?;
+    let out =
+        a.out.as_ref().or(a.output.as_ref()).ok_or_else(|| CliError::usage("extract needs OUT (or --tensor NAME)"))?;
     refuse_overwrite(out, a.force)?;
     let mut tmp = hexz_format::writer::TempFile::new(out).map_err(|e| CliError::io(out, &e))?;
     let bar = progress_bar(quiet, archive.virtual_size(), "extracting");
     {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.file());
-        util::copy_range(
-            &archive,
-            0,
-            archive.virtual_size(),
-            &mut w,
-            &|done| bar.set_position(done),
-            true,
-        )
-        .map_err(|e| e.with_path(&a.archive))?;
+        util::copy_range(&archive, 0, archive.virtual_size(), &mut w, &|done| bar.set_position(done), true)
+            .map_err(|e| e.with_path(&a.archive))?;
         w.flush().map_err(|e| CliError::io(out, &e))?;
     }
     tmp.commit(out).map_err(|e| CliError::io(out, &e))?;
     bar.finish_and_clear();
     if !quiet {
-        eprintln!(
-            "extracted {} -> {} ({})",
-            a.archive.display(),
-            out.display(),
-            human_bytes(archive.virtual_size())
-        );
+        eprintln!("extracted {} -> {} ({})", a.archive.display(), out.display(), human_bytes(archive.virtual_size()));
     }
     Ok(Exit::Ok)
 }
@@ -285,26 +259,19 @@ fn extract(a: ExtractArgs, quiet: bool) -> Result<Exit, CliError> {
 fn extract_tensors(archive: &Archive<FileSource>, a: &ExtractArgs) -> Result<Exit, CliError> {
     let target = a.output.as_ref().or(a.out.as_ref());
     if target.is_none() && a.tensors.len() > 1 {
-        return Err(CliError::usage(
-            "several --tensor need -o FILE (their bytes are concatenated in order)",
-        ));
+        return Err(CliError::usage("several --tensor need -o FILE (their bytes are concatenated in order)"));
     }
     let mut ranges = Vec::new();
     for name in &a.tensors {
-        let index = archive
-            .find_tensor(name)
-            .map_err(|_| CliError::new(&a.archive, format!("no tensor named '{name}'")))?;
-        let r = archive
-            .manifest_view()
-            .tensor(archive.source(), index)
-            .map_err(|e| CliError::format(&a.archive, e))?;
+        let index =
+            archive.find_tensor(name).map_err(|_| CliError::new(&a.archive, format!("no tensor named '{name}'")))?;
+        let r = archive.manifest_view().tensor(archive.source(), index).map_err(|e| CliError::format(&a.archive, e))?;
         ranges.push((r.virtual_offset.get(), r.length.get()));
     }
     match target {
         Some(out) => {
             refuse_overwrite(out, a.force)?;
-            let mut tmp =
-                hexz_format::writer::TempFile::new(out).map_err(|e| CliError::io(out, &e))?;
+            let mut tmp = hexz_format::writer::TempFile::new(out).map_err(|e| CliError::io(out, &e))?;
             {
                 let mut w = std::io::BufWriter::new(tmp.file());
                 for (offset, length) in ranges {
@@ -322,8 +289,7 @@ fn extract_tensors(archive: &Archive<FileSource>, a: &ExtractArgs) -> Result<Exi
                 util::copy_range(archive, offset, length, &mut w, &|_| {}, false)
                     .map_err(|e| e.with_path(&a.archive))?;
             }
-            w.flush()
-                .map_err(|e| CliError::io(Path::new("stdout"), &e))?;
+            w.flush().map_err(|e| CliError::io(Path::new("stdout"), &e))?;
         }
     }
     Ok(Exit::Ok)
@@ -335,18 +301,13 @@ fn verify(a: VerifyArgs, quiet: bool) -> Result<Exit, CliError> {
         return Err(CliError::new(&a.archive, "is not a regular file"));
     }
     let source = FileSource::open(&a.archive).map_err(|e| CliError::format(&a.archive, e))?;
-    let blocks = Archive::open(&source)
-        .map(|ar| ar.block_count())
-        .unwrap_or(0);
+    let blocks = Archive::open(&source).map(|ar| ar.block_count()).unwrap_or(0);
     let bar = progress_bar(quiet || !a.deep, blocks, "verifying");
     let report = hexz_format::verify::verify(&source, a.deep, &|done| bar.set_position(done));
     bar.finish_and_clear();
     if a.json {
-        let problems: Vec<_> = report
-            .problems
-            .iter()
-            .map(|p| serde_json::json!({"location": p.location, "message": p.message}))
-            .collect();
+        let problems: Vec<_> =
+            report.problems.iter().map(|p| serde_json::json!({"location": p.location, "message": p.message})).collect();
         let out = serde_json::json!({
             "archive": a.archive.display().to_string(),
             "ok": report.is_ok(),
@@ -360,13 +321,7 @@ fn verify(a: VerifyArgs, quiet: bool) -> Result<Exit, CliError> {
     } else {
         let mut lines = String::new();
         for p in &report.problems {
-            outln!(
-                lines,
-                "{}: {}: {}",
-                a.archive.display(),
-                p.location,
-                p.message
-            );
+            outln!(lines, "{}: {}: {}", a.archive.display(), p.location, p.message);
         }
         util::emit(&lines)?;
         if report.is_ok() && !quiet {
@@ -374,18 +329,10 @@ fn verify(a: VerifyArgs, quiet: bool) -> Result<Exit, CliError> {
                 "{}: ok ({} blocks checked{}, {} tensors)",
                 a.archive.display(),
                 report.blocks_checked,
-                if a.deep {
-                    format!(", {} decoded and hashed", report.blocks_decoded)
-                } else {
-                    String::new()
-                },
+                if a.deep { format!(", {} decoded and hashed", report.blocks_decoded) } else { String::new() },
                 report.tensors_checked
             );
         }
     }
-    Ok(if report.is_ok() {
-        Exit::Ok
-    } else {
-        Exit::VerifyFailed
-    })
+    Ok(if report.is_ok() { Exit::Ok } else { Exit::VerifyFailed })
 }

@@ -36,10 +36,7 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(path: &Path, what: impl fmt::Display) -> Self {
-        CliError {
-            exit: Exit::Error,
-            message: format!("{}: {what}", path.display()),
-        }
+        CliError { exit: Exit::Error, message: format!("{}: {what}", path.display()) }
     }
     pub fn io(path: &Path, e: &std::io::Error) -> Self {
         use std::io::ErrorKind as K;
@@ -54,16 +51,10 @@ impl CliError {
         Self::new(path, e)
     }
     pub fn usage(what: impl fmt::Display) -> Self {
-        CliError {
-            exit: Exit::Usage,
-            message: what.to_string(),
-        }
+        CliError { exit: Exit::Usage, message: what.to_string() }
     }
     pub fn with_path(self, path: &Path) -> Self {
-        CliError {
-            exit: self.exit,
-            message: format!("{}: {}", path.display(), self.message),
-        }
+        CliError { exit: self.exit, message: format!("{}: {}", path.display(), self.message) }
     }
 }
 
@@ -88,9 +79,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("'{text}' is not a size"))?;
     let mult = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -98,8 +87,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("'{text}': unknown unit (use K, M or G)")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{text}' is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("'{text}' is too large"))
 }
 
 /// Human-readable size (binary units).
@@ -124,11 +112,9 @@ pub fn progress_bar(quiet: bool, total: u64, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     bar.set_style(style);
     bar.set_message(what.to_string());
     bar
@@ -153,17 +139,11 @@ pub fn copy_range(
         let n = (length - done).min(buf.len() as u64) as usize;
         archive
             .read_at(offset + done, &mut buf[..n], &mut scratch)
-            .map_err(|e| CliError {
-                exit: Exit::Error,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| CliError { exit: Exit::Error, message: e.to_string() })?;
         if check_source {
             hasher.update(&buf[..n]);
         }
-        w.write_all(&buf[..n]).map_err(|e| CliError {
-            exit: Exit::Error,
-            message: format!("write failed: {e}"),
-        })?;
+        w.write_all(&buf[..n]).map_err(|e| CliError { exit: Exit::Error, message: format!("write failed: {e}") })?;
         done += n as u64;
         progress(done);
     }
@@ -194,9 +174,7 @@ macro_rules! outln {
 pub fn emit(text: &str) -> Result<Exit, CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::io(Path::new("stdout"), &e))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::io(Path::new("stdout"), &e)),
         _ => Ok(Exit::Ok),
     }
 }

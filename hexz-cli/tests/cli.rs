@@ -16,15 +16,9 @@ fn hexz(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
 fn model(name: &str) -> PathBuf {
     let dir = std::env::var_os("HEXZ_MODELS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hexz-models")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hexz-models"));
     let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} missing: run scripts/fetch-models.sh",
-        path.display()
-    );
+    assert!(path.is_file(), "{} missing: run scripts/fetch-models.sh", path.display());
     path
 }
 
@@ -38,10 +32,8 @@ fn stderr(o: &Output) -> String {
 
 /// Only the named files are in `dir` (no temporaries or partial outputs).
 fn assert_only(dir: &Path, names: &[&str]) {
-    let mut found: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut found: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     found.sort();
     let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     want.sort();
@@ -51,10 +43,7 @@ fn assert_only(dir: &Path, names: &[&str]) {
 #[test]
 fn store_inspect_extract_real_models_with_every_codec() {
     let tmp = tempfile::tempdir().unwrap();
-    for (name, format, tensors) in [
-        ("minilm.safetensors", "safetensors", 104),
-        ("gemma.gguf", "gguf", 236),
-    ] {
+    for (name, format, tensors) in [("minilm.safetensors", "safetensors", 104), ("gemma.gguf", "gguf", 236)] {
         let src = model(name);
         for codec in ["zstd", "lz4", "none"] {
             let hxz = tmp.path().join(format!("{name}.{codec}.hxz"));
@@ -82,11 +71,7 @@ fn store_inspect_extract_real_models_with_every_codec() {
             assert_eq!(v["tensors"].as_array().unwrap().len(), tensors);
             assert_eq!(v["metadata"]["run"], "7");
             assert_eq!(v["metadata"]["cfg"]["lr"], 0.001);
-            assert!(
-                v["codecs"][codec].as_u64().unwrap() > 0,
-                "{codec}: {}",
-                v["codecs"]
-            );
+            assert!(v["codecs"][codec].as_u64().unwrap() > 0, "{codec}: {}", v["codecs"]);
             assert!(v["parent"].is_null());
             let out = tmp.path().join("out.bin");
             let o = hexz(&[&"--quiet", &"extract", &hxz, &out]);
@@ -104,64 +89,24 @@ fn tensor_extraction_equals_source_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let src = model("gemma.gguf");
     let hxz = tmp.path().join("g.hxz");
-    assert!(
-        hexz(&[&"-q", &"store", &src, &hxz, &"--compression", &"lz4"])
-            .status
-            .success()
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&hexz(&[&"inspect", &"--json", &hxz]).stdout).unwrap();
+    assert!(hexz(&[&"-q", &"store", &src, &hxz, &"--compression", &"lz4"]).status.success());
+    let v: serde_json::Value = serde_json::from_slice(&hexz(&[&"inspect", &"--json", &hxz]).stdout).unwrap();
     let source = std::fs::read(&src).unwrap();
-    let t = v["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "token_embd.weight")
-        .unwrap()
-        .clone();
-    let (off, len) = (
-        t["offset"].as_u64().unwrap() as usize,
-        t["length"].as_u64().unwrap() as usize,
-    );
+    let t = v["tensors"].as_array().unwrap().iter().find(|t| t["name"] == "token_embd.weight").unwrap().clone();
+    let (off, len) = (t["offset"].as_u64().unwrap() as usize, t["length"].as_u64().unwrap() as usize);
     let o = hexz(&[&"extract", &hxz, &"--tensor", &"token_embd.weight"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        o.stdout == source[off..off + len],
-        "stdout tensor bytes differ"
-    );
+    assert!(o.stdout == source[off..off + len], "stdout tensor bytes differ");
     let two = tmp.path().join("two.bin");
-    let o = hexz(&[
-        &"extract",
-        &hxz,
-        &"--tensor",
-        &"output_norm.weight",
-        &"--tensor",
-        &"token_embd.weight",
-        &"-o",
-        &two,
-    ]);
+    let o =
+        hexz(&[&"extract", &hxz, &"--tensor", &"output_norm.weight", &"--tensor", &"token_embd.weight", &"-o", &two]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let first = v["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "output_norm.weight")
-        .unwrap();
-    let (f_off, f_len) = (
-        first["offset"].as_u64().unwrap() as usize,
-        first["length"].as_u64().unwrap() as usize,
-    );
-    assert!(
-        std::fs::read(&two).unwrap()
-            == [&source[f_off..f_off + f_len], &source[off..off + len]].concat()
-    );
+    let first = v["tensors"].as_array().unwrap().iter().find(|t| t["name"] == "output_norm.weight").unwrap();
+    let (f_off, f_len) = (first["offset"].as_u64().unwrap() as usize, first["length"].as_u64().unwrap() as usize);
+    assert!(std::fs::read(&two).unwrap() == [&source[f_off..f_off + f_len], &source[off..off + len]].concat());
     let o = hexz(&[&"extract", &hxz, &"--tensor", &"no.such.tensor"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("no tensor named 'no.such.tensor'"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("no tensor named 'no.such.tensor'"), "{}", stderr(&o));
 }
 
 #[test]
@@ -169,27 +114,14 @@ fn ls_lists_archives_by_content() {
     let tmp = tempfile::tempdir().unwrap();
     let src = model("minilm.safetensors");
     for name in ["a.hxz", "renamed.bin"] {
-        assert!(hexz(&[
-            &"-q",
-            &"store",
-            &src,
-            &tmp.path().join(name),
-            &"--compression",
-            &"lz4"
-        ])
-        .status
-        .success());
+        assert!(hexz(&[&"-q", &"store", &src, &tmp.path().join(name), &"--compression", &"lz4"]).status.success());
     }
     std::fs::write(tmp.path().join("notes.txt"), "not an archive").unwrap();
     let o = hexz(&[&"ls", &tmp.path()]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        text.contains("a.hxz") && text.contains("renamed.bin") && !text.contains("notes.txt"),
-        "{text}"
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&hexz(&[&"ls", &"--json", &tmp.path()]).stdout).unwrap();
+    assert!(text.contains("a.hxz") && text.contains("renamed.bin") && !text.contains("notes.txt"), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&hexz(&[&"ls", &"--json", &tmp.path()]).stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
 }
 
@@ -202,17 +134,9 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     assert!(hexz(&[&"-q", &"store", &src, &good]).status.success());
 
     // Missing source file.
-    let o = hexz(&[
-        &"store",
-        &dir.join("missing.safetensors"),
-        &dir.join("x.hxz"),
-    ]);
+    let o = hexz(&[&"store", &dir.join("missing.safetensors"), &dir.join("x.hxz")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("missing.safetensors") && stderr(&o).contains("not found"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("missing.safetensors") && stderr(&o).contains("not found"), "{}", stderr(&o));
     // Directory instead of file.
     let o = hexz(&[&"extract", &dir, &dir.join("out.bin")]);
     assert_eq!(o.status.code(), Some(1));
@@ -225,11 +149,7 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     let before = sha(&good);
     let o = hexz(&[&"store", &src, &good, &"--compression", &"none"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("already exists") && stderr(&o).contains("--force"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("already exists") && stderr(&o).contains("--force"), "{}", stderr(&o));
     assert_eq!(sha(&good), before);
     // --base is refused clearly, not ignored.
     let o = hexz(&[&"store", &src, &dir.join("x.hxz"), &"--base", &good]);
@@ -237,12 +157,7 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     assert!(stderr(&o).contains("--base"), "{}", stderr(&o));
     // Usage errors.
     assert_eq!(hexz(&[&"store", &src]).status.code(), Some(2));
-    assert_eq!(
-        hexz(&[&"store", &src, &dir.join("x.hxz"), &"--block-size", &"12Q"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(hexz(&[&"store", &src, &dir.join("x.hxz"), &"--block-size", &"12Q"]).status.code(), Some(2));
 
     // A truncated archive.
     let bytes = std::fs::read(&good).unwrap();
@@ -260,11 +175,7 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     std::fs::write(&corrupted, &corrupt).unwrap();
     let o = hexz(&[&"extract", &corrupted, &dir.join("out.bin")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("corrupted.hxz") && stderr(&o).contains("block"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("corrupted.hxz") && stderr(&o).contains("block"), "{}", stderr(&o));
     let o = hexz(&[&"verify", &"--deep", &"--json", &corrupted]);
     assert_eq!(o.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

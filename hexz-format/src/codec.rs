@@ -63,11 +63,7 @@ pub fn group(input: &[u8], width: usize, out: &mut [u8]) {
     let width = width.max(1);
     let count = input.len() / width;
     let body = count * width;
-    for (k, stream) in out[..body]
-        .chunks_exact_mut(count.max(1))
-        .enumerate()
-        .take(width)
-    {
+    for (k, stream) in out[..body].chunks_exact_mut(count.max(1)).enumerate().take(width) {
         for (i, byte) in stream.iter_mut().enumerate() {
             *byte = input[i * width + k];
         }
@@ -81,11 +77,7 @@ pub fn ungroup(input: &[u8], width: usize, out: &mut [u8]) {
     let width = width.max(1);
     let count = input.len() / width;
     let body = count * width;
-    for (k, stream) in input[..body]
-        .chunks_exact(count.max(1))
-        .enumerate()
-        .take(width)
-    {
+    for (k, stream) in input[..body].chunks_exact(count.max(1)).enumerate().take(width) {
         for (i, byte) in stream.iter().enumerate() {
             out[i * width + k] = *byte;
         }
@@ -103,12 +95,7 @@ pub type ZstdContext<'a> = Option<&'a mut core::convert::Infallible>;
 
 /// Decode `stored` with `codec` into `out`, which must come out exactly full.
 /// Errors are short reasons; the caller adds which block it was.
-pub fn decompress(
-    codec: u8,
-    stored: &[u8],
-    out: &mut [u8],
-    zstd: ZstdContext<'_>,
-) -> Result<(), &'static str> {
+pub fn decompress(codec: u8, stored: &[u8], out: &mut [u8], zstd: ZstdContext<'_>) -> Result<(), &'static str> {
     #[cfg(not(feature = "zstd"))]
     let _ = zstd;
     let produced = match codec {
@@ -120,12 +107,13 @@ pub fn decompress(
             out.len()
         }
         #[cfg(feature = "lz4")]
-        codec_id::LZ4 => {
-            lz4_flex::block::decompress_into(stored, out).map_err(|_| "corrupt lz4 data")?
-        }
+        codec_id::LZ4 => lz4_flex::block::decompress_into(stored, out).map_err(|_| "corrupt lz4 data")?,
         #[cfg(feature = "zstd")]
-        codec_id::ZSTD => zstd_safe::decompress(out, stored)
-            .map_err(|_| "corrupt zstd data or output too large")?,
+        codec_id::ZSTD => match zstd {
+            Some(ctx) => ctx.decompress(out, stored),
+            None => zstd_safe::decompress(out, stored),
+        }
+        .map_err(|_| "corrupt zstd data or output too large")?,
         _ => return Err("codec not available"),
     };
     if produced != out.len() {
@@ -160,9 +148,7 @@ impl BlockEncoder {
     /// A new encoder; fails when the codec is not compiled in.
     pub fn new(compression: Compression) -> crate::Result<Self> {
         if !codec_available(compression.codec_id()) {
-            return Err(crate::Error::CodecUnavailable(codec_name(
-                compression.codec_id(),
-            )));
+            return Err(crate::Error::CodecUnavailable(codec_name(compression.codec_id())));
         }
         Ok(BlockEncoder {
             compression,
@@ -176,11 +162,7 @@ impl BlockEncoder {
 
     /// Encode `data`; `width` > 1 enables the byte-grouping trial.
     pub fn encode<'a>(&'a mut self, data: &'a [u8], width: u8) -> EncodedBlock<'a> {
-        let raw = EncodedBlock {
-            codec: codec_id::NONE,
-            filter: filter_id::NONE,
-            bytes: data,
-        };
+        let raw = EncodedBlock { codec: codec_id::NONE, filter: filter_id::NONE, bytes: data };
         if self.compression == Compression::None || data.is_empty() {
             return raw;
         }
@@ -200,21 +182,13 @@ impl BlockEncoder {
         let codec = self.compression.codec_id();
         let best_plain = plain_len.filter(|&n| n < data.len());
         match (best_plain, grouped_len.filter(|&n| n < data.len())) {
-            (Some(p), Some(g)) if g < p => EncodedBlock {
-                codec,
-                filter: filter_id::BYTE_GROUP,
-                bytes: &self.grouped_out[..g],
-            },
-            (_, Some(g)) if best_plain.is_none() => EncodedBlock {
-                codec,
-                filter: filter_id::BYTE_GROUP,
-                bytes: &self.grouped_out[..g],
-            },
-            (Some(p), _) => EncodedBlock {
-                codec,
-                filter: filter_id::NONE,
-                bytes: &self.plain_out[..p],
-            },
+            (Some(p), Some(g)) if g < p => {
+                EncodedBlock { codec, filter: filter_id::BYTE_GROUP, bytes: &self.grouped_out[..g] }
+            }
+            (_, Some(g)) if best_plain.is_none() => {
+                EncodedBlock { codec, filter: filter_id::BYTE_GROUP, bytes: &self.grouped_out[..g] }
+            }
+            (Some(p), _) => EncodedBlock { codec, filter: filter_id::NONE, bytes: &self.plain_out[..p] },
             _ => raw,
         }
     }

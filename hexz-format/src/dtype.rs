@@ -27,10 +27,7 @@ pub const SAFETENSORS_DTYPES: &[(&str, u32)] = &[
 
 /// Bits per element of a safetensors dtype, or `None` when unknown.
 pub fn safetensors_bits(dtype: &str) -> Option<u32> {
-    SAFETENSORS_DTYPES
-        .iter()
-        .find(|(name, _)| *name == dtype)
-        .map(|(_, bits)| *bits)
+    SAFETENSORS_DTYPES.iter().find(|(name, _)| *name == dtype).map(|(_, bits)| *bits)
 }
 
 /// A GGML tensor type: id, name, elements per block, bytes per block.
@@ -43,12 +40,7 @@ pub struct GgmlType {
 }
 
 const fn t(id: u32, name: &'static str, block_elements: u32, block_bytes: u32) -> GgmlType {
-    GgmlType {
-        id,
-        name,
-        block_elements,
-        block_bytes,
-    }
+    GgmlType { id, name, block_elements, block_bytes }
 }
 
 /// Every GGML type in use (ids 4, 5, 31–33 and 36–38 were removed upstream).

@@ -22,49 +22,25 @@ pub enum Error {
     Checksum { what: &'static str, offset: u64 },
     /// A structure extends past the end of the available bytes.
     #[error("truncated: {what} at offset {offset} needs {needed} bytes, {available} available")]
-    Truncated {
-        what: &'static str,
-        offset: u64,
-        needed: u64,
-        available: u64,
-    },
+    Truncated { what: &'static str, offset: u64, needed: u64, available: u64 },
     /// A field holds a value that is not allowed.
     #[error("invalid {field} at offset {offset}: {reason}")]
-    InvalidField {
-        field: &'static str,
-        offset: u64,
-        reason: &'static str,
-    },
+    InvalidField { field: &'static str, offset: u64, reason: &'static str },
     /// A declared size or count exceeds a hard limit.
     #[error("{what} is {value}, over the limit of {limit}")]
-    LimitExceeded {
-        what: &'static str,
-        value: u64,
-        limit: u64,
-    },
+    LimitExceeded { what: &'static str, value: u64, limit: u64 },
     /// A block decoded to bytes whose BLAKE3 differs from the index.
-    #[error(
-        "block {block} (virtual offset {offset}): decoded bytes do not match the recorded BLAKE3"
-    )]
+    #[error("block {block} (virtual offset {offset}): decoded bytes do not match the recorded BLAKE3")]
     HashMismatch { block: u64, offset: u64 },
     /// The codec rejected a block's stored bytes, or produced the wrong length.
     #[error("block {block} (virtual offset {offset}): {codec} decode failed: {reason}")]
-    Decode {
-        block: u64,
-        offset: u64,
-        codec: &'static str,
-        reason: &'static str,
-    },
+    Decode { block: u64, offset: u64, codec: &'static str, reason: &'static str },
     /// The requested range is outside the archive's virtual space.
     #[error("range {offset}+{length} is outside the virtual space of {size} bytes")]
     OutOfRange { offset: u64, length: u64, size: u64 },
     /// A caller-provided buffer (output or scratch) is too small.
     #[error("{what} too small: need {needed} bytes, got {got}")]
-    BufferTooSmall {
-        what: &'static str,
-        needed: u64,
-        got: u64,
-    },
+    BufferTooSmall { what: &'static str, needed: u64, got: u64 },
     /// No tensor has the requested name.
     #[error("no tensor with that name")]
     TensorNotFound,
@@ -79,12 +55,7 @@ pub enum Error {
     Io { offset: u64, kind: IoKind },
     /// The source file (safetensors or GGUF) is malformed.
     #[error("{format}: invalid {field} at offset {offset}: {reason}")]
-    Source {
-        format: &'static str,
-        field: &'static str,
-        offset: u64,
-        reason: &'static str,
-    },
+    Source { format: &'static str, field: &'static str, offset: u64, reason: &'static str },
     /// An operation was given arguments it cannot work with.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
@@ -124,11 +95,7 @@ impl Error {
     }
 
     pub(crate) fn invalid(field: &'static str, offset: u64, reason: &'static str) -> Self {
-        Error::InvalidField {
-            field,
-            offset,
-            reason,
-        }
+        Error::InvalidField { field, offset, reason }
     }
 }
 
@@ -147,9 +114,6 @@ impl Error {
             K::WriteZero | K::StorageFull => "device full",
             _ => "I/O failure",
         };
-        Error::Io {
-            offset,
-            kind: IoKind(kind),
-        }
+        Error::Io { offset, kind: IoKind(kind) }
     }
 }

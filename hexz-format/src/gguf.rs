@@ -199,19 +199,12 @@ impl<'a> Cursor<'a> {
     fn utf8(&mut self, what: &'static str) -> Result<String> {
         let span = self.string_span(what)?;
         let bytes = &self.bytes[span.offset as usize..(span.offset + span.len) as usize];
-        core::str::from_utf8(bytes)
-            .map(String::from)
-            .map_err(|_| bad(what, span.offset, "not valid UTF-8"))
+        core::str::from_utf8(bytes).map(String::from).map_err(|_| bad(what, span.offset, "not valid UTF-8"))
     }
 }
 
 fn bad(field: &'static str, offset: u64, reason: &'static str) -> Error {
-    Error::Source {
-        format: "gguf",
-        field,
-        offset,
-        reason,
-    }
+    Error::Source { format: "gguf", field, offset, reason }
 }
 
 /// Whether `prefix` starts with the GGUF magic.
@@ -244,19 +237,12 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, depth: u32) -> Result<GgufValue> {
             let start = c.pos;
             match scalar_size(elem_type) {
                 Some(size) => {
-                    let bytes = len.checked_mul(size).ok_or(bad(
-                        "array length",
-                        at + 4,
-                        "byte size overflows",
-                    ))?;
+                    let bytes = len.checked_mul(size).ok_or(bad("array length", at + 4, "byte size overflows"))?;
                     c.take(bytes, "array data")?;
                     GgufValue::Array(GgufArray {
                         elem_type,
                         len,
-                        data: Span {
-                            offset: start,
-                            len: bytes,
-                        },
+                        data: Span { offset: start, len: bytes },
                         items: Vec::new(),
                     })
                 }
@@ -278,10 +264,7 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, depth: u32) -> Result<GgufValue> {
                     GgufValue::Array(GgufArray {
                         elem_type,
                         len,
-                        data: Span {
-                            offset: start,
-                            len: c.pos - start,
-                        },
+                        data: Span { offset: start, len: c.pos - start },
                         items,
                     })
                 }
@@ -299,35 +282,20 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, depth: u32) -> Result<GgufValue> {
 pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
     let mut c = Cursor { bytes, pos: 0 };
     if c.array::<4>("magic")? != GGUF_MAGIC {
-        return Err(Error::BadMagic {
-            what: "GGUF",
-            offset: 0,
-        });
+        return Err(Error::BadMagic { what: "GGUF", offset: 0 });
     }
     let version = c.u32("version")?;
     if version != 2 && version != 3 {
-        return Err(bad(
-            "version",
-            4,
-            "only GGUF versions 2 and 3 are supported",
-        ));
+        return Err(bad("version", 4, "only GGUF versions 2 and 3 are supported"));
     }
     let tensor_count = c.u64("tensor count")?;
     let kv_count = c.u64("key/value count")?;
     // Each key/value takes at least 8 + 4 + 1 bytes, each tensor info 8 + 4 + 4 + 8.
     if kv_count > file_len / 13 {
-        return Err(bad(
-            "key/value count",
-            16,
-            "more key/values than the file can hold",
-        ));
+        return Err(bad("key/value count", 16, "more key/values than the file can hold"));
     }
     if tensor_count > file_len / 24 {
-        return Err(bad(
-            "tensor count",
-            8,
-            "more tensors than the file can hold",
-        ));
+        return Err(bad("tensor count", 8, "more tensors than the file can hold"));
     }
     let mut kvs: Vec<GgufKv> = Vec::new();
     let mut alignment = DEFAULT_ALIGNMENT;
@@ -342,13 +310,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
         if key == "general.alignment" {
             alignment = match value {
                 GgufValue::U32(a) if a > 0 && a.is_power_of_two() => u64::from(a),
-                _ => {
-                    return Err(bad(
-                        "general.alignment",
-                        key_at,
-                        "must be a UINT32 power of two",
-                    ))
-                }
+                _ => return Err(bad("general.alignment", key_at, "must be a UINT32 power of two")),
             };
         }
         kvs.push(GgufKv { key, value });
@@ -359,11 +321,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
         let name = c.utf8("tensor name")?;
         let n_dims = c.u32("tensor dimension count")?;
         if n_dims > u32::from(limits::MAX_DIMS) {
-            return Err(bad(
-                "tensor dimension count",
-                info_at,
-                "too many dimensions",
-            ));
+            return Err(bad("tensor dimension count", info_at, "too many dimensions"));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -373,63 +331,35 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
         let ggml = c.u32("tensor type")?;
         let offset = c.u64("tensor offset")?;
         let info = ggml_type(ggml).ok_or(bad("tensor type", ty_at, "unknown ggml type"))?;
-        let elements = dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .ok_or(bad("tensor dimension", info_at, "element count overflows"))?;
+        let elements = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or(bad(
+            "tensor dimension",
+            info_at,
+            "element count overflows",
+        ))?;
         let first = dims.first().copied().unwrap_or(1);
         if first % u64::from(info.block_elements) != 0 {
-            return Err(bad(
-                "tensor dimension",
-                info_at,
-                "first dimension is not a multiple of the type's block size",
-            ));
+            return Err(bad("tensor dimension", info_at, "first dimension is not a multiple of the type's block size"));
         }
         let length = (elements / u64::from(info.block_elements))
             .checked_mul(u64::from(info.block_bytes))
             .ok_or(bad("tensor dimension", info_at, "byte size overflows"))?;
         if offset % alignment != 0 {
-            return Err(bad(
-                "tensor offset",
-                ty_at + 4,
-                "not a multiple of the alignment",
-            ));
+            return Err(bad("tensor offset", ty_at + 4, "not a multiple of the alignment"));
         }
         if tensors.iter().any(|t| t.name == name) {
             return Err(bad("tensor name", info_at, "duplicate tensor name"));
         }
-        tensors.push(GgufTensor {
-            name,
-            dims,
-            ggml_type: ggml,
-            offset,
-            length,
-        });
+        tensors.push(GgufTensor { name, dims, ggml_type: ggml, offset, length });
     }
     let infos_end = c.pos;
-    let data_offset = infos_end.checked_next_multiple_of(alignment).ok_or(bad(
-        "tensor data",
-        infos_end,
-        "offset overflows",
-    ))?;
+    let data_offset =
+        infos_end.checked_next_multiple_of(alignment).ok_or(bad("tensor data", infos_end, "offset overflows"))?;
     let mut spans: Vec<(u64, u64)> = Vec::with_capacity(tensors.len());
     for t in &mut tensors {
-        t.offset = data_offset.checked_add(t.offset).ok_or(bad(
-            "tensor offset",
-            infos_end,
-            "offset overflows",
-        ))?;
-        let end = t.offset.checked_add(t.length).ok_or(bad(
-            "tensor offset",
-            infos_end,
-            "offset overflows",
-        ))?;
+        t.offset = data_offset.checked_add(t.offset).ok_or(bad("tensor offset", infos_end, "offset overflows"))?;
+        let end = t.offset.checked_add(t.length).ok_or(bad("tensor offset", infos_end, "offset overflows"))?;
         if end > file_len {
-            return Err(bad(
-                "tensor offset",
-                infos_end,
-                "tensor data extends past the end of the file",
-            ));
+            return Err(bad("tensor offset", infos_end, "tensor data extends past the end of the file"));
         }
         spans.push((t.offset, end));
     }
@@ -438,26 +368,14 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
         return Err(bad("tensor offset", infos_end, "tensors overlap"));
     }
     if data_offset > file_len && !tensors.is_empty() {
-        return Err(bad(
-            "tensor data",
-            infos_end,
-            "data section starts past the end of the file",
-        ));
+        return Err(bad("tensor data", infos_end, "data section starts past the end of the file"));
     }
-    Ok(GgufHeader {
-        version,
-        alignment,
-        data_offset,
-        kvs,
-        tensors,
-    })
+    Ok(GgufHeader { version, alignment, data_offset, kvs, tensors })
 }
 
 impl GgufHeader {
     /// Bytes of a string span from the same buffer the header was parsed from.
     pub fn span(bytes: &[u8], span: Span) -> &[u8] {
-        bytes
-            .get(span.offset as usize..(span.offset + span.len) as usize)
-            .unwrap_or(&[])
+        bytes.get(span.offset as usize..(span.offset + span.len) as usize).unwrap_or(&[])
     }
 }

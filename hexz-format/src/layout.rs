@@ -129,9 +129,7 @@ pub struct DirectoryEntry {
 }
 
 /// One block entry inside an index page.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct BlockEntry {
     pub virtual_offset: U64,

@@ -8,8 +8,8 @@ use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    limits, storage_kind, ManifestHeader, MetadataRecord, TensorRecord, MANIFEST_HEADER_SIZE,
-    MANIFEST_MAGIC, METADATA_RECORD_SIZE, TENSOR_RECORD_SIZE,
+    limits, storage_kind, ManifestHeader, MetadataRecord, TensorRecord, MANIFEST_HEADER_SIZE, MANIFEST_MAGIC,
+    METADATA_RECORD_SIZE, TENSOR_RECORD_SIZE,
 };
 use crate::source::ReadAt;
 
@@ -42,77 +42,35 @@ impl ManifestView {
             })?
             .0;
         if header.magic != MANIFEST_MAGIC {
-            return Err(Error::BadMagic {
-                what: "manifest",
-                offset,
-            });
+            return Err(Error::BadMagic { what: "manifest", offset });
         }
         if header.reserved0 != [0; 6] || header.reserved1 != [0; 24] {
-            return Err(Error::invalid(
-                "manifest reserved bytes",
-                offset,
-                "must be zero",
-            ));
+            return Err(Error::invalid("manifest reserved bytes", offset, "must be zero"));
         }
         if header.source_format > crate::layout::source_format::GGUF {
-            return Err(Error::invalid(
-                "manifest source_format",
-                offset + 8,
-                "unknown source format",
-            ));
+            return Err(Error::invalid("manifest source_format", offset + 8, "unknown source format"));
         }
         if header.has_parent > 1 {
-            return Err(Error::invalid(
-                "manifest has_parent",
-                offset + 9,
-                "must be 0 or 1",
-            ));
+            return Err(Error::invalid("manifest has_parent", offset + 9, "must be 0 or 1"));
         }
-        if header.has_parent == 0
-            && (header.parent_identity != [0; 32] || header.parent_hint_length.get() != 0)
-        {
-            return Err(Error::invalid(
-                "manifest parent_identity",
-                offset + 40,
-                "set without has_parent",
-            ));
+        if header.has_parent == 0 && (header.parent_identity != [0; 32] || header.parent_hint_length.get() != 0) {
+            return Err(Error::invalid("manifest parent_identity", offset + 40, "set without has_parent"));
         }
         if header.source_header_length.get() > virtual_size {
-            return Err(Error::invalid(
-                "manifest source_header_length",
-                offset + 16,
-                "larger than the source file",
-            ));
+            return Err(Error::invalid("manifest source_header_length", offset + 16, "larger than the source file"));
         }
         let tensors_at = offset + MANIFEST_HEADER_SIZE as u64;
         let metadata_at = u64::from(header.tensor_count.get())
             .checked_mul(TENSOR_RECORD_SIZE as u64)
             .and_then(|n| n.checked_add(tensors_at));
         let dims_at = metadata_at.and_then(|at| {
-            u64::from(header.metadata_count.get())
-                .checked_mul(METADATA_RECORD_SIZE as u64)?
-                .checked_add(at)
+            u64::from(header.metadata_count.get()).checked_mul(METADATA_RECORD_SIZE as u64)?.checked_add(at)
         });
-        let strings_at = dims_at.and_then(|at| {
-            u64::from(header.dims_count.get())
-                .checked_mul(8)?
-                .checked_add(at)
-        });
-        let end =
-            strings_at.and_then(|at| at.checked_add(u64::from(header.string_table_length.get())));
+        let strings_at = dims_at.and_then(|at| u64::from(header.dims_count.get()).checked_mul(8)?.checked_add(at));
+        let end = strings_at.and_then(|at| at.checked_add(u64::from(header.string_table_length.get())));
         match (metadata_at, dims_at, strings_at, end) {
-            (Some(metadata_at), Some(dims_at), Some(strings_at), Some(end))
-                if end == offset + length =>
-            {
-                let view = ManifestView {
-                    header,
-                    offset,
-                    tensors_at,
-                    metadata_at,
-                    dims_at,
-                    strings_at,
-                    virtual_size,
-                };
+            (Some(metadata_at), Some(dims_at), Some(strings_at), Some(end)) if end == offset + length => {
+                let view = ManifestView { header, offset, tensors_at, metadata_at, dims_at, strings_at, virtual_size };
                 if header.has_parent == 1 {
                     view.check_string(
                         header.parent_hint_offset.get(),
@@ -123,11 +81,9 @@ impl ManifestView {
                 }
                 Ok(view)
             }
-            _ => Err(Error::invalid(
-                "manifest section counts",
-                offset + 24,
-                "sections do not fill the manifest exactly",
-            )),
+            _ => {
+                Err(Error::invalid("manifest section counts", offset + 24, "sections do not fill the manifest exactly"))
+            }
         }
     }
 
@@ -146,11 +102,7 @@ impl ManifestView {
     fn check_string(&self, at: u32, len: u32, field: &'static str, offset: u64) -> Result<()> {
         let end = u64::from(at) + u64::from(len);
         if end > u64::from(self.header.string_table_length.get()) {
-            return Err(Error::invalid(
-                field,
-                offset,
-                "string outside the string table",
-            ));
+            return Err(Error::invalid(field, offset, "string outside the string table"));
         }
         Ok(())
     }
@@ -168,57 +120,26 @@ impl ManifestView {
         let at = self.tensors_at + u64::from(index) * TENSOR_RECORD_SIZE as u64;
         let mut raw = [0u8; TENSOR_RECORD_SIZE];
         src.read_exact_at(at, &mut raw)?;
-        let record = TensorRecord::read_from_bytes(&raw)
-            .map_err(|_| Error::invalid("tensor record", at, "size"))?;
-        self.check_string(
-            record.name_offset.get(),
-            record.name_length.get(),
-            "tensor name",
-            at,
-        )?;
-        self.check_string(
-            record.dtype_offset.get(),
-            u32::from(record.dtype_length.get()),
-            "tensor dtype",
-            at + 8,
-        )?;
+        let record = TensorRecord::read_from_bytes(&raw).map_err(|_| Error::invalid("tensor record", at, "size"))?;
+        self.check_string(record.name_offset.get(), record.name_length.get(), "tensor name", at)?;
+        self.check_string(record.dtype_offset.get(), u32::from(record.dtype_length.get()), "tensor dtype", at + 8)?;
         if record.dims_length.get() > limits::MAX_DIMS {
-            return Err(Error::invalid(
-                "tensor dims_length",
-                at + 14,
-                "too many dimensions",
-            ));
+            return Err(Error::invalid("tensor dims_length", at + 14, "too many dimensions"));
         }
         if u64::from(record.dims_index.get()) + u64::from(record.dims_length.get())
             > u64::from(self.header.dims_count.get())
         {
-            return Err(Error::invalid(
-                "tensor dims_index",
-                at + 16,
-                "dimensions outside the dims section",
-            ));
+            return Err(Error::invalid("tensor dims_index", at + 16, "dimensions outside the dims section"));
         }
         let end = record.virtual_offset.get().checked_add(record.length.get());
         if end.is_none_or(|end| end > self.virtual_size) {
-            return Err(Error::invalid(
-                "tensor virtual_offset",
-                at + 24,
-                "tensor outside the virtual space",
-            ));
+            return Err(Error::invalid("tensor virtual_offset", at + 24, "tensor outside the virtual space"));
         }
         if record.storage_kind > storage_kind::EMPTY {
-            return Err(Error::invalid(
-                "tensor storage_kind",
-                at + 40,
-                "unknown storage kind",
-            ));
+            return Err(Error::invalid("tensor storage_kind", at + 40, "unknown storage kind"));
         }
         if record.reserved != [0; 7] {
-            return Err(Error::invalid(
-                "tensor reserved bytes",
-                at + 41,
-                "must be zero",
-            ));
+            return Err(Error::invalid("tensor reserved bytes", at + 41, "must be zero"));
         }
         Ok(record)
     }
@@ -229,10 +150,7 @@ impl ManifestView {
             return Err(Error::InvalidArgument("dimension index out of range"));
         }
         let mut raw = [0u8; 8];
-        src.read_exact_at(
-            self.dims_at + (u64::from(record.dims_index.get()) + u64::from(i)) * 8,
-            &mut raw,
-        )?;
+        src.read_exact_at(self.dims_at + (u64::from(record.dims_index.get()) + u64::from(i)) * 8, &mut raw)?;
         Ok(u64::from_le_bytes(raw))
     }
 
@@ -244,39 +162,19 @@ impl ManifestView {
         let at = self.metadata_at + u64::from(index) * METADATA_RECORD_SIZE as u64;
         let mut raw = [0u8; METADATA_RECORD_SIZE];
         src.read_exact_at(at, &mut raw)?;
-        let record = MetadataRecord::read_from_bytes(&raw)
-            .map_err(|_| Error::invalid("metadata record", at, "size"))?;
-        self.check_string(
-            record.key_offset.get(),
-            record.key_length.get(),
-            "metadata key",
-            at,
-        )?;
-        self.check_string(
-            record.value_offset.get(),
-            record.value_length.get(),
-            "metadata value",
-            at + 8,
-        )?;
+        let record =
+            MetadataRecord::read_from_bytes(&raw).map_err(|_| Error::invalid("metadata record", at, "size"))?;
+        self.check_string(record.key_offset.get(), record.key_length.get(), "metadata key", at)?;
+        self.check_string(record.value_offset.get(), record.value_length.get(), "metadata value", at + 8)?;
         if record.value_kind > 1 || record.reserved != [0; 7] {
-            return Err(Error::invalid(
-                "metadata value_kind",
-                at + 16,
-                "unknown kind or nonzero reserved bytes",
-            ));
+            return Err(Error::invalid("metadata value_kind", at + 16, "unknown kind or nonzero reserved bytes"));
         }
         Ok(record)
     }
 
     /// Whether the string at (`at`, `len`) equals `want`, compared in chunks
     /// so no allocation is needed.
-    pub fn string_eq<R: ReadAt + ?Sized>(
-        &self,
-        src: &R,
-        at: u32,
-        len: u32,
-        want: &[u8],
-    ) -> Result<bool> {
+    pub fn string_eq<R: ReadAt + ?Sized>(&self, src: &R, at: u32, len: u32, want: &[u8]) -> Result<bool> {
         if want.len() as u64 != u64::from(len) {
             return Ok(false);
         }
@@ -294,19 +192,10 @@ impl ManifestView {
     }
 
     /// Copy the string at (`at`, `len`) into `out`, returning its length.
-    pub fn read_string<R: ReadAt + ?Sized>(
-        &self,
-        src: &R,
-        at: u32,
-        len: u32,
-        out: &mut [u8],
-    ) -> Result<usize> {
+    pub fn read_string<R: ReadAt + ?Sized>(&self, src: &R, at: u32, len: u32, out: &mut [u8]) -> Result<usize> {
         let len = len as usize;
-        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall {
-            what: "string buffer",
-            needed: len as u64,
-            got: 0,
-        })?;
+        let dst =
+            out.get_mut(..len).ok_or(Error::BufferTooSmall { what: "string buffer", needed: len as u64, got: 0 })?;
         src.read_exact_at(self.string_offset(at), dst)?;
         Ok(len)
     }
@@ -368,11 +257,7 @@ mod owned {
     }
 
     fn u32_len(n: usize, what: &'static str) -> Result<u32> {
-        u32::try_from(n).map_err(|_| Error::LimitExceeded {
-            what,
-            value: n as u64,
-            limit: u64::from(u32::MAX),
-        })
+        u32::try_from(n).map_err(|_| Error::LimitExceeded { what, value: n as u64, limit: u64::from(u32::MAX) })
     }
 
     struct Strings(Vec<u8>);
@@ -405,8 +290,7 @@ mod owned {
                     name_length: U32::new(name_length),
                     dtype_offset: U32::new(dtype_offset),
                     dtype_length: U16::new(
-                        u16::try_from(dtype_length)
-                            .map_err(|_| Error::InvalidArgument("dtype name too long"))?,
+                        u16::try_from(dtype_length).map_err(|_| Error::InvalidArgument("dtype name too long"))?,
                     ),
                     dims_length: U16::new(dims_length),
                     dims_index: U32::new(dims_index),
@@ -468,17 +352,10 @@ mod owned {
     }
 
     impl ManifestView {
-        fn owned_string<R: ReadAt + ?Sized>(
-            &self,
-            src: &R,
-            at: u32,
-            len: u32,
-            field: &'static str,
-        ) -> Result<String> {
+        fn owned_string<R: ReadAt + ?Sized>(&self, src: &R, at: u32, len: u32, field: &'static str) -> Result<String> {
             let mut buf = vec![0u8; len as usize];
             self.read_string(src, at, len, &mut buf)?;
-            String::from_utf8(buf)
-                .map_err(|_| Error::invalid(field, self.string_offset(at), "not valid UTF-8"))
+            String::from_utf8(buf).map_err(|_| Error::invalid(field, self.string_offset(at), "not valid UTF-8"))
         }
 
         /// Decode tensor `index` into an owned [`TensorInfo`].
@@ -489,18 +366,8 @@ mod owned {
                 shape.push(self.dim(src, &r, i)?);
             }
             Ok(TensorInfo {
-                name: self.owned_string(
-                    src,
-                    r.name_offset.get(),
-                    r.name_length.get(),
-                    "tensor name",
-                )?,
-                dtype: self.owned_string(
-                    src,
-                    r.dtype_offset.get(),
-                    u32::from(r.dtype_length.get()),
-                    "tensor dtype",
-                )?,
+                name: self.owned_string(src, r.name_offset.get(), r.name_length.get(), "tensor name")?,
+                dtype: self.owned_string(src, r.dtype_offset.get(), u32::from(r.dtype_length.get()), "tensor dtype")?,
                 ggml_type: Some(r.ggml_type.get()).filter(|&t| t != NO_GGML_TYPE),
                 shape,
                 offset: r.virtual_offset.get(),
@@ -518,19 +385,9 @@ mod owned {
             let mut metadata = Vec::new();
             for i in 0..self.metadata_count() {
                 let r = self.metadata(src, i)?;
-                let key =
-                    self.owned_string(src, r.key_offset.get(), r.key_length.get(), "metadata key")?;
-                let text = self.owned_string(
-                    src,
-                    r.value_offset.get(),
-                    r.value_length.get(),
-                    "metadata value",
-                )?;
-                let value = if r.value_kind == 1 {
-                    MetadataValue::Json(text)
-                } else {
-                    MetadataValue::String(text)
-                };
+                let key = self.owned_string(src, r.key_offset.get(), r.key_length.get(), "metadata key")?;
+                let text = self.owned_string(src, r.value_offset.get(), r.value_length.get(), "metadata value")?;
+                let value = if r.value_kind == 1 { MetadataValue::Json(text) } else { MetadataValue::String(text) };
                 metadata.push((key, value));
             }
             let parent = if self.header.has_parent == 1 {

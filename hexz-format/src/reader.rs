@@ -10,9 +10,8 @@ use zerocopy::FromBytes;
 use crate::codec::{self, codec_available, codec_name, ZstdContext};
 use crate::error::{Error, Result};
 use crate::layout::{
-    filter_id, limits, short_checksum, BlockEntry, DirectoryEntry, FileHeader, Footer,
-    BLOCK_ENTRY_SIZE, DIRECTORY_ENTRY_SIZE, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE,
-    MANIFEST_HEADER_SIZE, VERSION_MAJOR,
+    filter_id, limits, short_checksum, BlockEntry, DirectoryEntry, FileHeader, Footer, BLOCK_ENTRY_SIZE,
+    DIRECTORY_ENTRY_SIZE, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, MANIFEST_HEADER_SIZE, VERSION_MAJOR,
 };
 use crate::manifest::ManifestView;
 use crate::source::ReadAt;
@@ -60,10 +59,7 @@ pub struct Page {
 /// Stream `len` bytes at `offset` through BLAKE3 without allocating.
 pub(crate) fn hash_range<R: ReadAt + ?Sized>(src: &R, offset: u64, len: u64) -> Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
-    if let Some(bytes) = usize::try_from(len)
-        .ok()
-        .and_then(|n| src.borrow_at(offset, n))
-    {
+    if let Some(bytes) = usize::try_from(len).ok().and_then(|n| src.borrow_at(offset, n)) {
         hasher.update(bytes);
     } else {
         let mut chunk = [0u8; 1024];
@@ -85,17 +81,7 @@ fn read_struct<T: FromBytes, const N: usize, R: ReadAt + ?Sized>(
 ) -> Result<T> {
     let mut raw = [0u8; N];
     src.read_exact_at(offset, &mut raw).map_err(|e| match e {
-        Error::Truncated {
-            offset,
-            needed,
-            available,
-            ..
-        } => Error::Truncated {
-            what,
-            offset,
-            needed,
-            available,
-        },
+        Error::Truncated { offset, needed, available, .. } => Error::Truncated { what, offset, needed, available },
         other => other,
     })?;
     T::read_from_bytes(&raw).map_err(|_| Error::invalid(what, offset, "size mismatch"))
@@ -110,17 +96,9 @@ impl<R: ReadAt> Archive<R> {
         if file_len < min {
             let mut magic = [0u8; 8];
             if file_len >= 8 && src.read_exact_at(0, &mut magic).is_ok() && magic != HEADER_MAGIC {
-                return Err(Error::BadMagic {
-                    what: "header",
-                    offset: 0,
-                });
+                return Err(Error::BadMagic { what: "header", offset: 0 });
             }
-            return Err(Error::Truncated {
-                what: "archive",
-                offset: 0,
-                needed: min,
-                available: file_len,
-            });
+            return Err(Error::Truncated { what: "archive", offset: 0, needed: min, available: file_len });
         }
         let header: FileHeader = read_struct::<_, HEADER_SIZE, _>(&src, 0, "header")?;
         Self::check_header(&header)?;
@@ -131,55 +109,31 @@ impl<R: ReadAt> Archive<R> {
         let directory_offset = footer.directory_offset.get();
         let directory_length = u64::from(footer.page_count.get()) * DIRECTORY_ENTRY_SIZE as u64;
         if hash_range(&src, directory_offset, directory_length)? != footer.directory_hash {
-            return Err(Error::Checksum {
-                what: "directory",
-                offset: directory_offset,
-            });
+            return Err(Error::Checksum { what: "directory", offset: directory_offset });
         }
         let manifest_offset = footer.manifest_offset.get();
         let manifest_length = footer.manifest_length.get();
         if hash_range(&src, manifest_offset, manifest_length)? != footer.manifest_hash {
-            return Err(Error::Checksum {
-                what: "manifest",
-                offset: manifest_offset,
-            });
+            return Err(Error::Checksum { what: "manifest", offset: manifest_offset });
         }
         let manifest_head: [u8; MANIFEST_HEADER_SIZE] = {
             let mut raw = [0u8; MANIFEST_HEADER_SIZE];
             src.read_exact_at(manifest_offset, &mut raw)?;
             raw
         };
-        let manifest = ManifestView::parse(
-            &manifest_head,
-            manifest_offset,
-            manifest_length,
-            footer.virtual_size.get(),
-        )?;
-        let archive = Archive {
-            src,
-            header,
-            footer,
-            manifest,
-            verify_hashes: true,
-        };
+        let manifest =
+            ManifestView::parse(&manifest_head, manifest_offset, manifest_length, footer.virtual_size.get())?;
+        let archive = Archive { src, header, footer, manifest, verify_hashes: true };
         archive.check_directory()?;
         Ok(archive)
     }
 
     fn check_header(header: &FileHeader) -> Result<()> {
         if header.magic != HEADER_MAGIC {
-            return Err(Error::BadMagic {
-                what: "header",
-                offset: 0,
-            });
+            return Err(Error::BadMagic { what: "header", offset: 0 });
         }
-        if short_checksum(&zerocopy::IntoBytes::as_bytes(header)[..HEADER_SIZE - 8])
-            != header.checksum.get()
-        {
-            return Err(Error::Checksum {
-                what: "header",
-                offset: 0,
-            });
+        if short_checksum(&zerocopy::IntoBytes::as_bytes(header)[..HEADER_SIZE - 8]) != header.checksum.get() {
+            return Err(Error::Checksum { what: "header", offset: 0 });
         }
         if header.version_major.get() != VERSION_MAJOR {
             return Err(Error::UnsupportedVersion {
@@ -201,52 +155,28 @@ impl<R: ReadAt> Archive<R> {
 
     fn check_footer(footer: &Footer, at: u64) -> Result<()> {
         if footer.magic != FOOTER_MAGIC {
-            return Err(Error::BadMagic {
-                what: "footer",
-                offset: at,
-            });
+            return Err(Error::BadMagic { what: "footer", offset: at });
         }
-        if short_checksum(&zerocopy::IntoBytes::as_bytes(footer)[..FOOTER_SIZE - 8])
-            != footer.checksum.get()
-        {
-            return Err(Error::Checksum {
-                what: "footer",
-                offset: at,
-            });
+        if short_checksum(&zerocopy::IntoBytes::as_bytes(footer)[..FOOTER_SIZE - 8]) != footer.checksum.get() {
+            return Err(Error::Checksum { what: "footer", offset: at });
         }
         if footer.flags.get() != 0 {
             return Err(Error::invalid("footer flags", at + 64, "unknown flags set"));
         }
         if footer.reserved != [0; 16] {
-            return Err(Error::invalid(
-                "footer reserved bytes",
-                at + 168,
-                "must be zero",
-            ));
+            return Err(Error::invalid("footer reserved bytes", at + 168, "must be zero"));
         }
         let epp = footer.entries_per_page.get();
         if epp == 0 || epp > limits::MAX_ENTRIES_PER_PAGE {
-            return Err(Error::invalid(
-                "footer entries_per_page",
-                at + 36,
-                "must be 1 to 4096",
-            ));
+            return Err(Error::invalid("footer entries_per_page", at + 36, "must be 1 to 4096"));
         }
         let blocks = footer.block_count.get();
         let pages = u64::from(footer.page_count.get());
         if pages != blocks.div_ceil(u64::from(epp)) {
-            return Err(Error::invalid(
-                "footer page_count",
-                at + 32,
-                "does not match block_count / entries_per_page",
-            ));
+            return Err(Error::invalid("footer page_count", at + 32, "does not match block_count / entries_per_page"));
         }
         if (blocks == 0) != (footer.virtual_size.get() == 0) {
-            return Err(Error::invalid(
-                "footer block_count",
-                at + 16,
-                "zero blocks must mean an empty source",
-            ));
+            return Err(Error::invalid("footer block_count", at + 16, "zero blocks must mean an empty source"));
         }
         if footer.max_block_length.get() > limits::MAX_BLOCK_LENGTH {
             return Err(Error::LimitExceeded {
@@ -256,59 +186,29 @@ impl<R: ReadAt> Archive<R> {
             });
         }
         if footer.max_stored_length.get() > footer.max_block_length.get() {
-            return Err(Error::invalid(
-                "footer max_stored_length",
-                at + 60,
-                "larger than max_block_length",
-            ));
+            return Err(Error::invalid("footer max_stored_length", at + 60, "larger than max_block_length"));
         }
         if blocks > 0 && footer.max_block_length.get() == 0 {
-            return Err(Error::invalid(
-                "footer max_block_length",
-                at + 56,
-                "zero with blocks present",
-            ));
+            return Err(Error::invalid("footer max_block_length", at + 56, "zero with blocks present"));
         }
         let directory_offset = footer.directory_offset.get();
         if directory_offset < HEADER_SIZE as u64 {
-            return Err(Error::invalid(
-                "footer directory_offset",
-                at + 24,
-                "inside the header",
-            ));
+            return Err(Error::invalid("footer directory_offset", at + 24, "inside the header"));
         }
         // Pages sit in [HEADER_SIZE, directory_offset); the block count must fit there.
         if blocks > (directory_offset - HEADER_SIZE as u64) / BLOCK_ENTRY_SIZE as u64 {
-            return Err(Error::invalid(
-                "footer block_count",
-                at + 16,
-                "more block entries than the file can hold",
-            ));
+            return Err(Error::invalid("footer block_count", at + 16, "more block entries than the file can hold"));
         }
         let directory_end = directory_offset + pages * DIRECTORY_ENTRY_SIZE as u64;
         if footer.manifest_offset.get() != directory_end {
-            return Err(Error::invalid(
-                "footer manifest_offset",
-                at + 40,
-                "manifest must follow the directory",
-            ));
+            return Err(Error::invalid("footer manifest_offset", at + 40, "manifest must follow the directory"));
         }
         let manifest_length = footer.manifest_length.get();
-        if manifest_length < MANIFEST_HEADER_SIZE as u64
-            || manifest_length > limits::MAX_MANIFEST_LENGTH
-        {
-            return Err(Error::invalid(
-                "footer manifest_length",
-                at + 48,
-                "out of range",
-            ));
+        if manifest_length < MANIFEST_HEADER_SIZE as u64 || manifest_length > limits::MAX_MANIFEST_LENGTH {
+            return Err(Error::invalid("footer manifest_length", at + 48, "out of range"));
         }
         if directory_end.checked_add(manifest_length) != Some(at) {
-            return Err(Error::invalid(
-                "footer manifest_length",
-                at + 48,
-                "manifest must end where the footer starts",
-            ));
+            return Err(Error::invalid("footer manifest_length", at + 48, "manifest must end where the footer starts"));
         }
         Ok(())
     }
@@ -324,8 +224,7 @@ impl<R: ReadAt> Archive<R> {
         let pages = self.footer.page_count.get();
         let mut previous: Option<u64> = None;
         for p in 0..pages {
-            let at =
-                self.footer.directory_offset.get() + u64::from(p) * DIRECTORY_ENTRY_SIZE as u64;
+            let at = self.footer.directory_offset.get() + u64::from(p) * DIRECTORY_ENTRY_SIZE as u64;
             let entry = self.directory_entry(p)?;
             let first = entry.first_virtual_offset.get();
             let ok_first = match previous {
@@ -341,29 +240,17 @@ impl<R: ReadAt> Archive<R> {
             }
             previous = Some(first);
             if entry.entry_count.get() != self.expected_entries(p) {
-                return Err(Error::invalid(
-                    "directory entry_count",
-                    at + 16,
-                    "does not match entries_per_page",
-                ));
+                return Err(Error::invalid("directory entry_count", at + 16, "does not match entries_per_page"));
             }
             if entry.reserved != [0; 4] {
-                return Err(Error::invalid(
-                    "directory reserved bytes",
-                    at + 20,
-                    "must be zero",
-                ));
+                return Err(Error::invalid("directory reserved bytes", at + 20, "must be zero"));
             }
             let page_len = u64::from(entry.entry_count.get()) * BLOCK_ENTRY_SIZE as u64;
             let end = entry.page_offset.get().checked_add(page_len);
             if entry.page_offset.get() < HEADER_SIZE as u64
                 || end.is_none_or(|e| e > self.footer.directory_offset.get())
             {
-                return Err(Error::invalid(
-                    "directory page_offset",
-                    at + 8,
-                    "page outside the data region",
-                ));
+                return Err(Error::invalid("directory page_offset", at + 8, "page outside the data region"));
             }
         }
         Ok(())
@@ -423,8 +310,7 @@ impl<R: ReadAt> Archive<R> {
 
     /// Scratch bytes [`read_at`](Self::read_at) and friends need.
     pub fn scratch_size(&self) -> usize {
-        self.footer.max_stored_length.get() as usize
-            + 2 * self.footer.max_block_length.get() as usize
+        self.footer.max_stored_length.get() as usize + 2 * self.footer.max_block_length.get() as usize
     }
 
     /// Load page `index` and check its hash.
@@ -435,16 +321,8 @@ impl<R: ReadAt> Archive<R> {
         let entry = self.directory_entry(index)?;
         let offset = entry.page_offset.get();
         let count = entry.entry_count.get();
-        if hash_range(
-            &self.src,
-            offset,
-            u64::from(count) * BLOCK_ENTRY_SIZE as u64,
-        )? != entry.page_hash
-        {
-            return Err(Error::Checksum {
-                what: "index page",
-                offset,
-            });
+        if hash_range(&self.src, offset, u64::from(count) * BLOCK_ENTRY_SIZE as u64)? != entry.page_hash {
+            return Err(Error::Checksum { what: "index page", offset });
         }
         Ok(Page {
             index,
@@ -466,26 +344,14 @@ impl<R: ReadAt> Archive<R> {
         let e: BlockEntry = read_struct::<_, BLOCK_ENTRY_SIZE, _>(&self.src, at, "block entry")?;
         let vlen = e.virtual_length.get();
         if vlen == 0 || vlen > self.footer.max_block_length.get() {
-            return Err(Error::invalid(
-                "block virtual_length",
-                at + 24,
-                "zero or above max_block_length",
-            ));
+            return Err(Error::invalid("block virtual_length", at + 24, "zero or above max_block_length"));
         }
         let vend = e.virtual_offset.get().checked_add(u64::from(vlen));
         if vend.is_none_or(|end| end > self.virtual_size()) {
-            return Err(Error::invalid(
-                "block virtual_offset",
-                at,
-                "block extends past the virtual space",
-            ));
+            return Err(Error::invalid("block virtual_offset", at, "block extends past the virtual space"));
         }
         if e.stored_length.get() > self.footer.max_stored_length.get() {
-            return Err(Error::invalid(
-                "block stored_length",
-                at + 28,
-                "above max_stored_length",
-            ));
+            return Err(Error::invalid("block stored_length", at + 28, "above max_stored_length"));
         }
         if !matches!(e.codec, 0..=2) {
             return Err(Error::invalid("block codec", at + 32, "unknown codec"));
@@ -495,11 +361,7 @@ impl<R: ReadAt> Archive<R> {
         }
         let is_delta = matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB);
         if e.element_width == 0 || (is_delta && !matches!(e.element_width, 1 | 2 | 4 | 8)) {
-            return Err(Error::invalid(
-                "block element_width",
-                at + 34,
-                "zero, or not 1, 2, 4 or 8 on a delta block",
-            ));
+            return Err(Error::invalid("block element_width", at + 34, "zero, or not 1, 2, 4 or 8 on a delta block"));
         }
         if e.codec == 0 && (e.filter != filter_id::NONE || e.stored_length.get() != vlen) {
             return Err(Error::invalid(
@@ -509,39 +371,20 @@ impl<R: ReadAt> Archive<R> {
             ));
         }
         if e.location > limits::MAX_CHAIN_DEPTH {
-            return Err(Error::invalid(
-                "block location",
-                at + 35,
-                "deeper than the chain limit",
-            ));
+            return Err(Error::invalid("block location", at + 35, "deeper than the chain limit"));
         }
         if !is_delta && e.delta_base_offset.get() != 0 {
-            return Err(Error::invalid(
-                "block delta_base_offset",
-                at + 16,
-                "set on a non-delta block",
-            ));
+            return Err(Error::invalid("block delta_base_offset", at + 16, "set on a non-delta block"));
         }
         if e.reserved != [0; 4] {
-            return Err(Error::invalid(
-                "block reserved bytes",
-                at + 36,
-                "must be zero",
-            ));
+            return Err(Error::invalid("block reserved bytes", at + 36, "must be zero"));
         }
         if e.location == 0 {
-            let send = e
-                .stored_offset
-                .get()
-                .checked_add(u64::from(e.stored_length.get()));
+            let send = e.stored_offset.get().checked_add(u64::from(e.stored_length.get()));
             if e.stored_offset.get() < HEADER_SIZE as u64
                 || send.is_none_or(|end| end > self.footer.directory_offset.get())
             {
-                return Err(Error::invalid(
-                    "block stored_offset",
-                    at + 8,
-                    "stored bytes outside the data region",
-                ));
+                return Err(Error::invalid("block stored_offset", at + 8, "stored bytes outside the data region"));
             }
         }
         Ok(e)
@@ -561,11 +404,7 @@ impl<R: ReadAt> Archive<R> {
     /// directory, one page load, one binary search in the page.
     pub fn locate(&self, offset: u64) -> Result<(Page, u32, BlockEntry)> {
         if offset >= self.virtual_size() {
-            return Err(Error::OutOfRange {
-                offset,
-                length: 1,
-                size: self.virtual_size(),
-            });
+            return Err(Error::OutOfRange { offset, length: 1, size: self.virtual_size() });
         }
         let (mut lo, mut hi) = (0u32, self.footer.page_count.get());
         while hi - lo > 1 {
@@ -589,11 +428,7 @@ impl<R: ReadAt> Archive<R> {
         let entry = self.entry(&page, a)?;
         let start = entry.virtual_offset.get();
         if start > offset || offset - start >= u64::from(entry.virtual_length.get()) {
-            return Err(Error::invalid(
-                "block virtual_offset",
-                page.offset,
-                "index does not cover this offset",
-            ));
+            return Err(Error::invalid("block virtual_offset", page.offset, "index does not cover this offset"));
         }
         if a == 0 && start != page.first_virtual_offset {
             return Err(Error::invalid(
@@ -629,23 +464,13 @@ impl<R: ReadAt> Archive<R> {
         let vlen = e.virtual_length.get() as usize;
         let voff = e.virtual_offset.get();
         if out.len() != vlen {
-            return Err(Error::BufferTooSmall {
-                what: "block buffer",
-                needed: vlen as u64,
-                got: out.len() as u64,
-            });
+            return Err(Error::BufferTooSmall { what: "block buffer", needed: vlen as u64, got: out.len() as u64 });
         }
         if e.location != 0 {
-            return Err(Error::ParentRequired {
-                offset: voff,
-                depth: e.location,
-            });
+            return Err(Error::ParentRequired { offset: voff, depth: e.location });
         }
         if matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
-            return Err(Error::ParentRequired {
-                offset: voff,
-                depth: 1,
-            });
+            return Err(Error::ParentRequired { offset: voff, depth: 1 });
         }
         if !codec_available(e.codec) {
             return Err(Error::CodecUnavailable(codec_name(e.codec)));
@@ -659,12 +484,7 @@ impl<R: ReadAt> Archive<R> {
                 stored_buf
             }
         };
-        let fail = |reason| Error::Decode {
-            block: index,
-            offset: voff,
-            codec: codec_name(e.codec),
-            reason,
-        };
+        let fail = |reason| Error::Decode { block: index, offset: voff, codec: codec_name(e.codec), reason };
         if e.filter == filter_id::BYTE_GROUP {
             let (tmp, _) = split_scratch(rest, vlen)?;
             codec::decompress(e.codec, stored, tmp, zstd).map_err(fail)?;
@@ -673,42 +493,26 @@ impl<R: ReadAt> Archive<R> {
             codec::decompress(e.codec, stored, out, zstd).map_err(fail)?;
         }
         if self.verify_hashes && *blake3::hash(out).as_bytes() != e.hash {
-            return Err(Error::HashMismatch {
-                block: index,
-                offset: voff,
-            });
+            return Err(Error::HashMismatch { block: index, offset: voff });
         }
         Ok(())
     }
 
     /// Read virtual bytes [`offset`, `offset + out.len()`) into `out`.
     /// Blocks wholly inside the range decode straight into `out`.
-    pub fn read_at<S: Scratch + ?Sized>(
-        &self,
-        offset: u64,
-        out: &mut [u8],
-        scratch: &mut S,
-    ) -> Result<()> {
+    pub fn read_at<S: Scratch + ?Sized>(&self, offset: u64, out: &mut [u8], scratch: &mut S) -> Result<()> {
         let (scratch, mut zstd) = scratch.parts();
         let length = out.len() as u64;
         let end = offset.checked_add(length);
         if end.is_none_or(|end| end > self.virtual_size()) {
-            return Err(Error::OutOfRange {
-                offset,
-                length,
-                size: self.virtual_size(),
-            });
+            return Err(Error::OutOfRange { offset, length, size: self.virtual_size() });
         }
         if out.is_empty() {
             return Ok(());
         }
         let need = self.scratch_size();
         if scratch.len() < need {
-            return Err(Error::BufferTooSmall {
-                what: "scratch",
-                needed: need as u64,
-                got: scratch.len() as u64,
-            });
+            return Err(Error::BufferTooSmall { what: "scratch", needed: need as u64, got: scratch.len() as u64 });
         }
         let (mut page, mut slot, mut entry) = self.locate(offset)?;
         let mut pos = offset;
@@ -720,22 +524,10 @@ impl<R: ReadAt> Archive<R> {
             let skip = (pos - bstart) as usize;
             let take = (blen - skip).min(out.len() - written);
             if skip == 0 && take == blen {
-                self.decode_block_into(
-                    index,
-                    &entry,
-                    &mut out[written..written + blen],
-                    scratch,
-                    zstd.as_deref_mut(),
-                )?;
+                self.decode_block_into(index, &entry, &mut out[written..written + blen], scratch, zstd.as_deref_mut())?;
             } else {
                 let (work, whole) = scratch.split_at_mut(need - blen);
-                self.decode_block_into(
-                    index,
-                    &entry,
-                    &mut whole[..blen],
-                    work,
-                    zstd.as_deref_mut(),
-                )?;
+                self.decode_block_into(index, &entry, &mut whole[..blen], work, zstd.as_deref_mut())?;
                 out[written..written + take].copy_from_slice(&whole[skip..skip + take]);
             }
             written += take;
@@ -752,11 +544,7 @@ impl<R: ReadAt> Archive<R> {
             }
             entry = self.entry(&page, slot)?;
             if entry.virtual_offset.get() != pos {
-                return Err(Error::invalid(
-                    "block virtual_offset",
-                    page.offset,
-                    "blocks are not contiguous",
-                ));
+                return Err(Error::invalid("block virtual_offset", page.offset, "blocks are not contiguous"));
             }
         }
     }
@@ -770,12 +558,7 @@ impl<R: ReadAt> Archive<R> {
     pub fn find_tensor(&self, name: &str) -> Result<u32> {
         for i in 0..self.tensor_count() {
             let r = self.manifest.tensor(&self.src, i)?;
-            if self.manifest.string_eq(
-                &self.src,
-                r.name_offset.get(),
-                r.name_length.get(),
-                name.as_bytes(),
-            )? {
+            if self.manifest.string_eq(&self.src, r.name_offset.get(), r.name_length.get(), name.as_bytes())? {
                 return Ok(i);
             }
         }
@@ -783,21 +566,11 @@ impl<R: ReadAt> Archive<R> {
     }
 
     /// Read tensor `index` into the start of `out`; returns its length.
-    pub fn read_tensor<S: Scratch + ?Sized>(
-        &self,
-        index: u32,
-        out: &mut [u8],
-        scratch: &mut S,
-    ) -> Result<usize> {
+    pub fn read_tensor<S: Scratch + ?Sized>(&self, index: u32, out: &mut [u8], scratch: &mut S) -> Result<usize> {
         let r = self.manifest.tensor(&self.src, index)?;
-        let len = usize::try_from(r.length.get())
-            .map_err(|_| Error::InvalidArgument("tensor too large"))?;
+        let len = usize::try_from(r.length.get()).map_err(|_| Error::InvalidArgument("tensor too large"))?;
         let got = out.len() as u64;
-        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall {
-            what: "tensor buffer",
-            needed: len as u64,
-            got,
-        })?;
+        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall { what: "tensor buffer", needed: len as u64, got })?;
         self.read_at(r.virtual_offset.get(), dst, scratch)?;
         Ok(len)
     }
@@ -805,11 +578,7 @@ impl<R: ReadAt> Archive<R> {
 
 fn split_scratch(scratch: &mut [u8], n: usize) -> Result<(&mut [u8], &mut [u8])> {
     if scratch.len() < n {
-        return Err(Error::BufferTooSmall {
-            what: "scratch",
-            needed: n as u64,
-            got: scratch.len() as u64,
-        });
+        return Err(Error::BufferTooSmall { what: "scratch", needed: n as u64, got: scratch.len() as u64 });
     }
     Ok(scratch.split_at_mut(n))
 }
@@ -879,18 +648,10 @@ mod owned {
         pub fn read_vec(&self, offset: u64, length: u64) -> Result<Vec<u8>> {
             let end = offset.checked_add(length);
             if end.is_none_or(|end| end > self.virtual_size()) {
-                return Err(Error::OutOfRange {
-                    offset,
-                    length,
-                    size: self.virtual_size(),
-                });
+                return Err(Error::OutOfRange { offset, length, size: self.virtual_size() });
             }
             if length > MAX_OWNED_READ {
-                return Err(Error::LimitExceeded {
-                    what: "read length",
-                    value: length,
-                    limit: MAX_OWNED_READ,
-                });
+                return Err(Error::LimitExceeded { what: "read length", value: length, limit: MAX_OWNED_READ });
             }
             let mut out = vec![0u8; length as usize];
             self.read_at(offset, &mut out, &mut self.new_scratch())?;

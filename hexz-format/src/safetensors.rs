@@ -31,12 +31,7 @@ pub struct SafetensorsHeader {
 }
 
 fn bad(field: &'static str, offset: u64, reason: &'static str) -> Error {
-    Error::Source {
-        format: "safetensors",
-        field,
-        offset,
-        reason,
-    }
+    Error::Source { format: "safetensors", field, offset, reason }
 }
 
 /// Whether `prefix` looks like the start of a safetensors file (an 8-byte
@@ -47,8 +42,7 @@ pub fn looks_like_safetensors(prefix: &[u8], file_len: u64) -> bool {
             let mut n = [0u8; 8];
             n.copy_from_slice(len);
             let n = u64::from_le_bytes(n);
-            (2..=MAX_HEADER_SIZE).contains(&n)
-                && n.checked_add(8).is_some_and(|end| end <= file_len)
+            (2..=MAX_HEADER_SIZE).contains(&n) && n.checked_add(8).is_some_and(|end| end <= file_len)
         }
         _ => false,
     }
@@ -67,19 +61,11 @@ pub fn header_length(prefix: &[u8], file_len: u64) -> Result<u64> {
     n.copy_from_slice(first);
     let n = u64::from_le_bytes(n);
     if n > MAX_HEADER_SIZE {
-        return Err(Error::LimitExceeded {
-            what: "safetensors header length",
-            value: n,
-            limit: MAX_HEADER_SIZE,
-        });
+        return Err(Error::LimitExceeded { what: "safetensors header length", value: n, limit: MAX_HEADER_SIZE });
     }
     let total = n + 8;
     if total > file_len {
-        return Err(bad(
-            "header length",
-            0,
-            "header extends past the end of the file",
-        ));
+        return Err(bad("header length", 0, "header extends past the end of the file"));
     }
     Ok(total)
 }
@@ -87,124 +73,73 @@ pub fn header_length(prefix: &[u8], file_len: u64) -> Result<u64> {
 /// Parse the header in `bytes` (at least [`header_length`] bytes of the file).
 pub fn parse(bytes: &[u8], file_len: u64) -> Result<SafetensorsHeader> {
     let header_length = header_length(bytes, file_len)?;
-    let json = bytes
-        .get(8..header_length as usize)
-        .ok_or(Error::Truncated {
-            what: "safetensors header",
-            offset: 8,
-            needed: header_length - 8,
-            available: (bytes.len() as u64).saturating_sub(8),
-        })?;
+    let json = bytes.get(8..header_length as usize).ok_or(Error::Truncated {
+        what: "safetensors header",
+        offset: 8,
+        needed: header_length - 8,
+        available: (bytes.len() as u64).saturating_sub(8),
+    })?;
     if json.first() != Some(&b'{') {
         return Err(bad("header", 8, "JSON header does not start with '{'"));
     }
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(json)
-        .map_err(|_| bad("header", 8, "header is not a valid JSON object"))?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(json).map_err(|_| bad("header", 8, "header is not a valid JSON object"))?;
 
     let mut tensors = Vec::new();
     let mut metadata = Vec::new();
     for (name, value) in map {
         if name == "__metadata__" {
-            let obj =
-                value
-                    .as_object()
-                    .ok_or(bad("__metadata__", 8, "must be an object of strings"))?;
+            let obj = value.as_object().ok_or(bad("__metadata__", 8, "must be an object of strings"))?;
             for (k, v) in obj {
-                let v = v
-                    .as_str()
-                    .ok_or(bad("__metadata__", 8, "values must be strings"))?;
+                let v = v.as_str().ok_or(bad("__metadata__", 8, "values must be strings"))?;
                 metadata.push((k.clone(), String::from(v)));
             }
             continue;
         }
-        let info = value
-            .as_object()
-            .ok_or(bad("tensor entry", 8, "must be an object"))?;
-        let dtype = info.get("dtype").and_then(|d| d.as_str()).ok_or(bad(
-            "dtype",
-            8,
-            "missing or not a string",
-        ))?;
+        let info = value.as_object().ok_or(bad("tensor entry", 8, "must be an object"))?;
+        let dtype = info.get("dtype").and_then(|d| d.as_str()).ok_or(bad("dtype", 8, "missing or not a string"))?;
         let bits = safetensors_bits(dtype).ok_or(bad("dtype", 8, "unknown dtype"))?;
-        let shape_json = info.get("shape").and_then(|s| s.as_array()).ok_or(bad(
-            "shape",
-            8,
-            "missing or not an array",
-        ))?;
+        let shape_json =
+            info.get("shape").and_then(|s| s.as_array()).ok_or(bad("shape", 8, "missing or not an array"))?;
         let mut shape = Vec::with_capacity(shape_json.len());
         for dim in shape_json {
-            shape.push(dim.as_u64().ok_or(bad(
-                "shape",
-                8,
-                "dimension is not a non-negative integer",
-            ))?);
+            shape.push(dim.as_u64().ok_or(bad("shape", 8, "dimension is not a non-negative integer"))?);
         }
-        let offsets = info
-            .get("data_offsets")
-            .and_then(|o| o.as_array())
-            .filter(|o| o.len() == 2)
-            .ok_or(bad("data_offsets", 8, "missing or not a pair"))?;
-        let begin = offsets[0]
-            .as_u64()
-            .ok_or(bad("data_offsets", 8, "begin is not an integer"))?;
-        let end = offsets[1]
-            .as_u64()
-            .ok_or(bad("data_offsets", 8, "end is not an integer"))?;
+        let offsets = info.get("data_offsets").and_then(|o| o.as_array()).filter(|o| o.len() == 2).ok_or(bad(
+            "data_offsets",
+            8,
+            "missing or not a pair",
+        ))?;
+        let begin = offsets[0].as_u64().ok_or(bad("data_offsets", 8, "begin is not an integer"))?;
+        let end = offsets[1].as_u64().ok_or(bad("data_offsets", 8, "end is not an integer"))?;
         if end < begin {
             return Err(bad("data_offsets", 8, "end is before begin"));
         }
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .ok_or(bad("shape", 8, "element count overflows"))?;
-        let total_bits =
-            elements
-                .checked_mul(u64::from(bits))
-                .ok_or(bad("shape", 8, "byte size overflows"))?;
+        let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or(bad(
+            "shape",
+            8,
+            "element count overflows",
+        ))?;
+        let total_bits = elements.checked_mul(u64::from(bits)).ok_or(bad("shape", 8, "byte size overflows"))?;
         if total_bits % 8 != 0 {
             return Err(bad("shape", 8, "sub-byte dtype does not fill whole bytes"));
         }
         if total_bits / 8 != end - begin {
-            return Err(bad(
-                "data_offsets",
-                8,
-                "length does not equal dtype size times shape",
-            ));
+            return Err(bad("data_offsets", 8, "length does not equal dtype size times shape"));
         }
-        let offset =
-            header_length
-                .checked_add(begin)
-                .ok_or(bad("data_offsets", 8, "offset overflows"))?;
-        tensors.push(SafetensorsTensor {
-            name,
-            dtype: String::from(dtype),
-            shape,
-            offset,
-            length: end - begin,
-        });
+        let offset = header_length.checked_add(begin).ok_or(bad("data_offsets", 8, "offset overflows"))?;
+        tensors.push(SafetensorsTensor { name, dtype: String::from(dtype), shape, offset, length: end - begin });
     }
     tensors.sort_by_key(|t| (t.offset, t.length));
     let mut expected = header_length;
     for t in &tensors {
         if t.offset != expected {
-            return Err(bad(
-                "data_offsets",
-                8,
-                "tensor data is not contiguous (gap or overlap)",
-            ));
+            return Err(bad("data_offsets", 8, "tensor data is not contiguous (gap or overlap)"));
         }
         expected += t.length;
     }
     if expected != file_len {
-        return Err(bad(
-            "data_offsets",
-            8,
-            "tensor data does not end at the end of the file",
-        ));
+        return Err(bad("data_offsets", 8, "tensor data does not end at the end of the file"));
     }
-    Ok(SafetensorsHeader {
-        header_length,
-        tensors,
-        metadata,
-    })
+    Ok(SafetensorsHeader { header_length, tensors, metadata })
 }

@@ -107,10 +107,7 @@ impl FileSource {
         if !meta.is_file() {
             return Err(Error::InvalidArgument("not a regular file"));
         }
-        Ok(FileSource {
-            file,
-            len: meta.len(),
-        })
+        Ok(FileSource { file, len: meta.len() })
     }
 }
 
@@ -133,9 +130,7 @@ impl ReadAt for FileSource {
         #[cfg(unix)]
         {
             use std::os::unix::fs::FileExt;
-            self.file
-                .read_exact_at(buf, offset)
-                .map_err(|e| Error::from_io(offset, &e))
+            self.file.read_exact_at(buf, offset).map_err(|e| Error::from_io(offset, &e))
         }
         #[cfg(windows)]
         {
@@ -147,10 +142,7 @@ impl ReadAt for FileSource {
                     .seek_read(&mut buf[done..], offset + done as u64)
                     .map_err(|e| Error::from_io(offset, &e))?;
                 if n == 0 {
-                    return Err(Error::Io {
-                        offset,
-                        kind: crate::error::IoKind("unexpected end of file"),
-                    });
+                    return Err(Error::Io { offset, kind: crate::error::IoKind("unexpected end of file") });
                 }
                 done += n;
             }

@@ -35,10 +35,7 @@ impl Report {
         self.problems.is_empty()
     }
     fn push(&mut self, location: impl Into<String>, err: impl ToString) {
-        self.problems.push(Problem {
-            location: location.into(),
-            message: err.to_string(),
-        });
+        self.problems.push(Problem { location: location.into(), message: err.to_string() });
     }
 }
 
@@ -59,26 +56,14 @@ pub fn verify<R: ReadAt>(src: R, deep: bool, progress: &dyn Fn(u64)) -> Report {
 }
 
 /// Verify an archive that is already open (its open-time checks passed).
-pub fn verify_open<R: ReadAt>(
-    archive: &Archive<R>,
-    deep: bool,
-    report: &mut Report,
-    progress: &dyn Fn(u64),
-) {
+pub fn verify_open<R: ReadAt>(archive: &Archive<R>, deep: bool, report: &mut Report, progress: &dyn Fn(u64)) {
     let footer = archive.footer();
     let virtual_size = archive.virtual_size();
     let mut block_starts: BTreeSet<u64> = BTreeSet::new();
     let mut stored: Vec<(u64, u64, &'static str)> = Vec::new();
     let mut expected = 0u64;
     let mut scratch = crate::reader::Workspace::new(if deep { archive.scratch_size() } else { 0 });
-    let mut block_buf = vec![
-        0u8;
-        if deep {
-            footer.max_block_length.get() as usize
-        } else {
-            0
-        }
-    ];
+    let mut block_buf = vec![0u8; if deep { footer.max_block_length.get() as usize } else { 0 }];
     let mut source_hasher = blake3::Hasher::new();
     let mut hash_complete = true;
 
@@ -91,11 +76,7 @@ pub fn verify_open<R: ReadAt>(
                 continue;
             }
         };
-        stored.push((
-            page.offset,
-            u64::from(page.entry_count) * BLOCK_ENTRY_SIZE as u64,
-            "index page",
-        ));
+        stored.push((page.offset, u64::from(page.entry_count) * BLOCK_ENTRY_SIZE as u64, "index page"));
         if page.first_virtual_offset != expected {
             expected = page.first_virtual_offset;
             hash_complete = false;
@@ -115,22 +96,14 @@ pub fn verify_open<R: ReadAt>(
             let start = entry.virtual_offset.get();
             let len = u64::from(entry.virtual_length.get());
             if start != expected {
-                report.push(
-                    where_(),
-                    format!(
-                        "starts at virtual offset {start}, expected {expected} (gap or overlap)"
-                    ),
-                );
+                report
+                    .push(where_(), format!("starts at virtual offset {start}, expected {expected} (gap or overlap)"));
                 hash_complete = false;
             }
             expected = start + len;
             block_starts.insert(start);
             if entry.location == 0 {
-                stored.push((
-                    entry.stored_offset.get(),
-                    u64::from(entry.stored_length.get()),
-                    "block",
-                ));
+                stored.push((entry.stored_offset.get(), u64::from(entry.stored_length.get()), "block"));
             }
             if deep {
                 let buf = &mut block_buf[..len as usize];
@@ -149,10 +122,7 @@ pub fn verify_open<R: ReadAt>(
         }
     }
     if expected != virtual_size {
-        report.push(
-            "index",
-            format!("blocks end at virtual offset {expected}, the source is {virtual_size} bytes"),
-        );
+        report.push("index", format!("blocks end at virtual offset {expected}, the source is {virtual_size} bytes"));
         hash_complete = false;
     }
     block_starts.insert(virtual_size);
@@ -165,10 +135,7 @@ pub fn verify_open<R: ReadAt>(
         if b.0 < a.0 + a.1 {
             report.push(
                 format!("{} at archive offset {}", b.2, b.0),
-                format!(
-                    "overlaps the {} at archive offset {} (+{} bytes)",
-                    a.2, a.0, a.1
-                ),
+                format!("overlaps the {} at archive offset {} (+{} bytes)", a.2, a.0, a.1),
             );
         }
     }
@@ -177,21 +144,13 @@ pub fn verify_open<R: ReadAt>(
     }
 
     if deep && hash_complete && *source_hasher.finalize().as_bytes() != archive.source_hash() {
-        report.push(
-            "footer source_hash",
-            "the decoded source does not match the recorded BLAKE3",
-        );
+        report.push("footer source_hash", "the decoded source does not match the recorded BLAKE3");
     }
 
     check_manifest(archive, &block_starts, deep, report);
 }
 
-fn check_manifest<R: ReadAt>(
-    archive: &Archive<R>,
-    block_starts: &BTreeSet<u64>,
-    deep: bool,
-    report: &mut Report,
-) {
+fn check_manifest<R: ReadAt>(archive: &Archive<R>, block_starts: &BTreeSet<u64>, deep: bool, report: &mut Report) {
     let manifest = match archive.manifest() {
         Ok(m) => m,
         Err(e) => {
@@ -208,8 +167,7 @@ fn check_manifest<R: ReadAt>(
             report.push(&where_, "duplicate tensor name");
         }
         let bits = match t.ggml_type {
-            Some(g) => dtype::ggml_type(g)
-                .map(|g| (u64::from(g.block_elements), u64::from(g.block_bytes) * 8)),
+            Some(g) => dtype::ggml_type(g).map(|g| (u64::from(g.block_elements), u64::from(g.block_bytes) * 8)),
             None => dtype::safetensors_bits(&t.dtype).map(|b| (1, u64::from(b))),
         };
         let elements = t.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
@@ -219,17 +177,11 @@ fn check_manifest<R: ReadAt>(
                 if n % per_block != 0 || want != Some(t.length) {
                     report.push(
                         &where_,
-                        format!(
-                            "length {} does not match dtype {} and shape {:?}",
-                            t.length, t.dtype, t.shape
-                        ),
+                        format!("length {} does not match dtype {} and shape {:?}", t.length, t.dtype, t.shape),
                     );
                 }
             }
-            _ => report.push(
-                &where_,
-                format!("unknown dtype {} or overflowing shape", t.dtype),
-            ),
+            _ => report.push(&where_, format!("unknown dtype {} or overflowing shape", t.dtype)),
         }
         if t.length > 0 {
             if t.offset < manifest.source_header_length {
@@ -244,10 +196,7 @@ fn check_manifest<R: ReadAt>(
     spans.sort_unstable();
     for w in spans.windows(2) {
         if w[1].0 < w[0].0 + w[0].1 {
-            report.push(
-                format!("tensor {}", w[1].2),
-                format!("overlaps tensor {}", w[0].2),
-            );
+            report.push(format!("tensor {}", w[1].2), format!("overlaps tensor {}", w[0].2));
         }
     }
     if manifest.source_format == source_format::RAW && !manifest.tensors.is_empty() {
@@ -259,52 +208,25 @@ fn check_manifest<R: ReadAt>(
 }
 
 /// The archived source header, parsed again, must declare the manifest's tensors.
-fn check_source_header<R: ReadAt>(
-    archive: &Archive<R>,
-    manifest: &crate::manifest::Manifest,
-    report: &mut Report,
-) {
-    let mismatch = |report: &mut Report, e: &dyn core::fmt::Display| {
-        report.push("source header", e.to_string())
-    };
+fn check_source_header<R: ReadAt>(archive: &Archive<R>, manifest: &crate::manifest::Manifest, report: &mut Report) {
+    let mismatch = |report: &mut Report, e: &dyn core::fmt::Display| report.push("source header", e.to_string());
     let declared: Vec<(String, u64, u64)> = match manifest.source_format {
         source_format::RAW => return,
         source_format::GGUF => match archive.gguf_header() {
-            Ok((_, h)) => h
-                .tensors
-                .into_iter()
-                .map(|t| (t.name, t.offset, t.length))
-                .collect(),
+            Ok((_, h)) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
             Err(e) => return mismatch(report, &e),
         },
-        _ => match archive
-            .source_header()
-            .and_then(|b| crate::safetensors::parse(&b, archive.virtual_size()))
-        {
-            Ok(h) => h
-                .tensors
-                .into_iter()
-                .map(|t| (t.name, t.offset, t.length))
-                .collect(),
+        _ => match archive.source_header().and_then(|b| crate::safetensors::parse(&b, archive.virtual_size())) {
+            Ok(h) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
             Err(e) => return mismatch(report, &e),
         },
     };
-    let mut recorded: Vec<(String, u64, u64)> = manifest
-        .tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.offset, t.length))
-        .collect();
+    let mut recorded: Vec<(String, u64, u64)> =
+        manifest.tensors.iter().map(|t| (t.name.clone(), t.offset, t.length)).collect();
     let mut declared = declared;
     declared.sort();
     recorded.sort();
     if declared != recorded {
-        mismatch(
-            report,
-            &Error::invalid(
-                "tensor table",
-                0,
-                "manifest differs from the archived source header",
-            ),
-        );
+        mismatch(report, &Error::invalid("tensor table", 0, "manifest differs from the archived source header"));
     }
 }

@@ -20,9 +20,8 @@ use crate::codec::{BlockEncoder, Compression};
 use crate::dtype;
 use crate::error::{Error, Result};
 use crate::layout::{
-    codec_id, filter_id, limits, short_checksum, source_format, storage_kind, BlockEntry,
-    DirectoryEntry, FileHeader, Footer, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE,
-    VERSION_MAJOR, VERSION_MINOR,
+    codec_id, filter_id, limits, short_checksum, source_format, storage_kind, BlockEntry, DirectoryEntry, FileHeader,
+    Footer, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
 use crate::manifest::{Manifest, MetadataValue, TensorInfo};
 use crate::source::ReadAt;
@@ -94,8 +93,7 @@ struct Plan {
 }
 
 fn read_prefix<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<u8>> {
-    let n = usize::try_from(len.min(src.len()))
-        .map_err(|_| Error::InvalidArgument("header too large"))?;
+    let n = usize::try_from(len.min(src.len())).map_err(|_| Error::InvalidArgument("header too large"))?;
     let mut buf = std::vec![0u8; n];
     src.read_exact_at(0, &mut buf)?;
     Ok(buf)
@@ -110,9 +108,7 @@ fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
         let header = loop {
             let prefix = read_prefix(src, want)?;
             match gguf::parse(&prefix, file_len) {
-                Err(Error::Truncated { .. }) if (prefix.len() as u64) < file_len => {
-                    want = want.saturating_mul(4)
-                }
+                Err(Error::Truncated { .. }) if (prefix.len() as u64) < file_len => want = want.saturating_mul(4),
                 other => break other?,
             }
         };
@@ -129,11 +125,7 @@ fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
                 storage_kind: storage_kind::STORED,
             })
             .collect();
-        (
-            source_format::GGUF,
-            header.data_offset.min(file_len),
-            tensors,
-        )
+        (source_format::GGUF, header.data_offset.min(file_len), tensors)
     } else if safetensors::looks_like_safetensors(&probe, file_len) {
         let header_length = safetensors::header_length(&probe, file_len)?;
         let header = safetensors::parse(&read_prefix(src, header_length)?, file_len)?;
@@ -156,20 +148,13 @@ fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
     };
 
     // Segments in file order: header, tensors, and the gaps between them.
-    let mut order: Vec<usize> = (0..tensors.len())
-        .filter(|&i| tensors[i].length > 0)
-        .collect();
+    let mut order: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].length > 0).collect();
     order.sort_by_key(|&i| tensors[i].offset);
     let mut segments = Vec::new();
     let mut pos = 0u64;
     let push_gap = |segments: &mut Vec<Segment>, from: u64, to: u64| {
         if to > from {
-            segments.push(Segment {
-                start: from,
-                len: to - from,
-                width: 1,
-                tensor: None,
-            });
+            segments.push(Segment { start: from, len: to - from, width: 1, tensor: None });
         }
     };
     if header_length > 0 {
@@ -191,12 +176,7 @@ fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
             Some(g) => dtype::ggml_group_width(g),
             None => dtype::float_width(&t.dtype),
         };
-        segments.push(Segment {
-            start: t.offset,
-            len: t.length,
-            width,
-            tensor: Some(i),
-        });
+        segments.push(Segment { start: t.offset, len: t.length, width, tensor: Some(i) });
         pos = t.offset + t.length;
     }
     push_gap(&mut segments, pos, file_len);
@@ -205,12 +185,7 @@ fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
             t.storage_kind = storage_kind::EMPTY;
         }
     }
-    Ok(Plan {
-        format,
-        header_length,
-        tensors,
-        segments,
-    })
+    Ok(Plan { format, header_length, tensors, segments })
 }
 
 /// A tensor's index and the block range [first, end) it was cut into.
@@ -236,20 +211,13 @@ struct Done {
 
 /// Store `src` into `out` (written sequentially from its current position,
 /// which must be the start of the archive). `progress` gets source bytes done.
-pub fn store<R, W>(
-    src: &R,
-    out: &mut W,
-    opts: &StoreOptions,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<StoreReport>
+pub fn store<R, W>(src: &R, out: &mut W, opts: &StoreOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<StoreReport>
 where
     R: ReadAt + Sync + ?Sized,
     W: Write,
 {
     if opts.block_size < MIN_BLOCK_SIZE || opts.block_size > limits::MAX_BLOCK_LENGTH {
-        return Err(Error::InvalidArgument(
-            "block size must be between 4 KiB and 64 MiB",
-        ));
+        return Err(Error::InvalidArgument("block size must be between 4 KiB and 64 MiB"));
     }
     if opts.entries_per_page == 0 || opts.entries_per_page > limits::MAX_ENTRIES_PER_PAGE {
         return Err(Error::InvalidArgument("entries per page must be 1 to 4096"));
@@ -267,10 +235,7 @@ where
     };
     BlockEncoder::new(opts.compression)?;
 
-    let mut sink = CountingWriter {
-        inner: out,
-        written: 0,
-    };
+    let mut sink = CountingWriter { inner: out, written: 0 };
     let header = file_header();
     sink.write_all(header.as_bytes())?;
 
@@ -278,11 +243,7 @@ where
     let mut deduplicated: Vec<bool> = Vec::new();
     let mut tensor_blocks: Vec<TensorBlocks> = Vec::new();
     let mut first_location: HashMap<[u8; 32], (u64, u32, u8, u8, u8)> = HashMap::new();
-    let mut report = StoreReport {
-        source_format: plan.format,
-        source_size: src.len(),
-        ..StoreReport::default()
-    };
+    let mut report = StoreReport { source_format: plan.format, source_size: src.len(), ..StoreReport::default() };
     let mut max_block = 0u32;
     let mut max_stored = 0u32;
 
@@ -345,15 +306,7 @@ where
                     let mut data = std::vec![0u8; n];
                     src.read_exact_at(pos, &mut data)?;
                     source_hasher.update(&data);
-                    if job_tx
-                        .send(Job {
-                            index,
-                            offset: pos,
-                            width: seg.width,
-                            data,
-                        })
-                        .is_err()
-                    {
+                    if job_tx.send(Job { index, offset: pos, width: seg.width, data }).is_err() {
                         return Err(Error::InvalidArgument("store workers stopped"));
                     }
                     index += 1;
@@ -405,15 +358,9 @@ where
                             break;
                         }
                         let stored_length = done.bytes.len() as u32;
-                        let width = if done.filter == filter_id::BYTE_GROUP {
-                            done.width
-                        } else {
-                            1
-                        };
-                        first_location.insert(
-                            done.hash,
-                            (stored_offset, stored_length, done.codec, done.filter, width),
-                        );
+                        let width = if done.filter == filter_id::BYTE_GROUP { done.width } else { 1 };
+                        first_location
+                            .insert(done.hash, (stored_offset, stored_length, done.codec, done.filter, width));
                         report.stored_blocks += 1;
                         block_entry(
                             done.offset,
@@ -437,9 +384,7 @@ where
             }
         }
         drop(done_rx);
-        let read = reader
-            .join()
-            .map_err(|_| Error::InvalidArgument("store reader panicked"))?;
+        let read = reader.join().map_err(|_| Error::InvalidArgument("store reader panicked"))?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -454,11 +399,7 @@ where
     // Per-tensor storage kind, from its blocks.
     let mut tensors = plan.tensors;
     for (t, first, end) in tensor_blocks {
-        if end > first
-            && deduplicated[first as usize..end as usize]
-                .iter()
-                .all(|&d| d)
-        {
+        if end > first && deduplicated[first as usize..end as usize].iter().all(|&d| d) {
             tensors[t].storage_kind = storage_kind::DEDUPLICATED;
         }
     }
@@ -515,9 +456,7 @@ where
     };
     footer.checksum = U64::new(short_checksum(&footer.as_bytes()[..FOOTER_SIZE - 8]));
     sink.write_all(footer.as_bytes())?;
-    sink.inner
-        .flush()
-        .map_err(|e| Error::from_io(sink.written, &e))?;
+    sink.inner.flush().map_err(|e| Error::from_io(sink.written, &e))?;
     report.archive_size = sink.written;
     report.blocks = entries.len() as u64;
     report.source_hash = source_hash;
@@ -572,9 +511,7 @@ struct CountingWriter<'a, W: Write> {
 
 impl<W: Write> CountingWriter<'_, W> {
     fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.inner
-            .write_all(bytes)
-            .map_err(|e| Error::from_io(self.written, &e))?;
+        self.inner.write_all(bytes).map_err(|e| Error::from_io(self.written, &e))?;
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -590,45 +527,22 @@ pub struct TempFile {
 impl TempFile {
     /// Create a temporary file in the directory of `dst`.
     pub fn new(dst: &Path) -> std::io::Result<Self> {
-        let dir = dst
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = dst
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for attempt in 0..100u32 {
-            let path = dir.join(std::format!(
-                ".{name}.hexz-tmp-{}-{attempt}",
-                std::process::id()
-            ));
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file: Some(file),
-                    })
-                }
+            let path = dir.join(std::format!(".{name}.hexz-tmp-{}-{attempt}", std::process::id()));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok(TempFile { path, file: Some(file) }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            "no free temporary name",
-        ))
+        Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "no free temporary name"))
     }
 
     /// The open file.
     pub fn file(&mut self) -> &mut std::fs::File {
-        self.file
-            .as_mut()
-            .expect("temporary file is open until commit")
+        self.file.as_mut().expect("temporary file is open until commit")
     }
 
     /// Flush to disk and rename onto `dst` (replacing it).
@@ -657,12 +571,7 @@ impl Drop for TempFile {
 
 /// Store the file at `src` into a new archive at `dst`, atomically: `dst` is
 /// only replaced once the archive is complete and on disk.
-pub fn store_file(
-    src: &Path,
-    dst: &Path,
-    opts: &StoreOptions,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<StoreReport> {
+pub fn store_file(src: &Path, dst: &Path, opts: &StoreOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<StoreReport> {
     let source = crate::source::FileSource::open(src)?;
     let mut tmp = TempFile::new(dst).map_err(|e| Error::from_io(0, &e))?;
     let report = {

@@ -25,16 +25,8 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let st = tiny_safetensors();
     let gg = tiny_gguf();
     vec![
-        (
-            "safetensors/zstd",
-            store_bytes(&st, Compression::Zstd(3), 4096),
-            st.clone(),
-        ),
-        (
-            "gguf/lz4",
-            store_bytes(&gg, Compression::Lz4, 4096),
-            gg.clone(),
-        ),
+        ("safetensors/zstd", store_bytes(&st, Compression::Zstd(3), 4096), st.clone()),
+        ("gguf/lz4", store_bytes(&gg, Compression::Lz4, 4096), gg.clone()),
         ("gguf/none", store_bytes(&gg, Compression::None, 4096), gg),
     ]
 }
@@ -46,10 +38,7 @@ fn truncation_at_every_offset_is_an_error() {
             let r = read_all(&hxz[..cut], &src);
             assert!(r.is_err(), "{name}: truncated at {cut} still read");
             let report = hexz_format::verify::verify(&hxz[..cut], true, &|_| {});
-            assert!(
-                !report.is_ok(),
-                "{name}: verify passed a file truncated at {cut}"
-            );
+            assert!(!report.is_ok(), "{name}: verify passed a file truncated at {cut}");
         }
     }
 }
@@ -62,10 +51,7 @@ fn corrupting_any_byte_never_yields_wrong_bytes() {
             .map(|i| archive.block(i).unwrap())
             .filter(|e| e.codec != 0)
             .map(|e| {
-                (
-                    e.stored_offset.get() as usize,
-                    (e.stored_offset.get() + u64::from(e.stored_length.get())) as usize,
-                )
+                (e.stored_offset.get() as usize, (e.stored_offset.get() + u64::from(e.stored_length.get())) as usize)
             })
             .collect();
         let mut caught = 0usize;
@@ -83,15 +69,9 @@ fn corrupting_any_byte_never_yields_wrong_bytes() {
             let report = hexz_format::verify::verify(bad.as_slice(), true, &|_| {});
             if report.is_ok() {
                 let in_stream = compressed.iter().any(|&(a, b)| (a..b).contains(&at));
-                assert!(
-                    in_stream && read.is_ok(),
-                    "{name}: deep verify missed a corruption at byte {at}"
-                );
+                assert!(in_stream && read.is_ok(), "{name}: deep verify missed a corruption at byte {at}");
             }
         }
-        eprintln!(
-            "{name}: {caught} of {} corruptions were read errors (the rest read exact bytes)",
-            hxz.len()
-        );
+        eprintln!("{name}: {caught} of {} corruptions were read errors (the rest read exact bytes)", hxz.len());
     }
 }

@@ -38,20 +38,13 @@ fn reads_a_tensor_from_a_static_slice_without_allocating() {
     let archive = Archive::open(ARCHIVE).expect("open");
     assert!(archive.scratch_size() <= scratch.len());
     let index = archive.find_tensor("blk.0.q8").expect("find");
-    let n = archive
-        .read_tensor(index, &mut out, &mut scratch)
-        .expect("read");
+    let n = archive.read_tensor(index, &mut out, &mut scratch).expect("read");
     let record = archive.manifest_view().tensor(&ARCHIVE, index).unwrap();
     let mut whole = [0u8; 4096];
-    archive
-        .read_at(0, &mut whole[..SOURCE.len().min(4096)], &mut scratch)
-        .expect("range");
+    archive.read_at(0, &mut whole[..SOURCE.len().min(4096)], &mut scratch).expect("range");
     let after = ALLOCATIONS.with(|c| c.get());
     assert_eq!(after - before, 0, "the read path allocated");
     let start = record.virtual_offset.get() as usize;
     assert_eq!(&out[..n], &SOURCE[start..start + n]);
-    assert_eq!(
-        &whole[..SOURCE.len().min(4096)],
-        &SOURCE[..SOURCE.len().min(4096)]
-    );
+    assert_eq!(&whole[..SOURCE.len().min(4096)], &SOURCE[..SOURCE.len().min(4096)]);
 }

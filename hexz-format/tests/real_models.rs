@@ -20,11 +20,7 @@ fn check_model(name: &str, sha: &str) {
         let hxz = store_bytes(&src, codec, hexz_format::writer::DEFAULT_BLOCK_SIZE);
         let archive = Archive::open(hxz.as_slice()).unwrap();
         let back = archive.read_vec(0, archive.virtual_size()).unwrap();
-        assert_eq!(
-            hex(&sha256(&back)),
-            sha,
-            "{name} {codec:?}: extracted bytes differ"
-        );
+        assert_eq!(hex(&sha256(&back)), sha, "{name} {codec:?}: extracted bytes differ");
         drop(back);
         let manifest = archive.manifest().unwrap();
         assert!(!manifest.tensors.is_empty());
@@ -46,13 +42,8 @@ fn check_model(name: &str, sha: &str) {
             let start = rng.below(src.len() as u64) as usize;
             let len = (rng.below(3 << 20) as usize).min(src.len() - start);
             let mut out = vec![0u8; len];
-            archive
-                .read_at(start as u64, &mut out, &mut scratch)
-                .unwrap();
-            assert!(
-                out == src[start..start + len],
-                "{name} {codec:?}: range {start}+{len}"
-            );
+            archive.read_at(start as u64, &mut out, &mut scratch).unwrap();
+            assert!(out == src[start..start + len], "{name} {codec:?}: range {start}+{len}");
         }
         if codec == Compression::Zstd(3) {
             let ratio = hxz.len() as f64 / src.len() as f64;
@@ -75,11 +66,7 @@ fn gemma_gguf_round_trips() {
 fn real_archives_verify_deep() {
     for name in ["minilm.safetensors", "gemma.gguf"] {
         let src = real_model(name);
-        let hxz = store_bytes(
-            &src,
-            Compression::Zstd(3),
-            hexz_format::writer::DEFAULT_BLOCK_SIZE,
-        );
+        let hxz = store_bytes(&src, Compression::Zstd(3), hexz_format::writer::DEFAULT_BLOCK_SIZE);
         let report = hexz_format::verify::verify(hxz.as_slice(), true, &|_| {});
         assert!(report.is_ok(), "{name}: {:?}", report.problems);
         assert_eq!(report.blocks_decoded, report.blocks_checked);

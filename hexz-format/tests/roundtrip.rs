@@ -14,21 +14,12 @@ fn check_round_trip(src: &[u8], block_size: u32) {
         let hxz = store_bytes(src, codec, block_size);
         let archive = Archive::open(hxz.as_slice()).expect("open");
         assert_eq!(archive.virtual_size(), src.len() as u64);
-        assert_eq!(
-            archive.read_vec(0, src.len() as u64).unwrap(),
-            src,
-            "{codec:?}"
-        );
+        assert_eq!(archive.read_vec(0, src.len() as u64).unwrap(), src, "{codec:?}");
         assert_eq!(archive.source_hash(), *blake3::hash(src).as_bytes());
         let manifest = archive.manifest().unwrap();
         for t in &manifest.tensors {
             let want = &src[t.offset as usize..(t.offset + t.length) as usize];
-            assert_eq!(
-                archive.tensor_bytes(&t.name).unwrap(),
-                want,
-                "tensor {}",
-                t.name
-            );
+            assert_eq!(archive.tensor_bytes(&t.name).unwrap(), want, "tensor {}", t.name);
         }
         let report = hexz_format::verify::verify(hxz.as_slice(), true, &|_| {});
         assert!(report.is_ok(), "{:?}", report.problems);
@@ -49,10 +40,7 @@ fn safetensors_fixture_round_trips() {
     let empty = m.tensors.iter().find(|t| t.name == "empty").unwrap();
     assert_eq!((empty.length, empty.storage_kind), (0, storage_kind::EMPTY));
     let half = m.tensors.iter().find(|t| t.name == "layer.half").unwrap();
-    assert_eq!(
-        (half.dtype.as_str(), half.shape.as_slice()),
-        ("F16", &[64u64, 8][..])
-    );
+    assert_eq!((half.dtype.as_str(), half.shape.as_slice()), ("F16", &[64u64, 8][..]));
 }
 
 #[test]
@@ -64,30 +52,18 @@ fn gguf_fixture_round_trips_and_deduplicates() {
     let m = archive.manifest().unwrap();
     assert_eq!(m.source_format, source_format::GGUF);
     let q8 = m.tensors.iter().find(|t| t.name == "blk.0.q8").unwrap();
-    assert_eq!(
-        (q8.dtype.as_str(), q8.ggml_type, q8.length),
-        ("Q8_0", Some(8), 272)
-    );
+    assert_eq!((q8.dtype.as_str(), q8.ggml_type, q8.length), ("Q8_0", Some(8), 272));
     // blk.1.weight holds the same bytes as blk.0.weight: stored once.
     let dup = m.tensors.iter().find(|t| t.name == "blk.1.weight").unwrap();
     assert_eq!(dup.storage_kind, storage_kind::DEDUPLICATED);
     let (bytes, header) = archive.gguf_header().unwrap();
     assert_eq!(header.kvs.len(), 15);
-    let tokens = header
-        .kvs
-        .iter()
-        .find(|kv| kv.key == "tokenizer.tokens")
-        .unwrap();
+    let tokens = header.kvs.iter().find(|kv| kv.key == "tokenizer.tokens").unwrap();
     match &tokens.value {
         hexz_format::gguf::GgufValue::Array(a) => {
             assert_eq!(a.len, 2);
-            let hexz_format::gguf::GgufValue::String(s) = a.items[1] else {
-                panic!("not a string")
-            };
-            assert_eq!(
-                hexz_format::gguf::GgufHeader::span(&bytes, s),
-                "wörld".as_bytes()
-            );
+            let hexz_format::gguf::GgufValue::String(s) = a.items[1] else { panic!("not a string") };
+            assert_eq!(hexz_format::gguf::GgufHeader::span(&bytes, s), "wörld".as_bytes());
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -105,17 +81,10 @@ fn raw_files_use_fixed_blocks_and_dedup() {
     check_round_trip(&src, 4096);
     let hxz = store_bytes(&src, Compression::Zstd(3), 4096);
     let archive = Archive::open(hxz.as_slice()).unwrap();
-    assert_eq!(
-        archive.manifest().unwrap().source_format,
-        source_format::RAW
-    );
+    assert_eq!(archive.manifest().unwrap().source_format, source_format::RAW);
     assert_eq!(archive.block_count(), 6);
     // Five identical 4 KiB blocks are stored once: the archive is far smaller than the input.
-    assert!(
-        hxz.len() < 2 * 4096 + 2048,
-        "archive is {} bytes",
-        hxz.len()
-    );
+    assert!(hxz.len() < 2 * 4096 + 2048, "archive is {} bytes", hxz.len());
 }
 
 #[test]
@@ -154,16 +123,9 @@ fn reads_outside_the_virtual_space_are_errors() {
     let archive = Archive::open(hxz.as_slice()).unwrap();
     let mut scratch = archive.new_scratch();
     let mut out = [0u8; 8];
-    assert!(archive
-        .read_at(src.len() as u64 - 4, &mut out, &mut scratch)
-        .is_err());
-    assert!(archive
-        .read_at(u64::MAX - 2, &mut out, &mut scratch)
-        .is_err());
+    assert!(archive.read_at(src.len() as u64 - 4, &mut out, &mut scratch).is_err());
+    assert!(archive.read_at(u64::MAX - 2, &mut out, &mut scratch).is_err());
     let mut small = vec![0u8; archive.scratch_size() - 1];
     assert!(archive.read_at(0, &mut out, &mut small).is_err());
-    assert!(matches!(
-        archive.tensor_bytes("nope"),
-        Err(hexz_format::Error::TensorNotFound)
-    ));
+    assert!(matches!(archive.tensor_bytes("nope"), Err(hexz_format::Error::TensorNotFound)));
 }

@@ -24,42 +24,16 @@ fn raw_repeating() -> Vec<u8> {
 }
 
 const VECTORS: &[Vector] = &[
-    Vector {
-        name: "safetensors-zstd",
-        source: tiny_safetensors,
-        compression: Compression::Zstd(3),
-    },
-    Vector {
-        name: "gguf-lz4",
-        source: tiny_gguf,
-        compression: Compression::Lz4,
-    },
-    Vector {
-        name: "gguf-none",
-        source: tiny_gguf,
-        compression: Compression::None,
-    },
-    Vector {
-        name: "raw-dedup-zstd",
-        source: raw_repeating,
-        compression: Compression::Zstd(3),
-    },
-    Vector {
-        name: "empty-none",
-        source: Vec::new,
-        compression: Compression::None,
-    },
+    Vector { name: "safetensors-zstd", source: tiny_safetensors, compression: Compression::Zstd(3) },
+    Vector { name: "gguf-lz4", source: tiny_gguf, compression: Compression::Lz4 },
+    Vector { name: "gguf-none", source: tiny_gguf, compression: Compression::None },
+    Vector { name: "raw-dedup-zstd", source: raw_repeating, compression: Compression::Zstd(3) },
+    Vector { name: "empty-none", source: Vec::new, compression: Compression::None },
 ];
 
 /// Settings all vectors use: small blocks and pages so that several pages exist.
 fn options(compression: Compression) -> StoreOptions {
-    StoreOptions {
-        compression,
-        block_size: 4096,
-        entries_per_page: 2,
-        threads: 2,
-        ..StoreOptions::default()
-    }
+    StoreOptions { compression, block_size: 4096, entries_per_page: 2, threads: 2, ..StoreOptions::default() }
 }
 
 fn dir() -> PathBuf {
@@ -72,39 +46,19 @@ fn spec_vectors_decode_and_reproduce() {
     for v in VECTORS {
         let source = (v.source)();
         let mut built = Vec::new();
-        store(
-            source.as_slice(),
-            &mut built,
-            &options(v.compression),
-            &|_| {},
-        )
-        .unwrap();
+        store(source.as_slice(), &mut built, &options(v.compression), &|_| {}).unwrap();
         let hxz_path = dir().join(format!("{}.hxz", v.name));
         let expected_path = dir().join(format!("{}.expected", v.name));
         if regenerate {
             std::fs::write(&hxz_path, &built).unwrap();
             std::fs::write(&expected_path, &source).unwrap();
         }
-        let hxz =
-            std::fs::read(&hxz_path).unwrap_or_else(|e| panic!("{}: {e}", hxz_path.display()));
+        let hxz = std::fs::read(&hxz_path).unwrap_or_else(|e| panic!("{}: {e}", hxz_path.display()));
         let expected = std::fs::read(&expected_path).unwrap();
         let archive = Archive::open(hxz.as_slice()).unwrap();
-        assert_eq!(
-            archive.read_vec(0, archive.virtual_size()).unwrap(),
-            expected,
-            "{}",
-            v.name
-        );
-        assert!(
-            hexz_format::verify::verify(hxz.as_slice(), true, &|_| {}).is_ok(),
-            "{}",
-            v.name
-        );
+        assert_eq!(archive.read_vec(0, archive.virtual_size()).unwrap(), expected, "{}", v.name);
+        assert!(hexz_format::verify::verify(hxz.as_slice(), true, &|_| {}).is_ok(), "{}", v.name);
         assert_eq!(expected, source, "{}: generator changed", v.name);
-        assert!(
-            built == hxz,
-            "{}: the writer no longer reproduces the vector",
-            v.name
-        );
+        assert!(built == hxz, "{}: the writer no longer reproduces the vector", v.name);
     }
 }

@@ -11,19 +11,14 @@ use sha2::{Digest, Sha256};
 pub fn models_dir() -> PathBuf {
     std::env::var_os("HEXZ_MODELS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hexz-models")
-        })
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hexz-models"))
 }
 
 /// A real model file; fails the test (never skips) when it was not fetched.
 pub fn real_model(name: &str) -> Vec<u8> {
     let path = models_dir().join(name);
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/fetch-models.sh first (the README's test command does)",
-            path.display()
-        )
+        panic!("{}: {e}; run scripts/fetch-models.sh first (the README's test command does)", path.display())
     })
 }
 
@@ -33,11 +28,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// Store bytes into an in-memory archive.
 pub fn store_bytes(src: &[u8], compression: Compression, block_size: u32) -> Vec<u8> {
-    let opts = StoreOptions {
-        compression,
-        block_size,
-        ..StoreOptions::default()
-    };
+    let opts = StoreOptions { compression, block_size, ..StoreOptions::default() };
     let mut out = Vec::new();
     store(src, &mut out, &opts, &|_| {}).expect("store");
     out
@@ -133,12 +124,7 @@ pub fn tiny_gguf() -> Vec<u8> {
         h.extend_from_slice(value);
         kvs += 1;
     };
-    kv(
-        &mut h,
-        "general.architecture",
-        8,
-        &[&5u64.to_le_bytes()[..], b"llama"].concat(),
-    );
+    kv(&mut h, "general.architecture", 8, &[&5u64.to_le_bytes()[..], b"llama"].concat());
     kv(&mut h, "t.u8", 0, &[200]);
     kv(&mut h, "t.i8", 1, &[0x80]);
     kv(&mut h, "t.u16", 2, &60000u16.to_le_bytes());
