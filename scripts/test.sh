@@ -31,4 +31,7 @@ step "oracles: gguf-py and safetensors"
 cargo build --release -p hexz-cli
 python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
 
+step "C ABI: header freshness, C11/C++17 builds, valgrind suite, gguf-py comparison, no-allocation reads"
+./scripts/c-tests.sh
+
 step "all tests passed"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# C ABI tests: regenerate include/hexz.h and fail if the checked-in copy is
+# stale, install libhexz into a staging prefix, build the C tests and the
+# example with -Wall -Wextra -Werror -pedantic (C11 and C++17), run the suite
+# under valgrind memcheck on the real gemma archive, compare the key/value
+# and tensor dump with gguf-py's, and check the no-allocation contract.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models="${HEXZ_MODELS:-$(./scripts/fetch-models.sh)}"
+
+want_cbindgen=0.29.2
+if [ "$(cbindgen --version 2>/dev/null)" != "cbindgen $want_cbindgen" ]; then
+  cargo install --quiet --locked cbindgen --version "$want_cbindgen"
+fi
+fresh="$(mktemp)"
+cbindgen --quiet --config hexz-ffi/cbindgen.toml --crate hexz-ffi --output "$fresh" hexz-ffi
+if ! diff -u include/hexz.h "$fresh"; then
+  echo "include/hexz.h is stale: regenerate it with cbindgen $want_cbindgen (see README)" >&2
+  exit 1
+fi
+rm -f "$fresh"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+prefix="$(./scripts/install-ffi.sh "$work/prefix" | tail -1)"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+readelf -d "$prefix/lib/libhexz.so" | grep -q 'SONAME.*libhexz.so.0' || { echo "libhexz.so has no versioned soname" >&2; exit 1; }
+make -s -C bindings/c OUT="$work/build" all
+
+cargo build --release -q -p hexz-cli
+target/release/hexz -q store "$models/gemma.gguf" "$work/gemma-lz4.hxz" --compression lz4
+target/release/hexz -q store "$models/gemma.gguf" "$work/gemma-zstd.hxz" --compression zstd
+
+"$work/build/header_cpp"
+"$work/build/load_gguf" "$work/gemma-zstd.hxz"
+"$work/build/load_gguf_static" "$work/gemma-lz4.hxz" | tail -1
+"$work/build/test_noalloc" "$work/gemma-lz4.hxz" "$work/gemma-zstd.hxz"
+
+valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+  --errors-for-leak-kinds=definite,indirect,possible \
+  "$work/build/test_hexz" "$work/gemma-lz4.hxz" "$models/gemma.gguf" "$work/dump.txt"
+python3 tests/oracle/gguf_dump.py "$models/gemma.gguf" > "$work/expected.txt"
+if ! cmp -s "$work/dump.txt" "$work/expected.txt"; then
+  diff "$work/dump.txt" "$work/expected.txt" | head -20 >&2
+  echo "C API key/values or tensors differ from gguf-py's" >&2
+  exit 1
+fi
+echo "C API: $(grep -c '^kv ' "$work/dump.txt") key/values and $(grep -c '^tensor ' "$work/dump.txt") tensors equal gguf-py's"
