@@ -140,6 +140,14 @@ enum hexz_status
   HEXZ_STATUS_SOURCE_FORMAT = 24,
   // An argument is out of range or otherwise invalid.
   HEXZ_STATUS_INVALID_ARGUMENT = 25,
+  // The parent archive was not found (hexz_last_error names the identity and paths tried).
+  HEXZ_STATUS_PARENT_NOT_FOUND = 26,
+  // A file at the parent's path is another archive.
+  HEXZ_STATUS_PARENT_MISMATCH = 27,
+  // The parent chain is too deep.
+  HEXZ_STATUS_CHAIN_TOO_DEEP = 28,
+  // The parent chain loops.
+  HEXZ_STATUS_CHAIN_CYCLE = 29,
 };
 #ifndef __cplusplus
 typedef uint32_t hexz_status;
@@ -155,6 +163,10 @@ typedef struct {
   uint32_t read_slots;
   // When true, decoded blocks are not checked against their BLAKE3.
   bool skip_hash_check;
+  // hexz_open_path only: an extra folder to look for parent archives in
+  // when they were moved (NUL-terminated), or NULL. Parents are found by
+  // the path their child records and confirmed by identity.
+  const char *parent_dir;
 } hexz_open_options;
 
 // Reads `len` bytes at `offset` of the archive into `buf`; returns 0 on
@@ -216,7 +228,8 @@ typedef struct {
   uint32_t block_size;
   // Worker threads (0 means one per core).
   uint32_t threads;
-  // Parent archive path for delta storage; must be NULL in this version.
+  // Path of the base (parent) archive to store against, or NULL. Tensors
+  // the base already holds are referenced; changed ones are stored as deltas.
   const char *base;
 } hexz_store_options;
 
@@ -247,12 +260,15 @@ const char *hexz_status_str(uint32_t status);
 // valid until the next failing call on this thread. Empty when none.
 const char *hexz_last_error(void);
 
-// Open the archive at `path` (NUL-terminated). `opts` may be NULL. On
-// success `*out` holds a handle to release with hexz_close.
+// Open the archive at `path` (NUL-terminated), with its parent chain when
+// it has one. `opts` may be NULL. On success `*out` holds a handle to
+// release with hexz_close.
 hexz_status hexz_open_path(const char *path, const hexz_open_options *opts, hexz_archive **out);
 
 // Open an archive held in memory. The `len` bytes at `data` are borrowed,
-// not copied: they must stay valid and unchanged until hexz_close.
+// not copied: they must stay valid and unchanged until hexz_close. Parents
+// cannot be attached: reading blocks a parent holds gives
+// HEXZ_STATUS_PARENT_REQUIRED (the same holds for hexz_open_callbacks).
 hexz_status hexz_open_memory(const uint8_t *data, size_t len, const hexz_open_options *opts, hexz_archive **out);
 
 // Open an archive read through a caller callback (an engine's own file

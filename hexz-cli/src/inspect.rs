@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use hexz_format::codec::{codec_name, filter_name};
 use hexz_format::gguf::{self, GgufHeader, GgufValue};
-use hexz_format::layout::{source_format, storage_kind};
+use hexz_format::layout::{filter_id, source_format, storage_kind, BlockEntry};
 use hexz_format::manifest::{Manifest, MetadataValue};
 use hexz_format::{Archive, FileSource};
 use serde_json::{json, Value};
@@ -40,13 +40,23 @@ fn summary(path: &Path, archive: &Archive<FileSource>, manifest: &Manifest) -> R
     let mut dedup_blocks = 0u64;
     let mut dedup_bytes = 0u64;
     let mut stored_bytes = 0u64;
+    let mut parent_blocks = 0u64;
+    let mut delta_blocks = 0u64;
     for i in 0..archive.footer().page_count.get() {
         let page = archive.page(i).map_err(|e| CliError::format(path, e))?;
         for slot in 0..page.entry_count {
             let e = archive.entry(&page, slot).map_err(|e| CliError::format(path, e))?;
             *codecs.entry(codec_name(e.codec)).or_default() += 1;
             *filters.entry(filter_name(e.filter)).or_default() += 1;
-            if stored.insert((e.location, e.stored_offset.get())) {
+            if e.location > 0 {
+                parent_blocks += 1;
+                continue;
+            }
+            if matches!(e.filter, hexz_format::layout::filter_id::DELTA_XOR | hexz_format::layout::filter_id::DELTA_SUB)
+            {
+                delta_blocks += 1;
+            }
+            if stored.insert(e.stored_offset.get()) {
                 stored_bytes += u64::from(e.stored_length.get());
             } else {
                 dedup_blocks += 1;
@@ -102,6 +112,8 @@ fn summary(path: &Path, archive: &Archive<FileSource>, manifest: &Manifest) -> R
         "filters": filters,
         "parent": manifest.parent.as_ref().map(|p| json!({"identity": hex(&p.identity), "hint": p.hint})),
         "chain": Vec::<Value>::new(),
+        "parent_blocks": parent_blocks,
+        "delta_blocks": delta_blocks,
         "metadata": metadata,
         "tensor_count": manifest.tensors.len(),
         "tensors": tensors,
@@ -183,13 +195,24 @@ fn gguf_json(path: &Path, archive: &Archive<FileSource>) -> Result<Value, CliErr
     Ok(json!({"version": header.version, "alignment": header.alignment, "data_offset": header.data_offset, "kv": kv}))
 }
 
-pub fn inspect(path: &Path, as_json: bool, kv: bool) -> Result<Exit, CliError> {
+pub fn inspect(path: &Path, as_json: bool, kv: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
     let mut o = String::new();
-    let archive = open_archive(path)?;
+    let chain = open_archive(path, search)?;
+    let archive = &chain.archive;
     let manifest = archive.manifest().map_err(|e| CliError::format(path, e))?;
-    let mut s = summary(path, &archive, &manifest)?;
+    let mut s = summary(path, archive, &manifest)?;
+    s["chain"] = Value::Array(
+        chain
+            .paths
+            .iter()
+            .enumerate()
+            .filter_map(|(d, p)| {
+                archive.member(d).map(|m| json!({"path": p.display().to_string(), "identity": hex(&m.identity())}))
+            })
+            .collect(),
+    );
     if kv && manifest.source_format == source_format::GGUF {
-        s["gguf"] = gguf_json(path, &archive)?;
+        s["gguf"] = gguf_json(path, archive)?;
     }
     if as_json {
         outln!(o, "{}", serde_json::to_string_pretty(&s).unwrap_or_default());
@@ -210,6 +233,9 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool) -> Result<Exit, CliError> {
     match &manifest.parent {
         Some(p) => outln!(o, "parent          {} ({})", p.hint, hex(&p.identity)),
         None => outln!(o, "parent          none"),
+    }
+    for (d, p) in chain.paths.iter().enumerate().skip(1) {
+        outln!(o, "chain           {}{}", "  ".repeat(d - 1), p.display());
     }
     for (k, v) in s["metadata"].as_object().into_iter().flatten() {
         outln!(o, "metadata        {k} = {v}");
@@ -331,5 +357,176 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
     for &r in &roots {
         print(&mut o, &found, r, &children, "", true, 0);
     }
+    emit(&o)
+}
+
+/// Block entries covering [offset, offset + length) of an archive's virtual space.
+fn entries_in(archive: &Archive<FileSource>, offset: u64, length: u64) -> hexz_format::Result<Vec<BlockEntry>> {
+    let mut out = Vec::new();
+    if length == 0 {
+        return Ok(out);
+    }
+    let (mut page, mut slot, mut entry) = archive.locate(offset)?;
+    loop {
+        let end = entry.virtual_offset.get() + u64::from(entry.virtual_length.get());
+        out.push(entry);
+        if end >= offset + length {
+            return Ok(out);
+        }
+        if slot + 1 < page.entry_count {
+            slot += 1;
+        } else {
+            page = archive.page(page.index + 1)?;
+            slot = 0;
+        }
+        entry = archive.entry(&page, slot)?;
+    }
+}
+
+/// Whether two tensors hold the same bytes: equal block hash sequences when
+/// both were cut alike, else a streamed byte comparison.
+fn same_bytes(
+    a: &Archive<FileSource>,
+    ta: &hexz_format::manifest::TensorInfo,
+    b: &Archive<FileSource>,
+    tb: &hexz_format::manifest::TensorInfo,
+) -> hexz_format::Result<bool> {
+    if ta.length != tb.length {
+        return Ok(false);
+    }
+    let ha: Vec<_> = entries_in(a, ta.offset, ta.length)?.iter().map(|e| (e.virtual_length.get(), e.hash)).collect();
+    let hb: Vec<_> = entries_in(b, tb.offset, tb.length)?.iter().map(|e| (e.virtual_length.get(), e.hash)).collect();
+    if ha == hb {
+        return Ok(true);
+    }
+    let aligned = ha.iter().map(|x| x.0).eq(hb.iter().map(|x| x.0));
+    if aligned {
+        return Ok(false);
+    }
+    let (mut sa, mut sb) = (a.new_scratch(), b.new_scratch());
+    let step = 4u64 << 20;
+    let (mut xa, mut xb) = (vec![0u8; step as usize], vec![0u8; step as usize]);
+    let mut done = 0u64;
+    while done < ta.length {
+        let n = (ta.length - done).min(step) as usize;
+        a.read_at(ta.offset + done, &mut xa[..n], &mut sa)?;
+        b.read_at(tb.offset + done, &mut xb[..n], &mut sb)?;
+        if xa[..n] != xb[..n] {
+            return Ok(false);
+        }
+        done += n as u64;
+    }
+    Ok(true)
+}
+
+/// `hexz diff A B`: per tensor of B against A: identical, changed (with the
+/// delta kinds B used and the bytes B stores for it), added, removed,
+/// reshaped; and totals.
+pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
+    let chain_a = open_archive(path_a, search)?;
+    let chain_b = open_archive(path_b, search)?;
+    let (a, b) = (&chain_a.archive, &chain_b.archive);
+    let ma = a.manifest().map_err(|e| CliError::format(path_a, e))?;
+    let mb = b.manifest().map_err(|e| CliError::format(path_b, e))?;
+    let by_name: BTreeMap<&str, &hexz_format::manifest::TensorInfo> =
+        ma.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut rows = Vec::new();
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut total_stored = 0u64;
+    for tb in &mb.tensors {
+        let blocks = entries_in(b, tb.offset, tb.length).map_err(|e| CliError::format(path_b, e))?;
+        let stored: u64 = blocks.iter().filter(|e| e.location == 0).map(|e| u64::from(e.stored_length.get())).sum();
+        let mut kinds: Vec<&str> = blocks
+            .iter()
+            .filter(|e| e.location == 0)
+            .map(|e| match e.filter {
+                filter_id::DELTA_XOR => "xor",
+                filter_id::DELTA_SUB => "sub",
+                _ => "whole",
+            })
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let status = match by_name.get(tb.name.as_str()) {
+            None => "added",
+            Some(ta) if ta.dtype != tb.dtype || ta.shape != tb.shape => "reshaped",
+            Some(ta) => {
+                if same_bytes(a, ta, b, tb).map_err(|e| CliError::format(path_b, e))? {
+                    "identical"
+                } else {
+                    "changed"
+                }
+            }
+        };
+        *totals.entry(status).or_default() += 1;
+        total_stored += stored;
+        let before = by_name.get(tb.name.as_str());
+        rows.push(json!({
+            "name": tb.name,
+            "status": status,
+            "dtype": tb.dtype,
+            "shape": tb.shape,
+            "base_dtype": before.map(|t| t.dtype.clone()),
+            "base_shape": before.map(|t| t.shape.clone()),
+            "bytes": tb.length,
+            "stored_bytes": stored,
+            "delta": kinds,
+        }));
+    }
+    let names_b: std::collections::BTreeSet<&str> = mb.tensors.iter().map(|t| t.name.as_str()).collect();
+    for ta in &ma.tensors {
+        if !names_b.contains(ta.name.as_str()) {
+            *totals.entry("removed").or_default() += 1;
+            rows.push(json!({"name": ta.name, "status": "removed", "dtype": ta.dtype, "shape": ta.shape,
+                             "bytes": ta.length, "stored_bytes": 0, "delta": []}));
+        }
+    }
+    let archive_b = std::fs::metadata(path_b).map(|m| m.len()).unwrap_or(0);
+    let summary = json!({
+        "a": path_a.display().to_string(),
+        "b": path_b.display().to_string(),
+        "b_is_child_of_a": b.parent_identity() == Some(a.identity()),
+        "totals": totals,
+        "stored_bytes": total_stored,
+        "b_archive_size": archive_b,
+        "b_original_size": b.virtual_size(),
+        "tensors": rows,
+    });
+    let mut o = String::new();
+    if as_json {
+        outln!(o, "{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+        return emit(&o);
+    }
+    for r in summary["tensors"].as_array().into_iter().flatten() {
+        let status = r["status"].as_str().unwrap_or("");
+        let detail = match status {
+            "changed" => format!(
+                "{} stored ({})",
+                human_bytes(r["stored_bytes"].as_u64().unwrap_or(0)),
+                r["delta"]
+                    .as_array()
+                    .map(|k| k.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join("+"))
+                    .unwrap_or_default()
+            ),
+            "reshaped" => format!(
+                "{} {} -> {} {}",
+                r["base_dtype"].as_str().unwrap_or(""),
+                r["base_shape"],
+                r["dtype"].as_str().unwrap_or(""),
+                r["shape"]
+            ),
+            "added" => format!("{} stored", human_bytes(r["stored_bytes"].as_u64().unwrap_or(0))),
+            _ => String::new(),
+        };
+        outln!(o, "{:<10} {:<48} {}", status, r["name"].as_str().unwrap_or(""), detail);
+    }
+    outln!(
+        o,
+        "totals: {} — {} stored for B ({} archive, {} original)",
+        totals.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
+        human_bytes(total_stored),
+        human_bytes(archive_b),
+        human_bytes(b.virtual_size())
+    );
     emit(&o)
 }

@@ -37,6 +37,9 @@ struct Cli {
     /// More detail (repeatable).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Extra folder to look for parent archives in, when they were moved (repeatable).
+    #[arg(long = "parent-dir", global = true, value_name = "DIR")]
+    parent_dirs: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +52,8 @@ enum Command {
     Extract(ExtractArgs),
     /// Show what an archive holds.
     Inspect(InspectArgs),
+    /// Compare the tensors of two archives (e.g. a fine-tune and its base).
+    Diff(DiffArgs),
     /// List the archives in a folder, with parent chains as a tree.
     Ls(LsArgs),
     /// Check an archive's structure (and with --deep, every block).
@@ -118,6 +123,14 @@ struct InspectArgs {
 }
 
 #[derive(Args)]
+struct DiffArgs {
+    a: PathBuf,
+    b: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct LsArgs {
     /// Folder to list (default: current).
     dir: Option<PathBuf>,
@@ -138,12 +151,14 @@ struct VerifyArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = cli.quiet;
+    let search = &cli.parent_dirs;
     let result = match cli.command {
-        Command::Store(a) => store(a, quiet),
-        Command::Extract(a) => extract(a, quiet),
-        Command::Inspect(a) => inspect::inspect(&a.archive, a.json, a.kv),
+        Command::Store(a) => store(a, quiet, search),
+        Command::Extract(a) => extract(a, quiet, search),
+        Command::Inspect(a) => inspect::inspect(&a.archive, a.json, a.kv, search),
+        Command::Diff(a) => inspect::diff(&a.a, &a.b, a.json, search),
         Command::Ls(a) => inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json),
-        Command::Verify(a) => verify(a, quiet),
+        Command::Verify(a) => verify(a, quiet, search),
     };
     match result {
         Ok(exit) => exit.code(),
@@ -164,12 +179,15 @@ fn refuse_overwrite(path: &Path, force: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn store(a: StoreArgs, quiet: bool) -> Result<Exit, CliError> {
+fn store(a: StoreArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
     if let Some(base) = &a.base {
-        return Err(CliError::new(
-            base,
-            "--base (storing as a delta against a parent) is not implemented in this version; store without --base",
-        ));
+        let meta = std::fs::metadata(base).map_err(|e| CliError::io(base, &e))?;
+        if !meta.is_file() {
+            return Err(CliError::new(base, "is not a regular file"));
+        }
+        if same_file(base, &a.dst) {
+            return Err(CliError::new(&a.dst, "is the base archive itself"));
+        }
     }
     let meta = std::fs::metadata(&a.src).map_err(|e| CliError::io(&a.src, &e))?;
     if !meta.is_file() {
@@ -204,20 +222,29 @@ fn store(a: StoreArgs, quiet: bool) -> Result<Exit, CliError> {
     let opts = StoreOptions { compression, block_size, metadata, threads: a.threads, ..StoreOptions::default() };
     let bar = progress_bar(quiet, meta.len(), "storing");
     let started = Instant::now();
-    let report =
-        store_file(&a.src, &a.dst, &opts, &|done| bar.set_position(done)).map_err(|e| CliError::format(&a.src, e))?;
+    let base = a.base.as_deref().map(|b| (b, search));
+    let report = store_file(&a.src, &a.dst, &opts, base, &|done| bar.set_position(done)).map_err(|e| {
+        let blamed = match (&e, &a.base) {
+            (hexz_format::Error::Source { .. }, _) | (_, None) => &a.src,
+            (_, Some(base)) => base,
+        };
+        CliError::format(blamed, e)
+    })?;
     bar.finish_and_clear();
+    for w in &report.warnings {
+        eprintln!("hexz: warning: {}: {w}", a.src.display());
+    }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     if !quiet {
         eprintln!(
-            "stored {} -> {}: {} -> {} ({:.3} of the source), {} blocks, {} deduplicated, {:.1}s, {:.0} MB/s",
+            "stored {} -> {}: {} -> {} ({:.3} of the source), {} blocks, {} deduplicated or in the base, {:.1}s, {:.0} MB/s",
             a.src.display(),
             a.dst.display(),
             human_bytes(report.source_size),
             human_bytes(report.archive_size),
             report.archive_size as f64 / report.source_size.max(1) as f64,
             report.blocks,
-            report.deduplicated_blocks,
+            report.deduplicated_blocks + report.parent_blocks,
             secs,
             report.source_size as f64 / 1e6 / secs,
         );
@@ -232,8 +259,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn extract(a: ExtractArgs, quiet: bool) -> Result<Exit, CliError> {
-    let archive = open_archive(&a.archive)?;
+fn extract(a: ExtractArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
+    let archive = open_archive(&a.archive, search)?.archive;
     if !a.tensors.is_empty() {
         return extract_tensors(&archive, &a);
     }
@@ -295,16 +322,12 @@ fn extract_tensors(archive: &Archive<FileSource>, a: &ExtractArgs) -> Result<Exi
     Ok(Exit::Ok)
 }
 
-fn verify(a: VerifyArgs, quiet: bool) -> Result<Exit, CliError> {
+fn verify(a: VerifyArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
     let meta = std::fs::metadata(&a.archive).map_err(|e| CliError::io(&a.archive, &e))?;
     if !meta.is_file() {
         return Err(CliError::new(&a.archive, "is not a regular file"));
     }
-    let source = FileSource::open(&a.archive).map_err(|e| CliError::format(&a.archive, e))?;
-    let blocks = Archive::open(&source).map(|ar| ar.block_count()).unwrap_or(0);
-    let bar = progress_bar(quiet || !a.deep, blocks, "verifying");
-    let report = hexz_format::verify::verify(&source, a.deep, &|done| bar.set_position(done));
-    bar.finish_and_clear();
+    let report = verify_chain(&a.archive, a.deep, quiet, search);
     if a.json {
         let problems: Vec<_> =
             report.problems.iter().map(|p| serde_json::json!({"location": p.location, "message": p.message})).collect();
@@ -335,4 +358,44 @@ fn verify(a: VerifyArgs, quiet: bool) -> Result<Exit, CliError> {
         }
     }
     Ok(if report.is_ok() { Exit::Ok } else { Exit::VerifyFailed })
+}
+
+/// Verify an archive and, when its chain opens, every ancestor too (each
+/// with its own chain); problems from ancestors name their file.
+fn verify_chain(path: &Path, deep: bool, quiet: bool, search: &[PathBuf]) -> hexz_format::verify::Report {
+    use hexz_format::verify::{verify, verify_open, Problem, Report};
+    let Ok(source) = FileSource::open(path) else {
+        return verify(&[][..], deep, &|_| {});
+    };
+    let structural = Archive::open(&source);
+    if structural.as_ref().is_err_and(|_| true) || structural.as_ref().is_ok_and(|a| a.parent_identity().is_none()) {
+        let blocks = structural.map(|ar| ar.block_count()).unwrap_or(0);
+        let bar = progress_bar(quiet || !deep, blocks, "verifying");
+        let report = verify(&source, deep, &|done| bar.set_position(done));
+        bar.finish_and_clear();
+        return report;
+    }
+    let mut report = Report::default();
+    let chain = match hexz_format::chain::open_chain(path, search) {
+        Ok(chain) => chain,
+        Err(e) => {
+            report.problems.push(Problem { location: "parent chain".into(), message: e.to_string() });
+            return report;
+        }
+    };
+    let bar = progress_bar(quiet || !deep, chain.archive.block_count(), "verifying");
+    verify_open(&chain.archive, deep, &mut report, &|done| bar.set_position(done));
+    bar.finish_and_clear();
+    for ancestor in chain.paths.iter().skip(1) {
+        let sub = verify_chain(ancestor, deep, true, search);
+        report.blocks_checked += sub.blocks_checked;
+        report.blocks_decoded += sub.blocks_decoded;
+        report.tensors_checked += sub.tensors_checked;
+        for p in sub.problems {
+            report
+                .problems
+                .push(Problem { location: format!("{}: {}", ancestor.display(), p.location), message: p.message });
+        }
+    }
+    report
 }

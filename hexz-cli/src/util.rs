@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use hexz_format::chain::{open_chain, Chain};
 
 use hexz_format::{Archive, FileSource};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -64,14 +66,14 @@ impl fmt::Display for CliError {
     }
 }
 
-/// Open an archive file, with errors that name it.
-pub fn open_archive(path: &Path) -> Result<Archive<FileSource>, CliError> {
+/// Open an archive file with its parent chain, with errors that name it.
+/// `search` are extra folders where moved parents may be.
+pub fn open_archive(path: &Path, search: &[PathBuf]) -> Result<Chain, CliError> {
     let meta = std::fs::metadata(path).map_err(|e| CliError::io(path, &e))?;
     if !meta.is_file() {
         return Err(CliError::new(path, "is not a regular file"));
     }
-    let source = FileSource::open(path).map_err(|e| CliError::format(path, e))?;
-    Archive::open(source).map_err(|e| CliError::format(path, e))
+    open_chain(path, search).map_err(|e| CliError::format(path, e))
 }
 
 /// Parse sizes like `4096`, `256K`, `1M`, `4MiB`.

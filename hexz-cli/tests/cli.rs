@@ -151,10 +151,10 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("already exists") && stderr(&o).contains("--force"), "{}", stderr(&o));
     assert_eq!(sha(&good), before);
-    // --base is refused clearly, not ignored.
-    let o = hexz(&[&"store", &src, &dir.join("x.hxz"), &"--base", &good]);
+    // --base that is not an archive.
+    let o = hexz(&[&"store", &src, &dir.join("x.hxz"), &"--base", &src]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--base"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a hexz archive"), "{}", stderr(&o));
     // Usage errors.
     assert_eq!(hexz(&[&"store", &src]).status.code(), Some(2));
     assert_eq!(hexz(&[&"store", &src, &dir.join("x.hxz"), &"--block-size", &"12Q"]).status.code(), Some(2));
@@ -185,4 +185,89 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     assert_eq!(hexz(&[&"verify", &corrupted]).status.code(), Some(0));
 
     assert_only(dir, &["good.hxz", "truncated.hxz", "corrupted.hxz"]);
+}
+
+/// A fine-tune of the real MiniLM: the float tensors whose names start with
+/// `prefix` get every element scaled by (1 + tiny), the rest is unchanged.
+fn fine_tune(src: &Path, dst: &Path, prefix: &str, salt: u32) {
+    let mut bytes = std::fs::read(src).unwrap();
+    let header = hexz_format::safetensors::parse(&bytes, bytes.len() as u64).unwrap();
+    for t in header.tensors.iter().filter(|t| t.name.starts_with(prefix) && t.dtype == "F32") {
+        for (i, c) in bytes[t.offset as usize..(t.offset + t.length) as usize].chunks_exact_mut(4).enumerate() {
+            let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let tiny = (((i as u32).wrapping_mul(2654435761).wrapping_add(salt) >> 20) as f32 - 2048.0) * 1e-6;
+            c.copy_from_slice(&(x * (1.0 + tiny)).to_le_bytes());
+        }
+    }
+    std::fs::write(dst, bytes).unwrap();
+}
+
+#[test]
+fn fine_tunes_store_against_their_base_and_form_chains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = model("minilm.safetensors");
+    let (v1, v2) = (dir.join("v1.safetensors"), dir.join("v2.safetensors"));
+    fine_tune(&src, &v1, "encoder.layer.", 1);
+    fine_tune(&v1, &v2, "encoder.layer.5.", 2);
+    let base = dir.join("base.hxz");
+    assert!(hexz(&[&"-q", &"store", &src, &base]).status.success());
+    let o = hexz(&[&"store", &v1, &dir.join("v1.hxz"), &"--base", &base]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hexz(&[&"-q", &"store", &v2, &dir.join("v2.hxz"), &"--base", &dir.join("v1.hxz")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (hxz, file) in [("v1.hxz", &v1), ("v2.hxz", &v2)] {
+        let out = dir.join("out.bin");
+        let o = hexz(&[&"-q", &"extract", &dir.join(hxz), &out]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(sha(&out), sha(file), "{hxz}");
+        std::fs::remove_file(&out).unwrap();
+        let o = hexz(&[&"verify", &"--deep", &dir.join(hxz)]);
+        assert!(o.status.success(), "{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+    }
+    // Sizes: v2 changed one layer of v1, so it is a small fraction of its file.
+    let v2_size = std::fs::metadata(dir.join("v2.hxz")).unwrap().len();
+    assert!(v2_size * 10 < std::fs::metadata(&v2).unwrap().len(), "v2.hxz is {v2_size} bytes");
+
+    // inspect shows the chain and per-tensor storage kinds.
+    let v: serde_json::Value =
+        serde_json::from_slice(&hexz(&[&"inspect", &"--json", &dir.join("v2.hxz")]).stdout).unwrap();
+    assert_eq!(v["chain"].as_array().unwrap().len(), 3);
+    assert_eq!(v["parent"]["hint"], "v1.hxz");
+    let kinds: Vec<&str> = v["tensors"].as_array().unwrap().iter().map(|t| t["storage"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"delta") && kinds.contains(&"parent"), "{kinds:?}");
+
+    // ls draws the chain as a tree.
+    let o = hexz(&[&"ls", &dir]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("base.hxz") && lines[1].contains("└── v1.hxz") && lines[2].contains("└── v2.hxz"),
+        "{text}"
+    );
+
+    // diff: v2 against v1 changes exactly the layer-5 float tensors.
+    let o = hexz(&[&"diff", &"--json", &dir.join("v1.hxz"), &dir.join("v2.hxz")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["b_is_child_of_a"], true);
+    for t in d["tensors"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let want = if name.starts_with("encoder.layer.5.") && t["dtype"] == "F32" { "changed" } else { "identical" };
+        assert_eq!(t["status"], want, "{name}");
+    }
+
+    // A missing base is an error naming the identity expected and the path tried.
+    std::fs::create_dir(dir.join("moved")).unwrap();
+    std::fs::rename(&base, dir.join("moved/base.hxz")).unwrap();
+    let o = hexz(&[&"extract", &dir.join("v2.hxz"), &dir.join("out.bin")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not found") && stderr(&o).contains("base.hxz"), "{}", stderr(&o));
+    assert!(!dir.join("out.bin").exists());
+    let o = hexz(&[&"verify", &dir.join("v2.hxz")]);
+    assert_eq!(o.status.code(), Some(3));
+    // --parent-dir finds a moved parent.
+    let o = hexz(&[&"-q", &"extract", &dir.join("v2.hxz"), &dir.join("out.bin"), &"--parent-dir", &dir.join("moved")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sha(&dir.join("out.bin")), sha(&v2));
 }

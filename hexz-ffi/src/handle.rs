@@ -113,7 +113,11 @@ pub struct ArchiveHandle {
 
 impl ArchiveHandle {
     pub fn open(source: FfiSource, opts: Option<hexz_open_options>) -> Result<Self, FfiError> {
-        let mut archive = Archive::open(source).map_err(FfiError::format)?;
+        Self::from_archive(Archive::open(source).map_err(FfiError::format)?, opts)
+    }
+
+    /// Build the tables and read slots for an opened archive (chain attached).
+    pub fn from_archive(mut archive: Archive<FfiSource>, opts: Option<hexz_open_options>) -> Result<Self, FfiError> {
         let slots = match opts.map_or(0, |o| o.read_slots) {
             0 => HEXZ_DEFAULT_READ_SLOTS,
             n if n > 256 => return Err(FfiError::invalid("read_slots must be at most 256")),

@@ -61,6 +61,10 @@ pub struct hexz_open_options {
     pub read_slots: u32,
     /// When true, decoded blocks are not checked against their BLAKE3.
     pub skip_hash_check: bool,
+    /// hexz_open_path only: an extra folder to look for parent archives in
+    /// when they were moved (NUL-terminated), or NULL. Parents are found by
+    /// the path their child records and confirmed by identity.
+    pub parent_dir: *const c_char,
 }
 
 /// What an open archive holds.
@@ -129,7 +133,8 @@ pub struct hexz_store_options {
     pub block_size: u32,
     /// Worker threads (0 means one per core).
     pub threads: u32,
-    /// Parent archive path for delta storage; must be NULL in this version.
+    /// Path of the base (parent) archive to store against, or NULL. Tensors
+    /// the base already holds are referenced; changed ones are stored as deltas.
     pub base: *const c_char,
 }
 
@@ -197,8 +202,9 @@ unsafe fn finish_open(
     Ok(())
 }
 
-/// Open the archive at `path` (NUL-terminated). `opts` may be NULL. On
-/// success `*out` holds a handle to release with hexz_close.
+/// Open the archive at `path` (NUL-terminated), with its parent chain when
+/// it has one. `opts` may be NULL. On success `*out` holds a handle to
+/// release with hexz_close.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_path(
     path: *const c_char,
@@ -210,13 +216,25 @@ pub unsafe extern "C" fn hexz_open_path(
         if out.is_null() {
             return Err(FfiError::null("out"));
         }
-        let file = hexz_format::FileSource::open(&path).map_err(|e| FfiError::format(e).context(&path))?;
-        unsafe { finish_open(FfiSource::File(file), opts, out) }.map_err(|e| e.context(&path))
+        let mut search = Vec::new();
+        if !opts.is_null() && !unsafe { (*opts).parent_dir }.is_null() {
+            search.push(unsafe { path_arg((*opts).parent_dir, "parent_dir") }?);
+        }
+        let chain = hexz_format::chain::open_chain_with(&path, &search, &|p| {
+            hexz_format::FileSource::open(p).map(FfiSource::File)
+        })
+        .map_err(|e| FfiError::format(e).context(&path))?;
+        let opts = if opts.is_null() { None } else { Some(unsafe { *opts }) };
+        let handle = ArchiveHandle::from_archive(chain.archive, opts).map_err(|e| e.context(&path))?;
+        unsafe { *out = Box::into_raw(Box::new(hexz_archive(handle))) };
+        Ok(())
     })
 }
 
 /// Open an archive held in memory. The `len` bytes at `data` are borrowed,
-/// not copied: they must stay valid and unchanged until hexz_close.
+/// not copied: they must stay valid and unchanged until hexz_close. Parents
+/// cannot be attached: reading blocks a parent holds gives
+/// HEXZ_STATUS_PARENT_REQUIRED (the same holds for hexz_open_callbacks).
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_memory(
     data: *const u8,
@@ -447,10 +465,11 @@ pub unsafe extern "C" fn hexz_store(
         let src = unsafe { path_arg(src, "src") }?;
         let dst = unsafe { path_arg(dst, "dst") }?;
         let mut options = hexz_format::writer::StoreOptions::default();
+        let mut base = None;
         if !opts.is_null() {
             let o = unsafe { *opts };
             if !o.base.is_null() {
-                return Err(FfiError::unsupported("storing against a base archive is not implemented in this version"));
+                base = Some(unsafe { path_arg(o.base, "base") }?);
             }
             options.compression = match o.compression {
                 HEXZ_COMPRESSION_NONE => hexz_format::Compression::None,
@@ -465,8 +484,10 @@ pub unsafe extern "C" fn hexz_store(
             }
             options.threads = o.threads as usize;
         }
-        let report = hexz_format::writer::store_file(&src, &dst, &options, &|_| {})
-            .map_err(|e| FfiError::format(e).context(&src))?;
+        let search: Vec<PathBuf> = Vec::new();
+        let report =
+            hexz_format::writer::store_file(&src, &dst, &options, base.as_deref().map(|b| (b, &search[..])), &|_| {})
+                .map_err(|e| FfiError::format(e).context(&src))?;
         if !out_report.is_null() {
             unsafe {
                 out_report.write(hexz_store_report {

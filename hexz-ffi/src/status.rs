@@ -55,6 +55,14 @@ pub enum hexz_status {
     SourceFormat = 24,
     /// An argument is out of range or otherwise invalid.
     InvalidArgument = 25,
+    /// The parent archive was not found (hexz_last_error names the identity and paths tried).
+    ParentNotFound = 26,
+    /// A file at the parent's path is another archive.
+    ParentMismatch = 27,
+    /// The parent chain is too deep.
+    ChainTooDeep = 28,
+    /// The parent chain loops.
+    ChainCycle = 29,
 }
 
 pub fn describe(status: u32) -> &'static CStr {
@@ -82,6 +90,10 @@ pub fn describe(status: u32) -> &'static CStr {
         23 => c"I/O error",
         24 => c"malformed source file",
         25 => c"invalid argument",
+        26 => c"parent archive not found",
+        27 => c"parent archive has another identity",
+        28 => c"parent chain too deep",
+        29 => c"parent chain loops",
         _ => c"unknown status",
     }
 }
@@ -133,6 +145,10 @@ impl FfiError {
             E::ParentRequired { .. } => hexz_status::ParentRequired,
             E::Io { .. } => hexz_status::Io,
             E::Source { .. } => hexz_status::SourceFormat,
+            E::ParentNotFound { .. } => hexz_status::ParentNotFound,
+            E::ParentMismatch { .. } => hexz_status::ParentMismatch,
+            E::ChainTooDeep { .. } => hexz_status::ChainTooDeep,
+            E::ChainCycle => hexz_status::ChainCycle,
             _ => hexz_status::InvalidArgument,
         };
         Self::new(status, e.to_string())

@@ -93,6 +93,66 @@ pub type ZstdContext<'a> = Option<&'a mut zstd_safe::DCtx<'static>>;
 #[cfg(not(feature = "zstd"))]
 pub type ZstdContext<'a> = Option<&'a mut core::convert::Infallible>;
 
+fn zigzag(v: u64, bits: u32) -> u64 {
+    let signed = ((v << (64 - bits)) as i64) >> (64 - bits);
+    ((signed << 1) ^ (signed >> 63)) as u64 & mask(bits)
+}
+
+fn unzigzag(z: u64) -> u64 {
+    (z >> 1) ^ (z & 1).wrapping_neg()
+}
+
+fn mask(bits: u32) -> u64 {
+    if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+fn load(bytes: &[u8]) -> u64 {
+    let mut raw = [0u8; 8];
+    raw[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(raw)
+}
+
+fn store_le(bytes: &mut [u8], v: u64) {
+    let n = bytes.len();
+    bytes.copy_from_slice(&v.to_le_bytes()[..n]);
+}
+
+/// Delta of `fine` against `base` (equal lengths) into `out`, before
+/// grouping. XOR: byte-wise. SUB: per `width`-byte little-endian element,
+/// `fine − base` wrapping at the element width, zigzag-encoded, so small
+/// changes of either sign stay small numbers. A tail shorter than one
+/// element is XORed in both.
+pub fn delta_encode(filter: u8, fine: &[u8], base: &[u8], width: usize, out: &mut [u8]) {
+    let width = width.clamp(1, 8);
+    let body = if filter == filter_id::DELTA_SUB { fine.len() / width * width } else { 0 };
+    let bits = 8 * width as u32;
+    for ((o, f), b) in out[..body].chunks_exact_mut(width).zip(fine.chunks_exact(width)).zip(base.chunks_exact(width)) {
+        store_le(o, zigzag(load(f).wrapping_sub(load(b)) & mask(bits), bits));
+    }
+    for ((o, f), b) in out[body..].iter_mut().zip(&fine[body..]).zip(&base[body..]) {
+        *o = f ^ b;
+    }
+}
+
+/// Inverse of [`delta_encode`], in place: `data` holds the (ungrouped) delta
+/// and becomes the fine bytes.
+pub fn delta_apply(filter: u8, data: &mut [u8], base: &[u8], width: usize) {
+    let width = width.clamp(1, 8);
+    let body = if filter == filter_id::DELTA_SUB { data.len() / width * width } else { 0 };
+    let bits = 8 * width as u32;
+    for (d, b) in data[..body].chunks_exact_mut(width).zip(base.chunks_exact(width)) {
+        let v = unzigzag(load(d)).wrapping_add(load(b)) & mask(bits);
+        store_le(d, v);
+    }
+    for (d, b) in data[body..].iter_mut().zip(&base[body..]) {
+        *d ^= b;
+    }
+}
+
 /// Decode `stored` with `codec` into `out`, which must come out exactly full.
 /// Errors are short reasons; the caller adds which block it was.
 pub fn decompress(codec: u8, stored: &[u8], out: &mut [u8], zstd: ZstdContext<'_>) -> Result<(), &'static str> {
@@ -193,6 +253,31 @@ impl BlockEncoder {
         }
     }
 
+    /// Encode `data` as the smallest of: the plain encodings of
+    /// [`encode`](Self::encode), and XOR and SUB deltas against `base`
+    /// (grouped by `width`, then the codec). `base` has `data`'s length.
+    pub fn encode_with_base(&mut self, data: &[u8], base: &[u8], width: u8) -> (u8, u8, alloc::vec::Vec<u8>) {
+        let plain = self.encode(data, width);
+        let mut best = (plain.codec, plain.filter, plain.bytes.to_vec());
+        if self.compression == Compression::None || data.len() != base.len() {
+            return best;
+        }
+        let codec = self.compression.codec_id();
+        let mut delta = alloc::vec![0u8; data.len()];
+        let mut grouped = alloc::vec![0u8; data.len()];
+        let mut out = alloc::vec::Vec::new();
+        for filter in [filter_id::DELTA_XOR, filter_id::DELTA_SUB] {
+            delta_encode(filter, data, base, usize::from(width), &mut delta);
+            group(&delta, usize::from(width), &mut grouped);
+            if let Some(n) = self.compress(&grouped, &mut out) {
+                if n < best.2.len() {
+                    best = (codec, filter, out[..n].to_vec());
+                }
+            }
+        }
+        best
+    }
+
     /// Compress into `out`; `None` when the codec failed (treated as "store raw").
     fn compress(&mut self, data: &[u8], out: &mut alloc::vec::Vec<u8>) -> Option<usize> {
         match self.compression {
@@ -217,6 +302,24 @@ impl BlockEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deltas_round_trip_at_every_width() {
+        let base: [u8; 19] = [0, 1, 2, 250, 255, 128, 7, 9, 200, 3, 3, 3, 0, 0, 1, 90, 91, 92, 93];
+        let fine: [u8; 19] = [1, 0, 2, 5, 255, 127, 8, 9, 100, 3, 4, 3, 255, 255, 1, 90, 0, 92, 7];
+        for filter in [filter_id::DELTA_XOR, filter_id::DELTA_SUB] {
+            for width in [1, 2, 4, 8] {
+                let mut delta = [0u8; 19];
+                delta_encode(filter, &fine, &base, width, &mut delta);
+                delta_apply(filter, &mut delta, &base, width);
+                assert_eq!(delta, fine, "filter {filter} width {width}");
+            }
+        }
+        // Small changes stay small under SUB: +1 and -1 on a u32 element.
+        let mut d = [0u8; 8];
+        delta_encode(filter_id::DELTA_SUB, &[6, 0, 0, 0, 4, 0, 0, 0], &[5, 0, 0, 0, 5, 0, 0, 0], 4, &mut d);
+        assert_eq!(d, [2, 0, 0, 0, 1, 0, 0, 0]);
+    }
 
     #[test]
     fn group_round_trips_with_tail() {

@@ -59,6 +59,33 @@ pub enum Error {
     /// An operation was given arguments it cannot work with.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// No file at the parent's path hint (or in the search folders).
+    #[cfg(feature = "alloc")]
+    #[error("parent archive with identity {expected} not found (tried {tried})")]
+    ParentNotFound { expected: Hex32, tried: alloc::string::String },
+    /// A file was found where the parent should be, but it is another archive.
+    #[cfg(feature = "alloc")]
+    #[error("{path} is not the parent archive: its identity is {found}, expected {expected}")]
+    ParentMismatch { expected: Hex32, found: Hex32, path: alloc::string::String },
+    /// The parent chain is deeper than the format allows.
+    #[error("parent chain is deeper than {limit} archives")]
+    ChainTooDeep { limit: u8 },
+    /// The parent chain names an archive already in it.
+    #[error("parent chain loops back to an archive already in it")]
+    ChainCycle,
+}
+
+/// A 32-byte digest shown as hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hex32(pub [u8; 32]);
+
+impl core::fmt::Display for Hex32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The kind of an I/O failure, kept small so the error type works without std.
@@ -91,6 +118,12 @@ impl Error {
             Error::Io { .. } => 23,
             Error::Source { .. } => 24,
             Error::InvalidArgument(_) => 25,
+            #[cfg(feature = "alloc")]
+            Error::ParentNotFound { .. } => 26,
+            #[cfg(feature = "alloc")]
+            Error::ParentMismatch { .. } => 27,
+            Error::ChainTooDeep { .. } => 28,
+            Error::ChainCycle => 29,
         }
     }
 

@@ -21,6 +21,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod chain;
 pub mod codec;
 pub mod dtype;
 pub mod error;

@@ -44,6 +44,10 @@ pub struct Archive<R> {
     footer: Footer,
     manifest: ManifestView,
     verify_hashes: bool,
+    /// Parent, grandparent, ...: every archive a block entry's `location`
+    /// can name. Only the archive that was opened holds the chain.
+    #[cfg(feature = "alloc")]
+    ancestors: alloc::vec::Vec<Archive<R>>,
 }
 
 /// A page whose hash has been checked, and the blocks it holds.
@@ -123,7 +127,15 @@ impl<R: ReadAt> Archive<R> {
         };
         let manifest =
             ManifestView::parse(&manifest_head, manifest_offset, manifest_length, footer.virtual_size.get())?;
-        let archive = Archive { src, header, footer, manifest, verify_hashes: true };
+        let archive = Archive {
+            src,
+            header,
+            footer,
+            manifest,
+            verify_hashes: true,
+            #[cfg(feature = "alloc")]
+            ancestors: alloc::vec::Vec::new(),
+        };
         archive.check_directory()?;
         Ok(archive)
     }
@@ -303,14 +315,53 @@ impl<R: ReadAt> Archive<R> {
         *blake3::hash(&zerocopy::IntoBytes::as_bytes(&self.footer)[..FOOTER_SIZE - 8]).as_bytes()
     }
 
+    /// Identity of the parent this archive names, if any.
+    pub fn parent_identity(&self) -> Option<[u8; 32]> {
+        (self.manifest.header.has_parent == 1).then_some(self.manifest.header.parent_identity)
+    }
+
     /// Whether decoded blocks are checked against their BLAKE3 (default: yes).
     pub fn set_verify_hashes(&mut self, verify: bool) {
         self.verify_hashes = verify;
     }
 
-    /// Scratch bytes [`read_at`](Self::read_at) and friends need.
+    /// Number of archives in the chain: 1 plus the attached ancestors.
+    pub fn chain_len(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        return 1 + self.ancestors.len();
+        #[cfg(not(feature = "alloc"))]
+        return 1;
+    }
+
+    /// Archive `depth` of the chain: 0 is this one, 1 its parent, ...
+    pub fn member(&self, depth: usize) -> Option<&Archive<R>> {
+        match depth {
+            0 => Some(self),
+            #[cfg(feature = "alloc")]
+            d => self.ancestors.get(d - 1),
+            #[cfg(not(feature = "alloc"))]
+            _ => None,
+        }
+    }
+
+    /// Largest (stored, decoded) block lengths over the chain.
+    fn chain_block_limits(&self) -> (usize, usize) {
+        (0..self.chain_len()).filter_map(|d| self.member(d)).fold((0, 0), |(s, b), m| {
+            (s.max(m.footer.max_stored_length.get() as usize), b.max(m.footer.max_block_length.get() as usize))
+        })
+    }
+
+    /// Scratch for one level of decoding: stored bytes, codec output, delta
+    /// base, and one whole block for partial reads.
+    fn level_size(&self) -> usize {
+        let (stored, block) = self.chain_block_limits();
+        stored + 3 * block
+    }
+
+    /// Scratch bytes [`read_at`](Self::read_at) and friends need: one level
+    /// per archive in the chain (a delta block reads its base one level down).
     pub fn scratch_size(&self) -> usize {
-        self.footer.max_stored_length.get() as usize + 2 * self.footer.max_block_length.get() as usize
+        self.level_size() * self.chain_len()
     }
 
     /// Load page `index` and check its hash.
@@ -440,8 +491,9 @@ impl<R: ReadAt> Archive<R> {
         Ok((page, a, entry))
     }
 
-    /// Decode one block into `out` (exactly its virtual length) and check
-    /// its hash unless hash checks are off. `index` is only used in errors.
+    /// Decode one block of this archive into `out` (exactly its virtual
+    /// length) and check its hash unless hash checks are off. `index` is
+    /// only used in errors.
     pub fn decode_block<S: Scratch + ?Sized>(
         &self,
         index: u64,
@@ -450,47 +502,89 @@ impl<R: ReadAt> Archive<R> {
         scratch: &mut S,
     ) -> Result<()> {
         let (bytes, zstd) = scratch.parts();
-        self.decode_block_into(index, e, out, bytes, zstd)
+        let level = self.level_size();
+        if bytes.len() < self.scratch_size() {
+            return Err(Error::BufferTooSmall {
+                what: "scratch",
+                needed: self.scratch_size() as u64,
+                got: bytes.len() as u64,
+            });
+        }
+        let (work, rest) = bytes.split_at_mut(level);
+        let block = self.chain_block_limits().1;
+        self.decode_entry(0, index, e, out, &mut work[..level - block], rest, zstd)
     }
 
-    fn decode_block_into(
+    /// Decode entry `e` of chain member `depth`. `work` holds this level's
+    /// stored, codec and base buffers; `rest` is scratch for deeper levels.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_entry(
         &self,
+        depth: usize,
         index: u64,
         e: &BlockEntry,
         out: &mut [u8],
-        scratch: &mut [u8],
-        zstd: ZstdContext<'_>,
+        work: &mut [u8],
+        rest: &mut [u8],
+        mut zstd: ZstdContext<'_>,
     ) -> Result<()> {
         let vlen = e.virtual_length.get() as usize;
         let voff = e.virtual_offset.get();
         if out.len() != vlen {
             return Err(Error::BufferTooSmall { what: "block buffer", needed: vlen as u64, got: out.len() as u64 });
         }
-        if e.location != 0 {
-            return Err(Error::ParentRequired { offset: voff, depth: e.location });
-        }
-        if matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
-            return Err(Error::ParentRequired { offset: voff, depth: 1 });
+        let target_depth = depth + usize::from(e.location);
+        let target = self.member(target_depth).ok_or(Error::ParentRequired { offset: voff, depth: e.location })?;
+        if e.location > 0 {
+            // The entry was checked against its own archive; its bytes live in the target.
+            let end = e.stored_offset.get().checked_add(u64::from(e.stored_length.get()));
+            if e.stored_offset.get() < HEADER_SIZE as u64
+                || end.is_none_or(|end| end > target.footer.directory_offset.get())
+            {
+                return Err(Error::invalid(
+                    "block stored_offset",
+                    voff,
+                    "stored bytes outside the ancestor's data region",
+                ));
+            }
         }
         if !codec_available(e.codec) {
             return Err(Error::CodecUnavailable(codec_name(e.codec)));
         }
         let stored_len = e.stored_length.get() as usize;
-        let (stored_buf, rest) = split_scratch(scratch, stored_len)?;
-        let stored: &[u8] = match self.src.borrow_at(e.stored_offset.get(), stored_len) {
+        let (stored_buf, work) = split_scratch(work, stored_len)?;
+        let stored: &[u8] = match target.src.borrow_at(e.stored_offset.get(), stored_len) {
             Some(bytes) => bytes,
             None => {
-                self.src.read_exact_at(e.stored_offset.get(), stored_buf)?;
+                target.src.read_exact_at(e.stored_offset.get(), stored_buf)?;
                 stored_buf
             }
         };
         let fail = |reason| Error::Decode { block: index, offset: voff, codec: codec_name(e.codec), reason };
-        if e.filter == filter_id::BYTE_GROUP {
-            let (tmp, _) = split_scratch(rest, vlen)?;
-            codec::decompress(e.codec, stored, tmp, zstd).map_err(fail)?;
-            codec::ungroup(tmp, usize::from(e.element_width), out);
-        } else {
-            codec::decompress(e.codec, stored, out, zstd).map_err(fail)?;
+        let width = usize::from(e.element_width);
+        match e.filter {
+            filter_id::NONE => codec::decompress(e.codec, stored, out, zstd).map_err(fail)?,
+            filter_id::BYTE_GROUP => {
+                let (tmp, _) = split_scratch(work, vlen)?;
+                codec::decompress(e.codec, stored, tmp, zstd).map_err(fail)?;
+                codec::ungroup(tmp, width, out);
+            }
+            _ => {
+                let (tmp, work) = split_scratch(work, vlen)?;
+                codec::decompress(e.codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
+                codec::ungroup(tmp, width, out);
+                // The base is in the archive one below the one holding the delta.
+                let (base, _) = split_scratch(work, vlen)?;
+                self.read_member(target_depth + 1, e.delta_base_offset.get(), base, rest, zstd).map_err(
+                    |err| match err {
+                        Error::OutOfRange { .. } => {
+                            Error::invalid("block delta_base_offset", voff, "base range outside the parent")
+                        }
+                        other => other,
+                    },
+                )?;
+                codec::delta_apply(e.filter, out, base, width);
+            }
         }
         if self.verify_hashes && *blake3::hash(out).as_bytes() != e.hash {
             return Err(Error::HashMismatch { block: index, offset: voff });
@@ -501,20 +595,38 @@ impl<R: ReadAt> Archive<R> {
     /// Read virtual bytes [`offset`, `offset + out.len()`) into `out`.
     /// Blocks wholly inside the range decode straight into `out`.
     pub fn read_at<S: Scratch + ?Sized>(&self, offset: u64, out: &mut [u8], scratch: &mut S) -> Result<()> {
-        let (scratch, mut zstd) = scratch.parts();
-        let length = out.len() as u64;
-        let end = offset.checked_add(length);
-        if end.is_none_or(|end| end > self.virtual_size()) {
-            return Err(Error::OutOfRange { offset, length, size: self.virtual_size() });
-        }
-        if out.is_empty() {
-            return Ok(());
-        }
+        let (scratch, zstd) = scratch.parts();
         let need = self.scratch_size();
         if scratch.len() < need {
             return Err(Error::BufferTooSmall { what: "scratch", needed: need as u64, got: scratch.len() as u64 });
         }
-        let (mut page, mut slot, mut entry) = self.locate(offset)?;
+        self.read_member(0, offset, out, scratch, zstd)
+    }
+
+    /// Read a virtual range of chain member `depth`, using the first level
+    /// of `scratch` and passing the rest to deeper levels.
+    fn read_member(
+        &self,
+        depth: usize,
+        offset: u64,
+        out: &mut [u8],
+        scratch: &mut [u8],
+        mut zstd: ZstdContext<'_>,
+    ) -> Result<()> {
+        let member = self.member(depth).ok_or(Error::ParentRequired { offset, depth: depth as u8 })?;
+        let length = out.len() as u64;
+        let end = offset.checked_add(length);
+        if end.is_none_or(|end| end > member.virtual_size()) {
+            return Err(Error::OutOfRange { offset, length, size: member.virtual_size() });
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let level = self.level_size();
+        let block = self.chain_block_limits().1;
+        let (work, rest) = split_scratch(scratch, level)?;
+        let (work, whole) = work.split_at_mut(level - block);
+        let (mut page, mut slot, mut entry) = member.locate(offset)?;
         let mut pos = offset;
         let mut written = 0usize;
         loop {
@@ -524,10 +636,10 @@ impl<R: ReadAt> Archive<R> {
             let skip = (pos - bstart) as usize;
             let take = (blen - skip).min(out.len() - written);
             if skip == 0 && take == blen {
-                self.decode_block_into(index, &entry, &mut out[written..written + blen], scratch, zstd.as_deref_mut())?;
+                let dst = &mut out[written..written + blen];
+                self.decode_entry(depth, index, &entry, dst, work, rest, zstd.as_deref_mut())?;
             } else {
-                let (work, whole) = scratch.split_at_mut(need - blen);
-                self.decode_block_into(index, &entry, &mut whole[..blen], work, zstd.as_deref_mut())?;
+                self.decode_entry(depth, index, &entry, &mut whole[..blen], work, rest, zstd.as_deref_mut())?;
                 out[written..written + take].copy_from_slice(&whole[skip..skip + take]);
             }
             written += take;
@@ -539,10 +651,10 @@ impl<R: ReadAt> Archive<R> {
             if slot + 1 < page.entry_count {
                 slot += 1;
             } else {
-                page = self.page(page.index + 1)?;
+                page = member.page(page.index + 1)?;
                 slot = 0;
             }
-            entry = self.entry(&page, slot)?;
+            entry = member.entry(&page, slot)?;
             if entry.virtual_offset.get() != pos {
                 return Err(Error::invalid("block virtual_offset", page.offset, "blocks are not contiguous"));
             }
@@ -639,6 +751,35 @@ mod owned {
     }
 
     impl<R: ReadAt> Archive<R> {
+        /// Attach the parent chain: `ancestors[0]` is the parent, then its
+        /// parent, and so on. Each must have the identity its child names.
+        pub fn with_ancestors(mut self, ancestors: Vec<Archive<R>>) -> Result<Self> {
+            if ancestors.len() >= usize::from(crate::layout::limits::MAX_CHAIN_DEPTH) {
+                return Err(Error::ChainTooDeep { limit: crate::layout::limits::MAX_CHAIN_DEPTH });
+            }
+            let mut child_parent = self.parent_identity();
+            for a in &ancestors {
+                match child_parent {
+                    Some(id) if id == a.identity() => child_parent = a.parent_identity(),
+                    Some(id) => {
+                        return Err(Error::ParentMismatch {
+                            expected: crate::error::Hex32(id),
+                            found: crate::error::Hex32(a.identity()),
+                            path: alloc::string::String::from("(attached archive)"),
+                        })
+                    }
+                    None => return Err(Error::InvalidArgument("an attached archive is not a parent in the chain")),
+                }
+            }
+            self.ancestors = ancestors;
+            Ok(self)
+        }
+
+        /// The attached ancestors (parent first).
+        pub fn ancestors(&self) -> &[Archive<R>] {
+            &self.ancestors
+        }
+
         /// A workspace of [`scratch_size`](Self::scratch_size) bytes.
         pub fn new_scratch(&self) -> Workspace {
             Workspace::new(self.scratch_size())

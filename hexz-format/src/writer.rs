@@ -23,7 +23,8 @@ use crate::layout::{
     codec_id, filter_id, limits, short_checksum, source_format, storage_kind, BlockEntry, DirectoryEntry, FileHeader,
     Footer, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
-use crate::manifest::{Manifest, MetadataValue, TensorInfo};
+use crate::manifest::{Manifest, MetadataValue, ParentRef, TensorInfo};
+use crate::reader::Archive;
 use crate::source::ReadAt;
 use crate::{gguf, safetensors};
 
@@ -72,6 +73,14 @@ pub struct StoreReport {
     pub deduplicated_bytes: u64,
     pub tensors: usize,
     pub source_hash: [u8; 32],
+    /// Blocks referenced from the parent chain (no bytes stored).
+    pub parent_blocks: u64,
+    /// Decoded bytes those blocks hold.
+    pub parent_bytes: u64,
+    /// Blocks stored as deltas against the parent.
+    pub delta_blocks: u64,
+    /// Tensors whose dtype or shape differs from the base's, stored whole.
+    pub warnings: Vec<String>,
 }
 
 /// A contiguous run of the source stored with one element width.
@@ -191,10 +200,19 @@ fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
 /// A tensor's index and the block range [first, end) it was cut into.
 type TensorBlocks = (usize, u64, u64);
 
+/// The parent to store against: the open archive (with its own ancestors
+/// attached) and the path hint to record, relative to the child's folder.
+pub struct ParentSpec<'a, P> {
+    pub archive: &'a Archive<P>,
+    pub hint: String,
+}
+
 struct Job {
     index: u64,
     offset: u64,
     width: u8,
+    /// Virtual offset in the parent of this block's counterpart, for deltas.
+    base: Option<u64>,
     data: Vec<u8>,
 }
 
@@ -206,7 +224,18 @@ struct Done {
     hash: [u8; 32],
     codec: u8,
     filter: u8,
+    delta_base: u64,
+    /// Empty when the parent chain already holds these bytes.
     bytes: Vec<u8>,
+}
+
+/// Width used for deltas: the element width when it is 1, 2, 4 or 8, else 1.
+fn delta_width(width: u8) -> u8 {
+    if matches!(width, 1 | 2 | 4 | 8) {
+        width
+    } else {
+        1
+    }
 }
 
 /// Store `src` into `out` (written sequentially from its current position,
@@ -215,6 +244,40 @@ pub fn store<R, W>(src: &R, out: &mut W, opts: &StoreOptions, progress: &(dyn Fn
 where
     R: ReadAt + Sync + ?Sized,
     W: Write,
+{
+    store_impl::<R, W, &[u8]>(src, out, opts, None, progress)
+}
+
+/// Store `src` as a child of `parent`: tensors identical to the parent's
+/// are referenced, changed ones (same dtype and shape) are stored as XOR or
+/// SUB deltas where smaller, and any block whose bytes the chain already
+/// holds is referenced, not stored.
+pub fn store_delta<R, W, P>(
+    src: &R,
+    out: &mut W,
+    opts: &StoreOptions,
+    parent: ParentSpec<'_, P>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<StoreReport>
+where
+    R: ReadAt + Sync + ?Sized,
+    W: Write,
+    P: ReadAt + Sync,
+{
+    store_impl(src, out, opts, Some(parent), progress)
+}
+
+fn store_impl<R, W, P>(
+    src: &R,
+    out: &mut W,
+    opts: &StoreOptions,
+    parent: Option<ParentSpec<'_, P>>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<StoreReport>
+where
+    R: ReadAt + Sync + ?Sized,
+    W: Write,
+    P: ReadAt + Sync,
 {
     if opts.block_size < MIN_BLOCK_SIZE || opts.block_size > limits::MAX_BLOCK_LENGTH {
         return Err(Error::InvalidArgument("block size must be between 4 KiB and 64 MiB"));
@@ -234,20 +297,55 @@ where
         n => n,
     };
     BlockEncoder::new(opts.compression)?;
+    let mut report = StoreReport { source_format: plan.format, source_size: src.len(), ..StoreReport::default() };
+
+    // What the parent chain offers: its blocks by hash, and per tensor the
+    // parent offset to delta against.
+    let parent_archive = parent.as_ref().map(|p| p.archive);
+    let mut chain_blocks: HashMap<[u8; 32], BlockEntry> = HashMap::new();
+    let mut bases: Vec<Option<u64>> = std::vec![None; plan.tensors.len()];
+    if let Some(p) = parent_archive {
+        if p.chain_len() >= usize::from(limits::MAX_CHAIN_DEPTH) {
+            return Err(Error::ChainTooDeep { limit: limits::MAX_CHAIN_DEPTH });
+        }
+        for i in 0..p.block_count() {
+            let e = p.block(i)?;
+            if e.location < limits::MAX_CHAIN_DEPTH - 1 {
+                chain_blocks.entry(e.hash).or_insert(e);
+            }
+        }
+        let parent_tensors: HashMap<String, TensorInfo> =
+            p.manifest()?.tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+        for (i, t) in plan.tensors.iter().enumerate() {
+            let Some(b) = parent_tensors.get(&t.name) else { continue };
+            if b.dtype == t.dtype && b.shape == t.shape && b.ggml_type == t.ggml_type && b.length == t.length {
+                bases[i] = Some(b.offset);
+            } else {
+                report.warnings.push(std::format!(
+                    "tensor {}: {} {:?} in this file, {} {:?} in the base; stored whole",
+                    t.name,
+                    t.dtype,
+                    t.shape,
+                    b.dtype,
+                    b.shape
+                ));
+            }
+        }
+    }
 
     let mut sink = CountingWriter { inner: out, written: 0 };
-    let header = file_header();
-    sink.write_all(header.as_bytes())?;
+    sink.write_all(file_header().as_bytes())?;
 
     let mut entries: Vec<BlockEntry> = Vec::new();
     let mut deduplicated: Vec<bool> = Vec::new();
     let mut tensor_blocks: Vec<TensorBlocks> = Vec::new();
-    let mut first_location: HashMap<[u8; 32], (u64, u32, u8, u8, u8)> = HashMap::new();
-    let mut report = StoreReport { source_format: plan.format, source_size: src.len(), ..StoreReport::default() };
+    let mut first_location: HashMap<[u8; 32], BlockEntry> = HashMap::new();
     let mut max_block = 0u32;
     let mut max_stored = 0u32;
 
     let block_size = u64::from(opts.block_size);
+    let chain_blocks = &chain_blocks;
+    let bases = &bases;
     let source_hash = std::thread::scope(|scope| -> Result<[u8; 32]> {
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
@@ -257,33 +355,57 @@ where
             let done_tx = done_tx.clone();
             let compression = opts.compression;
             scope.spawn(move || {
-                let mut encoder = match BlockEncoder::new(compression) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let _ = done_tx.send(Err(e));
-                        return;
+                let encoded = (|| -> Result<()> {
+                    let mut encoder = BlockEncoder::new(compression)?;
+                    let mut workspace = parent_archive.map(|p| p.new_scratch());
+                    let mut base_buf = Vec::new();
+                    loop {
+                        let job = match job_rx.lock().map(|rx| rx.recv()) {
+                            Ok(Ok(job)) => job,
+                            _ => return Ok(()),
+                        };
+                        let hash = *blake3::hash(&job.data).as_bytes();
+                        let mut done = Done {
+                            index: job.index,
+                            offset: job.offset,
+                            length: job.data.len() as u32,
+                            width: job.width,
+                            hash,
+                            codec: codec_id::NONE,
+                            filter: filter_id::NONE,
+                            delta_base: 0,
+                            bytes: Vec::new(),
+                        };
+                        if !chain_blocks.contains_key(&hash) {
+                            match (job.base, parent_archive, workspace.as_mut()) {
+                                (Some(base), Some(p), Some(ws)) => {
+                                    base_buf.resize(job.data.len(), 0);
+                                    p.read_at(base, &mut base_buf, ws)?;
+                                    let width = delta_width(job.width);
+                                    let (codec, filter, bytes) = encoder.encode_with_base(&job.data, &base_buf, width);
+                                    done.codec = codec;
+                                    done.filter = filter;
+                                    done.bytes = bytes;
+                                    if matches!(filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
+                                        done.width = width;
+                                        done.delta_base = base;
+                                    }
+                                }
+                                _ => {
+                                    let e = encoder.encode(&job.data, job.width);
+                                    done.codec = e.codec;
+                                    done.filter = e.filter;
+                                    done.bytes = e.bytes.to_vec();
+                                }
+                            }
+                        }
+                        if done_tx.send(Ok(done)).is_err() {
+                            return Ok(());
+                        }
                     }
-                };
-                loop {
-                    let job = match job_rx.lock().map(|rx| rx.recv()) {
-                        Ok(Ok(job)) => job,
-                        _ => return,
-                    };
-                    let hash = *blake3::hash(&job.data).as_bytes();
-                    let encoded = encoder.encode(&job.data, job.width);
-                    let done = Done {
-                        index: job.index,
-                        offset: job.offset,
-                        length: job.data.len() as u32,
-                        width: job.width,
-                        hash,
-                        codec: encoded.codec,
-                        filter: encoded.filter,
-                        bytes: encoded.bytes.to_vec(),
-                    };
-                    if done_tx.send(Ok(done)).is_err() {
-                        return;
-                    }
+                })();
+                if let Err(e) = encoded {
+                    let _ = done_tx.send(Err(e));
                 }
             });
         }
@@ -299,6 +421,7 @@ where
                 let first = index;
                 let mut pos = seg.start;
                 let end = seg.start + seg.len;
+                let base_start = seg.tensor.and_then(|t| bases[t]);
                 // Blocks hold whole elements so grouping keeps its phase across blocks.
                 let step = (block_size / u64::from(seg.width)).max(1) * u64::from(seg.width);
                 while pos < end {
@@ -306,7 +429,8 @@ where
                     let mut data = std::vec![0u8; n];
                     src.read_exact_at(pos, &mut data)?;
                     source_hasher.update(&data);
-                    if job_tx.send(Job { index, offset: pos, width: seg.width, data }).is_err() {
+                    let base = base_start.map(|b| b + (pos - seg.start));
+                    if job_tx.send(Job { index, offset: pos, width: seg.width, base, data }).is_err() {
                         return Err(Error::InvalidArgument("store workers stopped"));
                     }
                     index += 1;
@@ -319,7 +443,7 @@ where
             Ok((*source_hasher.finalize().as_bytes(), ranges))
         });
 
-        // Writer: reorder results by block index, deduplicate, write.
+        // Writer: reorder results by block index, reference or deduplicate, write.
         let mut pending: std::collections::BTreeMap<u64, Done> = std::collections::BTreeMap::new();
         let mut next = 0u64;
         let mut failure: Option<Error> = None;
@@ -335,45 +459,42 @@ where
             while let Some(done) = pending.remove(&next) {
                 next += 1;
                 max_block = max_block.max(done.length);
-                let is_dup = first_location.contains_key(&done.hash);
-                let entry = match first_location.get(&done.hash) {
-                    Some(&(stored_offset, stored_length, codec, filter, width)) => {
-                        report.deduplicated_blocks += 1;
-                        report.deduplicated_bytes += u64::from(done.length);
-                        block_entry(
-                            done.offset,
-                            done.length,
-                            stored_offset,
-                            stored_length,
-                            codec,
-                            filter,
-                            width,
-                            done.hash,
-                        )
+                let mut is_dup = false;
+                let mut entry = if let Some(e) = chain_blocks.get(&done.hash) {
+                    report.parent_blocks += 1;
+                    report.parent_bytes += u64::from(done.length);
+                    BlockEntry { location: e.location + 1, ..*e }
+                } else if let Some(e) = first_location.get(&done.hash) {
+                    is_dup = true;
+                    report.deduplicated_blocks += 1;
+                    report.deduplicated_bytes += u64::from(done.length);
+                    *e
+                } else {
+                    let stored_offset = sink.written;
+                    if let Err(e) = sink.write_all(&done.bytes) {
+                        failure.get_or_insert(e);
+                        break;
                     }
-                    None => {
-                        let stored_offset = sink.written;
-                        if let Err(e) = sink.write_all(&done.bytes) {
-                            failure.get_or_insert(e);
-                            break;
-                        }
-                        let stored_length = done.bytes.len() as u32;
-                        let width = if done.filter == filter_id::BYTE_GROUP { done.width } else { 1 };
-                        first_location
-                            .insert(done.hash, (stored_offset, stored_length, done.codec, done.filter, width));
-                        report.stored_blocks += 1;
-                        block_entry(
-                            done.offset,
-                            done.length,
-                            stored_offset,
-                            stored_length,
-                            done.codec,
-                            done.filter,
-                            width,
-                            done.hash,
-                        )
+                    report.stored_blocks += 1;
+                    if matches!(done.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
+                        report.delta_blocks += 1;
                     }
+                    let width = if done.filter == filter_id::NONE { 1 } else { done.width };
+                    let e = block_entry(
+                        done.offset,
+                        done.length,
+                        stored_offset,
+                        done.bytes.len() as u32,
+                        done.codec,
+                        done.filter,
+                        width,
+                        done.hash,
+                    );
+                    let e = BlockEntry { delta_base_offset: U64::new(done.delta_base), ..e };
+                    first_location.insert(done.hash, e);
+                    e
                 };
+                entry.virtual_offset = U64::new(done.offset);
                 max_stored = max_stored.max(entry.stored_length.get());
                 deduplicated.push(is_dup);
                 entries.push(entry);
@@ -399,9 +520,19 @@ where
     // Per-tensor storage kind, from its blocks.
     let mut tensors = plan.tensors;
     for (t, first, end) in tensor_blocks {
-        if end > first && deduplicated[first as usize..end as usize].iter().all(|&d| d) {
-            tensors[t].storage_kind = storage_kind::DEDUPLICATED;
-        }
+        let blocks = &entries[first as usize..end as usize];
+        let dups = &deduplicated[first as usize..end as usize];
+        tensors[t].storage_kind = if blocks.is_empty() {
+            storage_kind::EMPTY
+        } else if blocks.iter().any(|e| matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB)) {
+            storage_kind::DELTA
+        } else if blocks.iter().all(|e| e.location > 0) {
+            storage_kind::PARENT
+        } else if dups.iter().all(|&d| d) {
+            storage_kind::DEDUPLICATED
+        } else {
+            storage_kind::STORED
+        };
     }
 
     // Index pages, then directory, manifest, footer.
@@ -431,7 +562,7 @@ where
         source_header_length: plan.header_length,
         tensors,
         metadata: opts.metadata.clone(),
-        parent: None,
+        parent: parent.map(|p| ParentRef { identity: p.archive.identity(), hint: p.hint }),
     }
     .encode()?;
     let manifest_offset = sink.written;
@@ -570,13 +701,33 @@ impl Drop for TempFile {
 }
 
 /// Store the file at `src` into a new archive at `dst`, atomically: `dst` is
-/// only replaced once the archive is complete and on disk.
-pub fn store_file(src: &Path, dst: &Path, opts: &StoreOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<StoreReport> {
+/// only replaced once the archive is complete and on disk. With `base`, the
+/// archive is a child of the archive at that path (its chain is opened, with
+/// `search` folders for moved parents) and records the base's path relative
+/// to `dst`'s folder.
+pub fn store_file(
+    src: &Path,
+    dst: &Path,
+    opts: &StoreOptions,
+    base: Option<(&Path, &[PathBuf])>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<StoreReport> {
     let source = crate::source::FileSource::open(src)?;
+    let chain = match base {
+        Some((path, search)) => Some(crate::chain::open_chain(path, search)?),
+        None => None,
+    };
     let mut tmp = TempFile::new(dst).map_err(|e| Error::from_io(0, &e))?;
     let report = {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.file());
-        let report = store(&source, &mut out, opts, progress)?;
+        let report = match (&chain, base) {
+            (Some(chain), Some((path, _))) => {
+                let dst_dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let hint = crate::chain::relative_path(dst_dir, path);
+                store_delta(&source, &mut out, opts, ParentSpec { archive: &chain.archive, hint }, progress)?
+            }
+            _ => store(&source, &mut out, opts, progress)?,
+        };
         out.flush().map_err(|e| Error::from_io(0, &e))?;
         report
     };

@@ -174,3 +174,108 @@ pub fn tiny_gguf() -> Vec<u8> {
     }
     h
 }
+
+/// A standard normal sample (Box-Muller).
+pub fn normal(rng: &mut Rng) -> f64 {
+    let u1 = ((rng.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let u2 = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// One tensor of a safetensors file being built.
+#[derive(Clone)]
+pub struct StTensor {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    pub data: Vec<u8>,
+}
+
+/// Read every tensor of a safetensors file.
+pub fn read_safetensors(file: &[u8]) -> Vec<StTensor> {
+    let header = hexz_format::safetensors::parse(file, file.len() as u64).expect("safetensors");
+    header
+        .tensors
+        .into_iter()
+        .map(|t| StTensor {
+            data: file[t.offset as usize..(t.offset + t.length) as usize].to_vec(),
+            name: t.name,
+            dtype: t.dtype,
+            shape: t.shape,
+        })
+        .collect()
+}
+
+/// Write a safetensors file (tensors laid out in the given order).
+pub fn write_safetensors(tensors: &[StTensor]) -> Vec<u8> {
+    let mut entries = Vec::new();
+    let mut offset = 0usize;
+    for t in tensors {
+        entries.push(format!(
+            "\"{}\":{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{},{}]}}",
+            t.name,
+            t.dtype,
+            t.shape,
+            offset,
+            offset + t.data.len()
+        ));
+        offset += t.data.len();
+    }
+    let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    for t in tensors {
+        out.extend_from_slice(&t.data);
+    }
+    out
+}
+
+/// A training step's worth of change: every element x becomes x + x·ε with
+/// ε ~ N(0, sigma), rounded back to the dtype (F32 or BF16).
+pub fn perturb(t: &mut StTensor, rng: &mut Rng, sigma: f64) {
+    match t.dtype.as_str() {
+        "F32" => {
+            for c in t.data.chunks_exact_mut(4) {
+                let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64;
+                let y = (x + x * sigma * normal(rng)) as f32;
+                c.copy_from_slice(&y.to_le_bytes());
+            }
+        }
+        "BF16" => {
+            for c in t.data.chunks_exact_mut(2) {
+                let x = f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16) as f64;
+                let y = to_bf16((x + x * sigma * normal(rng)) as f32);
+                c.copy_from_slice(&y.to_le_bytes());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// f32 to bf16, round to nearest even.
+pub fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let rounding = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// Cast every F32 tensor to BF16.
+pub fn cast_bf16(tensors: &[StTensor]) -> Vec<StTensor> {
+    tensors
+        .iter()
+        .map(|t| {
+            if t.dtype != "F32" {
+                return t.clone();
+            }
+            let data = t
+                .data
+                .chunks_exact(4)
+                .flat_map(|c| to_bf16(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+                .collect();
+            StTensor { dtype: "BF16".into(), data, ..t.clone() }
+        })
+        .collect()
+}

@@ -1,0 +1,257 @@
+//! Fine-tunes as deltas against the real MiniLM: full and partial fine-tunes,
+//! BF16, reshaped and new tensors, a chain of three, wrong and missing bases.
+
+mod common;
+
+use common::*;
+use hexz_format::layout::storage_kind;
+use hexz_format::writer::{store, store_delta, ParentSpec, StoreOptions};
+use hexz_format::{Archive, Compression, Error};
+
+fn opts() -> StoreOptions {
+    StoreOptions { compression: Compression::Zstd(3), ..StoreOptions::default() }
+}
+
+fn store_child(src: &[u8], parent: &Archive<&[u8]>) -> (Vec<u8>, hexz_format::writer::StoreReport) {
+    let mut out = Vec::new();
+    let spec = ParentSpec { archive: parent, hint: "base.hxz".into() };
+    let report = store_delta(src, &mut out, &opts(), spec, &|_| {}).expect("store delta");
+    (out, report)
+}
+
+fn plain(src: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    store(src, &mut out, &opts(), &|_| {}).unwrap();
+    out
+}
+
+/// The child extracts byte-identically, random ranges equal the source, and
+/// deep verification passes with the chain attached.
+fn check_child(child: &Archive<&[u8]>, src: &[u8]) {
+    assert_eq!(sha256(&child.read_vec(0, src.len() as u64).unwrap()), sha256(src));
+    let mut scratch = child.new_scratch();
+    let mut rng = Rng(77);
+    for _ in 0..100 {
+        let start = rng.below(src.len() as u64) as usize;
+        let len = (rng.below(1 << 21) as usize).min(src.len() - start);
+        let mut out = vec![0u8; len];
+        child.read_at(start as u64, &mut out, &mut scratch).unwrap();
+        assert!(out == src[start..start + len], "range {start}+{len}");
+    }
+    let mut report = hexz_format::verify::Report::default();
+    hexz_format::verify::verify_open(child, true, &mut report, &|_| {});
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+fn minilm() -> Vec<StTensor> {
+    read_safetensors(&real_model("minilm.safetensors"))
+}
+
+#[test]
+fn full_fine_tune_fp32_is_stored_as_deltas() {
+    let base_tensors = minilm();
+    let base = write_safetensors(&base_tensors);
+    let mut rng = Rng(1);
+    let mut fine_tensors = base_tensors.clone();
+    fine_tensors.iter_mut().for_each(|t| perturb(t, &mut rng, 1e-3));
+    let fine = write_safetensors(&fine_tensors);
+
+    let base_hxz = plain(&base);
+    let parent = Archive::open(base_hxz.as_slice()).unwrap();
+    let (child_hxz, report) = store_child(&fine, &parent);
+    assert!(report.delta_blocks > 0, "{report:?}");
+    let child = Archive::open(child_hxz.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
+        .unwrap();
+    check_child(&child, &fine);
+    let standalone = plain(&fine);
+    let m = child.manifest().unwrap();
+    // Every float tensor changed is a delta; the few that a relative change
+    // leaves alone (all-zero biases) are referenced from the base.
+    let floats: Vec<_> = m.tensors.iter().filter(|t| t.dtype == "F32").collect();
+    let deltas = floats.iter().filter(|t| t.storage_kind == storage_kind::DELTA).count();
+    for t in &floats {
+        assert!(matches!(t.storage_kind, storage_kind::DELTA | storage_kind::PARENT), "{} {}", t.name, t.storage_kind);
+    }
+    assert!(deltas * 10 >= floats.len() * 9, "{deltas} of {} float tensors are deltas", floats.len());
+    eprintln!(
+        "full FP32 fine-tune: delta archive {:.4} of the file, standalone {:.4}",
+        child_hxz.len() as f64 / fine.len() as f64,
+        standalone.len() as f64 / fine.len() as f64
+    );
+    assert!(child_hxz.len() < standalone.len() * 3 / 4, "delta {} vs standalone {}", child_hxz.len(), standalone.len());
+}
+
+#[test]
+fn partial_fine_tune_costs_only_its_changed_tensors() {
+    let base_tensors = minilm();
+    let base = write_safetensors(&base_tensors);
+    let mut rng = Rng(2);
+    let mut fine_tensors = base_tensors.clone();
+    let changed = |name: &str| name.starts_with("encoder.layer.4.") || name.starts_with("encoder.layer.5.");
+    fine_tensors.iter_mut().filter(|t| changed(&t.name)).for_each(|t| perturb(t, &mut rng, 1e-3));
+    let fine = write_safetensors(&fine_tensors);
+    let base_hxz = plain(&base);
+    let parent = Archive::open(base_hxz.as_slice()).unwrap();
+    let (child_hxz, _) = store_child(&fine, &parent);
+    let child = Archive::open(child_hxz.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
+        .unwrap();
+    check_child(&child, &fine);
+    let m = child.manifest().unwrap();
+    let mut changed_stored = 0u64;
+    for t in &m.tensors {
+        let kind = t.storage_kind;
+        if changed(&t.name) && t.dtype == "F32" {
+            assert_eq!(kind, storage_kind::DELTA, "{}", t.name);
+        } else if t.length > 0 {
+            assert_eq!(kind, storage_kind::PARENT, "{}", t.name);
+        }
+    }
+    for i in 0..child.block_count() {
+        let e = child.block(i).unwrap();
+        if e.location == 0 {
+            changed_stored += u64::from(e.stored_length.get());
+        }
+    }
+    let overhead = child_hxz.len() as u64 - changed_stored;
+    eprintln!(
+        "partial fine-tune: archive {} bytes, changed tensors' blocks {} bytes, overhead {} bytes ({:.3}% of the file)",
+        child_hxz.len(),
+        changed_stored,
+        overhead,
+        100.0 * overhead as f64 / fine.len() as f64
+    );
+    assert!((overhead as f64) < 0.01 * fine.len() as f64);
+}
+
+#[test]
+fn bf16_fine_tune_reshaped_and_new_tensors() {
+    let base_tensors = cast_bf16(&minilm());
+    let base = write_safetensors(&base_tensors);
+    let mut rng = Rng(3);
+    let mut fine_tensors = base_tensors.clone();
+    fine_tensors.iter_mut().for_each(|t| perturb(t, &mut rng, 1e-3));
+    // One tensor reshaped (same bytes, other shape), one new tensor.
+    let reshaped = fine_tensors.iter_mut().find(|t| t.shape == [384, 384]).unwrap();
+    reshaped.shape = vec![192, 768];
+    let reshaped_name = reshaped.name.clone();
+    fine_tensors.push(StTensor {
+        name: "extra.head.weight".into(),
+        dtype: "BF16".into(),
+        shape: vec![384],
+        data: (0..768).map(|i| (i * 31 % 256) as u8).collect(),
+    });
+    let fine = write_safetensors(&fine_tensors);
+    let base_hxz = plain(&base);
+    let parent = Archive::open(base_hxz.as_slice()).unwrap();
+    let (child_hxz, report) = store_child(&fine, &parent);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains(&reshaped_name)
+            && report.warnings[0].contains("[192, 768]")
+            && report.warnings[0].contains("[384, 384]")
+    );
+    let child = Archive::open(child_hxz.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
+        .unwrap();
+    check_child(&child, &fine);
+    let m = child.manifest().unwrap();
+    let kind = |name: &str| m.tensors.iter().find(|t| t.name == name).unwrap().storage_kind;
+    assert_eq!(kind("extra.head.weight"), storage_kind::STORED);
+    assert_eq!(kind(&reshaped_name), storage_kind::STORED);
+    eprintln!(
+        "full BF16 fine-tune: delta archive {:.4} of the file, standalone {:.4}",
+        child_hxz.len() as f64 / fine.len() as f64,
+        plain(&fine).len() as f64 / fine.len() as f64
+    );
+}
+
+#[test]
+fn chain_of_three_and_wrong_or_missing_bases() {
+    let base_tensors = minilm();
+    let base = write_safetensors(&base_tensors);
+    let mut rng = Rng(4);
+    let mut v1_tensors = base_tensors.clone();
+    v1_tensors.iter_mut().for_each(|t| perturb(t, &mut rng, 1e-3));
+    let v1 = write_safetensors(&v1_tensors);
+    let mut v2_tensors = v1_tensors.clone();
+    v2_tensors.iter_mut().filter(|t| t.name.starts_with("encoder.layer.0.")).for_each(|t| perturb(t, &mut rng, 1e-3));
+    let v2 = write_safetensors(&v2_tensors);
+
+    let base_hxz = plain(&base);
+    let base_a = Archive::open(base_hxz.as_slice()).unwrap();
+    let (v1_hxz, _) = store_child(&v1, &base_a);
+    let v1_a = Archive::open(v1_hxz.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
+        .unwrap();
+    let (v2_hxz, v2_report) = store_child(&v2, &v1_a);
+    // Most of v2 is v1's blocks, which are themselves deltas against base.
+    assert!(v2_report.parent_blocks > v2_report.stored_blocks);
+    let v2_a = Archive::open(v2_hxz.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(v1_hxz.as_slice()).unwrap(), Archive::open(base_hxz.as_slice()).unwrap()])
+        .unwrap();
+    assert_eq!(v2_a.chain_len(), 3);
+    check_child(&v2_a, &v2);
+    eprintln!("chain of three: v2 archive is {:.4} of its file", v2_hxz.len() as f64 / v2.len() as f64);
+
+    // Wrong base: v1 attached as v2's grandparent, base as its parent.
+    let wrong = Archive::open(v2_hxz.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap(), Archive::open(v1_hxz.as_slice()).unwrap()]);
+    assert!(matches!(wrong, Err(Error::ParentMismatch { .. })));
+    // Missing base: reads of blocks the chain holds fail, never wrong bytes.
+    let orphan = Archive::open(v2_hxz.as_slice()).unwrap();
+    assert!(matches!(orphan.read_vec(0, v2.len() as u64), Err(Error::ParentRequired { .. })));
+}
+
+#[test]
+fn parents_are_found_by_hint_and_confirmed_by_identity_on_disk() {
+    let tmp = std::env::temp_dir().join(format!("hexz-chain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("models")).unwrap();
+    let base_tensors = minilm();
+    let mut rng = Rng(5);
+    let mut fine_tensors = base_tensors.clone();
+    fine_tensors.iter_mut().take(10).for_each(|t| perturb(t, &mut rng, 1e-3));
+    let (base_src, fine_src) = (tmp.join("base.safetensors"), tmp.join("fine.safetensors"));
+    std::fs::write(&base_src, write_safetensors(&base_tensors)).unwrap();
+    std::fs::write(&fine_src, write_safetensors(&fine_tensors)).unwrap();
+    let (base_hxz, fine_hxz) = (tmp.join("models/base.hxz"), tmp.join("fine.hxz"));
+    hexz_format::writer::store_file(&base_src, &base_hxz, &opts(), None, &|_| {}).unwrap();
+    hexz_format::writer::store_file(&fine_src, &fine_hxz, &opts(), Some((&base_hxz, &[])), &|_| {}).unwrap();
+    let chain = hexz_format::chain::open_chain(&fine_hxz, &[]).unwrap();
+    assert_eq!(chain.archive.manifest().unwrap().parent.unwrap().hint, "models/base.hxz");
+    assert_eq!(chain.paths[1], tmp.join("models/base.hxz"));
+    let fine = std::fs::read(&fine_src).unwrap();
+    assert_eq!(sha256(&chain.archive.read_vec(0, fine.len() as u64).unwrap()), sha256(&fine));
+    let expected_identity = chain.archive.parent_identity().unwrap();
+    drop(chain);
+
+    // Moved: not at the hint any more; a search folder finds it.
+    std::fs::create_dir_all(tmp.join("elsewhere")).unwrap();
+    std::fs::rename(&base_hxz, tmp.join("elsewhere/base.hxz")).unwrap();
+    match hexz_format::chain::open_chain(&fine_hxz, &[]) {
+        Err(e @ Error::ParentNotFound { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&hexz_format::error::Hex32(expected_identity).to_string()), "{text}");
+            assert!(text.contains("models/base.hxz"), "{text}");
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("opened without its parent"),
+    }
+    assert!(hexz_format::chain::open_chain(&fine_hxz, &[tmp.join("elsewhere")]).is_ok());
+
+    // Another archive at the hint's path: refused, naming both identities.
+    hexz_format::writer::store_file(&fine_src, &base_hxz, &opts(), None, &|_| {}).unwrap();
+    match hexz_format::chain::open_chain(&fine_hxz, &[]) {
+        Err(e @ Error::ParentMismatch { .. }) => assert!(e.to_string().contains("expected"), "{e}"),
+        other => panic!("unexpected {:?}", other.err()),
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
