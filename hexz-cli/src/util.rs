@@ -122,8 +122,9 @@ pub fn progress_bar(quiet: bool, total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Copy a virtual range to `w` in block-sized steps. With `check_source`
-/// (whole file), the BLAKE3 of everything written must equal the footer's.
+/// Copy a virtual range to `w`, decoding windows of a few blocks on two
+/// threads and writing them in order. With `check_source` (whole file), the
+/// BLAKE3 of everything written must equal the one recorded at store time.
 pub fn copy_range(
     archive: &Archive<FileSource>,
     offset: u64,
@@ -132,30 +133,55 @@ pub fn copy_range(
     progress: &dyn Fn(u64),
     check_source: bool,
 ) -> Result<(), CliError> {
-    let step = u64::from(archive.footer().max_block_length.get()).max(1 << 20) * 4;
-    let mut buf = vec![0u8; step.min(length.max(1)) as usize];
-    let mut scratch = archive.new_scratch();
-    let mut hasher = blake3::Hasher::new();
-    let mut done = 0u64;
-    while done < length {
-        let n = (length - done).min(buf.len() as u64) as usize;
-        archive
-            .read_at(offset + done, &mut buf[..n], &mut scratch)
-            .map_err(|e| CliError { exit: Exit::Error, message: e.to_string() })?;
-        if check_source {
-            hasher.update(&buf[..n]);
+    let window = (u64::from(archive.footer().max_block_length.get()).max(1 << 20) * 4).min(length.max(1));
+    let windows = length.div_ceil(window);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4) as u64;
+    let err = |e: hexz_format::Error| CliError { exit: Exit::Error, message: e.to_string() };
+    std::thread::scope(|scope| -> Result<(), CliError> {
+        // Worker t decodes windows t, t + threads, ...; the writer takes them
+        // round-robin, so order is kept and at most two windows per worker wait.
+        let mut receivers = Vec::new();
+        for t in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, hexz_format::Error>>(2);
+            receivers.push(rx);
+            scope.spawn(move || {
+                let mut scratch = archive.new_scratch();
+                let mut k = t;
+                while k < windows {
+                    let start = k * window;
+                    let n = (length - start).min(window) as usize;
+                    let mut buf = vec![0u8; n];
+                    let r = archive.read_at(offset + start, &mut buf, &mut scratch).map(|_| buf);
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        return;
+                    }
+                    k += threads;
+                }
+            });
         }
-        w.write_all(&buf[..n]).map_err(|e| CliError { exit: Exit::Error, message: format!("write failed: {e}") })?;
-        done += n as u64;
-        progress(done);
-    }
-    if check_source && *hasher.finalize().as_bytes() != archive.source_hash() {
-        return Err(CliError {
-            exit: Exit::Error,
-            message: "extracted bytes do not match the recorded source BLAKE3".into(),
-        });
-    }
-    Ok(())
+        let mut hasher = blake3::Hasher::new();
+        let mut done = 0u64;
+        for k in 0..windows {
+            let buf = receivers[(k % threads) as usize]
+                .recv()
+                .map_err(|_| CliError { exit: Exit::Error, message: "decoder thread stopped".into() })?
+                .map_err(err)?;
+            if check_source {
+                hasher.update(&buf);
+            }
+            w.write_all(&buf).map_err(|e| CliError { exit: Exit::Error, message: format!("write failed: {e}") })?;
+            done += buf.len() as u64;
+            progress(done);
+        }
+        if check_source && *hasher.finalize().as_bytes() != archive.source_hash() {
+            return Err(CliError {
+                exit: Exit::Error,
+                message: "extracted bytes do not match the recorded source BLAKE3".into(),
+            });
+        }
+        Ok(())
+    })
 }
 
 /// Lower-case hex of a digest.

@@ -63,10 +63,18 @@ pub fn group(input: &[u8], width: usize, out: &mut [u8]) {
     let width = width.max(1);
     let count = input.len() / width;
     let body = count * width;
-    for (k, stream) in out[..body].chunks_exact_mut(count.max(1)).enumerate().take(width) {
-        for (i, byte) in stream.iter_mut().enumerate() {
-            *byte = input[i * width + k];
+    match width {
+        2 => group_n::<2>(&input[..body], &mut out[..body]),
+        4 => group_n::<4>(&input[..body], &mut out[..body]),
+        8 => group_n::<8>(&input[..body], &mut out[..body]),
+        _ if count > 0 => {
+            for (k, stream) in out[..body].chunks_exact_mut(count).enumerate() {
+                for (byte, element) in stream.iter_mut().zip(input[..body].chunks_exact(width)) {
+                    *byte = element[k];
+                }
+            }
         }
+        _ => {}
     }
     out[body..].copy_from_slice(&input[body..]);
 }
@@ -77,61 +85,94 @@ pub fn ungroup(input: &[u8], width: usize, out: &mut [u8]) {
     let width = width.max(1);
     let count = input.len() / width;
     let body = count * width;
-    for (k, stream) in input[..body].chunks_exact(count.max(1)).enumerate().take(width) {
-        for (i, byte) in stream.iter().enumerate() {
-            out[i * width + k] = *byte;
+    match width {
+        2 => ungroup_n::<2>(&input[..body], &mut out[..body]),
+        4 => ungroup_n::<4>(&input[..body], &mut out[..body]),
+        8 => ungroup_n::<8>(&input[..body], &mut out[..body]),
+        _ if count > 0 => {
+            for (k, stream) in input[..body].chunks_exact(count).enumerate() {
+                for (byte, element) in stream.iter().zip(out[..body].chunks_exact_mut(width)) {
+                    element[k] = *byte;
+                }
+            }
         }
+        _ => {}
     }
     out[body..].copy_from_slice(&input[body..]);
 }
 
-/// A reusable zstd decompression context, when zstd is compiled in; reusing
-/// one avoids the allocation `ZSTD_decompress` makes per call.
-#[cfg(feature = "zstd")]
-pub type ZstdContext<'a> = Option<&'a mut zstd_safe::DCtx<'static>>;
-/// Without zstd there is no context.
-#[cfg(not(feature = "zstd"))]
-pub type ZstdContext<'a> = Option<&'a mut core::convert::Infallible>;
-
-fn zigzag(v: u64, bits: u32) -> u64 {
-    let signed = ((v << (64 - bits)) as i64) >> (64 - bits);
-    ((signed << 1) ^ (signed >> 63)) as u64 & mask(bits)
-}
-
-fn unzigzag(z: u64) -> u64 {
-    (z >> 1) ^ (z & 1).wrapping_neg()
-}
-
-fn mask(bits: u32) -> u64 {
-    if bits == 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
+// Fixed-width versions the compiler can unroll (the hot float widths).
+fn group_n<const N: usize>(input: &[u8], out: &mut [u8]) {
+    let count = input.len() / N;
+    if count == 0 {
+        return;
+    }
+    let mut streams: [&mut [u8]; N] = core::array::from_fn(|_| &mut [][..]);
+    let mut rest = out;
+    for stream in streams.iter_mut() {
+        let (head, tail) = core::mem::take(&mut rest).split_at_mut(count);
+        *stream = head;
+        rest = tail;
+    }
+    for (i, element) in input.chunks_exact(N).enumerate() {
+        for k in 0..N {
+            streams[k][i] = element[k];
+        }
     }
 }
 
-fn load(bytes: &[u8]) -> u64 {
-    let mut raw = [0u8; 8];
-    raw[..bytes.len()].copy_from_slice(bytes);
-    u64::from_le_bytes(raw)
+fn ungroup_n<const N: usize>(input: &[u8], out: &mut [u8]) {
+    let count = input.len() / N;
+    if count == 0 {
+        return;
+    }
+    let streams: [&[u8]; N] = core::array::from_fn(|k| &input[k * count..(k + 1) * count]);
+    for (i, element) in out.chunks_exact_mut(N).enumerate() {
+        for k in 0..N {
+            element[k] = streams[k][i];
+        }
+    }
 }
 
-fn store_le(bytes: &mut [u8], v: u64) {
-    let n = bytes.len();
-    bytes.copy_from_slice(&v.to_le_bytes()[..n]);
+macro_rules! sub_loops {
+    ($encode:ident, $apply:ident, $t:ty, $s:ty, $n:expr) => {
+        fn $encode(fine: &[u8], base: &[u8], out: &mut [u8]) {
+            for ((o, f), b) in out.chunks_exact_mut($n).zip(fine.chunks_exact($n)).zip(base.chunks_exact($n)) {
+                let d = <$t>::from_le_bytes(f.try_into().unwrap_or_default())
+                    .wrapping_sub(<$t>::from_le_bytes(b.try_into().unwrap_or_default())) as $s;
+                let z = ((d << 1) ^ (d >> (<$t>::BITS - 1))) as $t;
+                o.copy_from_slice(&z.to_le_bytes());
+            }
+        }
+        fn $apply(data: &mut [u8], base: &[u8]) {
+            for (d, b) in data.chunks_exact_mut($n).zip(base.chunks_exact($n)) {
+                let z = <$t>::from_le_bytes((&*d).try_into().unwrap_or_default());
+                let v = ((z >> 1) ^ (z & 1).wrapping_neg())
+                    .wrapping_add(<$t>::from_le_bytes(b.try_into().unwrap_or_default()));
+                d.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    };
 }
+sub_loops!(sub_encode_1, sub_apply_1, u8, i8, 1);
+sub_loops!(sub_encode_2, sub_apply_2, u16, i16, 2);
+sub_loops!(sub_encode_4, sub_apply_4, u32, i32, 4);
+sub_loops!(sub_encode_8, sub_apply_8, u64, i64, 8);
 
 /// Delta of `fine` against `base` (equal lengths) into `out`, before
 /// grouping. XOR: byte-wise. SUB: per `width`-byte little-endian element,
 /// `fine − base` wrapping at the element width, zigzag-encoded, so small
 /// changes of either sign stay small numbers. A tail shorter than one
-/// element is XORed in both.
+/// element is XORed in both. Widths other than 1, 2, 4, 8 are treated as 1.
 pub fn delta_encode(filter: u8, fine: &[u8], base: &[u8], width: usize, out: &mut [u8]) {
-    let width = width.clamp(1, 8);
+    let width = if matches!(width, 1 | 2 | 4 | 8) { width } else { 1 };
     let body = if filter == filter_id::DELTA_SUB { fine.len() / width * width } else { 0 };
-    let bits = 8 * width as u32;
-    for ((o, f), b) in out[..body].chunks_exact_mut(width).zip(fine.chunks_exact(width)).zip(base.chunks_exact(width)) {
-        store_le(o, zigzag(load(f).wrapping_sub(load(b)) & mask(bits), bits));
+    let (f, b, o) = (&fine[..body], &base[..body], &mut out[..body]);
+    match width {
+        1 => sub_encode_1(f, b, o),
+        2 => sub_encode_2(f, b, o),
+        4 => sub_encode_4(f, b, o),
+        _ => sub_encode_8(f, b, o),
     }
     for ((o, f), b) in out[body..].iter_mut().zip(&fine[body..]).zip(&base[body..]) {
         *o = f ^ b;
@@ -141,17 +182,27 @@ pub fn delta_encode(filter: u8, fine: &[u8], base: &[u8], width: usize, out: &mu
 /// Inverse of [`delta_encode`], in place: `data` holds the (ungrouped) delta
 /// and becomes the fine bytes.
 pub fn delta_apply(filter: u8, data: &mut [u8], base: &[u8], width: usize) {
-    let width = width.clamp(1, 8);
+    let width = if matches!(width, 1 | 2 | 4 | 8) { width } else { 1 };
     let body = if filter == filter_id::DELTA_SUB { data.len() / width * width } else { 0 };
-    let bits = 8 * width as u32;
-    for (d, b) in data[..body].chunks_exact_mut(width).zip(base.chunks_exact(width)) {
-        let v = unzigzag(load(d)).wrapping_add(load(b)) & mask(bits);
-        store_le(d, v);
+    let (d, b) = (&mut data[..body], &base[..body]);
+    match width {
+        1 => sub_apply_1(d, b),
+        2 => sub_apply_2(d, b),
+        4 => sub_apply_4(d, b),
+        _ => sub_apply_8(d, b),
     }
     for (d, b) in data[body..].iter_mut().zip(&base[body..]) {
         *d ^= b;
     }
 }
+
+/// A reusable zstd decompression context, when zstd is compiled in; reusing
+/// one avoids the allocation `ZSTD_decompress` makes per call.
+#[cfg(feature = "zstd")]
+pub type ZstdContext<'a> = Option<&'a mut zstd_safe::DCtx<'static>>;
+/// Without zstd there is no context.
+#[cfg(not(feature = "zstd"))]
+pub type ZstdContext<'a> = Option<&'a mut core::convert::Infallible>;
 
 /// Decode `stored` with `codec` into `out`, which must come out exactly full.
 /// Errors are short reasons; the caller adds which block it was.
@@ -257,12 +308,12 @@ impl BlockEncoder {
     /// [`encode`](Self::encode), and XOR and SUB deltas against `base`
     /// (grouped by `width`, then the codec). `base` has `data`'s length.
     pub fn encode_with_base(&mut self, data: &[u8], base: &[u8], width: u8) -> (u8, u8, alloc::vec::Vec<u8>) {
-        let plain = self.encode(data, width);
-        let mut best = (plain.codec, plain.filter, plain.bytes.to_vec());
         if self.compression == Compression::None || data.len() != base.len() {
-            return best;
+            let plain = self.encode(data, width);
+            return (plain.codec, plain.filter, plain.bytes.to_vec());
         }
         let codec = self.compression.codec_id();
+        let mut best = (codec_id::NONE, filter_id::NONE, data.to_vec());
         let mut delta = alloc::vec![0u8; data.len()];
         let mut grouped = alloc::vec![0u8; data.len()];
         let mut out = alloc::vec::Vec::new();
@@ -273,6 +324,14 @@ impl BlockEncoder {
                 if n < best.2.len() {
                     best = (codec, filter, out[..n].to_vec());
                 }
+            }
+        }
+        // Plain encoding only when the deltas did not shrink the block much
+        // (unrelated content): it costs two more compressions.
+        if best.2.len() * 10 > data.len() * 9 {
+            let plain = self.encode(data, width);
+            if plain.bytes.len() < best.2.len() {
+                best = (plain.codec, plain.filter, plain.bytes.to_vec());
             }
         }
         best
