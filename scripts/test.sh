@@ -34,4 +34,8 @@ python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
 step "C ABI: header freshness, C11/C++17 builds, valgrind suite, gguf-py comparison, no-allocation reads"
 ./scripts/c-tests.sh
 
+step "fuzz smoke: every cargo-fuzz target for ${HEXZ_FUZZ_SECONDS:-10}s"
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+./scripts/fuzz.sh "${HEXZ_FUZZ_SECONDS:-10}"
+
 step "all tests passed"

@@ -271,3 +271,109 @@ fn fine_tunes_store_against_their_base_and_form_chains() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(sha(&dir.join("out.bin")), sha(&v2));
 }
+
+/// Run hexz under an address-space limit (1 GiB), like `ulimit -v`.
+fn hexz_limited(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg("ulimit -v 1048576; exec \"$0\" \"$@\"").arg(env!("CARGO_BIN_EXE_hexz"));
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().expect("run hexz")
+}
+
+#[test]
+fn hostile_inputs_fail_cleanly_under_a_memory_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A safetensors header claiming 100 GB.
+    let st = dir.join("huge.safetensors");
+    let mut bytes = (100u64 << 30).to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{\"a\":{}}");
+    std::fs::write(&st, &bytes).unwrap();
+    // GGUF: a string length near u64::MAX, and a tensor count near u64::MAX.
+    let gg = dir.join("huge-string.gguf");
+    let mut g = b"GGUF".to_vec();
+    g.extend_from_slice(&3u32.to_le_bytes());
+    g.extend_from_slice(&0u64.to_le_bytes());
+    g.extend_from_slice(&1u64.to_le_bytes());
+    g.extend_from_slice(&(u64::MAX - 7).to_le_bytes());
+    g.extend_from_slice(&[b'k'; 64]);
+    std::fs::write(&gg, &g).unwrap();
+    let gc = dir.join("huge-count.gguf");
+    let mut g = b"GGUF".to_vec();
+    g.extend_from_slice(&3u32.to_le_bytes());
+    g.extend_from_slice(&(u64::MAX - 1).to_le_bytes());
+    g.extend_from_slice(&0u64.to_le_bytes());
+    std::fs::write(&gc, &g).unwrap();
+    for src in [&st, &gg, &gc] {
+        let out = dir.join("out.hxz");
+        let o = hexz_limited(&[&"store", src, &out]);
+        assert_eq!(o.status.code(), Some(1), "{}: {}", src.display(), stderr(&o));
+        assert!(stderr(&o).contains(src.file_name().unwrap().to_str().unwrap()), "{}", stderr(&o));
+        assert!(!out.exists());
+    }
+    // An archive whose footer claims a huge manifest and huge block count (checksum made valid).
+    let src = model("minilm.safetensors");
+    let good = dir.join("good.hxz");
+    assert!(hexz(&[&"-q", &"store", &src, &good, &"--compression", &"lz4"]).status.success());
+    let mut a = std::fs::read(&good).unwrap();
+    let footer_at = a.len() - hexz_format::layout::FOOTER_SIZE;
+    a[footer_at + 16..footer_at + 24].copy_from_slice(&(u64::MAX / 3).to_le_bytes());
+    a[footer_at + 48..footer_at + 56].copy_from_slice(&(1u64 << 50).to_le_bytes());
+    let c = hexz_format::layout::short_checksum(&a[footer_at..footer_at + hexz_format::layout::FOOTER_SIZE - 8]);
+    let end = a.len();
+    a[end - 8..].copy_from_slice(&c.to_le_bytes());
+    let forged = dir.join("forged.hxz");
+    std::fs::write(&forged, &a).unwrap();
+    let o = hexz_limited(&[&"verify", &"--deep", &forged]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = hexz_limited(&[&"extract", &forged, &dir.join("x.bin")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("forged.hxz"), "{}", stderr(&o));
+}
+
+#[test]
+fn killed_store_never_leaves_a_valid_looking_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = model("gemma.gguf");
+    let existing = dir.join("existing.hxz");
+    assert!(hexz(&[&"-q", &"store", &model("minilm.safetensors"), &existing, &"--compression", &"lz4"])
+        .status
+        .success());
+    let before = sha(&existing);
+    for (i, delay_ms) in [5u64, 50, 150, 300, 600].into_iter().enumerate() {
+        let fresh = dir.join(format!("fresh{i}.hxz"));
+        for (dst, force) in [(&fresh, false), (&existing, true)] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_hexz"));
+            cmd.arg("-q").arg("store").arg(&src).arg(dst).arg("--compression").arg("zstd");
+            if force {
+                cmd.arg("--force");
+            }
+            let mut child = cmd.spawn().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let _ = child.kill(); // SIGKILL
+            let status = child.wait().unwrap();
+            if status.success() {
+                // It finished before the kill: then the result must be complete.
+                assert!(hexz(&[&"verify", dst]).status.success());
+                continue;
+            }
+            if force {
+                assert_eq!(sha(&existing), before, "existing destination changed by a killed store");
+            } else {
+                assert!(!fresh.exists(), "killed store left {}", fresh.display());
+            }
+        }
+    }
+    // Leftover temporaries (SIGKILL cannot clean up) never open as archives.
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".hexz-tmp-") {
+            let o = hexz(&[&"verify", &path]);
+            assert_eq!(o.status.code(), Some(3), "{name} verified as valid");
+        }
+    }
+}

@@ -34,15 +34,16 @@ fn bad(field: &'static str, offset: u64, reason: &'static str) -> Error {
     Error::Source { format: "safetensors", field, offset, reason }
 }
 
-/// Whether `prefix` looks like the start of a safetensors file (an 8-byte
-/// length followed by `{`). Used for detection by content.
-pub fn looks_like_safetensors(prefix: &[u8], file_len: u64) -> bool {
+/// Whether `prefix` looks like the start of a safetensors file: an 8-byte
+/// length of at least 2 followed by `{`. Used for detection by content; a
+/// file that looks like one but is malformed (a length past the end or over
+/// the limit) is then reported as a bad safetensors file, not stored raw.
+pub fn looks_like_safetensors(prefix: &[u8], _file_len: u64) -> bool {
     match (prefix.get(..8), prefix.get(8)) {
         (Some(len), Some(b'{')) => {
             let mut n = [0u8; 8];
             n.copy_from_slice(len);
-            let n = u64::from_le_bytes(n);
-            (2..=MAX_HEADER_SIZE).contains(&n) && n.checked_add(8).is_some_and(|end| end <= file_len)
+            u64::from_le_bytes(n) >= 2
         }
         _ => false,
     }

@@ -1,0 +1,71 @@
+/*
+ * Load every tensor of a GGUF model into engine-owned buffers, timed:
+ *   bench_load hxz ARCHIVE.hxz          through the C API (hexz_read_tensor)
+ *   bench_load gguf ARCHIVE.hxz FILE.gguf   pread() of the same byte ranges from the .gguf
+ * Prints seconds, MB/s and peak RSS (getrusage). Buffers are freed as the
+ * loop goes so RSS reflects the library, not the model.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <hexz.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s hxz ARCHIVE | gguf ARCHIVE FILE.gguf\n", argv[0]);
+        return 2;
+    }
+    int use_gguf = strcmp(argv[1], "gguf") == 0;
+    double t0 = now();
+    hexz_archive *a = NULL;
+    if (hexz_open_path(argv[2], NULL, &a) != HEXZ_STATUS_OK) {
+        fprintf(stderr, "%s\n", hexz_last_error());
+        return 1;
+    }
+    int fd = use_gguf ? open(argv[3], O_RDONLY) : -1;
+    size_t count = 0;
+    hexz_tensor_count(a, &count);
+    unsigned long long total = 0;
+    double t_start = use_gguf ? now() : t0;
+    for (size_t i = 0; i < count; i++) {
+        hexz_tensor_info t;
+        hexz_tensor_get_info(a, i, &t);
+        unsigned char *buf = malloc(t.length ? t.length : 1);
+        if (use_gguf) {
+            size_t done = 0;
+            while (done < t.length) {
+                ssize_t n = pread(fd, buf + done, t.length - done, (off_t)(t.offset + done));
+                if (n <= 0) return 1;
+                done += (size_t)n;
+            }
+        } else {
+            size_t got = 0;
+            if (hexz_read_tensor(a, i, buf, t.length, &got) != HEXZ_STATUS_OK) {
+                fprintf(stderr, "%s\n", hexz_last_error());
+                return 1;
+            }
+        }
+        total += t.length;
+        free(buf);
+    }
+    double dt = now() - t_start;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%s: %zu tensors, %.1f MB in %.3f s (%.0f MB/s), peak RSS %.1f MiB\n", use_gguf ? "read() .gguf" : "hexz C API",
+           count, (double)total / 1e6, dt, (double)total / 1e6 / dt, (double)ru.ru_maxrss / 1024.0);
+    if (fd >= 0) close(fd);
+    hexz_close(a);
+    return 0;
+}

@@ -1,0 +1,50 @@
+//! The C ABI on any bytes: open from memory, enumerate tensors and GGUF
+//! keys, read every tensor and a range, call every getter.
+#![no_main]
+use std::ffi::c_char;
+
+use hexz::*;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| unsafe {
+    let mut archive: *mut hexz_archive = std::ptr::null_mut();
+    if hexz_open_memory(data.as_ptr(), data.len(), std::ptr::null(), &mut archive) != hexz_status::Ok {
+        assert!(archive.is_null());
+        return;
+    }
+    let mut info = std::mem::zeroed::<hexz_archive_info>();
+    hexz_archive_get_info(archive, &mut info);
+    let mut count = 0usize;
+    hexz_tensor_count(archive, &mut count);
+    let mut buf = vec![0u8; 1 << 16];
+    for i in 0..count.min(32) {
+        let mut t = std::mem::zeroed::<hexz_tensor_info>();
+        if hexz_tensor_get_info(archive, i, &mut t) == hexz_status::Ok {
+            let mut index = 0usize;
+            assert_eq!(hexz_find_tensor(archive, t.name, &mut index), hexz_status::Ok);
+        }
+        let mut got = 0usize;
+        hexz_read_tensor(archive, i, buf.as_mut_ptr(), buf.len(), &mut got);
+    }
+    hexz_read_range(archive, 0, buf.as_mut_ptr(), buf.len().min(info.original_size as usize));
+    let mut kvs = 0usize;
+    hexz_gguf_kv_count(archive, &mut kvs);
+    for i in 0..kvs.min(64) {
+        let (mut s, mut n, mut ty) = (std::ptr::null::<c_char>(), 0usize, 0u32);
+        hexz_gguf_get_key(archive, i, &mut s, &mut n);
+        hexz_gguf_get_type(archive, i, &mut ty);
+        hexz_gguf_get_string(archive, i, &mut s, &mut n);
+        let (mut u, mut f, mut b) = (0u64, 0f64, false);
+        hexz_gguf_get_u64(archive, i, &mut u);
+        hexz_gguf_get_f64(archive, i, &mut f);
+        hexz_gguf_get_bool(archive, i, &mut b);
+        let (mut elem, mut len) = (0u32, 0u64);
+        hexz_gguf_get_array_info(archive, i, &mut elem, &mut len);
+        let (mut p, mut bytes) = (std::ptr::null(), 0usize);
+        hexz_gguf_get_array_data(archive, i, &mut p, &mut bytes);
+        hexz_gguf_get_array_string(archive, i, 0, &mut s, &mut n);
+    }
+    let (mut h, mut hn) = (std::ptr::null(), 0usize);
+    hexz_source_header(archive, &mut h, &mut hn);
+    hexz_close(archive);
+});

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run every cargo-fuzz target for SECONDS each (default 20), seeded with the
+# spec vectors, small archives of both formats and truncated headers of the
+# real models. Prints executions per target; fails on any crash (the
+# reproducer is left in fuzz/artifacts/TARGET/ — make it a regression test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-20}"
+targets=(archive structures safetensors gguf ffi roundtrip)
+command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz --version 0.13.2
+
+models="${HEXZ_MODELS:-$(./scripts/fetch-models.sh)}"
+corpus=fuzz/corpus
+mkdir -p "$corpus"/{archive,structures,safetensors,gguf,ffi,roundtrip}
+cp spec/vectors/*.hxz "$corpus/archive/"
+cp spec/vectors/*.hxz "$corpus/ffi/"
+cp fuzz/seeds/* "$corpus/archive/" 2>/dev/null || true
+# Truncated headers of the real models (never committed).
+head -c 65536 "$models/minilm.safetensors" > "$corpus/safetensors/minilm-head"
+head -c 262144 "$models/gemma.gguf" > "$corpus/gguf/gemma-head"
+cp spec/vectors/safetensors-zstd.expected "$corpus/safetensors/"
+cp spec/vectors/gguf-lz4.expected "$corpus/gguf/"
+
+cargo +nightly fuzz build -O >/dev/null 2>&1 || cargo +nightly fuzz build -O
+total=0
+for t in "${targets[@]}"; do
+  log="$(mktemp)"
+  if ! cargo +nightly fuzz run -O "$t" "$corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "fuzz target $t crashed; reproducer in fuzz/artifacts/$t/" >&2
+    exit 1
+  fi
+  runs=$(grep -oE 'Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
+  echo "fuzz $t: ${runs:-0} executions in ${seconds}s, no crashes"
+  total=$((total + ${runs:-0}))
+  rm -f "$log"
+done
+echo "fuzz total: $total executions"
