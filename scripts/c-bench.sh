@@ -17,3 +17,5 @@ for run in 1 2; do
   "$work/bench_load" hxz "$work/g-lz4.hxz" | sed 's/hexz C API/hexz C API (lz4)/'
   "$work/bench_load" hxz "$work/g-zstd.hxz" | sed 's/hexz C API/hexz C API (zstd)/'
 done
+"$work/bench_load" one "$work/g-zstd.hxz" blk.0.attn_q.weight | sed 's/^/zstd: /'
+"$work/bench_load" one "$work/g-lz4.hxz" blk.0.attn_q.weight | sed 's/^/lz4: /'

@@ -115,6 +115,8 @@ fuzz_target!(|input: Input| {
         block_size: 4096 * (1 + u32::from(input.block_kib % 16)),
         threads: 1,
         entries_per_page: 1 + u32::from(input.block_kib % 5),
+        // Raw tensor bytes may happen to start like a model file: store them as what they are.
+        raw: input.format % 3 == 0,
         ..StoreOptions::default()
     };
     let mut hxz = Vec::new();

@@ -373,13 +373,7 @@ fn entries_in(archive: &Archive<FileSource>, offset: u64, length: u64) -> hexz_f
         if end >= offset + length {
             return Ok(out);
         }
-        if slot + 1 < page.entry_count {
-            slot += 1;
-        } else {
-            page = archive.page(page.index + 1)?;
-            slot = 0;
-        }
-        entry = archive.entry(&page, slot)?;
+        (page, slot, entry) = archive.next_block(&page, slot)?;
     }
 }
 

@@ -93,6 +93,9 @@ struct StoreArgs {
     /// Replace DST if it exists.
     #[arg(long)]
     force: bool,
+    /// Store as a plain file, without reading it as safetensors or GGUF.
+    #[arg(long)]
+    raw: bool,
 }
 
 #[derive(Args)]
@@ -153,7 +156,7 @@ fn main() -> ExitCode {
     let quiet = cli.quiet;
     let search = &cli.parent_dirs;
     let result = match cli.command {
-        Command::Store(a) => store(a, quiet, search),
+        Command::Store(a) => store(a, quiet, cli.verbose, search),
         Command::Extract(a) => extract(a, quiet, search),
         Command::Inspect(a) => inspect::inspect(&a.archive, a.json, a.kv, search),
         Command::Diff(a) => inspect::diff(&a.a, &a.b, a.json, search),
@@ -179,7 +182,7 @@ fn refuse_overwrite(path: &Path, force: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn store(a: StoreArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
+fn store(a: StoreArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<Exit, CliError> {
     if let Some(base) = &a.base {
         let meta = std::fs::metadata(base).map_err(|e| CliError::io(base, &e))?;
         if !meta.is_file() {
@@ -219,16 +222,19 @@ fn store(a: StoreArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError
         CompressionArg::None => Compression::None,
     };
     let block_size = u32::try_from(a.block_size).unwrap_or(u32::MAX);
-    let opts = StoreOptions { compression, block_size, metadata, threads: a.threads, ..StoreOptions::default() };
+    let opts =
+        StoreOptions { compression, block_size, metadata, threads: a.threads, raw: a.raw, ..StoreOptions::default() };
     let bar = progress_bar(quiet, meta.len(), "storing");
     let started = Instant::now();
     let base = a.base.as_deref().map(|b| (b, search));
     let report = store_file(&a.src, &a.dst, &opts, base, &|done| bar.set_position(done)).map_err(|e| {
-        let blamed = match (&e, &a.base) {
-            (hexz_format::Error::Source { .. }, _) | (_, None) => &a.src,
-            (_, Some(base)) => base,
-        };
-        CliError::format(blamed, e)
+        let from_source = matches!(e, hexz_format::Error::Source { .. })
+            || matches!(e, hexz_format::Error::LimitExceeded { what, .. } if what.starts_with("safetensors"));
+        match (&a.base, from_source) {
+            (_, true) => CliError::new(&a.src, format!("{e} (use --raw to store it as a plain file)")),
+            (Some(base), false) => CliError::format(base, e),
+            (None, false) => CliError::format(&a.src, e),
+        }
     })?;
     bar.finish_and_clear();
     for w in &report.warnings {
@@ -248,6 +254,19 @@ fn store(a: StoreArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError
             secs,
             report.source_size as f64 / 1e6 / secs,
         );
+    }
+    if verbose > 0 && !quiet {
+        eprintln!(
+            "  {} tensors; blocks: {} stored ({} as deltas), {} deduplicated ({}), {} from the base ({})",
+            report.tensors,
+            report.stored_blocks,
+            report.delta_blocks,
+            report.deduplicated_blocks,
+            human_bytes(report.deduplicated_bytes),
+            report.parent_blocks,
+            human_bytes(report.parent_bytes),
+        );
+        eprintln!("  source blake3 {}", util::hex(&report.source_hash));
     }
     Ok(Exit::Ok)
 }

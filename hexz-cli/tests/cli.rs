@@ -311,7 +311,16 @@ fn hostile_inputs_fail_cleanly_under_a_memory_limit() {
         let o = hexz_limited(&[&"store", src, &out]);
         assert_eq!(o.status.code(), Some(1), "{}: {}", src.display(), stderr(&o));
         assert!(stderr(&o).contains(src.file_name().unwrap().to_str().unwrap()), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--raw"), "{}", stderr(&o));
         assert!(!out.exists());
+        // --raw stores such a file as the plain bytes it is.
+        let o = hexz_limited(&[&"-q", &"store", &"--raw", src, &out]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let back = dir.join("back.bin");
+        assert!(hexz(&[&"-q", &"extract", &out, &back]).status.success());
+        assert_eq!(sha(&back), sha(src));
+        std::fs::remove_file(&out).unwrap();
+        std::fs::remove_file(&back).unwrap();
     }
     // An archive whose footer claims a huge manifest and huge block count (checksum made valid).
     let src = model("minilm.safetensors");

@@ -491,6 +491,15 @@ impl<R: ReadAt> Archive<R> {
         Ok((page, a, entry))
     }
 
+    /// The block after (`page`, `slot`): the next slot, or the first of the
+    /// next page. Callers check that it starts where the previous one ended.
+    pub fn next_block(&self, page: &Page, slot: u32) -> Result<(Page, u32, BlockEntry)> {
+        let (page, slot) =
+            if slot + 1 < page.entry_count { (*page, slot + 1) } else { (self.page(page.index + 1)?, 0) };
+        let entry = self.entry(&page, slot)?;
+        Ok((page, slot, entry))
+    }
+
     /// Decode one block of this archive into `out` (exactly its virtual
     /// length) and check its hash unless hash checks are off. `index` is
     /// only used in errors.
@@ -647,14 +656,7 @@ impl<R: ReadAt> Archive<R> {
             if written == out.len() {
                 return Ok(());
             }
-            // Next block: same page or the next one; it must start where this ended.
-            if slot + 1 < page.entry_count {
-                slot += 1;
-            } else {
-                page = member.page(page.index + 1)?;
-                slot = 0;
-            }
-            entry = member.entry(&page, slot)?;
+            (page, slot, entry) = member.next_block(&page, slot)?;
             if entry.virtual_offset.get() != pos {
                 return Err(Error::invalid("block virtual_offset", page.offset, "blocks are not contiguous"));
             }

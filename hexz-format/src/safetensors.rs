@@ -35,12 +35,13 @@ fn bad(field: &'static str, offset: u64, reason: &'static str) -> Error {
 }
 
 /// Whether `prefix` looks like the start of a safetensors file: an 8-byte
-/// length of at least 2 followed by `{`. Used for detection by content; a
-/// file that looks like one but is malformed (a length past the end or over
-/// the limit) is then reported as a bad safetensors file, not stored raw.
+/// length of at least 2 followed by the start of a JSON object (`{"`, `{}`
+/// or `{` and whitespace). Used for detection by content; a file that looks
+/// like one but is malformed (say, a length past the end or over the limit)
+/// is then reported as a bad safetensors file rather than stored blindly.
 pub fn looks_like_safetensors(prefix: &[u8], _file_len: u64) -> bool {
-    match (prefix.get(..8), prefix.get(8)) {
-        (Some(len), Some(b'{')) => {
+    match (prefix.get(..8), prefix.get(8), prefix.get(9)) {
+        (Some(len), Some(b'{'), Some(b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')) => {
             let mut n = [0u8; 8];
             n.copy_from_slice(len);
             u64::from_le_bytes(n) >= 2

@@ -47,43 +47,30 @@ impl ReadAt for [u8] {
     }
 }
 
-impl<T: ReadAt + ?Sized> ReadAt for &T {
-    fn len(&self) -> u64 {
-        (**self).len()
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        (**self).read_exact_at(offset, buf)
-    }
-    fn borrow_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        (**self).borrow_at(offset, len)
-    }
+/// Sources that hand every call to the source they hold.
+macro_rules! delegate_read_at {
+    ($(#[$cfg:meta])* impl<$($g:ident)?> for $t:ty => |$this:ident| $inner:expr) => {
+        $(#[$cfg])*
+        impl<$($g: ReadAt + ?Sized)?> ReadAt for $t {
+            fn len(&self) -> u64 {
+                let $this = self;
+                ReadAt::len($inner)
+            }
+            fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+                let $this = self;
+                $inner.read_exact_at(offset, buf)
+            }
+            fn borrow_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+                let $this = self;
+                $inner.borrow_at(offset, len)
+            }
+        }
+    };
 }
 
-#[cfg(feature = "alloc")]
-impl ReadAt for alloc::vec::Vec<u8> {
-    fn len(&self) -> u64 {
-        self.as_slice().len() as u64
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.as_slice().read_exact_at(offset, buf)
-    }
-    fn borrow_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        self.as_slice().borrow_at(offset, len)
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<T: ReadAt + ?Sized> ReadAt for alloc::sync::Arc<T> {
-    fn len(&self) -> u64 {
-        (**self).len()
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        (**self).read_exact_at(offset, buf)
-    }
-    fn borrow_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        (**self).borrow_at(offset, len)
-    }
-}
+delegate_read_at!(impl<T> for &T => |this| &**this);
+delegate_read_at!(#[cfg(feature = "alloc")] impl<> for alloc::vec::Vec<u8> => |this| this.as_slice());
+delegate_read_at!(#[cfg(feature = "alloc")] impl<T> for alloc::sync::Arc<T> => |this| &**this);
 
 /// A file read with positioned reads; its length is taken once at open.
 #[cfg(feature = "std")]

@@ -44,6 +44,8 @@ pub struct StoreOptions {
     /// Worker threads for hashing and compression; 0 means one per core.
     pub threads: usize,
     pub entries_per_page: u32,
+    /// Store as a plain file: do not parse safetensors or GGUF headers.
+    pub raw: bool,
 }
 
 impl Default for StoreOptions {
@@ -54,6 +56,7 @@ impl Default for StoreOptions {
             metadata: Vec::new(),
             threads: 0,
             entries_per_page: DEFAULT_ENTRIES_PER_PAGE,
+            raw: false,
         }
     }
 }
@@ -108,16 +111,27 @@ fn read_prefix<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn plan<R: ReadAt + ?Sized>(src: &R) -> Result<Plan> {
+fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
     let file_len = src.len();
     let probe = read_prefix(src, 64)?;
-    let (format, header_length, mut tensors) = if gguf::looks_like_gguf(&probe) {
+    let (format, header_length, mut tensors) = if raw {
+        (source_format::RAW, 0, Vec::new())
+    } else if gguf::looks_like_gguf(&probe) {
         // The header's length is only known once parsed: grow the prefix.
         let mut want = 1u64 << 20;
         let header = loop {
             let prefix = read_prefix(src, want)?;
             match gguf::parse(&prefix, file_len) {
                 Err(Error::Truncated { .. }) if (prefix.len() as u64) < file_len => want = want.saturating_mul(4),
+                // Truncated with the whole file in hand: the header claims more than there is.
+                Err(Error::Truncated { what, offset, .. }) => {
+                    return Err(Error::Source {
+                        format: "gguf",
+                        field: what,
+                        offset,
+                        reason: "extends past the end of the file",
+                    })
+                }
                 other => break other?,
             }
         };
@@ -291,7 +305,7 @@ where
                 .map_err(|_| Error::InvalidArgument("metadata value is not valid JSON"))?;
         }
     }
-    let plan = plan(src)?;
+    let plan = plan(src, opts.raw)?;
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,

@@ -19,6 +19,12 @@ fn store_child(src: &[u8], parent: &Archive<&[u8]>) -> (Vec<u8>, hexz_format::wr
     (out, report)
 }
 
+/// Open an archive with its ancestors (parent first) attached.
+fn open_chain<'a>(archive: &'a [u8], ancestors: &[&'a [u8]]) -> Archive<&'a [u8]> {
+    let ancestors = ancestors.iter().map(|a| Archive::open(*a).unwrap()).collect();
+    Archive::open(archive).unwrap().with_ancestors(ancestors).unwrap()
+}
+
 fn plain(src: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     store(src, &mut out, &opts(), &|_| {}).unwrap();
@@ -60,10 +66,7 @@ fn full_fine_tune_fp32_is_stored_as_deltas() {
     let parent = Archive::open(base_hxz.as_slice()).unwrap();
     let (child_hxz, report) = store_child(&fine, &parent);
     assert!(report.delta_blocks > 0, "{report:?}");
-    let child = Archive::open(child_hxz.as_slice())
-        .unwrap()
-        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
-        .unwrap();
+    let child = open_chain(&child_hxz, &[&base_hxz]);
     check_child(&child, &fine);
     let standalone = plain(&fine);
     let m = child.manifest().unwrap();
@@ -95,10 +98,7 @@ fn partial_fine_tune_costs_only_its_changed_tensors() {
     let base_hxz = plain(&base);
     let parent = Archive::open(base_hxz.as_slice()).unwrap();
     let (child_hxz, _) = store_child(&fine, &parent);
-    let child = Archive::open(child_hxz.as_slice())
-        .unwrap()
-        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
-        .unwrap();
+    let child = open_chain(&child_hxz, &[&base_hxz]);
     check_child(&child, &fine);
     let m = child.manifest().unwrap();
     let mut changed_stored = 0u64;
@@ -154,10 +154,7 @@ fn bf16_fine_tune_reshaped_and_new_tensors() {
             && report.warnings[0].contains("[192, 768]")
             && report.warnings[0].contains("[384, 384]")
     );
-    let child = Archive::open(child_hxz.as_slice())
-        .unwrap()
-        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
-        .unwrap();
+    let child = open_chain(&child_hxz, &[&base_hxz]);
     check_child(&child, &fine);
     let m = child.manifest().unwrap();
     let kind = |name: &str| m.tensors.iter().find(|t| t.name == name).unwrap().storage_kind;
@@ -185,17 +182,11 @@ fn chain_of_three_and_wrong_or_missing_bases() {
     let base_hxz = plain(&base);
     let base_a = Archive::open(base_hxz.as_slice()).unwrap();
     let (v1_hxz, _) = store_child(&v1, &base_a);
-    let v1_a = Archive::open(v1_hxz.as_slice())
-        .unwrap()
-        .with_ancestors(vec![Archive::open(base_hxz.as_slice()).unwrap()])
-        .unwrap();
+    let v1_a = open_chain(&v1_hxz, &[&base_hxz]);
     let (v2_hxz, v2_report) = store_child(&v2, &v1_a);
     // Most of v2 is v1's blocks, which are themselves deltas against base.
     assert!(v2_report.parent_blocks > v2_report.stored_blocks);
-    let v2_a = Archive::open(v2_hxz.as_slice())
-        .unwrap()
-        .with_ancestors(vec![Archive::open(v1_hxz.as_slice()).unwrap(), Archive::open(base_hxz.as_slice()).unwrap()])
-        .unwrap();
+    let v2_a = open_chain(&v2_hxz, &[&v1_hxz, &base_hxz]);
     assert_eq!(v2_a.chain_len(), 3);
     check_child(&v2_a, &v2);
     eprintln!("chain of three: v2 archive is {:.4} of its file", v2_hxz.len() as f64 / v2.len() as f64);

@@ -155,26 +155,22 @@ fn hostile_gguf_lengths_and_counts() {
     f.extend_from_slice(&(u64::MAX - 3).to_le_bytes());
     f.extend_from_slice(b"abc");
     assert!(matches!(hexz_format::gguf::parse(&f, 1 << 40), Err(Error::Truncated { .. })));
+    // One key "k" holding an array of `elem_type` claiming `len` elements.
+    let array_kv = |elem_type: u32, len: u64| {
+        let mut f = base.clone();
+        for v in [0u64, 1, 1] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(b"k");
+        f.extend_from_slice(&9u32.to_le_bytes());
+        f.extend_from_slice(&elem_type.to_le_bytes());
+        f.extend_from_slice(&len.to_le_bytes());
+        f
+    };
     // An array of strings whose length is near u64::MAX.
-    let mut f = base.clone();
-    f.extend_from_slice(&0u64.to_le_bytes());
-    f.extend_from_slice(&1u64.to_le_bytes());
-    f.extend_from_slice(&1u64.to_le_bytes());
-    f.extend_from_slice(b"k");
-    f.extend_from_slice(&9u32.to_le_bytes());
-    f.extend_from_slice(&8u32.to_le_bytes());
-    f.extend_from_slice(&(u64::MAX - 1).to_le_bytes());
-    assert!(matches!(hexz_format::gguf::parse(&f, 1 << 40), Err(Error::Truncated { .. })));
+    assert!(matches!(hexz_format::gguf::parse(&array_kv(8, u64::MAX - 1), 1 << 40), Err(Error::Truncated { .. })));
     // An array of u64 whose byte size overflows.
-    let mut f = base.clone();
-    f.extend_from_slice(&0u64.to_le_bytes());
-    f.extend_from_slice(&1u64.to_le_bytes());
-    f.extend_from_slice(&1u64.to_le_bytes());
-    f.extend_from_slice(b"k");
-    f.extend_from_slice(&9u32.to_le_bytes());
-    f.extend_from_slice(&10u32.to_le_bytes());
-    f.extend_from_slice(&(u64::MAX / 4).to_le_bytes());
-    assert!(hexz_format::gguf::parse(&f, 1 << 40).is_err());
+    assert!(hexz_format::gguf::parse(&array_kv(10, u64::MAX / 4), 1 << 40).is_err());
 }
 
 #[test]

@@ -129,3 +129,14 @@ fn reads_outside_the_virtual_space_are_errors() {
     assert!(archive.read_at(0, &mut out, &mut small).is_err());
     assert!(matches!(archive.tensor_bytes("nope"), Err(hexz_format::Error::TensorNotFound)));
 }
+
+/// Regression (fuzz roundtrip crash-f9944b8f): raw bytes whose ninth byte is
+/// `{` are not a safetensors file and store as a raw file.
+#[test]
+fn raw_bytes_with_a_brace_at_offset_8_store_raw() {
+    let mut src = vec![0xB8u8, 0x9D, 0x7A, 0x1F, 0x33, 0x40, 0x07, 0x6D, b'{', 0x01, 0xFE];
+    src.extend((0..5000u32).map(|i| (i * 7) as u8));
+    check_round_trip(&src, 4096);
+    let hxz = store_bytes(&src, Compression::Lz4, 4096);
+    assert_eq!(Archive::open(hxz.as_slice()).unwrap().manifest().unwrap().source_format, source_format::RAW);
+}

@@ -2,6 +2,7 @@
  * Load every tensor of a GGUF model into engine-owned buffers, timed:
  *   bench_load hxz ARCHIVE.hxz          through the C API (hexz_read_tensor)
  *   bench_load gguf ARCHIVE.hxz FILE.gguf   pread() of the same byte ranges from the .gguf
+ *   bench_load one ARCHIVE.hxz NAME     read one tensor 50 times through the C API, average time
  * Prints seconds, MB/s and peak RSS (getrusage). Buffers are freed as the
  * loop goes so RSS reflects the library, not the model.
  */
@@ -28,6 +29,26 @@ int main(int argc, char **argv) {
         return 2;
     }
     int use_gguf = strcmp(argv[1], "gguf") == 0;
+    if (strcmp(argv[1], "one") == 0 && argc == 4) {
+        hexz_archive *one = NULL;
+        size_t index = 0;
+        hexz_tensor_info t;
+        if (hexz_open_path(argv[2], NULL, &one) != HEXZ_STATUS_OK || hexz_find_tensor(one, argv[3], &index) != HEXZ_STATUS_OK ||
+            hexz_tensor_get_info(one, index, &t) != HEXZ_STATUS_OK) {
+            fprintf(stderr, "%s\n", hexz_last_error());
+            return 1;
+        }
+        unsigned char *buf = malloc(t.length);
+        double start = now();
+        for (int k = 0; k < 50; k++) {
+            size_t got = 0;
+            if (hexz_read_tensor(one, index, buf, t.length, &got) != HEXZ_STATUS_OK) return 1;
+        }
+        printf("one tensor %s (%zu bytes): %.3f ms per read\n", argv[3], (size_t)t.length, (now() - start) / 50 * 1000);
+        free(buf);
+        hexz_close(one);
+        return 0;
+    }
     double t0 = now();
     hexz_archive *a = NULL;
     if (hexz_open_path(argv[2], NULL, &a) != HEXZ_STATUS_OK) {
