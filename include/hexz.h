@@ -316,8 +316,8 @@ hexz_status hexz_memfd(const hexz_archive *archive, int *out_fd);
 // when complete). `opts` and `out_report` may be NULL.
 hexz_status hexz_store(const char *src, const char *dst, const hexz_store_options *opts, hexz_store_report *out_report);
 
-// Verify the archive at `path`; with `deep`, decode every block and check
-// every hash. HEXZ_STATUS_OK when sound; HEXZ_STATUS_VERIFY_FAILED when
+// Verify the archive at `path` and its parent chain, if any; with `deep`,
+// decode every block and check every hash. HEXZ_STATUS_OK when sound; HEXZ_STATUS_VERIFY_FAILED when
 // problems were found, with `*out_problems` (if not NULL) set to their
 // number and hexz_last_error() naming the first.
 hexz_status hexz_verify(const char *path, bool deep, size_t *out_problems);

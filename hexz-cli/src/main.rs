@@ -346,7 +346,12 @@ fn verify(a: VerifyArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliErr
     if !meta.is_file() {
         return Err(CliError::new(&a.archive, "is not a regular file"));
     }
-    let report = verify_chain(&a.archive, a.deep, quiet, search);
+    let bar = progress_bar(quiet || !a.deep, 0, "verifying");
+    let report = hexz_format::verify::verify_file(&a.archive, a.deep, search, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
     if a.json {
         let problems: Vec<_> =
             report.problems.iter().map(|p| serde_json::json!({"location": p.location, "message": p.message})).collect();
@@ -377,44 +382,4 @@ fn verify(a: VerifyArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliErr
         }
     }
     Ok(if report.is_ok() { Exit::Ok } else { Exit::VerifyFailed })
-}
-
-/// Verify an archive and, when its chain opens, every ancestor too (each
-/// with its own chain); problems from ancestors name their file.
-fn verify_chain(path: &Path, deep: bool, quiet: bool, search: &[PathBuf]) -> hexz_format::verify::Report {
-    use hexz_format::verify::{verify, verify_open, Problem, Report};
-    let Ok(source) = FileSource::open(path) else {
-        return verify(&[][..], deep, &|_| {});
-    };
-    let structural = Archive::open(&source);
-    if structural.as_ref().is_err_and(|_| true) || structural.as_ref().is_ok_and(|a| a.parent_identity().is_none()) {
-        let blocks = structural.map(|ar| ar.block_count()).unwrap_or(0);
-        let bar = progress_bar(quiet || !deep, blocks, "verifying");
-        let report = verify(&source, deep, &|done| bar.set_position(done));
-        bar.finish_and_clear();
-        return report;
-    }
-    let mut report = Report::default();
-    let chain = match hexz_format::chain::open_chain(path, search) {
-        Ok(chain) => chain,
-        Err(e) => {
-            report.problems.push(Problem { location: "parent chain".into(), message: e.to_string() });
-            return report;
-        }
-    };
-    let bar = progress_bar(quiet || !deep, chain.archive.block_count(), "verifying");
-    verify_open(&chain.archive, deep, &mut report, &|done| bar.set_position(done));
-    bar.finish_and_clear();
-    for ancestor in chain.paths.iter().skip(1) {
-        let sub = verify_chain(ancestor, deep, true, search);
-        report.blocks_checked += sub.blocks_checked;
-        report.blocks_decoded += sub.blocks_decoded;
-        report.tensors_checked += sub.tensors_checked;
-        for p in sub.problems {
-            report
-                .problems
-                .push(Problem { location: format!("{}: {}", ancestor.display(), p.location), message: p.message });
-        }
-    }
-    report
 }

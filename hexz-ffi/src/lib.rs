@@ -503,16 +503,15 @@ pub unsafe extern "C" fn hexz_store(
     })
 }
 
-/// Verify the archive at `path`; with `deep`, decode every block and check
-/// every hash. HEXZ_STATUS_OK when sound; HEXZ_STATUS_VERIFY_FAILED when
+/// Verify the archive at `path` and its parent chain, if any; with `deep`,
+/// decode every block and check every hash. HEXZ_STATUS_OK when sound; HEXZ_STATUS_VERIFY_FAILED when
 /// problems were found, with `*out_problems` (if not NULL) set to their
 /// number and hexz_last_error() naming the first.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_verify(path: *const c_char, deep: bool, out_problems: *mut usize) -> hexz_status {
     guard(|| {
         let path = unsafe { path_arg(path, "path") }?;
-        let source = hexz_format::FileSource::open(&path).map_err(|e| FfiError::format(e).context(&path))?;
-        let report = hexz_format::verify::verify(&source, deep, &|_| {});
+        let report = hexz_format::verify::verify_file(&path, deep, &[], &|_, _| {});
         if !out_problems.is_null() {
             unsafe { out_problems.write(report.problems.len()) };
         }

@@ -230,3 +230,58 @@ fn check_source_header<R: ReadAt>(archive: &Archive<R>, manifest: &crate::manife
         mismatch(report, &Error::invalid("tensor table", 0, "manifest differs from the archived source header"));
     }
 }
+
+/// Verify the archive file at `path` and, when it names a parent, its whole
+/// chain: the chain must open (parents found and confirmed by identity),
+/// the archive is verified with its ancestors attached, and every ancestor
+/// is verified in turn; their problems name their file. `search` are extra
+/// folders for moved parents; `progress` gets (blocks done, blocks in this
+/// archive).
+#[cfg(feature = "std")]
+pub fn verify_file(
+    path: &std::path::Path,
+    deep: bool,
+    search: &[std::path::PathBuf],
+    progress: &dyn Fn(u64, u64),
+) -> Report {
+    let mut report = Report::default();
+    let source = match crate::source::FileSource::open(path) {
+        Ok(s) => s,
+        Err(e) => {
+            report.push("archive", e);
+            return report;
+        }
+    };
+    let has_parent = match Archive::open(&source) {
+        Ok(a) => a.parent_identity().is_some(),
+        Err(e) => {
+            report.push("archive", e);
+            return report;
+        }
+    };
+    if !has_parent {
+        let blocks = Archive::open(&source).map_or(0, |a| a.block_count());
+        return verify(&source, deep, &|done| progress(done, blocks));
+    }
+    let chain = match crate::chain::open_chain(path, search) {
+        Ok(chain) => chain,
+        Err(e) => {
+            report.push("parent chain", e);
+            return report;
+        }
+    };
+    let blocks = chain.archive.block_count();
+    verify_open(&chain.archive, deep, &mut report, &|done| progress(done, blocks));
+    for ancestor in chain.paths.iter().skip(1) {
+        let sub = verify_file(ancestor, deep, search, &|_, _| {});
+        report.blocks_checked += sub.blocks_checked;
+        report.blocks_decoded += sub.blocks_decoded;
+        report.tensors_checked += sub.tensors_checked;
+        for p in sub.problems {
+            report
+                .problems
+                .push(Problem { location: format!("{}: {}", ancestor.display(), p.location), message: p.message });
+        }
+    }
+    report
+}
