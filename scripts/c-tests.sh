@@ -36,7 +36,7 @@ target/release/hexz -q store "$models/gemma.gguf" "$work/gemma-zstd.hxz" --compr
 "$work/build/load_gguf_static" "$work/gemma-lz4.hxz" | tail -1
 "$work/build/test_noalloc" "$work/gemma-lz4.hxz" "$work/gemma-zstd.hxz"
 
-valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+valgrind --quiet --error-exitcode=99 --suppressions=bindings/c/tests/valgrind.supp --leak-check=full --show-leak-kinds=definite,indirect,possible \
   --errors-for-leak-kinds=definite,indirect,possible \
   "$work/build/test_hexz" "$work/gemma-lz4.hxz" "$models/gemma.gguf" "$work/dump.txt"
 python3 tests/oracle/gguf_dump.py "$models/gemma.gguf" > "$work/expected.txt"

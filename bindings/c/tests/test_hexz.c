@@ -308,6 +308,65 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
     hexz_close(a);
 }
 
+/* One-call store and verify, alone and against a base, on small files. */
+static void check_store(const char *dir_hint) {
+    char src[512], base_src[512], dst[512], base_dst[512];
+    snprintf(base_src, sizeof base_src, "%s.base.bin", dir_hint);
+    snprintf(src, sizeof src, "%s.fine.bin", dir_hint);
+    snprintf(base_dst, sizeof base_dst, "%s.base.hxz", dir_hint);
+    snprintf(dst, sizeof dst, "%s.fine.hxz", dir_hint);
+    size_t n = 300000;
+    unsigned char *data = malloc(n);
+    for (size_t i = 0; i < n; i++) data[i] = (unsigned char)((i * 2654435761u) >> 13);
+    FILE *f = fopen(base_src, "wb");
+    fwrite(data, 1, n, f);
+    fclose(f);
+    for (size_t i = 1000; i < 1100; i++) data[i] ^= 0x5a;
+    f = fopen(src, "wb");
+    fwrite(data, 1, n, f);
+    fclose(f);
+
+    hexz_store_options opts = {.compression = HEXZ_COMPRESSION_LZ4, .level = 0, .block_size = 65536, .threads = 2, .base = NULL};
+    hexz_store_report report;
+    CHECK_STATUS(hexz_store(base_src, base_dst, &opts, &report), HEXZ_STATUS_OK);
+    CHECK(report.source_size == n && report.blocks == 5);
+    opts.base = base_dst;
+    CHECK_STATUS(hexz_store(src, dst, &opts, &report), HEXZ_STATUS_OK);
+    CHECK(report.blocks == 5);
+    size_t problems = 99;
+    CHECK_STATUS(hexz_verify(dst, true, &problems), HEXZ_STATUS_OK);
+    CHECK(problems == 0);
+
+    hexz_archive *a = NULL;
+    CHECK_STATUS(hexz_open_path(dst, NULL, &a), HEXZ_STATUS_OK);
+    if (a) {
+        hexz_archive_info info;
+        CHECK_STATUS(hexz_archive_get_info(a, &info), HEXZ_STATUS_OK);
+        CHECK(info.has_parent == 1 && info.source_format == HEXZ_SOURCE_RAW && info.original_size == n);
+        unsigned char *back = malloc(n);
+        CHECK_STATUS(hexz_read_range(a, 0, back, n), HEXZ_STATUS_OK);
+        CHECK(memcmp(back, data, n) == 0);
+        free(back);
+        hexz_close(a);
+    }
+    /* A missing base: opening the child names what is missing. */
+    remove(base_dst);
+    a = NULL;
+    CHECK_STATUS(hexz_open_path(dst, NULL, &a), HEXZ_STATUS_PARENT_NOT_FOUND);
+    CHECK(strstr(hexz_last_error(), "base.hxz") != NULL);
+    CHECK_STATUS(hexz_verify(dst, false, &problems), HEXZ_STATUS_VERIFY_FAILED);
+    /* Bad arguments. */
+    CHECK_STATUS(hexz_store(NULL, dst, NULL, NULL), HEXZ_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(hexz_store("/nonexistent/src.bin", dst, NULL, NULL), HEXZ_STATUS_IO);
+    opts.base = NULL;
+    opts.compression = 77;
+    CHECK_STATUS(hexz_store(src, dst, &opts, NULL), HEXZ_STATUS_INVALID_ARGUMENT);
+    remove(src);
+    remove(base_src);
+    remove(dst);
+    free(data);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s ARCHIVE.hxz ORIGINAL.gguf DUMP_OUT\n", argv[0]);
@@ -406,6 +465,7 @@ int main(int argc, char **argv) {
     }
 
     check_errors(argv[1], hxz, hxz_len);
+    check_store(argv[3]);
 
     /* Verify through the ABI. */
     size_t problems = 99;
