@@ -25,7 +25,13 @@ cargo +nightly fuzz build -O >/dev/null 2>&1 || cargo +nightly fuzz build -O
 total=0
 for t in "${targets[@]}"; do
   log="$(mktemp)"
-  if ! cargo +nightly fuzz run -O "$t" "$corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 >"$log" 2>&1; then
+  # roundtrip stores through worker threads: std frees their thread-locals
+  # after thread::scope has already returned, which LeakSanitizer reports as
+  # leaks in that window. Leaks are checked by the other targets and valgrind.
+  leaks=1
+  [ "$t" = roundtrip ] && leaks=0
+  if ! cargo +nightly fuzz run -O "$t" "$corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 \
+      -detect_leaks="$leaks" >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "fuzz target $t crashed; reproducer in fuzz/artifacts/$t/" >&2
     exit 1
