@@ -19,10 +19,12 @@ const EXAMPLES: &str = "\
 Examples:
   hexz store model.safetensors model.hxz            # zstd -3, 1 MiB blocks
   hexz store model.gguf model.hxz --compression lz4
+  hexz store ft.safetensors ft.hxz --base base.hxz  # a fine-tune as deltas against its base
   hexz store ft.safetensors ft.hxz --metadata run=42 --metadata 'cfg:={\"lr\":1e-4}'
   hexz extract model.hxz model.gguf                 # byte-identical source file
   hexz extract model.hxz --tensor token_embd.weight > emb.bin
   hexz inspect model.hxz --json
+  hexz diff base.hxz ft.hxz                         # per-tensor changes
   hexz verify model.hxz --deep
   hexz ls ./checkpoints
 
