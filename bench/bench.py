@@ -21,8 +21,8 @@ HEXZ = os.path.join(ROOT, "target", "release", "hexz")
 def models():
     out = subprocess.run([os.path.join(ROOT, "scripts", "fetch-models.sh")], check=True, capture_output=True, text=True)
     d = out.stdout.strip().splitlines()[-1]
-    return [("MiniLM safetensors", os.path.join(d, "minilm.safetensors"), "embeddings.word_embeddings.weight"),
-            ("gemma GGUF", os.path.join(d, "gemma.gguf"), "token_embd.weight")]
+    return [("MiniLM safetensors", os.path.join(d, "minilm.safetensors"), "encoder.layer.0.attention.self.query.weight"),
+            ("gemma GGUF", os.path.join(d, "gemma.gguf"), "blk.0.attn_q.weight")]
 
 
 def timed(cmd, stdout=None):
