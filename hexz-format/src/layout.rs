@@ -52,9 +52,9 @@ pub mod filter_id {
     pub const NONE: u8 = 0;
     /// Byte k of every element grouped together (element width in the entry).
     pub const BYTE_GROUP: u8 = 1;
-    /// Reserved: XOR against the parent's bytes, then byte grouping.
+    /// XOR against the base bytes in the parent, then byte grouping (spec §9).
     pub const DELTA_XOR: u8 = 2;
-    /// Reserved: wrapping integer difference against the parent, zigzag, byte grouping.
+    /// Wrapping integer difference against the base, zigzag, byte grouping (spec §9).
     pub const DELTA_SUB: u8 = 3;
 }
 

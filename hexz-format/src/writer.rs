@@ -28,7 +28,7 @@ use crate::reader::Archive;
 use crate::source::ReadAt;
 use crate::{gguf, safetensors};
 
-/// Default block size: 1 MiB, chosen by `bench/block-size.sh` (see README).
+/// Default block size: 1 MiB, chosen by the sweep in `bench/bench.py --block-sizes` (README, Measured).
 pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
 /// Smallest block size accepted.
 pub const MIN_BLOCK_SIZE: u32 = 4096;
