@@ -252,16 +252,17 @@ pub fn verify_file(
             return report;
         }
     };
-    let has_parent = match Archive::open(&source) {
-        Ok(a) => a.parent_identity().is_some(),
+    let archive = match Archive::open(&source) {
+        Ok(a) => a,
         Err(e) => {
             report.push("archive", e);
             return report;
         }
     };
-    if !has_parent {
-        let blocks = Archive::open(&source).map_or(0, |a| a.block_count());
-        return verify(&source, deep, &|done| progress(done, blocks));
+    if archive.parent_identity().is_none() {
+        let blocks = archive.block_count();
+        verify_open(&archive, deep, &mut report, &|done| progress(done, blocks));
+        return report;
     }
     let chain = match crate::chain::open_chain(path, search) {
         Ok(chain) => chain,
