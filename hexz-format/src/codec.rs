@@ -244,6 +244,7 @@ pub struct BlockEncoder {
     grouped: alloc::vec::Vec<u8>,
     plain_out: alloc::vec::Vec<u8>,
     grouped_out: alloc::vec::Vec<u8>,
+    delta: alloc::vec::Vec<u8>,
     #[cfg(feature = "zstd")]
     zstd: Option<zstd_safe::CCtx<'static>>,
 }
@@ -268,6 +269,7 @@ impl BlockEncoder {
             grouped: alloc::vec::Vec::new(),
             plain_out: alloc::vec::Vec::new(),
             grouped_out: alloc::vec::Vec::new(),
+            delta: alloc::vec::Vec::new(),
             #[cfg(feature = "zstd")]
             zstd: None,
         })
@@ -315,19 +317,28 @@ impl BlockEncoder {
             return (plain.codec, plain.filter, plain.bytes.to_vec());
         }
         let codec = self.compression.codec_id();
-        let mut best = (codec_id::NONE, filter_id::NONE, data.to_vec());
-        let mut delta = alloc::vec![0u8; data.len()];
-        let mut grouped = alloc::vec![0u8; data.len()];
-        let mut out = alloc::vec::Vec::new();
-        for filter in [filter_id::DELTA_XOR, filter_id::DELTA_SUB] {
+        // Reuse the encoder's buffers: one delta, one grouped copy, one output per filter.
+        let mut delta = core::mem::take(&mut self.delta);
+        let mut grouped = core::mem::take(&mut self.grouped);
+        let mut outs = [core::mem::take(&mut self.plain_out), core::mem::take(&mut self.grouped_out)];
+        delta.resize(data.len(), 0);
+        grouped.resize(data.len(), 0);
+        let mut chosen: Option<(u8, usize, usize)> = None;
+        for (i, filter) in [filter_id::DELTA_XOR, filter_id::DELTA_SUB].into_iter().enumerate() {
             delta_encode(filter, data, base, usize::from(width), &mut delta);
             group(&delta, usize::from(width), &mut grouped);
-            if let Some(n) = self.compress(&grouped, &mut out) {
-                if n < best.2.len() {
-                    best = (codec, filter, out[..n].to_vec());
+            if let Some(n) = self.compress(&grouped, &mut outs[i]) {
+                if n < chosen.map_or(data.len(), |c| c.2) {
+                    chosen = Some((filter, i, n));
                 }
             }
         }
+        let mut best = match chosen {
+            Some((filter, i, n)) => (codec, filter, outs[i][..n].to_vec()),
+            None => (codec_id::NONE, filter_id::NONE, data.to_vec()),
+        };
+        let [plain_out, grouped_out] = outs;
+        (self.delta, self.grouped, self.plain_out, self.grouped_out) = (delta, grouped, plain_out, grouped_out);
         // Plain encoding only when the deltas did not shrink the block much
         // (unrelated content): it costs two more compressions.
         if best.2.len() * 10 > data.len() * 9 {
