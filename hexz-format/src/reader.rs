@@ -521,7 +521,7 @@ impl<R: ReadAt> Archive<R> {
         }
         let (work, rest) = bytes.split_at_mut(level);
         let block = self.chain_block_limits().1;
-        self.decode_entry(0, index, e, out, &mut work[..level - block], rest, zstd)
+        self.decode_entry(0, index, e, out, &mut work[..level - block], rest, zstd, self.verify_hashes)
     }
 
     /// Decode entry `e` of chain member `depth`. `work` holds this level's
@@ -536,6 +536,7 @@ impl<R: ReadAt> Archive<R> {
         work: &mut [u8],
         rest: &mut [u8],
         mut zstd: ZstdContext<'_>,
+        verify: bool,
     ) -> Result<()> {
         let vlen = e.virtual_length.get() as usize;
         let voff = e.virtual_offset.get();
@@ -582,20 +583,31 @@ impl<R: ReadAt> Archive<R> {
                 let (tmp, work) = split_scratch(work, vlen)?;
                 codec::decompress(e.codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
                 codec::ungroup(tmp, width, out);
-                // The base is in the archive one below the one holding the delta.
+                // The base is in the archive one below the one holding the
+                // delta. Its blocks' hashes are not checked on the way: this
+                // block's hash covers the result, and a mismatch re-reads the
+                // base checked, to name the parent when the fault is there.
                 let (base, _) = split_scratch(work, vlen)?;
-                self.read_member(target_depth + 1, e.delta_base_offset.get(), base, rest, zstd).map_err(
-                    |err| match err {
-                        Error::OutOfRange { .. } => {
-                            Error::invalid("block delta_base_offset", voff, "base range outside the parent")
-                        }
-                        other => other,
-                    },
-                )?;
+                let base_at = |base: &mut [u8], rest: &mut [u8], zstd: ZstdContext<'_>, verify: bool| {
+                    self.read_member(target_depth + 1, e.delta_base_offset.get(), base, rest, zstd, verify).map_err(
+                        |err| match err {
+                            Error::OutOfRange { .. } => {
+                                Error::invalid("block delta_base_offset", voff, "base range outside the parent")
+                            }
+                            other => other,
+                        },
+                    )
+                };
+                base_at(base, rest, zstd.as_deref_mut(), false)?;
                 codec::delta_apply(e.filter, out, base, width);
+                if verify && *blake3::hash(out).as_bytes() != e.hash {
+                    base_at(base, rest, zstd, true)?;
+                    return Err(Error::HashMismatch { block: index, offset: voff });
+                }
+                return Ok(());
             }
         }
-        if self.verify_hashes && *blake3::hash(out).as_bytes() != e.hash {
+        if verify && *blake3::hash(out).as_bytes() != e.hash {
             return Err(Error::HashMismatch { block: index, offset: voff });
         }
         Ok(())
@@ -609,7 +621,7 @@ impl<R: ReadAt> Archive<R> {
         if scratch.len() < need {
             return Err(Error::BufferTooSmall { what: "scratch", needed: need as u64, got: scratch.len() as u64 });
         }
-        self.read_member(0, offset, out, scratch, zstd)
+        self.read_member(0, offset, out, scratch, zstd, self.verify_hashes)
     }
 
     /// Read a virtual range of chain member `depth`, using the first level
@@ -621,6 +633,7 @@ impl<R: ReadAt> Archive<R> {
         out: &mut [u8],
         scratch: &mut [u8],
         mut zstd: ZstdContext<'_>,
+        verify: bool,
     ) -> Result<()> {
         let member = self.member(depth).ok_or(Error::ParentRequired { offset, depth: depth as u8 })?;
         let length = out.len() as u64;
@@ -646,9 +659,9 @@ impl<R: ReadAt> Archive<R> {
             let take = (blen - skip).min(out.len() - written);
             if skip == 0 && take == blen {
                 let dst = &mut out[written..written + blen];
-                self.decode_entry(depth, index, &entry, dst, work, rest, zstd.as_deref_mut())?;
+                self.decode_entry(depth, index, &entry, dst, work, rest, zstd.as_deref_mut(), verify)?;
             } else {
-                self.decode_entry(depth, index, &entry, &mut whole[..blen], work, rest, zstd.as_deref_mut())?;
+                self.decode_entry(depth, index, &entry, &mut whole[..blen], work, rest, zstd.as_deref_mut(), verify)?;
                 out[written..written + take].copy_from_slice(&whole[skip..skip + take]);
             }
             written += take;
