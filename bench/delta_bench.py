@@ -6,7 +6,10 @@ rounded to the dtype; FP32 and a BF16 cast; full and partial) and compares
 the size of storing the fine-tune, as a fraction of its file:
   zstd -3 (whole file), zstd -3 --patch-from=base, the BitX recipe
   (XOR with the base, byte-grouped by element width, zstd -3), hexz alone,
-  and hexz --base. Also store/extract time with and without the base.
+  and hexz --base. Also store/extract time with and without the base, and a
+  floor: the order-0 entropy of the element differences (fine - base, as
+  integers of the element width), the size an ideal coder of independent
+  differences would need. No delta scheme of this kind gets far below it.
 
 usage: bench/delta_bench.py   (needs zstd on PATH, numpy, safetensors)
 """
@@ -57,6 +60,18 @@ def variant(base, rng, sigma, dtype, changed=lambda name: True):
     return out
 
 
+def entropy_floor(base, fine):
+    """Bytes an ideal order-0 coder needs for the per-element differences."""
+    bits = 0.0
+    for (_, dtype, _, b), (_, _, _, f) in zip(base, fine):
+        t = {"F32": np.uint32, "BF16": np.uint16, "I64": np.uint64}[dtype]
+        d = np.frombuffer(f, dtype=t) - np.frombuffer(b, dtype=t)  # wrapping
+        _, counts = np.unique(d, return_counts=True)
+        p = counts / counts.sum()
+        bits += -(counts * np.log2(p)).sum()
+    return bits / 8
+
+
 def size_of(cmd, out):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return os.path.getsize(out)
@@ -92,14 +107,16 @@ def main():
         ("BF16 full, sigma 1e-3", "BF16", 1e-3, lambda n: True),
         ("BF16 full, sigma 1e-2", "BF16", 1e-2, lambda n: True),
     ]
-    print("| fine-tune | zstd -3 | zstd -3 --patch-from | BitX (XOR+group+zstd -3) | hexz | hexz --base | hexz --base / BitX |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| fine-tune | zstd -3 | zstd -3 --patch-from | BitX (XOR+group+zstd -3) | hexz | hexz --base | hexz --base / BitX | entropy floor |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     timing = []
     with tempfile.TemporaryDirectory() as tmp:
         for title, dtype, sigma, changed in cases:
             base_p, fine_p = os.path.join(tmp, "base.safetensors"), os.path.join(tmp, "fine.safetensors")
-            write_st(base_p, variant(base32, rng, 0, dtype))
-            write_st(fine_p, variant(base32, rng, sigma, dtype, changed))
+            base_t, fine_t = variant(base32, rng, 0, dtype), variant(base32, rng, sigma, dtype, changed)
+            write_st(base_p, base_t)
+            write_st(fine_p, fine_t)
+            floor = entropy_floor(base_t, fine_t)
             n = os.path.getsize(fine_p)
             z = size_of(["zstd", "-q", "-f", "-3", fine_p, "-o", fine_p + ".zst"], fine_p + ".zst")
             zp = size_of(["zstd", "-q", "-f", "-3", "--patch-from=" + base_p, fine_p, "-o", fine_p + ".pzst"], fine_p + ".pzst")
@@ -112,7 +129,7 @@ def main():
             x_alone = min(timed([HEXZ, "-q", "extract", alone_h, out, "--force"]) for _ in range(3))
             x_delta = min(timed([HEXZ, "-q", "extract", fine_h, out, "--force"]) for _ in range(3))
             alone, delta = os.path.getsize(alone_h), os.path.getsize(fine_h)
-            print(f"| {title} | {z / n:.3f} | {zp / n:.3f} | {bx / n:.3f} | {alone / n:.3f} | {delta / n:.3f} | {delta / bx:.2f} |")
+            print(f"| {title} | {z / n:.3f} | {zp / n:.3f} | {bx / n:.3f} | {alone / n:.3f} | {delta / n:.3f} | {delta / bx:.2f} | {floor / n:.3f} |")
             timing.append((title, n / 1e6 / t_alone, n / 1e6 / t_delta, n / 1e6 / x_alone, n / 1e6 / x_delta))
     print("\n| fine-tune | store MB/s alone | store MB/s --base | extract MB/s alone | extract MB/s with base |")
     print("| --- | --- | --- | --- | --- |")
