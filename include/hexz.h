@@ -218,11 +218,12 @@ typedef struct {
   uint32_t storage_kind;
 } hexz_tensor_info;
 
-// Options for hexz_store. Pass NULL for the defaults (zstd level 3, 1 MiB blocks).
+// Options for hexz_store. Pass NULL for the defaults (zstd at the default levels, 1 MiB blocks).
 typedef struct {
   // HEXZ_COMPRESSION_NONE, _LZ4 or _ZSTD.
   uint32_t compression;
-  // zstd level 1..=22 (0 means 3).
+  // zstd level 1..=22 for every block; 0 means the default: 3 for plain
+  // blocks, 1 for byte-grouped and delta blocks.
   int32_t level;
   // Block size in bytes, 4 KiB..=64 MiB (0 means 1 MiB).
   uint32_t block_size;

@@ -121,13 +121,14 @@ pub struct hexz_tensor_info {
 pub type hexz_read_at_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, offset: u64, buf: *mut u8, len: usize) -> c_int>;
 
-/// Options for hexz_store. Pass NULL for the defaults (zstd level 3, 1 MiB blocks).
+/// Options for hexz_store. Pass NULL for the defaults (zstd at the default levels, 1 MiB blocks).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_store_options {
     /// HEXZ_COMPRESSION_NONE, _LZ4 or _ZSTD.
     pub compression: u32,
-    /// zstd level 1..=22 (0 means 3).
+    /// zstd level 1..=22 for every block; 0 means the default: 3 for plain
+    /// blocks, 1 for byte-grouped and delta blocks.
     pub level: i32,
     /// Block size in bytes, 4 KiB..=64 MiB (0 means 1 MiB).
     pub block_size: u32,
@@ -475,7 +476,11 @@ pub unsafe extern "C" fn hexz_store(
                 HEXZ_COMPRESSION_NONE => hexz_format::Compression::None,
                 HEXZ_COMPRESSION_LZ4 => hexz_format::Compression::Lz4,
                 HEXZ_COMPRESSION_ZSTD => {
-                    hexz_format::Compression::Zstd(if o.level == 0 { 3 } else { o.level.clamp(1, 22) })
+                    if o.level == 0 {
+                        hexz_format::Compression::DEFAULT
+                    } else {
+                        hexz_format::Compression::zstd(o.level.clamp(1, 22))
+                    }
                 }
                 _ => return Err(FfiError::invalid("unknown compression")),
             };

@@ -51,7 +51,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            compression: Compression::Zstd(3),
+            compression: Compression::DEFAULT,
             block_size: DEFAULT_BLOCK_SIZE,
             metadata: Vec::new(),
             threads: 0,
@@ -396,11 +396,11 @@ where
                                     base_buf.resize(job.data.len(), 0);
                                     p.read_at(base, &mut base_buf, ws)?;
                                     let width = delta_width(job.width);
-                                    let (codec, filter, bytes) = encoder.encode_with_base(&job.data, &base_buf, width);
-                                    done.codec = codec;
-                                    done.filter = filter;
-                                    done.bytes = bytes;
-                                    if matches!(filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
+                                    let e = encoder.encode_with_base(&job.data, &base_buf, width);
+                                    done.codec = e.codec;
+                                    done.filter = e.filter;
+                                    done.bytes = e.bytes.to_vec();
+                                    if matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
                                         done.width = width;
                                         done.delta_base = base;
                                     }

@@ -25,7 +25,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let st = tiny_safetensors();
     let gg = tiny_gguf();
     vec![
-        ("safetensors/zstd", store_bytes(&st, Compression::Zstd(3), 4096), st.clone()),
+        ("safetensors/zstd", store_bytes(&st, Compression::zstd(3), 4096), st.clone()),
         ("gguf/lz4", store_bytes(&gg, Compression::Lz4, 4096), gg.clone()),
         ("gguf/none", store_bytes(&gg, Compression::None, 4096), gg),
     ]

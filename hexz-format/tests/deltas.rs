@@ -9,7 +9,7 @@ use hexz_format::writer::{store, store_delta, ParentSpec, StoreOptions};
 use hexz_format::{Archive, Compression, Error};
 
 fn opts() -> StoreOptions {
-    StoreOptions { compression: Compression::Zstd(3), ..StoreOptions::default() }
+    StoreOptions { compression: Compression::zstd(3), ..StoreOptions::default() }
 }
 
 fn store_child(src: &[u8], parent: &Archive<&[u8]>) -> (Vec<u8>, hexz_format::writer::StoreReport) {

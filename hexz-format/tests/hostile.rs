@@ -130,7 +130,7 @@ fn decompression_bombs_are_stopped_at_the_declared_length() {
     // A zstd block of 4 KiB of zeros, declared as 4 KiB; then the same stored
     // bytes re-declared as a 100-byte block: the decoder must stop at 100.
     let src = vec![0u8; 3 * 4096];
-    let hxz = store_bytes(&src, Compression::Zstd(3), 4096);
+    let hxz = store_bytes(&src, Compression::zstd(3), 4096);
     let bomb = forge_entry(&hxz, 0, |e| set_u32(e, 24, 100));
     let err = read_err(&bomb);
     assert!(matches!(err, Error::Decode { .. } | Error::InvalidField { .. }), "{err}");
@@ -272,9 +272,9 @@ fn every_bit_flip_of_small_archives() {
     let gg = tiny_gguf();
     bit_flip_sweep("gguf/lz4", &store_bytes(&gg, Compression::Lz4, 4096), &gg, &[]);
     let st = tiny_safetensors();
-    bit_flip_sweep("safetensors/zstd", &store_bytes(&st, Compression::Zstd(3), 4096), &st, &[]);
+    bit_flip_sweep("safetensors/zstd", &store_bytes(&st, Compression::zstd(3), 4096), &st, &[]);
     // A child with a parent: flips in the child.
-    let parent = store_bytes(&st, Compression::Zstd(3), 4096);
+    let parent = store_bytes(&st, Compression::zstd(3), 4096);
     let mut fine = st.clone();
     let data_start = hexz_format::safetensors::header_length(&st, st.len() as u64).unwrap() as usize;
     for b in fine[data_start + 100..data_start + 2000].iter_mut() {
@@ -282,7 +282,7 @@ fn every_bit_flip_of_small_archives() {
     }
     let parent_archive = Archive::open(parent.as_slice()).unwrap();
     let mut child = Vec::new();
-    let opts = StoreOptions { compression: Compression::Zstd(3), block_size: 4096, ..StoreOptions::default() };
+    let opts = StoreOptions { compression: Compression::zstd(3), block_size: 4096, ..StoreOptions::default() };
     store_delta(
         fine.as_slice(),
         &mut child,

@@ -16,7 +16,7 @@ fn hex(b: &[u8]) -> String {
 fn check_model(name: &str, sha: &str) {
     let src = real_model(name);
     assert_eq!(hex(&sha256(&src)), sha, "{name} is not the expected file");
-    for codec in [Compression::None, Compression::Lz4, Compression::Zstd(3)] {
+    for codec in [Compression::None, Compression::Lz4, Compression::zstd(3)] {
         let hxz = store_bytes(&src, codec, hexz_format::writer::DEFAULT_BLOCK_SIZE);
         let archive = Archive::open(hxz.as_slice()).unwrap();
         let back = archive.read_vec(0, archive.virtual_size()).unwrap();
@@ -45,7 +45,7 @@ fn check_model(name: &str, sha: &str) {
             archive.read_at(start as u64, &mut out, &mut scratch).unwrap();
             assert!(out == src[start..start + len], "{name} {codec:?}: range {start}+{len}");
         }
-        if codec == Compression::Zstd(3) {
+        if codec == Compression::zstd(3) {
             let ratio = hxz.len() as f64 / src.len() as f64;
             eprintln!("{name}: zstd archive is {ratio:.4} of the source");
         }
@@ -66,7 +66,7 @@ fn gemma_gguf_round_trips() {
 fn real_archives_verify_deep() {
     for name in ["minilm.safetensors", "gemma.gguf"] {
         let src = real_model(name);
-        let hxz = store_bytes(&src, Compression::Zstd(3), hexz_format::writer::DEFAULT_BLOCK_SIZE);
+        let hxz = store_bytes(&src, Compression::zstd(3), hexz_format::writer::DEFAULT_BLOCK_SIZE);
         let report = hexz_format::verify::verify(hxz.as_slice(), true, &|_| {});
         assert!(report.is_ok(), "{name}: {:?}", report.problems);
         assert_eq!(report.blocks_decoded, report.blocks_checked);

@@ -7,7 +7,7 @@ use hexz_format::layout::{source_format, storage_kind};
 use hexz_format::{Archive, Compression};
 use proptest::prelude::*;
 
-const CODECS: [Compression; 3] = [Compression::None, Compression::Lz4, Compression::Zstd(3)];
+const CODECS: [Compression; 3] = [Compression::None, Compression::Lz4, Compression::zstd(3)];
 
 fn check_round_trip(src: &[u8], block_size: u32) {
     for codec in CODECS {
@@ -30,7 +30,7 @@ fn check_round_trip(src: &[u8], block_size: u32) {
 fn safetensors_fixture_round_trips() {
     let src = tiny_safetensors();
     check_round_trip(&src, 4096);
-    let hxz = store_bytes(&src, Compression::Zstd(3), 4096);
+    let hxz = store_bytes(&src, Compression::zstd(3), 4096);
     let archive = Archive::open(hxz.as_slice()).unwrap();
     let m = archive.manifest().unwrap();
     assert_eq!(m.source_format, source_format::SAFETENSORS);
@@ -79,7 +79,7 @@ fn raw_files_use_fixed_blocks_and_dedup() {
     }
     src.extend_from_slice(b"tail");
     check_round_trip(&src, 4096);
-    let hxz = store_bytes(&src, Compression::Zstd(3), 4096);
+    let hxz = store_bytes(&src, Compression::zstd(3), 4096);
     let archive = Archive::open(hxz.as_slice()).unwrap();
     assert_eq!(archive.manifest().unwrap().source_format, source_format::RAW);
     assert_eq!(archive.block_count(), 6);

@@ -24,10 +24,10 @@ fn raw_repeating() -> Vec<u8> {
 }
 
 const VECTORS: &[Vector] = &[
-    Vector { name: "safetensors-zstd", source: tiny_safetensors, compression: Compression::Zstd(3) },
+    Vector { name: "safetensors-zstd", source: tiny_safetensors, compression: Compression::zstd(3) },
     Vector { name: "gguf-lz4", source: tiny_gguf, compression: Compression::Lz4 },
     Vector { name: "gguf-none", source: tiny_gguf, compression: Compression::None },
-    Vector { name: "raw-dedup-zstd", source: raw_repeating, compression: Compression::Zstd(3) },
+    Vector { name: "raw-dedup-zstd", source: raw_repeating, compression: Compression::zstd(3) },
     Vector { name: "empty-none", source: Vec::new, compression: Compression::None },
 ];
 

@@ -1,0 +1,69 @@
+//! Throughput of the per-block transforms on one 1 MiB block of float-like
+//! data: byte grouping and its inverse, the delta filters, BLAKE3 and the
+//! block encoder. `cargo bench -p hexz-format --bench codec`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hexz_format::codec::{delta_apply, delta_encode, group, ungroup, BlockEncoder, Compression};
+use hexz_format::layout::filter_id;
+
+const BLOCK: usize = 1 << 20;
+
+/// FP32-like bytes: a deterministic walk over normal-ish values (no RNG crate needed).
+fn floats(seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    let mut out = Vec::with_capacity(BLOCK);
+    while out.len() < BLOCK {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let v = ((x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.1;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn transforms(c: &mut Criterion) {
+    let data = floats(1);
+    let base = floats(2);
+    let mut out = vec![0u8; BLOCK];
+    let mut g = c.benchmark_group("transform");
+    g.throughput(Throughput::Bytes(BLOCK as u64));
+    for width in [2usize, 4, 144] {
+        g.bench_with_input(BenchmarkId::new("group", width), &width, |b, &w| b.iter(|| group(&data, w, &mut out)));
+        g.bench_with_input(BenchmarkId::new("ungroup", width), &width, |b, &w| b.iter(|| ungroup(&data, w, &mut out)));
+    }
+    for (name, filter) in [("xor", filter_id::DELTA_XOR), ("sub", filter_id::DELTA_SUB)] {
+        g.bench_function(BenchmarkId::new("delta_encode", name), |b| {
+            b.iter(|| delta_encode(filter, &data, &base, 4, &mut out))
+        });
+        g.bench_function(BenchmarkId::new("delta_apply", name), |b| {
+            b.iter(|| {
+                out.copy_from_slice(&data);
+                delta_apply(filter, &mut out, &base, 4)
+            })
+        });
+    }
+    g.bench_function("blake3", |b| b.iter(|| blake3::hash(&data)));
+    g.finish();
+}
+
+fn encoder(c: &mut Criterion) {
+    let data = floats(1);
+    let base = floats(2);
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Bytes(BLOCK as u64));
+    g.sample_size(20);
+    for (name, compression) in
+        [("lz4", Compression::Lz4), ("zstd-default", Compression::DEFAULT), ("zstd-3", Compression::zstd(3))]
+    {
+        let mut enc = BlockEncoder::new(compression).unwrap();
+        g.bench_function(BenchmarkId::new("plain", name), |b| b.iter(|| enc.encode(&data, 4).bytes.len()));
+        g.bench_function(BenchmarkId::new("with_base", name), |b| {
+            b.iter(|| enc.encode_with_base(&data, &base, 4).bytes.len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, transforms, encoder);
+criterion_main!(benches);
