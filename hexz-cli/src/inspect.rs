@@ -52,8 +52,7 @@ fn summary(path: &Path, archive: &Archive<FileSource>, manifest: &Manifest) -> R
                 parent_blocks += 1;
                 continue;
             }
-            if matches!(e.filter, hexz_format::layout::filter_id::DELTA_XOR | hexz_format::layout::filter_id::DELTA_SUB)
-            {
+            if hexz_format::layout::filter_id::is_delta(e.filter) {
                 delta_blocks += 1;
             }
             if stored.insert(e.stored_offset.get()) {
@@ -436,6 +435,7 @@ pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, search: &[PathBuf]) -> 
             .map(|e| match e.filter {
                 filter_id::DELTA_XOR => "xor",
                 filter_id::DELTA_SUB => "sub",
+                filter_id::DELTA_SUB_BITS => "sub-bits",
                 _ => "whole",
             })
             .collect();

@@ -3,7 +3,9 @@
 //! block encoder. `cargo bench -p hexz-format --bench codec`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hexz_format::codec::{delta_apply, delta_encode, group, ungroup, BlockEncoder, Compression};
+use hexz_format::codec::{
+    bit_group, bit_ungroup, delta_apply, delta_encode, group, ungroup, BlockEncoder, Compression,
+};
 use hexz_format::layout::filter_id;
 
 const BLOCK: usize = 1 << 20;
@@ -31,6 +33,15 @@ fn transforms(c: &mut Criterion) {
     for width in [2usize, 4, 144] {
         g.bench_with_input(BenchmarkId::new("group", width), &width, |b, &w| b.iter(|| group(&data, w, &mut out)));
         g.bench_with_input(BenchmarkId::new("ungroup", width), &width, |b, &w| b.iter(|| ungroup(&data, w, &mut out)));
+    }
+    for width in [2usize, 4] {
+        let mut scratch = vec![0u8; BLOCK];
+        g.bench_with_input(BenchmarkId::new("bit_group", width), &width, |b, &w| {
+            b.iter(|| bit_group(&data, w, &mut out, &mut scratch))
+        });
+        g.bench_with_input(BenchmarkId::new("bit_ungroup", width), &width, |b, &w| {
+            b.iter(|| bit_ungroup(&data, w, &mut out, &mut scratch))
+        });
     }
     for (name, filter) in [("xor", filter_id::DELTA_XOR), ("sub", filter_id::DELTA_SUB)] {
         g.bench_function(BenchmarkId::new("delta_encode", name), |b| {

@@ -56,6 +56,16 @@ pub mod filter_id {
     pub const DELTA_XOR: u8 = 2;
     /// Wrapping integer difference against the base, zigzag, byte grouping (spec §9).
     pub const DELTA_SUB: u8 = 3;
+    /// The delta-sub difference laid out in bit planes (spec §9): for sparse
+    /// changes, where most differences are 0 or ±1.
+    pub const DELTA_SUB_BITS: u8 = 4;
+    /// The largest filter id.
+    pub const MAX: u8 = DELTA_SUB_BITS;
+
+    /// Whether `filter` is a delta against a base in the parent.
+    pub const fn is_delta(filter: u8) -> bool {
+        matches!(filter, DELTA_XOR | DELTA_SUB | DELTA_SUB_BITS)
+    }
 }
 
 /// Source format of the archived file.

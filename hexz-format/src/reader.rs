@@ -407,10 +407,10 @@ impl<R: ReadAt> Archive<R> {
         if !matches!(e.codec, 0..=2) {
             return Err(Error::invalid("block codec", at + 32, "unknown codec"));
         }
-        if e.filter > filter_id::DELTA_SUB {
+        if e.filter > filter_id::MAX {
             return Err(Error::invalid("block filter", at + 33, "unknown filter"));
         }
-        let is_delta = matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB);
+        let is_delta = filter_id::is_delta(e.filter);
         if e.element_width == 0 || (is_delta && !matches!(e.element_width, 1 | 2 | 4 | 8)) {
             return Err(Error::invalid("block element_width", at + 34, "zero, or not 1, 2, 4 or 8 on a delta block"));
         }
@@ -582,12 +582,17 @@ impl<R: ReadAt> Archive<R> {
             _ => {
                 let (tmp, work) = split_scratch(work, vlen)?;
                 codec::decompress(e.codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
-                codec::ungroup(tmp, width, out);
+                let (base, _) = split_scratch(work, vlen)?;
+                if e.filter == filter_id::DELTA_SUB_BITS {
+                    // The base buffer is free until the base is read.
+                    codec::bit_ungroup(tmp, width, out, base);
+                } else {
+                    codec::ungroup(tmp, width, out);
+                }
                 // The base is in the archive one below the one holding the
                 // delta. Its blocks' hashes are not checked on the way: this
                 // block's hash covers the result, and a mismatch re-reads the
                 // base checked, to name the parent when the fault is there.
-                let (base, _) = split_scratch(work, vlen)?;
                 let base_at = |base: &mut [u8], rest: &mut [u8], zstd: ZstdContext<'_>, verify: bool| {
                     self.read_member(target_depth + 1, e.delta_base_offset.get(), base, rest, zstd, verify).map_err(
                         |err| match err {

@@ -400,7 +400,7 @@ where
                                     done.codec = e.codec;
                                     done.filter = e.filter;
                                     done.bytes = e.bytes.to_vec();
-                                    if matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
+                                    if filter_id::is_delta(e.filter) {
                                         done.width = width;
                                         done.delta_base = base;
                                     }
@@ -490,7 +490,7 @@ where
                         break;
                     }
                     report.stored_blocks += 1;
-                    if matches!(done.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB) {
+                    if filter_id::is_delta(done.filter) {
                         report.delta_blocks += 1;
                     }
                     let width = if done.filter == filter_id::NONE { 1 } else { done.width };
@@ -538,7 +538,7 @@ where
         let dups = &deduplicated[first as usize..end as usize];
         tensors[t].storage_kind = if blocks.is_empty() {
             storage_kind::EMPTY
-        } else if blocks.iter().any(|e| matches!(e.filter, filter_id::DELTA_XOR | filter_id::DELTA_SUB)) {
+        } else if blocks.iter().any(|e| filter_id::is_delta(e.filter)) {
             storage_kind::DELTA
         } else if blocks.iter().all(|e| e.location > 0) {
             storage_kind::PARENT

@@ -8,7 +8,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use hexz_format::writer::{store, StoreOptions};
+use hexz_format::layout::filter_id;
+use hexz_format::writer::{store, store_delta, ParentSpec, StoreOptions};
 use hexz_format::{Archive, Compression};
 
 struct Vector {
@@ -61,4 +62,102 @@ fn spec_vectors_decode_and_reproduce() {
         assert_eq!(expected, source, "{}: generator changed", v.name);
         assert!(built == hxz, "{}: the writer no longer reproduces the vector", v.name);
     }
+}
+
+/// The parent of the delta vector: tensors a fine-tune changes in
+/// different ways (see `delta_child_source`).
+fn delta_parent_source() -> Vec<u8> {
+    let mut rng = Rng(21);
+    let bf16: Vec<u8> = (0..4096).flat_map(|_| (0x3c00u16 + rng.below(0x200) as u16).to_le_bytes()).collect();
+    write_safetensors(&[
+        StTensor { name: "dense.weight".into(), dtype: "F32".into(), shape: vec![2048], data: weights(&mut rng, 2048) },
+        StTensor { name: "sparse.weight".into(), dtype: "BF16".into(), shape: vec![4096], data: bf16 },
+        StTensor {
+            name: "flipped.weight".into(),
+            dtype: "F32".into(),
+            shape: vec![1024],
+            data: weights(&mut rng, 1024),
+        },
+        StTensor { name: "same.weight".into(), dtype: "F32".into(), shape: vec![1024], data: weights(&mut rng, 1024) },
+    ])
+}
+
+/// The fine-tune: dense small steps (delta-sub), one BF16 element in 32
+/// moved by ±1 (delta-sub-bits), mantissa bit 22 flipped in half the
+/// elements (delta-xor: as a difference it would be ±2^22), an unchanged
+/// tensor (kept in the parent) and a new one. Integer steps on the bit
+/// patterns keep the generator exact on every platform.
+fn delta_child_source() -> Vec<u8> {
+    let mut tensors = read_safetensors(&delta_parent_source());
+    let mut rng = Rng(22);
+    for t in &mut tensors {
+        match t.name.as_str() {
+            "dense.weight" => t.data.chunks_exact_mut(4).for_each(|c| {
+                let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                    .wrapping_add(rng.below(4001) as u32)
+                    .wrapping_sub(2000);
+                c.copy_from_slice(&v.to_le_bytes());
+            }),
+            "sparse.weight" => t.data.chunks_exact_mut(2).for_each(|c| {
+                let step = match rng.below(64) {
+                    0 => 1u16,
+                    1 => u16::MAX,
+                    _ => 0,
+                };
+                c.copy_from_slice(&u16::from_le_bytes([c[0], c[1]]).wrapping_add(step).to_le_bytes());
+            }),
+            "flipped.weight" => t.data.chunks_exact_mut(4).for_each(|c| c[2] ^= 0x40 * rng.below(2) as u8),
+            _ => {}
+        }
+    }
+    tensors.push(StTensor {
+        name: "new.bias".into(),
+        dtype: "F32".into(),
+        shape: vec![16],
+        data: weights(&mut rng, 16),
+    });
+    write_safetensors(&tensors)
+}
+
+/// `delta-parent` and `delta-child` (stored against it, hint
+/// "delta-parent.hxz", zstd level 3): the child holds every delta filter
+/// and blocks that live in the parent.
+#[test]
+fn spec_delta_vector_decodes_and_reproduces() {
+    let regenerate = std::env::var_os("HEXZ_REGENERATE_VECTORS").is_some();
+    let opts = options(Compression::zstd(3));
+    let parent_src = delta_parent_source();
+    let child_src = delta_child_source();
+    let mut parent_built = Vec::new();
+    store(parent_src.as_slice(), &mut parent_built, &opts, &|_| {}).unwrap();
+    let parent = Archive::open(parent_built.as_slice()).unwrap();
+    let mut child_built = Vec::new();
+    let spec = ParentSpec { archive: &parent, hint: "delta-parent.hxz".into() };
+    store_delta(child_src.as_slice(), &mut child_built, &opts, spec, &|_| {}).unwrap();
+    for (name, built, src) in [("delta-parent", &parent_built, &parent_src), ("delta-child", &child_built, &child_src)]
+    {
+        if regenerate {
+            std::fs::write(dir().join(format!("{name}.hxz")), built).unwrap();
+            std::fs::write(dir().join(format!("{name}.expected")), src).unwrap();
+        }
+        let expected = std::fs::read(dir().join(format!("{name}.expected"))).unwrap();
+        assert_eq!(&expected, src, "{name}: generator changed");
+        let stored = std::fs::read(dir().join(format!("{name}.hxz"))).unwrap();
+        assert!(&stored == built, "{name}: the writer no longer reproduces the vector");
+    }
+    let parent_hxz = std::fs::read(dir().join("delta-parent.hxz")).unwrap();
+    let child_hxz = std::fs::read(dir().join("delta-child.hxz")).unwrap();
+    let child = Archive::open(child_hxz.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(parent_hxz.as_slice()).unwrap()])
+        .unwrap();
+    assert_eq!(child.read_vec(0, child.virtual_size()).unwrap(), child_src);
+    let mut report = hexz_format::verify::Report::default();
+    hexz_format::verify::verify_open(&child, true, &mut report, &|_| {});
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let entries: Vec<_> = (0..child.block_count()).map(|i| child.block(i).unwrap()).collect();
+    for filter in [filter_id::DELTA_XOR, filter_id::DELTA_SUB, filter_id::DELTA_SUB_BITS] {
+        assert!(entries.iter().any(|e| e.filter == filter), "no block with filter {filter}");
+    }
+    assert!(entries.iter().any(|e| e.location == 1), "no block kept in the parent");
 }
