@@ -670,10 +670,12 @@ pub struct TempFile {
 }
 
 impl TempFile {
-    /// Create a temporary file in the directory of `dst`.
+    /// Create a temporary file in the directory of `dst`, first removing
+    /// temporaries for `dst` left by writers that were killed.
     pub fn new(dst: &Path) -> std::io::Result<Self> {
         let dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        remove_stale_temporaries(dir, &name);
         for attempt in 0..100u32 {
             let path = dir.join(std::format!(".{name}.hexz-tmp-{}-{attempt}", std::process::id()));
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -703,6 +705,26 @@ impl TempFile {
         }
         self.path = PathBuf::new();
         Ok(())
+    }
+}
+
+/// Remove `.NAME.hexz-tmp-PID-N` files whose writer process is gone (a
+/// SIGKILL cannot clean up). Only where that can be told for sure (Linux:
+/// `/proc/PID` absent); a live process with that PID keeps its file.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    if !cfg!(target_os = "linux") || !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = std::format!(".{name}.hexz-tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let Some((pid, attempt)) = rest.split_once('-') else { continue };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), attempt.parse::<u32>()) else { continue };
+        if pid != std::process::id() && !Path::new(&std::format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
