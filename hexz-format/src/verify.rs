@@ -245,36 +245,11 @@ pub fn verify_file(
     progress: &dyn Fn(u64, u64),
 ) -> Report {
     let mut report = Report::default();
-    let source = match crate::source::FileSource::open(path) {
-        Ok(s) => s,
-        Err(e) => {
-            report.push("archive", e);
-            return report;
-        }
-    };
-    let archive = match Archive::open(&source) {
-        Ok(a) => a,
-        Err(e) => {
-            report.push("archive", e);
-            return report;
-        }
-    };
-    if archive.parent_identity().is_none() {
-        let blocks = archive.block_count();
-        verify_open(&archive, deep, &mut report, &|done| progress(done, blocks));
-        return report;
-    }
-    let chain = match crate::chain::open_chain(path, search) {
-        Ok(chain) => chain,
-        Err(e) => {
-            report.push("parent chain", e);
-            return report;
-        }
-    };
-    let blocks = chain.archive.block_count();
-    verify_open(&chain.archive, deep, &mut report, &|done| progress(done, blocks));
-    for ancestor in chain.paths.iter().skip(1) {
-        let sub = verify_file(ancestor, deep, search, &|_, _| {});
+    let ancestors = verify_one(path, deep, search, &mut report, progress);
+    // Each ancestor once (its own chain is the tail of this one).
+    for ancestor in ancestors.iter().skip(1) {
+        let mut sub = Report::default();
+        verify_one(ancestor, deep, search, &mut sub, &|_, _| {});
         report.blocks_checked += sub.blocks_checked;
         report.blocks_decoded += sub.blocks_decoded;
         report.tensors_checked += sub.tensors_checked;
@@ -285,4 +260,45 @@ pub fn verify_file(
         }
     }
     report
+}
+
+/// Verify one archive file with its ancestors attached (not the ancestors
+/// themselves); returns the chain's paths, this archive first.
+#[cfg(feature = "std")]
+fn verify_one(
+    path: &std::path::Path,
+    deep: bool,
+    search: &[std::path::PathBuf],
+    report: &mut Report,
+    progress: &dyn Fn(u64, u64),
+) -> Vec<std::path::PathBuf> {
+    let source = match crate::source::FileSource::open(path) {
+        Ok(s) => s,
+        Err(e) => {
+            report.push("archive", e);
+            return Vec::new();
+        }
+    };
+    let archive = match Archive::open(&source) {
+        Ok(a) => a,
+        Err(e) => {
+            report.push("archive", e);
+            return Vec::new();
+        }
+    };
+    if archive.parent_identity().is_none() {
+        let blocks = archive.block_count();
+        verify_open(&archive, deep, report, &|done| progress(done, blocks));
+        return std::vec![path.to_path_buf()];
+    }
+    let chain = match crate::chain::open_chain(path, search) {
+        Ok(chain) => chain,
+        Err(e) => {
+            report.push("parent chain", e);
+            return Vec::new();
+        }
+    };
+    let blocks = chain.archive.block_count();
+    verify_open(&chain.archive, deep, report, &|done| progress(done, blocks));
+    chain.paths
 }
