@@ -160,11 +160,11 @@ fn main() -> ExitCode {
     let search = &cli.parent_dirs;
     let result = match cli.command {
         Command::Store(a) => store(a, quiet, cli.verbose, search),
-        Command::Extract(a) => extract(a, quiet, search),
+        Command::Extract(a) => extract(a, quiet, cli.verbose, search),
         Command::Inspect(a) => inspect::inspect(&a.archive, a.json, a.kv, search),
         Command::Diff(a) => inspect::diff(&a.a, &a.b, a.json, search),
         Command::Ls(a) => inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json),
-        Command::Verify(a) => verify(a, quiet, search),
+        Command::Verify(a) => verify(a, quiet, cli.verbose, search),
     };
     match result {
         Ok(exit) => exit.code(),
@@ -281,8 +281,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn extract(a: ExtractArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
-    let archive = open_archive(&a.archive, search)?.archive;
+fn extract(a: ExtractArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<Exit, CliError> {
+    let started = std::time::Instant::now();
+    let chain = open_archive(&a.archive, search)?;
+    if verbose > 0 && !quiet {
+        for (depth, path) in chain.paths.iter().enumerate().skip(1) {
+            eprintln!("  parent {depth}: {}", path.display());
+        }
+    }
+    let archive = chain.archive;
     if !a.tensors.is_empty() {
         return extract_tensors(&archive, &a);
     }
@@ -300,7 +307,15 @@ fn extract(a: ExtractArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliE
     tmp.commit(out).map_err(|e| CliError::io(out, &e))?;
     bar.finish_and_clear();
     if !quiet {
-        eprintln!("extracted {} -> {} ({})", a.archive.display(), out.display(), human_bytes(archive.virtual_size()));
+        let secs = started.elapsed().as_secs_f64().max(1e-6);
+        eprintln!(
+            "extracted {} -> {} ({}, {:.2} s, {:.0} MB/s)",
+            a.archive.display(),
+            out.display(),
+            human_bytes(archive.virtual_size()),
+            secs,
+            archive.virtual_size() as f64 / 1e6 / secs
+        );
     }
     Ok(Exit::Ok)
 }
@@ -344,7 +359,7 @@ fn extract_tensors(archive: &Archive<FileSource>, a: &ExtractArgs) -> Result<Exi
     Ok(Exit::Ok)
 }
 
-fn verify(a: VerifyArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
+fn verify(a: VerifyArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<Exit, CliError> {
     let meta = std::fs::metadata(&a.archive).map_err(|e| CliError::io(&a.archive, &e))?;
     if !meta.is_file() {
         return Err(CliError::new(&a.archive, "is not a regular file"));
@@ -374,6 +389,13 @@ fn verify(a: VerifyArgs, quiet: bool, search: &[PathBuf]) -> Result<Exit, CliErr
             outln!(lines, "{}: {}: {}", a.archive.display(), p.location, p.message);
         }
         util::emit(&lines)?;
+        if verbose > 0 && !quiet {
+            if let Ok(chain) = hexz_format::chain::open_chain(&a.archive, search) {
+                for (depth, path) in chain.paths.iter().enumerate().skip(1) {
+                    eprintln!("  parent {depth}: {} (verified too)", path.display());
+                }
+            }
+        }
         if report.is_ok() && !quiet {
             eprintln!(
                 "{}: ok ({} blocks checked{}, {} tensors)",
