@@ -79,7 +79,6 @@ pub fn group(input: &[u8], width: usize, out: &mut [u8]) {
     match width {
         2 => group_2(&input[..body], &mut out[..body]),
         4 => group_4(&input[..body], &mut out[..body]),
-        8 => group_8(&input[..body], &mut out[..body]),
         // Stream-major (one output stream at a time): measured faster than
         // element-major for the quantized strides (22 and 34 bytes: 1.6x).
         _ if count > 0 => {
@@ -103,7 +102,6 @@ pub fn ungroup(input: &[u8], width: usize, out: &mut [u8]) {
     match width {
         2 => ungroup_2(&input[..body], &mut out[..body]),
         4 => ungroup_4(&input[..body], &mut out[..body]),
-        8 => ungroup_8(&input[..body], &mut out[..body]),
         _ if count > 0 => {
             for (k, stream) in input[..body].chunks_exact(count).enumerate() {
                 for (byte, element) in stream.iter().zip(out[..body].chunks_exact_mut(width)) {
@@ -116,7 +114,7 @@ pub fn ungroup(input: &[u8], width: usize, out: &mut [u8]) {
     out[body..].copy_from_slice(&input[body..]);
 }
 
-// Fixed-width versions for the hot float widths: zipped iterators over
+// Fixed-width versions for the hot float widths (FP32, BF16/F16): zipped iterators over
 // exact chunks (grouping: small fixed tiles), so the compiler sees no bounds
 // checks and vectorizes. Measured on 1 MiB (benches/codec.rs): FP32 ungroup
 // 4.8 -> 12 GiB/s, group 3.4 -> 5.2; BF16 group 3.4 -> 4.7.
@@ -184,34 +182,6 @@ fn ungroup_4(input: &[u8], out: &mut [u8]) {
     let ((s0, s1), (s2, s3)) = (s01.split_at(n), s23.split_at(n));
     for (((e, a), b), (c, d)) in out.chunks_exact_mut(4).zip(s0).zip(s1).zip(s2.iter().zip(s3)) {
         e.copy_from_slice(&[*a, *b, *c, *d]);
-    }
-}
-
-fn group_8(input: &[u8], out: &mut [u8]) {
-    let n = input.len() / 8;
-    let (lo, hi) = out.split_at_mut(4 * n);
-    let (s01, s23) = lo.split_at_mut(2 * n);
-    let ((s0, s1), (s2, s3)) = (s01.split_at_mut(n), s23.split_at_mut(n));
-    let (s45, s67) = hi.split_at_mut(2 * n);
-    let ((s4, s5), (s6, s7)) = (s45.split_at_mut(n), s67.split_at_mut(n));
-    for ((((e, a), b), (c, d)), (((f, g), h), i)) in
-        input.chunks_exact(8).zip(s0).zip(s1).zip(s2.iter_mut().zip(s3)).zip(s4.iter_mut().zip(s5).zip(s6).zip(s7))
-    {
-        (*a, *b, *c, *d, *f, *g, *h, *i) = (e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]);
-    }
-}
-
-fn ungroup_8(input: &[u8], out: &mut [u8]) {
-    let n = input.len() / 8;
-    let (lo, hi) = input.split_at(4 * n);
-    let (s01, s23) = lo.split_at(2 * n);
-    let ((s0, s1), (s2, s3)) = (s01.split_at(n), s23.split_at(n));
-    let (s45, s67) = hi.split_at(2 * n);
-    let ((s4, s5), (s6, s7)) = (s45.split_at(n), s67.split_at(n));
-    for ((((e, a), b), (c, d)), (((f, g), h), i)) in
-        out.chunks_exact_mut(8).zip(s0).zip(s1).zip(s2.iter().zip(s3)).zip(s4.iter().zip(s5).zip(s6).zip(s7))
-    {
-        e.copy_from_slice(&[*a, *b, *c, *d, *f, *g, *h, *i]);
     }
 }
 
