@@ -109,7 +109,8 @@ fuzz_target!(|input: Input| {
         1 => safetensors(tensors),
         _ => gguf(tensors),
     };
-    let compression = [Compression::None, Compression::Lz4, Compression::zstd(1)][input.codec as usize % 3];
+    let compression =
+        [Compression::None, Compression::Lz4, Compression::zstd(1), Compression::DEFAULT][input.codec as usize % 4];
     let opts = StoreOptions {
         compression,
         block_size: 4096 * (1 + u32::from(input.block_kib % 16)),
