@@ -423,6 +423,22 @@ impl BlockEncoder {
         self.finish(data, best)
     }
 
+    /// Encode `data` (against `base` for a delta filter) with `filter` only,
+    /// skipping the trials: for blocks like one just encoded (the next
+    /// blocks of a tensor). Still stored raw when that does not shrink.
+    pub fn encode_as<'a>(&'a mut self, data: &'a [u8], base: &[u8], width: u8, filter: u8) -> EncodedBlock<'a> {
+        let usable = match filter {
+            filter_id::NONE => true,
+            filter_id::BYTE_GROUP => width > 1,
+            f => filter_id::is_delta(f) && base.len() == data.len(),
+        };
+        if self.compression == Compression::None || data.is_empty() || !usable {
+            return self.encode(data, width);
+        }
+        let n = self.filter_and_compress(filter, data, base, width);
+        self.finish(data, (filter, n))
+    }
+
     /// Encode `data` against `base` (same length) as the smaller of the XOR
     /// and SUB deltas (and SUB in bit planes when those are small); when neither shrinks the block by a tenth (unrelated
     /// content), the candidates of [`encode`](Self::encode) are tried too.
