@@ -375,10 +375,12 @@ const SPARSE_DELTA: usize = 6;
 #[cfg(feature = "alloc")]
 pub struct BlockEncoder {
     compression: Compression,
-    /// The filtered block (grouped, or delta then grouped).
+    /// The filtered block (grouped; or delta, then grouped or in bit planes).
     filtered: alloc::vec::Vec<u8>,
     delta: alloc::vec::Vec<u8>,
-    spare_filter: alloc::vec::Vec<u8>,
+    /// Scratch for the bit-plane transform.
+    planes_scratch: alloc::vec::Vec<u8>,
+    /// The best compressed output so far, and the buffer for the next trial.
     out: alloc::vec::Vec<u8>,
     spare: alloc::vec::Vec<u8>,
     #[cfg(feature = "zstd")]
@@ -405,7 +407,7 @@ impl BlockEncoder {
             compression,
             filtered: alloc::vec::Vec::new(),
             delta: alloc::vec::Vec::new(),
-            spare_filter: alloc::vec::Vec::new(),
+            planes_scratch: alloc::vec::Vec::new(),
             out: alloc::vec::Vec::new(),
             spare: alloc::vec::Vec::new(),
             #[cfg(feature = "zstd")]
@@ -440,8 +442,9 @@ impl BlockEncoder {
     }
 
     /// Encode `data` against `base` (same length) as the smaller of the XOR
-    /// and SUB deltas (and SUB in bit planes when those are small); when neither shrinks the block by a tenth (unrelated
-    /// content), the candidates of [`encode`](Self::encode) are tried too.
+    /// and SUB deltas (and SUB in bit planes when those are small); when
+    /// none shrinks the block by a tenth (unrelated content), the candidates
+    /// of [`encode`](Self::encode) are tried too.
     pub fn encode_with_base<'a>(&'a mut self, data: &'a [u8], base: &[u8], width: u8) -> EncodedBlock<'a> {
         if self.compression == Compression::None || data.is_empty() || data.len() != base.len() {
             return self.encode(data, width);
@@ -528,10 +531,10 @@ impl BlockEncoder {
                 delta_encode(filter, data, base, w, &mut self.delta);
                 filtered.resize(data.len(), 0);
                 if filter == filter_id::DELTA_SUB_BITS {
-                    let mut scratch = core::mem::take(&mut self.spare_filter);
+                    let mut scratch = core::mem::take(&mut self.planes_scratch);
                     scratch.resize(data.len(), 0);
                     bit_group(&self.delta, w, &mut filtered, &mut scratch);
-                    self.spare_filter = scratch;
+                    self.planes_scratch = scratch;
                 } else {
                     group(&self.delta, w, &mut filtered);
                 }
