@@ -114,7 +114,8 @@ fuzz_target!(|input: Input| {
     let opts = StoreOptions {
         compression,
         block_size: 4096 * (1 + u32::from(input.block_kib % 16)),
-        threads: 1,
+        // Two workers exercise blocks waiting for their leader's filter choice.
+        threads: 1 + usize::from(input.block_kib % 2),
         entries_per_page: 1 + u32::from(input.block_kib % 5),
         // Raw tensor bytes may happen to start like a model file: store them as what they are.
         raw: input.format % 3 == 0,
