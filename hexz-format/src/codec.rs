@@ -185,6 +185,15 @@ fn ungroup_4(input: &[u8], out: &mut [u8]) {
     }
 }
 
+/// The element width delta filters work at: `width` when it is 1, 2, 4 or
+/// 8 (an integer the filters can add), else 1 (quantized blocks: bytes).
+pub fn delta_width(width: usize) -> u8 {
+    match width {
+        1 | 2 | 4 | 8 => width as u8,
+        _ => 1,
+    }
+}
+
 /// Transpose an 8×8 bit matrix held in a u64: bit `r` of byte `i` moves to
 /// bit `i` of byte `r` (Hacker's Delight, transpose8). Its own inverse.
 fn transpose8(mut x: u64) -> u64 {
@@ -207,7 +216,7 @@ fn transpose8(mut x: u64) -> u64 {
 /// Done as byte grouping of the first *m* elements (stream b holds byte b)
 /// and then an 8×8 bit transpose of every 8 bytes of each stream.
 pub fn bit_group(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) {
-    let w = if matches!(width, 1 | 2 | 4 | 8) { width } else { 1 };
+    let w = usize::from(delta_width(width));
     let body = input.len() / w / 8 * 8 * w;
     group(&input[..body], w, &mut scratch[..body]);
     let stream = body / w;
@@ -221,7 +230,7 @@ pub fn bit_group(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8])
 
 /// Inverse of [`bit_group`].
 pub fn bit_ungroup(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) {
-    let w = if matches!(width, 1 | 2 | 4 | 8) { width } else { 1 };
+    let w = usize::from(delta_width(width));
     let body = input.len() / w / 8 * 8 * w;
     let stream = body / w;
     if stream > 0 {
@@ -294,7 +303,7 @@ sub_loops!(sub_encode_8, sub_apply_8, u64, i64, 8);
 /// changes of either sign stay small numbers. A tail shorter than one
 /// element is XORed in both. Widths other than 1, 2, 4, 8 are treated as 1.
 pub fn delta_encode(filter: u8, fine: &[u8], base: &[u8], width: usize, out: &mut [u8]) {
-    let width = if matches!(width, 1 | 2 | 4 | 8) { width } else { 1 };
+    let width = usize::from(delta_width(width));
     let body =
         if matches!(filter, filter_id::DELTA_SUB | filter_id::DELTA_SUB_BITS) { fine.len() / width * width } else { 0 };
     let (f, b, o) = (&fine[..body], &base[..body], &mut out[..body]);
@@ -312,7 +321,7 @@ pub fn delta_encode(filter: u8, fine: &[u8], base: &[u8], width: usize, out: &mu
 /// Inverse of [`delta_encode`], in place: `data` holds the (ungrouped) delta
 /// and becomes the fine bytes.
 pub fn delta_apply(filter: u8, data: &mut [u8], base: &[u8], width: usize) {
-    let width = if matches!(width, 1 | 2 | 4 | 8) { width } else { 1 };
+    let width = usize::from(delta_width(width));
     let body =
         if matches!(filter, filter_id::DELTA_SUB | filter_id::DELTA_SUB_BITS) { data.len() / width * width } else { 0 };
     let (d, b) = (&mut data[..body], &base[..body]);
@@ -428,6 +437,8 @@ impl BlockEncoder {
     /// Encode `data` (against `base` for a delta filter) with `filter` only,
     /// skipping the trials: for blocks like one just encoded (the next
     /// blocks of a tensor). Still stored raw when that does not shrink.
+    /// `width` is the element width, as for [`encode`](Self::encode); delta
+    /// filters work at [`delta_width`] of it.
     pub fn encode_as<'a>(&'a mut self, data: &'a [u8], base: &[u8], width: u8, filter: u8) -> EncodedBlock<'a> {
         let usable = match filter {
             filter_id::NONE => true,
@@ -444,7 +455,8 @@ impl BlockEncoder {
     /// Encode `data` against `base` (same length) as the smaller of the XOR
     /// and SUB deltas (and SUB in bit planes when those are small); when
     /// none shrinks the block by a tenth (unrelated content), the candidates
-    /// of [`encode`](Self::encode) are tried too.
+    /// of [`encode`](Self::encode) are tried too. `width` is the element
+    /// width; delta filters work at [`delta_width`] of it.
     pub fn encode_with_base<'a>(&'a mut self, data: &'a [u8], base: &[u8], width: u8) -> EncodedBlock<'a> {
         if self.compression == Compression::None || data.is_empty() || data.len() != base.len() {
             return self.encode(data, width);
@@ -517,7 +529,10 @@ impl BlockEncoder {
     /// Apply `filter` (against `base` for deltas) and compress into
     /// `self.out`; the compressed length, or `usize::MAX` on codec failure.
     fn filter_and_compress(&mut self, filter: u8, data: &[u8], base: &[u8], width: u8) -> usize {
-        let w = usize::from(width.max(1));
+        let w = match filter {
+            filter_id::NONE | filter_id::BYTE_GROUP => usize::from(width.max(1)),
+            _ => usize::from(delta_width(usize::from(width))),
+        };
         let mut filtered = core::mem::take(&mut self.filtered);
         let input: &[u8] = match filter {
             filter_id::NONE => data,

@@ -16,7 +16,7 @@ use std::vec::Vec;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
 
-use crate::codec::{BlockEncoder, Compression};
+use crate::codec::{self, BlockEncoder, Compression};
 use crate::dtype;
 use crate::error::{Error, Result};
 use crate::layout::{
@@ -233,7 +233,7 @@ struct Job {
 
 /// Blocks of one tensor are alike, so the first of every
 /// `BLOCKS_PER_CHOICE` tries every filter and the rest use its choice
-/// (gemma store 1.4x faster, same size). Deterministic: a follower waits for
+/// (gemma store: 22% less CPU, archive 0.02% larger). Deterministic: a follower waits for
 /// its leader, which the FIFO job queue always hands out first.
 const BLOCKS_PER_CHOICE: u64 = 8;
 
@@ -293,15 +293,6 @@ struct Done {
     delta_base: u64,
     /// Empty when the parent chain already holds these bytes.
     bytes: Vec<u8>,
-}
-
-/// Width used for deltas: the element width when it is 1, 2, 4 or 8, else 1.
-fn delta_width(width: u8) -> u8 {
-    if matches!(width, 1 | 2 | 4 | 8) {
-        width
-    } else {
-        1
-    }
 }
 
 /// Store `src` into `out` (written sequentially from its current position,
@@ -451,19 +442,15 @@ where
                                 (Some(base), Some(p), Some(ws)) => {
                                     base_buf.resize(job.data.len(), 0);
                                     p.read_at(base, &mut base_buf, ws)?;
-                                    let width = delta_width(job.width);
                                     let e = match follow {
-                                        Some(f) if filter_id::is_delta(f) => {
-                                            encoder.encode_as(&job.data, &base_buf, width, f)
-                                        }
-                                        Some(f) => encoder.encode_as(&job.data, &[], job.width, f),
-                                        None => encoder.encode_with_base(&job.data, &base_buf, width),
+                                        Some(f) => encoder.encode_as(&job.data, &base_buf, job.width, f),
+                                        None => encoder.encode_with_base(&job.data, &base_buf, job.width),
                                     };
                                     done.codec = e.codec;
                                     done.filter = e.filter;
                                     done.bytes = e.bytes.to_vec();
                                     if filter_id::is_delta(e.filter) {
-                                        done.width = width;
+                                        done.width = codec::delta_width(usize::from(job.width));
                                         done.delta_base = base;
                                     }
                                 }
