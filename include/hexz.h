@@ -4,17 +4,30 @@
  *
  * Conventions (every function):
  * - Functions return hexz_status; HEXZ_STATUS_OK (0) is success. On failure,
- *   hexz_last_error() gives a message for the calling thread.
+ *   hexz_last_error() gives a message for the calling thread (valid until
+ *   that thread's next failing call or its exit). Each function's comment
+ *   lists the statuses it can return.
  * - Parameters: handle first, then inputs, then outputs. Outputs are written
- *   only on success, except where a function says otherwise.
+ *   only on success, except where a function says otherwise (a failed read
+ *   zeroes the part of the caller's buffer it covered).
  * - Every pointer argument is checked: NULL gives HEXZ_STATUS_NULL_ARGUMENT.
- * - Panics never cross the ABI: an internal failure gives HEXZ_STATUS_PANIC.
+ * - Panics never cross the ABI (HEXZ_STATUS_PANIC), and the library never
+ *   prints to the host's stdout or stderr.
+ * - Memory: every allocation sized by the archive or by options is fallible
+ *   and capped (hexz_open_options.max_metadata_bytes, .memory_budget);
+ *   running out gives HEXZ_STATUS_OUT_OF_MEMORY or _LIMIT_EXCEEDED, never
+ *   an abort.
  * - Borrowed pointers returned by a function on an archive (names, strings,
- *   dims, header bytes) stay valid until hexz_close on that archive.
+ *   dims, header bytes) stay valid until hexz_close on that archive. Empty
+ *   data views are NULL with length 0; strings are never NULL ("" when empty).
+ * - Option structs start with struct_size: initialize them with
+ *   HEXZ_OPEN_OPTIONS_INIT / HEXZ_STORE_OPTIONS_INIT, so a program built
+ *   against this header keeps working with later libraries.
  * - An open hexz_archive may be used from many threads at once; reads run in
  *   parallel up to hexz_open_options.read_slots and wait beyond that.
  * - After open, the read path (find, info, read_tensor, read_range, the GGUF
- *   getters) allocates no memory.
+ *   getters) allocates no memory, except the scratch of a further read slot
+ *   the first time reads from several threads overlap.
  */
 
 #ifndef HEXZ_H
@@ -23,12 +36,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+/* Initializers that set struct_size and leave every other field at its
+   default (0 or NULL); valid C and C++. */
+#define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0 }
+#define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0 }
+
 
 // Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
 #define HEXZ_VERSION_MAJOR 0
 
 // Minor version.
-#define HEXZ_VERSION_MINOR 1
+#define HEXZ_VERSION_MINOR 2
 
 // Patch version.
 #define HEXZ_VERSION_PATCH 0
@@ -57,8 +75,14 @@
 // ggml_type of tensors that do not come from GGUF.
 #define HEXZ_NO_GGML_TYPE 4294967295
 
-// Read scratch slots allocated at open when hexz_open_options gives none.
+// Read slots when hexz_open_options gives none.
 #define HEXZ_DEFAULT_READ_SLOTS 4
+
+// Cap on directory, manifest and source-header memory when hexz_open_options gives none: 256 MiB.
+#define HEXZ_DEFAULT_MAX_METADATA_BYTES (256 << 20)
+
+// Cap on read scratch memory when hexz_open_options gives none: 256 MiB.
+#define HEXZ_DEFAULT_MEMORY_BUDGET (256 << 20)
 
 // GGUF value type ids (as in gguf.h and the GGUF spec).
 #define HEXZ_GGUF_TYPE_UINT8 0
@@ -87,8 +111,7 @@
 
 #define HEXZ_GGUF_TYPE_FLOAT64 12
 
-// Status of every call. Numbers are stable and never reused; 10 and above
-// mirror hexz-format's error codes.
+// Status of an operation. Numbers are stable and never reused.
 enum hexz_status
 #ifdef __cplusplus
   : uint32_t
@@ -102,15 +125,19 @@ enum hexz_status
   HEXZ_STATUS_PANIC = 2,
   // A GGUF getter was called on a value of another type.
   HEXZ_STATUS_TYPE_MISMATCH = 3,
-  // hexz_verify found problems.
+  // Verification found problems.
   HEXZ_STATUS_VERIFY_FAILED = 4,
   // Not supported by this build or platform.
   HEXZ_STATUS_UNSUPPORTED = 5,
-  // No tensor or key with that name.
+  // No tensor, file or key with that name.
   HEXZ_STATUS_NOT_FOUND = 6,
+  // A progress callback asked to stop.
+  HEXZ_STATUS_CANCELLED = 7,
+  // Memory could not be allocated, or an open option's memory cap was reached.
+  HEXZ_STATUS_OUT_OF_MEMORY = 8,
   // Not a hexz archive (bad magic).
   HEXZ_STATUS_BAD_MAGIC = 10,
-  // A newer format version.
+  // The archive needs a newer format version or feature than this library knows.
   HEXZ_STATUS_UNSUPPORTED_VERSION = 11,
   // A header, footer, index or manifest checksum did not match.
   HEXZ_STATUS_CHECKSUM = 12,
@@ -128,19 +155,19 @@ enum hexz_status
   HEXZ_STATUS_OUT_OF_RANGE = 18,
   // A caller buffer is too small.
   HEXZ_STATUS_BUFFER_TOO_SMALL = 19,
-  // No tensor with that name.
+  // Retired: never returned (a missing tensor gives NOT_FOUND).
   HEXZ_STATUS_TENSOR_NOT_FOUND = 20,
   // The block's codec is not in this build.
   HEXZ_STATUS_CODEC_UNAVAILABLE = 21,
-  // The block lives in a parent archive that is not available.
+  // The block lives in a parent archive that is not attached.
   HEXZ_STATUS_PARENT_REQUIRED = 22,
-  // An I/O error (including a failing read callback).
+  // An I/O error (including a failing read callback); the message keeps the OS error text.
   HEXZ_STATUS_IO = 23,
   // The source file (safetensors/GGUF) is malformed.
   HEXZ_STATUS_SOURCE_FORMAT = 24,
   // An argument is out of range or otherwise invalid.
   HEXZ_STATUS_INVALID_ARGUMENT = 25,
-  // The parent archive was not found (hexz_last_error names the identity and paths tried).
+  // The parent archive was not found (the message names the identity and the places tried).
   HEXZ_STATUS_PARENT_NOT_FOUND = 26,
   // A file at the parent's path is another archive.
   HEXZ_STATUS_PARENT_MISMATCH = 27,
@@ -156,22 +183,41 @@ typedef uint32_t hexz_status;
 // Opaque handle to an open archive.
 typedef struct hexz_archive hexz_archive;
 
-// Options for opening an archive. Pass NULL for the defaults.
+// Options for opening an archive. Initialize with HEXZ_OPEN_OPTIONS_INIT
+// (it sets struct_size, so the struct can grow in later versions), then
+// set fields; every 0 or NULL means the default. Pass NULL for all defaults.
 typedef struct {
-  // How many reads may run at once; each holds scratch allocated at open
-  // (see hexz_archive_info.memory_bytes). 0 means HEXZ_DEFAULT_READ_SLOTS; at most 256.
+  // sizeof(hexz_open_options) as the caller compiled it (set by the _INIT macro).
+  size_t struct_size;
+  // How many reads may run at once; 0 means HEXZ_DEFAULT_READ_SLOTS; at
+  // most 256. Each holds scratch allocated on first use; memory_budget
+  // lowers the number when the scratch would not fit.
   uint32_t read_slots;
-  // When true, decoded blocks are not checked against their BLAKE3.
-  bool skip_hash_check;
+  // Nonzero: decoded blocks are not checked against their BLAKE3. This
+  // also skips the check of the blocks holding the GGUF or safetensors
+  // header, so metadata from a corrupt archive is not detected either.
+  uint32_t skip_hash_check;
   // hexz_open_path only: an extra folder to look for parent archives in
-  // when they were moved (NUL-terminated), or NULL. Parents are found by
-  // the path their child records and confirmed by identity.
+  // when they were moved (NUL-terminated), or NULL.
   const char *parent_dir;
+  // Archives already open (from any source) that the chain may use,
+  // matched by identity before any path is tried; needed to open a child
+  // from memory or callbacks. They must stay open until this one is closed.
+  const hexz_archive *const *parents;
+  // Number of entries in `parents`.
+  size_t parent_count;
+  // Cap on the directory, manifest and source header held in memory; 0
+  // means HEXZ_DEFAULT_MAX_METADATA_BYTES. Over it, opening fails with
+  // HEXZ_STATUS_LIMIT_EXCEEDED.
+  uint64_t max_metadata_bytes;
+  // Cap on read scratch memory (all slots); 0 means HEXZ_DEFAULT_MEMORY_BUDGET.
+  uint64_t memory_budget;
 } hexz_open_options;
 
-// Reads `len` bytes at `offset` of the archive into `buf`; returns 0 on
-// success, nonzero on failure (short reads are failures). Called from the
-// threads that read the archive, possibly at once.
+// Reads `len` bytes (never 0) at `offset` of the archive into `buf`;
+// returns 0 on success, nonzero on failure (short reads are failures).
+// Called from the threads that read the archive, possibly at once. It must
+// not call back into the same archive (that may wait forever for a read slot).
 typedef int (*hexz_read_at_fn)(void *user, uint64_t offset, uint8_t *buf, size_t len);
 
 // What an open archive holds.
@@ -186,7 +232,7 @@ typedef struct {
   uint64_t archive_size;
   uint64_t tensor_count;
   uint64_t block_count;
-  // Bytes the library holds for this archive (tables and read scratch).
+  // Bytes the library holds for this archive now (tables, metadata, read scratch in use).
   uint64_t memory_bytes;
   // BLAKE3 identity of the archive.
   uint8_t identity[32];
@@ -208,7 +254,7 @@ typedef struct {
   uint32_t ggml_type;
   // Number of dimensions.
   uint32_t n_dims;
-  // n_dims dimensions as the source lists them (GGUF: ne[0] first).
+  // n_dims dimensions as the source lists them (GGUF: ne[0] first); NULL when n_dims is 0.
   const uint64_t *dims;
   // Offset of the tensor's bytes in the original file.
   uint64_t offset;
@@ -218,20 +264,31 @@ typedef struct {
   uint32_t storage_kind;
 } hexz_tensor_info;
 
-// Options for hexz_store. Pass NULL for the defaults (zstd at the default levels, 1 MiB blocks).
+// Options for hexz_store. Initialize with HEXZ_STORE_OPTIONS_INIT, then
+// set fields; every 0 or NULL means the default (zstd at the default
+// levels, 1 MiB blocks, one thread per core). Pass NULL for all defaults.
 typedef struct {
-  // HEXZ_COMPRESSION_NONE, _LZ4 or _ZSTD.
+  // sizeof(hexz_store_options) as the caller compiled it (set by the _INIT macro).
+  size_t struct_size;
+  // HEXZ_COMPRESSION_ZSTD (0 means zstd too), _LZ4 or _NONE.
   uint32_t compression;
   // zstd level 1..=22 for every block; 0 means the default: 3 for plain
-  // blocks, 1 for byte-grouped and delta blocks.
+  // blocks, 1 for byte-grouped and delta blocks. Only with zstd.
   int32_t level;
   // Block size in bytes, 4 KiB..=64 MiB (0 means 1 MiB).
   uint32_t block_size;
-  // Worker threads (0 means one per core).
+  // Worker threads, at most 256 (0 means one per core).
   uint32_t threads;
   // Path of the base (parent) archive to store against, or NULL. Tensors
   // the base already holds are referenced; changed ones are stored as deltas.
   const char *base;
+  // An extra folder to look for the base's own parents in, or NULL.
+  const char *parent_dir;
+  // Nonzero: refuse (HEXZ_STATUS_INVALID_ARGUMENT) when `dst` exists,
+  // atomically; zero: replace it atomically.
+  uint32_t no_clobber;
+  // Must be 0.
+  uint32_t reserved;
 } hexz_store_options;
 
 // What hexz_store did.
@@ -241,86 +298,148 @@ typedef struct {
   uint64_t blocks;
   uint64_t deduplicated_blocks;
   uint64_t tensors;
+  // Blocks referenced from the base's chain.
+  uint64_t parent_blocks;
+  // Blocks stored as deltas against the base.
+  uint64_t delta_blocks;
 } hexz_store_report;
+
+
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 // Runtime version: `(major << 16) | (minor << 8) | patch`. Compare with
-// HEXZ_VERSION_NUMBER to detect a header/library mismatch.
+// HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
 uint32_t hexz_version(void);
 
-// Runtime version as a static NUL-terminated string, e.g. "0.1.0".
+// Runtime version as a static NUL-terminated string, e.g. "0.2.0". Never NULL.
 const char *hexz_version_string(void);
 
-// A static, NUL-terminated description of a status code (never NULL).
+// A static, NUL-terminated description of a status code ("unknown status"
+// for numbers that are not one). Never NULL.
 const char *hexz_status_str(uint32_t status);
 
 // The message of the last failure on the calling thread, NUL-terminated;
-// valid until the next failing call on this thread. Empty when none.
+// empty when none. The text belongs to the calling thread: it stays valid
+// until that thread's next failing call into libhexz or until the thread
+// exits, whichever comes first. Copy it to keep it. Never NULL.
 const char *hexz_last_error(void);
 
-// Open the archive at `path` (NUL-terminated), with its parent chain when
-// it has one. `opts` may be NULL. On success `*out` holds a handle to
-// release with hexz_close.
+// Open the archive at `path` (NUL-terminated) with its parent chain. `opts`
+// may be NULL. On success `*out` holds a handle to release with hexz_close;
+// on failure `*out` is not written. Never blocks on a FIFO.
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (options, or `path` is not
+// a regular file); IO (the OS error, e.g. no such file); BAD_MAGIC;
+// UNSUPPORTED_VERSION; CHECKSUM; TRUNCATED; INVALID_FIELD; LIMIT_EXCEEDED
+// (max_metadata_bytes); SOURCE_FORMAT; HASH_MISMATCH or DECODE (header
+// blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
+// CHAIN_TOO_DEEP; CHAIN_CYCLE; PANIC. Errors of a parent name the parent.
 hexz_status hexz_open_path(const char *path, const hexz_open_options *opts, hexz_archive **out);
 
 // Open an archive held in memory. The `len` bytes at `data` are borrowed,
-// not copied: they must stay valid and unchanged until hexz_close. Parents
-// cannot be attached: reading blocks a parent holds gives
-// HEXZ_STATUS_PARENT_REQUIRED (the same holds for hexz_open_callbacks).
+// not copied: they must stay valid and unchanged until hexz_close. A child
+// archive needs its parents attached (hexz_open_options.parents) or
+// findable (parent_dir).
+//
+// Statuses: as hexz_open_path (IO only from attached or searched parents).
 hexz_status hexz_open_memory(const uint8_t *data, size_t len, const hexz_open_options *opts, hexz_archive **out);
 
 // Open an archive read through a caller callback (an engine's own file
 // layer). `size` is the archive's length; `user` is passed to every call
 // and must stay valid until hexz_close. The callback must be safe to call
-// from several threads at once if the archive is read from several threads.
+// from several threads at once if the archive is read from several
+// threads. A child archive needs its parents attached or findable, as for
+// hexz_open_memory.
+//
+// Statuses: as hexz_open_path; a failing callback gives IO.
 hexz_status hexz_open_callbacks(hexz_read_at_fn read_at, uint64_t size, void *user, const hexz_open_options *opts, hexz_archive **out);
 
 // Close an archive and free everything it holds. NULL is accepted. The
-// handle must not be in use by another thread.
+// handle must not be in use by another thread, nor attached as a parent
+// of an archive still open.
 void hexz_close(hexz_archive *archive);
 
 // Fill `*out` with what the archive holds.
+//
+// Statuses: OK; NULL_ARGUMENT.
 hexz_status hexz_archive_get_info(const hexz_archive *archive, hexz_archive_info *out);
 
 // Number of tensors (0 for raw files).
+//
+// Statuses: OK; NULL_ARGUMENT.
 hexz_status hexz_tensor_count(const hexz_archive *archive, size_t *out_count);
 
-// Index of the tensor called `name` (NUL-terminated), or HEXZ_STATUS_NOT_FOUND.
+// Index of the tensor called `name` (NUL-terminated).
+//
+// Statuses: OK; NULL_ARGUMENT; NOT_FOUND.
 hexz_status hexz_find_tensor(const hexz_archive *archive, const char *name, size_t *out_index);
 
 // Describe tensor `index` (0 ≤ index < hexz_tensor_count).
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (index out of range).
 hexz_status hexz_tensor_get_info(const hexz_archive *archive, size_t index, hexz_tensor_info *out);
 
 // Read tensor `index` into `buf` (`buf_len` bytes). On success `*out_len`
 // is the tensor's length. When `buf_len` is too small the status is
-// HEXZ_STATUS_BUFFER_TOO_SMALL and `*out_len` (if not NULL) is set to the
-// length needed; `buf` may then be NULL with `buf_len` 0, to query it.
+// BUFFER_TOO_SMALL and `*out_len` (if not NULL) is set to the length
+// needed; `buf` may then be NULL with `buf_len` 0, to query it. When the
+// read fails after it began, the bytes of `buf` it covered are zeroed.
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT; BUFFER_TOO_SMALL;
+// HASH_MISMATCH; DECODE; IO; INVALID_FIELD; CHECKSUM; PARENT_REQUIRED;
+// CODEC_UNAVAILABLE; OUT_OF_MEMORY; PANIC.
 hexz_status hexz_read_tensor(const hexz_archive *archive, size_t index, uint8_t *buf, size_t buf_len, size_t *out_len);
 
-// Read bytes [offset, offset + len) of the original file into `buf`.
+// Read bytes [offset, offset + len) of the original file into `buf`. A
+// range past the end is OUT_OF_RANGE even when `len` is 0. When the read
+// fails after it began, `buf` is zeroed.
+//
+// Statuses: as hexz_read_tensor, plus OUT_OF_RANGE.
 hexz_status hexz_read_range(const hexz_archive *archive, uint64_t offset, uint8_t *buf, size_t len);
 
 // The original file's own header, verbatim (safetensors: 8-byte length and
-// JSON; GGUF: everything before the tensor data; raw files: empty). Borrowed.
+// JSON; GGUF: everything before the tensor data). Borrowed until
+// hexz_close. Raw files have none: `*out_data` is NULL and `*out_len` 0.
+//
+// Statuses: OK; NULL_ARGUMENT.
 hexz_status hexz_source_header(const hexz_archive *archive, const uint8_t **out_data, size_t *out_len);
 
-// Linux: create an anonymous in-memory file (memfd) holding the whole
-// original file, for engines that only accept a path: pass
-// "/proc/self/fd/N". The caller owns the descriptor and closes it. Uses as
-// much memory as the original file. Elsewhere: HEXZ_STATUS_UNSUPPORTED.
+// Linux: an anonymous in-memory file (memfd) holding the whole original
+// file, for engines that only accept a path: pass "/proc/self/fd/N". The
+// blocks are decoded in parallel (one thread per core) straight into the
+// memfd's pages. The descriptor is close-on-exec (clear FD_CLOEXEC to hand
+// it to a child), its offset is 0, and it is sealed against writes and
+// resizing. The caller owns it and closes it. It uses as much memory as
+// the original file. Elsewhere: UNSUPPORTED.
+//
+// Statuses: OK; NULL_ARGUMENT; IO; UNSUPPORTED; and the read statuses of hexz_read_range.
 hexz_status hexz_memfd(const hexz_archive *archive, int *out_fd);
 
-// Store the file at `src` into a new archive at `dst` (replaced atomically
-// when complete). `opts` and `out_report` may be NULL.
+// Store the file at `src` into a new archive at `dst`, written under a
+// temporary name and renamed into place when complete (replacing `dst`,
+// or refusing when it exists with `no_clobber`). `opts` and `out_report`
+// may be NULL. Never blocks on a FIFO; refuses a `dst` that is the source
+// or an archive of the base's chain; fails if the source changes while it
+// is read. Errors name the file at fault (source, destination or base).
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (options, dst exists with
+// no_clobber, dst is an input, src not a regular file); IO; SOURCE_FORMAT;
+// LIMIT_EXCEEDED; OUT_OF_MEMORY; the open statuses for the base; PANIC.
 hexz_status hexz_store(const char *src, const char *dst, const hexz_store_options *opts, hexz_store_report *out_report);
 
-// Verify the archive at `path` and its parent chain, if any; with `deep`,
-// decode every block and check every hash. HEXZ_STATUS_OK when sound; HEXZ_STATUS_VERIFY_FAILED when
+// Verify the archive at `path` and its parent chain; with `deep`, decode
+// every block and check every hash and the whole file's BLAKE3 (what
+// `hexz verify` does by default). OK when sound; VERIFY_FAILED when
 // problems were found, with `*out_problems` (if not NULL) set to their
-// number and hexz_last_error() naming the first.
+// number and hexz_last_error() naming the first. A file that cannot be
+// opened at all gives its own status (IO, BAD_MAGIC, ...), not
+// VERIFY_FAILED. Never blocks on a FIFO.
+//
+// Statuses: OK; VERIFY_FAILED; NULL_ARGUMENT; IO; INVALID_ARGUMENT; the
+// open statuses of hexz_open_path for the archive itself; PANIC.
 hexz_status hexz_verify(const char *path, bool deep, size_t *out_problems);
 
 // GGUF header facts: version (2 or 3), tensor data alignment, and the
@@ -379,8 +498,9 @@ hexz_status hexz_gguf_get_string(const hexz_archive *archive, size_t index, cons
 // Element type and length of an ARRAY key. Either out may be NULL.
 hexz_status hexz_gguf_get_array_info(const hexz_archive *archive, size_t index, uint32_t *out_elem_type, uint64_t *out_len);
 
-// Raw little-endian element data of an array of scalars (borrowed), and
-// its length in bytes. HEXZ_STATUS_TYPE_MISMATCH for arrays of strings or arrays.
+// Raw little-endian element data of an array of scalars (borrowed until
+// hexz_close; NULL for an empty array), and its length in bytes.
+// HEXZ_STATUS_TYPE_MISMATCH for arrays of strings or arrays.
 hexz_status hexz_gguf_get_array_data(const hexz_archive *archive, size_t index, const void **out_data, size_t *out_bytes);
 
 // Element `element` of an array of strings: NUL-terminated (borrowed) and its length.

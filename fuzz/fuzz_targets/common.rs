@@ -10,7 +10,7 @@ pub fn exercise(data: &[u8]) -> Option<Vec<u8>> {
     let size = archive.virtual_size();
     let whole = if size <= 1 << 24 { archive.read_vec(0, size).ok() } else { None };
     if let Ok(manifest) = archive.manifest() {
-        let mut scratch = archive.new_scratch();
+        let mut scratch = archive.new_scratch().ok()?;
         for t in manifest.tensors.iter().take(64) {
             if t.length <= 1 << 22 {
                 let mut buf = vec![0u8; t.length as usize];

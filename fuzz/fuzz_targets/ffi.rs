@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| unsafe {
     let mut archive: *mut hexz_archive = std::ptr::null_mut();
-    if hexz_open_memory(data.as_ptr(), data.len(), std::ptr::null(), &mut archive) != hexz_status::Ok {
+    if hexz_open_memory(data.as_ptr(), data.len(), std::ptr::null(), &mut archive) != ErrorCode::Ok {
         assert!(archive.is_null());
         return;
     }
@@ -19,9 +19,9 @@ fuzz_target!(|data: &[u8]| unsafe {
     let mut buf = vec![0u8; 1 << 16];
     for i in 0..count.min(32) {
         let mut t = std::mem::zeroed::<hexz_tensor_info>();
-        if hexz_tensor_get_info(archive, i, &mut t) == hexz_status::Ok {
+        if hexz_tensor_get_info(archive, i, &mut t) == ErrorCode::Ok {
             let mut index = 0usize;
-            assert_eq!(hexz_find_tensor(archive, t.name, &mut index), hexz_status::Ok);
+            assert_eq!(hexz_find_tensor(archive, t.name, &mut index), ErrorCode::Ok);
         }
         let mut got = 0usize;
         hexz_read_tensor(archive, i, buf.as_mut_ptr(), buf.len(), &mut got);

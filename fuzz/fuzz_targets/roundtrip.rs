@@ -1,10 +1,14 @@
 //! Differential: random tensor sets, written as safetensors, GGUF or a raw
 //! file, stored with every codec and block size, alone and as a child of a
-//! parent, must read back exactly.
+//! parent, must read back exactly; the one-thread writer of the core and
+//! the parallel writer of hexz-io must write the same bytes.
 #![no_main]
 use arbitrary::Arbitrary;
-use hexz_format::writer::{store, store_delta, ParentSpec, StoreOptions};
+use std::sync::Arc;
+
+use hexz_format::writer::{store_vec, ParentSpec, StoreOptions, StoreReport};
 use hexz_format::{Archive, Compression};
+use hexz_io::{Location, Parent, Source};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -102,6 +106,16 @@ fn gguf(tensors: &[Tensor]) -> Vec<u8> {
     h
 }
 
+/// The same store through hexz-io's parallel pipeline.
+fn store_parallel(src: &[u8], opts: &StoreOptions, parent: Option<Parent<'_>>) -> hexz_io::Result<(Vec<u8>, StoreReport)> {
+    let mut out = Vec::new();
+    let name = Location::Label("fuzz source".into());
+    let report = hexz_io::store_parallel(&src, &name, &mut out, std::path::Path::new("fuzz output"), opts, parent, &|_| {
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok((out, report))
+}
+
 fuzz_target!(|input: Input| {
     let tensors = &input.tensors[..input.tensors.len().min(8)];
     let source = match input.format % 3 {
@@ -121,8 +135,9 @@ fuzz_target!(|input: Input| {
         raw: input.format % 3 == 0,
         ..StoreOptions::default()
     };
-    let mut hxz = Vec::new();
-    store(source.as_slice(), &mut hxz, &opts, &|_| {}).expect("store");
+    let (hxz, _) = store_vec::<_, &[u8]>(source.as_slice(), &opts, None).expect("store");
+    let (parallel, _) = store_parallel(&source, &opts, None).expect("parallel store");
+    assert!(parallel == hxz, "the parallel writer wrote other bytes");
     let archive = Archive::open(hxz.as_slice()).expect("open");
     assert_eq!(archive.read_vec(0, source.len() as u64).expect("read"), source);
     if !input.with_parent || source.is_empty() {
@@ -137,14 +152,19 @@ fuzz_target!(|input: Input| {
             child[i] = value;
         }
     }
-    let mut child_hxz = Vec::new();
     let spec = ParentSpec { archive: &archive, hint: "parent.hxz".into() };
-    match store_delta(child.as_slice(), &mut child_hxz, &opts, spec, &|_| {}) {
-        Ok(_) => {}
+    let child_hxz = match store_vec(child.as_slice(), &opts, Some(spec)) {
+        Ok((bytes, _)) => bytes,
         // Edits can break the source's own header (e.g. a GGUF offset): then it is not storable as such.
         Err(hexz_format::Error::Source { .. }) => return,
-        Err(e) => panic!("store_delta: {e}"),
-    }
+        Err(e) => panic!("store child: {e}"),
+    };
+    let shared: Source = Arc::new(hxz.clone());
+    let parent_archive = Archive::open(shared).expect("parent");
+    let chain = [Location::Label("parent".into())];
+    let parent = Parent { archive: &parent_archive, chain: &chain, hint: "parent.hxz".into() };
+    let (parallel_child, _) = store_parallel(&child, &opts, Some(parent)).expect("parallel child");
+    assert!(parallel_child == child_hxz, "the parallel writer wrote another child");
     let opened = Archive::open(child_hxz.as_slice())
         .expect("open child")
         .with_ancestors(vec![Archive::open(hxz.as_slice()).expect("parent")])

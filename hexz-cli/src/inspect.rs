@@ -1,87 +1,128 @@
-//! `hexz inspect` and `hexz ls`.
+//! `hexz inspect`, `hexz ls` and `hexz diff`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use hexz_format::codec::{codec_name, filter_name};
 use hexz_format::gguf::{self, GgufHeader, GgufValue};
-use hexz_format::layout::{filter_id, source_format, storage_kind, BlockEntry};
-use hexz_format::manifest::{Manifest, MetadataValue};
-use hexz_format::{Archive, FileSource};
+use hexz_format::layout::BlockEntry;
+use hexz_format::manifest::{MetadataValue, TensorInfo};
+use hexz_format::{Archive, CodecId, FilterId, ReadAt, SourceFormat};
+use hexz_io::{FileSource, OpenOptions, RangeSink, Reader};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::outln;
-use crate::util::{emit, hex, human_bytes, open_archive, CliError, Exit};
+use crate::util::{emit, emit_json, hex, human_bytes, CliError, Exit};
 
-pub fn source_format_name(f: u8) -> &'static str {
-    match f {
-        source_format::SAFETENSORS => "safetensors",
-        source_format::GGUF => "gguf",
-        _ => "raw",
-    }
+/// `hexz inspect --json`: the stable schema documented in README.
+#[derive(Serialize)]
+struct InspectJson {
+    archive: String,
+    format_version: String,
+    identity: String,
+    source_format: &'static str,
+    source_blake3: String,
+    source_header_length: u64,
+    original_size: u64,
+    archive_size: u64,
+    stored_block_bytes: u64,
+    ratio: f64,
+    block_count: u64,
+    max_block_length: u32,
+    deduplicated_blocks: u64,
+    deduplicated_bytes: u64,
+    codecs: BTreeMap<&'static str, u64>,
+    filters: BTreeMap<&'static str, u64>,
+    parent: Option<ParentJson>,
+    chain: Vec<ChainJson>,
+    parent_blocks: u64,
+    delta_blocks: u64,
+    metadata: BTreeMap<String, Value>,
+    tensor_count: usize,
+    tensors: Vec<TensorJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gguf: Option<Value>,
 }
 
-pub fn storage_kind_name(k: u8) -> &'static str {
-    match k {
-        storage_kind::STORED => "stored",
-        storage_kind::DEDUPLICATED => "deduplicated",
-        storage_kind::PARENT => "parent",
-        storage_kind::DELTA => "delta",
-        storage_kind::EMPTY => "empty",
-        _ => "unknown",
-    }
+#[derive(Serialize)]
+struct ParentJson {
+    identity: String,
+    hint: String,
 }
 
-/// Everything `inspect --json` prints (the stable schema documented in README).
-fn summary(path: &Path, archive: &Archive<FileSource>, manifest: &Manifest) -> Result<Value, CliError> {
-    let mut codecs: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut filters: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut stored = std::collections::HashSet::new();
-    let mut dedup_blocks = 0u64;
-    let mut dedup_bytes = 0u64;
-    let mut stored_bytes = 0u64;
-    let mut parent_blocks = 0u64;
-    let mut delta_blocks = 0u64;
-    for i in 0..archive.footer().page_count.get() {
-        let page = archive.page(i).map_err(|e| CliError::format(path, e))?;
-        for slot in 0..page.entry_count {
-            let e = archive.entry(&page, slot).map_err(|e| CliError::format(path, e))?;
-            *codecs.entry(codec_name(e.codec)).or_default() += 1;
-            *filters.entry(filter_name(e.filter)).or_default() += 1;
-            if e.location > 0 {
-                parent_blocks += 1;
-                continue;
-            }
-            if hexz_format::layout::filter_id::is_delta(e.filter) {
-                delta_blocks += 1;
-            }
-            if stored.insert(e.stored_offset.get()) {
-                stored_bytes += u64::from(e.stored_length.get());
-            } else {
-                dedup_blocks += 1;
-                dedup_bytes += u64::from(e.virtual_length.get());
-            }
+#[derive(Serialize)]
+struct ChainJson {
+    path: String,
+    identity: String,
+}
+
+#[derive(Serialize)]
+struct TensorJson {
+    name: String,
+    dtype: String,
+    ggml_type: Option<u32>,
+    shape: Vec<u64>,
+    offset: u64,
+    length: u64,
+    storage: &'static str,
+}
+
+impl From<&TensorInfo> for TensorJson {
+    fn from(t: &TensorInfo) -> Self {
+        TensorJson {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            ggml_type: t.ggml_type,
+            shape: t.shape.clone(),
+            offset: t.offset,
+            length: t.length,
+            storage: t.storage_kind.name(),
         }
     }
-    let original = archive.virtual_size();
-    let archive_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+}
+
+/// Block entries covering `[offset, offset + length)`, in order.
+fn entries_in(reader: &Reader, offset: u64, length: u64) -> Result<Vec<BlockEntry>, CliError> {
+    if length == 0 {
+        return Ok(Vec::new());
+    }
+    let archive = reader.archive();
+    let mut page = vec![0u8; archive.page_bytes()];
+    let blocks = archive.blocks(offset, length, &mut page).map_err(|e| reader.error(e))?;
+    blocks.map(|b| b.map(|b| b.entry).map_err(|e| CliError::from(reader.error(e)))).collect()
+}
+
+fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
+    let archive = reader.archive();
+    let mut codecs: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut filters: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut stored = HashSet::new();
+    let (mut dedup_blocks, mut dedup_bytes, mut stored_bytes, mut parent_blocks, mut delta_blocks) = (0, 0, 0, 0, 0);
+    for e in entries_in(reader, 0, reader.size())? {
+        *codecs.entry(CodecId::from_u8(e.codec).map_or("unknown", CodecId::name)).or_default() += 1;
+        let filter = FilterId::from_u8(e.filter);
+        *filters.entry(filter.map_or("unknown", FilterId::name)).or_default() += 1;
+        if e.location > 0 {
+            parent_blocks += 1;
+            continue;
+        }
+        if filter.is_some_and(FilterId::is_delta) {
+            delta_blocks += 1;
+        }
+        if stored.insert(e.stored_offset.get()) {
+            stored_bytes += u64::from(e.stored_length.get());
+        } else {
+            dedup_blocks += 1;
+            dedup_bytes += u64::from(e.virtual_length.get());
+        }
+    }
+    let manifest = archive.manifest().map_err(|e| reader.error(e))?;
+    let original = reader.size();
+    let archive_size = ReadAt::len(archive.source());
     let header = archive.header();
-    let tensors: Vec<Value> = manifest
-        .tensors
-        .iter()
-        .map(|t| {
-            json!({
-                "name": t.name,
-                "dtype": t.dtype,
-                "ggml_type": t.ggml_type,
-                "shape": t.shape,
-                "offset": t.offset,
-                "length": t.length,
-                "storage": storage_kind_name(t.storage_kind),
-            })
-        })
-        .collect();
-    let metadata: serde_json::Map<String, Value> = manifest
+    let metadata = manifest
         .metadata
         .iter()
         .map(|(k, v)| {
@@ -92,31 +133,38 @@ fn summary(path: &Path, archive: &Archive<FileSource>, manifest: &Manifest) -> R
             (k.clone(), value)
         })
         .collect();
-    Ok(json!({
-        "archive": path.display().to_string(),
-        "format_version": format!("{}.{}", header.version_major.get(), header.version_minor.get()),
-        "identity": hex(&archive.identity()),
-        "source_format": source_format_name(manifest.source_format),
-        "source_blake3": hex(&archive.source_hash()),
-        "source_header_length": manifest.source_header_length,
-        "original_size": original,
-        "archive_size": archive_size,
-        "stored_block_bytes": stored_bytes,
-        "ratio": archive_size as f64 / original.max(1) as f64,
-        "block_count": archive.block_count(),
-        "max_block_length": archive.footer().max_block_length.get(),
-        "deduplicated_blocks": dedup_blocks,
-        "deduplicated_bytes": dedup_bytes,
-        "codecs": codecs,
-        "filters": filters,
-        "parent": manifest.parent.as_ref().map(|p| json!({"identity": hex(&p.identity), "hint": p.hint})),
-        "chain": Vec::<Value>::new(),
-        "parent_blocks": parent_blocks,
-        "delta_blocks": delta_blocks,
-        "metadata": metadata,
-        "tensor_count": manifest.tensors.len(),
-        "tensors": tensors,
-    }))
+    let chain = reader
+        .chain()
+        .iter()
+        .enumerate()
+        .filter_map(|(d, l)| archive.member(d).map(|m| ChainJson { path: l.to_string(), identity: hex(&m.identity()) }))
+        .collect();
+    Ok(InspectJson {
+        archive: path.display().to_string(),
+        format_version: format!("{}.{}", header.version_major.get(), header.version_minor.get()),
+        identity: hex(&archive.identity()),
+        source_format: manifest.source_format.name(),
+        source_blake3: hex(&archive.source_hash()),
+        source_header_length: manifest.source_header_length,
+        original_size: original,
+        archive_size,
+        stored_block_bytes: stored_bytes,
+        ratio: archive_size as f64 / original.max(1) as f64,
+        block_count: archive.block_count(),
+        max_block_length: archive.footer().max_block_length.get(),
+        deduplicated_blocks: dedup_blocks,
+        deduplicated_bytes: dedup_bytes,
+        codecs,
+        filters,
+        parent: manifest.parent.as_ref().map(|p| ParentJson { identity: hex(&p.identity), hint: p.hint.clone() }),
+        chain,
+        parent_blocks,
+        delta_blocks,
+        metadata,
+        tensor_count: manifest.tensors.len(),
+        tensors: manifest.tensors.iter().map(TensorJson::from).collect(),
+        gguf: None,
+    })
 }
 
 /// A GGUF value as JSON: numbers, booleans, strings (lossy UTF-8), arrays.
@@ -173,94 +221,86 @@ pub fn gguf_value_json(bytes: &[u8], v: &GgufValue) -> Value {
     }
 }
 
-fn gguf_json(path: &Path, archive: &Archive<FileSource>) -> Result<Value, CliError> {
-    let (bytes, header) = archive.gguf_header().map_err(|e| CliError::format(path, e))?;
-    let kv: Vec<Value> = header
-        .kvs
-        .iter()
-        .map(|kv| {
-            let elem = match &kv.value {
-                GgufValue::Array(a) => Some(gguf::value_type_name(a.elem_type)),
-                _ => None,
-            };
-            json!({
-                "key": kv.key,
-                "type": gguf::value_type_name(kv.value.type_id()),
-                "element_type": elem,
-                "value": gguf_value_json(&bytes, &kv.value),
-            })
-        })
-        .collect();
-    Ok(json!({"version": header.version, "alignment": header.alignment, "data_offset": header.data_offset, "kv": kv}))
+#[derive(Serialize)]
+struct GgufJson {
+    version: u32,
+    alignment: u64,
+    data_offset: u64,
+    kv: Vec<KvJson>,
 }
 
-pub fn inspect(path: &Path, as_json: bool, kv: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
-    let mut o = String::new();
-    let chain = open_archive(path, search)?;
-    let archive = &chain.archive;
-    let manifest = archive.manifest().map_err(|e| CliError::format(path, e))?;
-    let mut s = summary(path, archive, &manifest)?;
-    s["chain"] = Value::Array(
-        chain
-            .paths
-            .iter()
-            .enumerate()
-            .filter_map(|(d, p)| {
-                archive.member(d).map(|m| json!({"path": p.display().to_string(), "identity": hex(&m.identity())}))
-            })
-            .collect(),
-    );
-    if kv && manifest.source_format == source_format::GGUF {
-        s["gguf"] = gguf_json(path, archive)?;
+#[derive(Serialize)]
+struct KvJson {
+    key: String,
+    #[serde(rename = "type")]
+    type_name: &'static str,
+    element_type: Option<&'static str>,
+    value: Value,
+}
+
+fn gguf_json(reader: &Reader) -> Result<Value, CliError> {
+    let (bytes, header) = reader.archive().gguf_header().map_err(|e| reader.error(e))?;
+    let kv = header
+        .kvs
+        .iter()
+        .map(|kv| KvJson {
+            key: kv.key.clone(),
+            type_name: gguf::value_type_name(kv.value.type_id()),
+            element_type: match &kv.value {
+                GgufValue::Array(a) => Some(gguf::value_type_name(a.elem_type)),
+                _ => None,
+            },
+            value: gguf_value_json(&bytes, &kv.value),
+        })
+        .collect();
+    let g = GgufJson { version: header.version, alignment: header.alignment, data_offset: header.data_offset, kv };
+    serde_json::to_value(g).map_err(|e| CliError::usage(format!("JSON output: {e}")))
+}
+
+pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Result<Exit, CliError> {
+    let reader = Reader::open(path, open)?;
+    let mut s = summary(path, &reader)?;
+    if kv && reader.source_format() == SourceFormat::Gguf {
+        s.gguf = Some(gguf_json(&reader)?);
     }
     if as_json {
-        outln!(o, "{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-        return emit(&o);
+        return emit_json(&s);
     }
-    let num = |k: &str| s[k].as_u64().unwrap_or(0);
+    let mut o = String::new();
     outln!(o, "archive         {}", path.display());
-    outln!(o, "format version  {}", s["format_version"].as_str().unwrap_or(""));
-    outln!(o, "identity        {}", s["identity"].as_str().unwrap_or(""));
-    outln!(o, "source format   {}", s["source_format"].as_str().unwrap_or(""));
-    outln!(o, "original size   {} ({} bytes)", human_bytes(num("original_size")), num("original_size"));
-    outln!(o, "archive size    {} ({} bytes)", human_bytes(num("archive_size")), num("archive_size"));
-    outln!(o, "ratio           {:.4}", s["ratio"].as_f64().unwrap_or(0.0));
-    outln!(o, "blocks          {}", num("block_count"));
-    outln!(o, "dedup savings   {} blocks, {}", num("deduplicated_blocks"), human_bytes(num("deduplicated_bytes")));
-    outln!(o, "codecs          {}", mix(&s["codecs"]));
-    outln!(o, "filters         {}", mix(&s["filters"]));
-    match &manifest.parent {
-        Some(p) => outln!(o, "parent          {} ({})", p.hint, hex(&p.identity)),
+    outln!(o, "format version  {}", s.format_version);
+    outln!(o, "identity        {}", s.identity);
+    outln!(o, "source format   {}", s.source_format);
+    outln!(o, "original size   {} ({} bytes)", human_bytes(s.original_size), s.original_size);
+    outln!(o, "archive size    {} ({} bytes)", human_bytes(s.archive_size), s.archive_size);
+    outln!(o, "ratio           {:.4}", s.ratio);
+    outln!(o, "blocks          {}", s.block_count);
+    outln!(o, "dedup savings   {} blocks, {}", s.deduplicated_blocks, human_bytes(s.deduplicated_bytes));
+    outln!(o, "codecs          {}", mix(&s.codecs));
+    outln!(o, "filters         {}", mix(&s.filters));
+    match &s.parent {
+        Some(p) => outln!(o, "parent          {} ({})", p.hint, p.identity),
         None => outln!(o, "parent          none"),
     }
-    for (d, p) in chain.paths.iter().enumerate().skip(1) {
-        outln!(o, "chain           {}{}", "  ".repeat(d - 1), p.display());
+    for (d, c) in s.chain.iter().enumerate().skip(1) {
+        outln!(o, "chain           {}{}", "  ".repeat(d - 1), c.path);
     }
-    for (k, v) in s["metadata"].as_object().into_iter().flatten() {
+    for (k, v) in &s.metadata {
         outln!(o, "metadata        {k} = {v}");
     }
-    if !manifest.tensors.is_empty() {
+    if !s.tensors.is_empty() {
         outln!(o, "\n{:<48} {:<8} {:<22} {:>12}  storage", "tensor", "dtype", "shape", "bytes");
-        for t in &manifest.tensors {
-            outln!(
-                o,
-                "{:<48} {:<8} {:<22} {:>12}  {}",
-                t.name,
-                t.dtype,
-                format!("{:?}", t.shape),
-                t.length,
-                storage_kind_name(t.storage_kind)
-            );
+        for t in &s.tensors {
+            outln!(o, "{:<48} {:<8} {:<22} {:>12}  {}", t.name, t.dtype, format!("{:?}", t.shape), t.length, t.storage);
         }
     }
-    if let Some(g) = s.get("gguf") {
+    if let Some(g) = &s.gguf {
         outln!(o, "\nGGUF v{} key/values:", g["version"]);
         for kv in g["kv"].as_array().into_iter().flatten() {
             let value = kv["value"].to_string();
-            let shown = if value.len() > 96 {
-                format!("{}… ({} chars)", &value[..value.floor_char_boundary(96)], value.len())
-            } else {
-                value
+            let shown = match value.char_indices().nth(96) {
+                Some((cut, _)) => format!("{}… ({} chars)", &value[..cut], value.chars().count()),
+                None => value,
             };
             outln!(o, "  {:<44} {:<8} {}", kv["key"].as_str().unwrap_or(""), kv["type"].as_str().unwrap_or(""), shown);
         }
@@ -268,8 +308,8 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, search: &[PathBuf]) -> Resu
     emit(&o)
 }
 
-fn mix(v: &Value) -> String {
-    v.as_object().map(|o| o.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+fn mix(counts: &BTreeMap<&'static str, u64>) -> String {
+    counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
 }
 
 struct Listed {
@@ -280,110 +320,132 @@ struct Listed {
     parent: Option<[u8; 32]>,
 }
 
+#[derive(Serialize)]
+struct LsJson {
+    path: String,
+    archive_size: u64,
+    original_size: u64,
+    identity: String,
+    parent: Option<String>,
+    children: Vec<LsJson>,
+}
+
 pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
-    let mut o = String::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| CliError::io(dir, &e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| hexz_io::Error::file(dir, "list", e))?;
     let mut found = Vec::new();
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
     paths.sort();
     for path in paths {
         // Archives are recognised by content; other files are skipped quietly.
-        let Ok(archive) = FileSource::open(&path).and_then(Archive::open) else {
-            continue;
-        };
-        let Ok(manifest) = archive.manifest() else {
+        let Ok(archive) = FileSource::open(&path).map_err(|_| ()).and_then(|s| Archive::open(s).map_err(|_| ())) else {
             continue;
         };
         found.push(Listed {
-            size: hexz_format::ReadAt::len(archive.source()),
+            size: ReadAt::len(archive.source()),
             original: archive.virtual_size(),
             identity: archive.identity(),
-            parent: manifest.parent.map(|p| p.identity),
+            parent: archive.parent_identity(),
             path,
         });
     }
-    let by_id: BTreeMap<[u8; 32], usize> = found.iter().enumerate().map(|(i, l)| (l.identity, i)).collect();
+    for stale in hexz_io::output::stale_temporaries(dir) {
+        eprintln!(
+            "hexz: note: {} is a temporary left by a hexz process that is gone; the next store or extract into this folder removes it",
+            stale.display()
+        );
+    }
+    let by_id: HashMap<[u8; 32], usize> = found.iter().enumerate().map(|(i, l)| (l.identity, i)).collect();
+    let mut children: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
+    for (i, l) in found.iter().enumerate() {
+        if let Some(p) = l.parent.filter(|p| by_id.contains_key(p)) {
+            children.entry(p).or_default().push(i);
+        }
+    }
+    let kids = |i: usize| children.get(&found[i].identity).cloned().unwrap_or_default();
     let roots: Vec<usize> =
         (0..found.len()).filter(|&i| found[i].parent.is_none_or(|p| !by_id.contains_key(&p))).collect();
-    let children =
-        |i: usize| -> Vec<usize> { (0..found.len()).filter(|&j| found[j].parent == Some(found[i].identity)).collect() };
     if as_json {
-        fn node(found: &[Listed], i: usize, children: &dyn Fn(usize) -> Vec<usize>, depth: u32) -> Value {
-            let kids: Vec<Value> = if depth > 64 {
+        fn node(found: &[Listed], i: usize, kids: &dyn Fn(usize) -> Vec<usize>, depth: u32) -> LsJson {
+            let l = &found[i];
+            let children = if depth > 64 {
                 Vec::new()
             } else {
-                children(i).into_iter().map(|c| node(found, c, children, depth + 1)).collect()
+                kids(i).into_iter().map(|c| node(found, c, kids, depth + 1)).collect()
             };
-            let l = &found[i];
-            json!({"path": l.path.display().to_string(), "archive_size": l.size, "original_size": l.original,
-                   "identity": hex(&l.identity), "parent": l.parent.map(|p| hex(&p)), "children": kids})
+            LsJson {
+                path: l.path.display().to_string(),
+                archive_size: l.size,
+                original_size: l.original,
+                identity: hex(&l.identity),
+                parent: l.parent.map(|p| hex(&p)),
+                children,
+            }
         }
-        let tree: Vec<Value> = roots.iter().map(|&r| node(&found, r, &children, 0)).collect();
-        outln!(o, "{}", serde_json::to_string_pretty(&tree).unwrap_or_default());
-        return emit(&o);
+        let tree: Vec<LsJson> = roots.iter().map(|&r| node(&found, r, &kids, 0)).collect();
+        return emit_json(&tree);
     }
     fn print(
         o: &mut String,
         found: &[Listed],
         i: usize,
-        children: &dyn Fn(usize) -> Vec<usize>,
+        kids: &dyn Fn(usize) -> Vec<usize>,
         prefix: &str,
         last: bool,
         depth: u32,
     ) {
         let l = &found[i];
         let name = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let branch = if depth == 0 {
-            ""
-        } else if last {
-            "└── "
-        } else {
-            "├── "
+        let branch = match (depth, last) {
+            (0, _) => "",
+            (_, true) => "└── ",
+            (_, false) => "├── ",
         };
         let missing = if l.parent.is_some() && depth == 0 { "  (parent not in this folder)" } else { "" };
         outln!(o, "{prefix}{branch}{name}  {} of {}{missing}", human_bytes(l.size), human_bytes(l.original));
-        let kids = children(i);
+        let children = kids(i);
         let next = if depth == 0 { String::new() } else { format!("{prefix}{}", if last { "    " } else { "│   " }) };
         if depth < 64 {
-            for (k, &c) in kids.iter().enumerate() {
-                print(o, found, c, children, &next, k + 1 == kids.len(), depth + 1);
+            for (k, &c) in children.iter().enumerate() {
+                print(o, found, c, kids, &next, k + 1 == children.len(), depth + 1);
             }
         }
     }
     if found.is_empty() {
         eprintln!("no archives in {}", dir.display());
     }
+    let mut o = String::new();
     for &r in &roots {
-        print(&mut o, &found, r, &children, "", true, 0);
+        print(&mut o, &found, r, &kids, "", true, 0);
     }
     emit(&o)
 }
 
-/// Block entries covering [offset, offset + length) of an archive's virtual space.
-fn entries_in(archive: &Archive<FileSource>, offset: u64, length: u64) -> hexz_format::Result<Vec<BlockEntry>> {
-    let mut out = Vec::new();
-    if length == 0 {
-        return Ok(out);
+/// Compares what the shared decoder gives for a range of A with the same
+/// bytes read from B; stops at the first difference.
+struct CompareSink<'a> {
+    b: &'a Reader,
+    b_offset: u64,
+    differ: AtomicBool,
+}
+
+impl RangeSink for CompareSink<'_> {
+    fn ordered(&self) -> bool {
+        false
     }
-    let (mut page, mut slot, mut entry) = archive.locate(offset)?;
-    loop {
-        let end = entry.virtual_offset.get() + u64::from(entry.virtual_length.get());
-        out.push(entry);
-        if end >= offset + length {
-            return Ok(out);
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> hexz_io::Result<()> {
+        let theirs = self.b.read_vec(self.b_offset + offset, data.len() as u64)?;
+        if theirs != data {
+            self.differ.store(true, Ordering::Relaxed);
+            return Err(hexz_io::Error::Format(hexz_format::Error::Cancelled));
         }
-        (page, slot, entry) = archive.next_block(&page, slot)?;
+        Ok(())
     }
 }
 
 /// Whether two tensors hold the same bytes: equal block hash sequences when
-/// both were cut alike, else a streamed byte comparison.
-fn same_bytes(
-    a: &Archive<FileSource>,
-    ta: &hexz_format::manifest::TensorInfo,
-    b: &Archive<FileSource>,
-    tb: &hexz_format::manifest::TensorInfo,
-) -> hexz_format::Result<bool> {
+/// both were cut alike, else a decoded comparison.
+fn same_bytes(a: &Reader, ta: &TensorInfo, b: &Reader, tb: &TensorInfo) -> Result<bool, CliError> {
     if ta.length != tb.length {
         return Ok(false);
     }
@@ -392,135 +454,140 @@ fn same_bytes(
     if ha == hb {
         return Ok(true);
     }
-    let aligned = ha.iter().map(|x| x.0).eq(hb.iter().map(|x| x.0));
-    if aligned {
+    if ha.iter().map(|x| x.0).eq(hb.iter().map(|x| x.0)) {
         return Ok(false);
     }
-    let (mut sa, mut sb) = (a.new_scratch(), b.new_scratch());
-    let step = 4u64 << 20;
-    let (mut xa, mut xb) = (vec![0u8; step as usize], vec![0u8; step as usize]);
-    let mut done = 0u64;
-    while done < ta.length {
-        let n = (ta.length - done).min(step) as usize;
-        a.read_at(ta.offset + done, &mut xa[..n], &mut sa)?;
-        b.read_at(tb.offset + done, &mut xb[..n], &mut sb)?;
-        if xa[..n] != xb[..n] {
-            return Ok(false);
-        }
-        done += n as u64;
+    let sink = CompareSink { b, b_offset: tb.offset, differ: AtomicBool::new(false) };
+    match a.read_range_parallel(ta.offset, ta.length, &sink, 0, &|_| ControlFlow::Continue(())) {
+        Ok(()) => Ok(true),
+        Err(_) if sink.differ.load(Ordering::Relaxed) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    Ok(true)
+}
+
+/// `hexz diff --json`.
+#[derive(Serialize)]
+struct DiffJson {
+    a: String,
+    b: String,
+    b_is_child_of_a: bool,
+    totals: BTreeMap<&'static str, u64>,
+    stored_bytes: u64,
+    b_archive_size: u64,
+    b_original_size: u64,
+    tensors: Vec<DiffRow>,
+}
+
+#[derive(Serialize)]
+struct DiffRow {
+    name: String,
+    status: &'static str,
+    dtype: String,
+    shape: Vec<u64>,
+    base_dtype: Option<String>,
+    base_shape: Option<Vec<u64>>,
+    bytes: u64,
+    stored_bytes: u64,
+    /// The filters of the blocks B stores for the tensor (`delta-xor`,
+    /// `delta-sub`, `delta-sub-bits`), or `whole` for plain blocks.
+    delta: Vec<&'static str>,
 }
 
 /// `hexz diff A B`: per tensor of B against A: identical, changed (with the
 /// delta kinds B used and the bytes B stores for it), added, removed,
 /// reshaped; and totals.
-pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, search: &[PathBuf]) -> Result<Exit, CliError> {
-    let chain_a = open_archive(path_a, search)?;
-    let chain_b = open_archive(path_b, search)?;
-    let (a, b) = (&chain_a.archive, &chain_b.archive);
-    let ma = a.manifest().map_err(|e| CliError::format(path_a, e))?;
-    let mb = b.manifest().map_err(|e| CliError::format(path_b, e))?;
-    let by_name: BTreeMap<&str, &hexz_format::manifest::TensorInfo> =
-        ma.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliError> {
+    let a = Reader::open(path_a, open)?;
+    let b = Reader::open(path_b, open)?;
+    let by_name: BTreeMap<&str, &TensorInfo> = a.tensors().iter().map(|t| (t.name.as_str(), t)).collect();
     let mut rows = Vec::new();
-    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut total_stored = 0u64;
-    for tb in &mb.tensors {
-        let blocks = entries_in(b, tb.offset, tb.length).map_err(|e| CliError::format(path_b, e))?;
-        let stored: u64 = blocks.iter().filter(|e| e.location == 0).map(|e| u64::from(e.stored_length.get())).sum();
-        let mut kinds: Vec<&str> = blocks
-            .iter()
-            .filter(|e| e.location == 0)
-            .map(|e| match e.filter {
-                filter_id::DELTA_XOR => "xor",
-                filter_id::DELTA_SUB => "sub",
-                filter_id::DELTA_SUB_BITS => "sub-bits",
+    for tb in b.tensors() {
+        let blocks = entries_in(&b, tb.offset, tb.length)?;
+        let own = || blocks.iter().filter(|e| e.location == 0);
+        let stored: u64 = own().map(|e| u64::from(e.stored_length.get())).sum();
+        let mut kinds: Vec<&'static str> = own()
+            .map(|e| match FilterId::from_u8(e.filter) {
+                Some(f) if f.is_delta() => f.name(),
                 _ => "whole",
             })
             .collect();
         kinds.sort_unstable();
         kinds.dedup();
-        let status = match by_name.get(tb.name.as_str()) {
+        let before = by_name.get(tb.name.as_str()).copied();
+        let status = match before {
             None => "added",
             Some(ta) if ta.dtype != tb.dtype || ta.shape != tb.shape => "reshaped",
-            Some(ta) => {
-                if same_bytes(a, ta, b, tb).map_err(|e| CliError::format(path_b, e))? {
-                    "identical"
-                } else {
-                    "changed"
-                }
-            }
+            Some(ta) if same_bytes(&a, ta, &b, tb)? => "identical",
+            Some(_) => "changed",
         };
         *totals.entry(status).or_default() += 1;
         total_stored += stored;
-        let before = by_name.get(tb.name.as_str());
-        rows.push(json!({
-            "name": tb.name,
-            "status": status,
-            "dtype": tb.dtype,
-            "shape": tb.shape,
-            "base_dtype": before.map(|t| t.dtype.clone()),
-            "base_shape": before.map(|t| t.shape.clone()),
-            "bytes": tb.length,
-            "stored_bytes": stored,
-            "delta": kinds,
-        }));
+        rows.push(DiffRow {
+            name: tb.name.clone(),
+            status,
+            dtype: tb.dtype.clone(),
+            shape: tb.shape.clone(),
+            base_dtype: before.map(|t| t.dtype.clone()),
+            base_shape: before.map(|t| t.shape.clone()),
+            bytes: tb.length,
+            stored_bytes: stored,
+            delta: kinds,
+        });
     }
-    let names_b: std::collections::BTreeSet<&str> = mb.tensors.iter().map(|t| t.name.as_str()).collect();
-    for ta in &ma.tensors {
-        if !names_b.contains(ta.name.as_str()) {
-            *totals.entry("removed").or_default() += 1;
-            rows.push(json!({"name": ta.name, "status": "removed", "dtype": ta.dtype, "shape": ta.shape,
-                             "bytes": ta.length, "stored_bytes": 0, "delta": []}));
-        }
+    let names_b: HashSet<&str> = b.tensors().iter().map(|t| t.name.as_str()).collect();
+    for ta in a.tensors().iter().filter(|t| !names_b.contains(t.name.as_str())) {
+        *totals.entry("removed").or_default() += 1;
+        rows.push(DiffRow {
+            name: ta.name.clone(),
+            status: "removed",
+            dtype: ta.dtype.clone(),
+            shape: ta.shape.clone(),
+            base_dtype: None,
+            base_shape: None,
+            bytes: ta.length,
+            stored_bytes: 0,
+            delta: Vec::new(),
+        });
     }
-    let archive_b = std::fs::metadata(path_b).map(|m| m.len()).unwrap_or(0);
-    let summary = json!({
-        "a": path_a.display().to_string(),
-        "b": path_b.display().to_string(),
-        "b_is_child_of_a": b.parent_identity() == Some(a.identity()),
-        "totals": totals,
-        "stored_bytes": total_stored,
-        "b_archive_size": archive_b,
-        "b_original_size": b.virtual_size(),
-        "tensors": rows,
-    });
-    let mut o = String::new();
+    let b_archive_size = ReadAt::len(b.archive().source());
+    let summary = DiffJson {
+        a: path_a.display().to_string(),
+        b: path_b.display().to_string(),
+        b_is_child_of_a: b.archive().parent_identity() == Some(a.archive().identity()),
+        totals,
+        stored_bytes: total_stored,
+        b_archive_size,
+        b_original_size: b.size(),
+        tensors: rows,
+    };
     if as_json {
-        outln!(o, "{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
-        return emit(&o);
+        return emit_json(&summary);
     }
-    for r in summary["tensors"].as_array().into_iter().flatten() {
-        let status = r["status"].as_str().unwrap_or("");
-        let detail = match status {
-            "changed" => format!(
-                "{} stored ({})",
-                human_bytes(r["stored_bytes"].as_u64().unwrap_or(0)),
-                r["delta"]
-                    .as_array()
-                    .map(|k| k.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join("+"))
-                    .unwrap_or_default()
-            ),
+    let mut o = String::new();
+    for r in &summary.tensors {
+        let detail = match r.status {
+            "changed" => format!("{} stored ({})", human_bytes(r.stored_bytes), r.delta.join("+")),
             "reshaped" => format!(
-                "{} {} -> {} {}",
-                r["base_dtype"].as_str().unwrap_or(""),
-                r["base_shape"],
-                r["dtype"].as_str().unwrap_or(""),
-                r["shape"]
+                "{} {:?} -> {} {:?}",
+                r.base_dtype.as_deref().unwrap_or(""),
+                r.base_shape.clone().unwrap_or_default(),
+                r.dtype,
+                r.shape
             ),
-            "added" => format!("{} stored", human_bytes(r["stored_bytes"].as_u64().unwrap_or(0))),
+            "added" => format!("{} stored", human_bytes(r.stored_bytes)),
             _ => String::new(),
         };
-        outln!(o, "{:<10} {:<48} {}", status, r["name"].as_str().unwrap_or(""), detail);
+        outln!(o, "{:<10} {:<48} {}", r.status, r.name, detail);
     }
     outln!(
         o,
         "totals: {} — {} stored for B ({} archive, {} original)",
-        totals.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
+        summary.totals.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
         human_bytes(total_stored),
-        human_bytes(archive_b),
-        human_bytes(b.virtual_size())
+        human_bytes(b_archive_size),
+        human_bytes(b.size())
     );
     emit(&o)
 }

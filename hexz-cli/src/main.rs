@@ -1,34 +1,37 @@
-//! `hexz`: store, extract, inspect, list and verify `.hxz` archives.
+//! `hexz`: store, extract, inspect, diff, list and verify `.hxz` archives.
 
 mod inspect;
 mod util;
 
-use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hexz_format::manifest::MetadataValue;
-use hexz_format::writer::{store_file, StoreOptions};
-use hexz_format::{Archive, Compression, FileSource};
+use hexz_format::writer::StoreOptions;
+use hexz_format::{Compression, ErrorCode};
+use hexz_io::{FileId, Location, OpenOptions, Output, OutputOptions, Reader};
 
-use crate::util::{human_bytes, open_archive, progress_bar, CliError, Exit};
+use crate::util::{human_bytes, progress_bar, CliError, Exit};
 
 const EXAMPLES: &str = "\
 Examples:
-  hexz store model.safetensors model.hxz            # zstd -3, 1 MiB blocks
+  hexz store model.safetensors model.hxz            # zstd, 1 MiB blocks
   hexz store model.gguf model.hxz --compression lz4
   hexz store ft.safetensors ft.hxz --base base.hxz  # a fine-tune as deltas against its base
   hexz store ft.safetensors ft.hxz --metadata run=42 --metadata 'cfg:={\"lr\":1e-4}'
   hexz extract model.hxz model.gguf                 # byte-identical source file
+  hexz extract model.hxz - | sha256sum              # to standard output
   hexz extract model.hxz --tensor token_embd.weight > emb.bin
   hexz inspect model.hxz --json
   hexz diff base.hxz ft.hxz                         # per-tensor changes
-  hexz verify model.hxz --deep
+  hexz verify model.hxz                             # every block's BLAKE3 (--quick: structure only)
   hexz ls ./checkpoints
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 verification found problems.";
+Exit codes: 0 ok, 1 error, 2 usage, 3 verification found problems,
+130 interrupted (SIGINT), 143 terminated (SIGTERM).";
 
 #[derive(Parser)]
 #[command(name = "hexz", version, about = "Seekable, deduplicated archives for model checkpoints", after_help = EXAMPLES)]
@@ -58,11 +61,11 @@ enum Command {
     Diff(DiffArgs),
     /// List the archives in a folder, with parent chains as a tree.
     Ls(LsArgs),
-    /// Check an archive's structure (and with --deep, every block).
+    /// Check an archive: every block's BLAKE3 and the whole file's (--quick: structure only).
     Verify(VerifyArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CompressionArg {
     Lz4,
     Zstd,
@@ -73,7 +76,7 @@ enum CompressionArg {
 struct StoreArgs {
     /// The file to store (format detected from its content).
     src: PathBuf,
-    /// The archive to write.
+    /// The archive to write (- for standard output).
     dst: PathBuf,
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
@@ -82,17 +85,18 @@ struct StoreArgs {
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: Option<i32>,
     /// Block size, e.g. 1M, 256K, 4MiB (4 KiB to 64 MiB).
-    #[arg(long, value_parser = util::parse_size, default_value = "1MiB")]
-    block_size: u64,
-    /// User metadata: KEY=VALUE (string) or KEY:=JSON.
+    #[arg(long, value_parser = util::parse_block_size, default_value = "1MiB")]
+    block_size: u32,
+    /// User metadata: KEY=VALUE (string) or KEY:=JSON; each key once.
     #[arg(long = "metadata", value_name = "KEY=VALUE")]
     metadata: Vec<String>,
     /// Store as a delta against this parent archive.
     #[arg(long, value_name = "PARENT.hxz")]
     base: Option<PathBuf>,
-    /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    /// Worker threads (default: one per core; at most 256; memory stays
+    /// within the in-flight budget whatever the count).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+    threads: u16,
     /// Replace DST if it exists.
     #[arg(long)]
     force: bool,
@@ -104,17 +108,20 @@ struct StoreArgs {
 #[derive(Args)]
 struct ExtractArgs {
     archive: PathBuf,
-    /// Where to write the original file.
+    /// Where to write the original file (- for standard output).
     out: Option<PathBuf>,
     /// Extract this tensor's raw bytes instead (repeatable; concatenated in order).
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
-    /// Output file for --tensor (default: stdout for one tensor).
+    /// Output file (- for standard output; the default for --tensor).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
     /// Replace the output if it exists.
     #[arg(long)]
     force: bool,
+    /// Decoding threads (default: one per core).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    threads: u16,
 }
 
 #[derive(Args)]
@@ -147,65 +154,55 @@ struct LsArgs {
 #[derive(Args)]
 struct VerifyArgs {
     archive: PathBuf,
-    /// Decode every block and check every hash.
+    /// Structure only (header, index, manifest): no block is decoded.
+    #[arg(long, conflicts_with = "deep")]
+    quick: bool,
+    /// Every block decoded and hashed (the default; kept for old scripts).
     #[arg(long)]
     deep: bool,
     #[arg(long)]
     json: bool,
+    /// Decoding threads (default: one per core).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    threads: u16,
+}
+
+/// What a command needs from the global options.
+struct Context {
+    quiet: bool,
+    verbose: u8,
+    open: OpenOptions,
 }
 
 fn main() -> ExitCode {
+    util::install_signal_cleanup();
     let cli = Cli::parse();
-    let quiet = cli.quiet;
-    let search = &cli.parent_dirs;
-    let result = match cli.command {
-        Command::Store(a) => store(a, quiet, cli.verbose, search),
-        Command::Extract(a) => extract(a, quiet, cli.verbose, search),
-        Command::Inspect(a) => inspect::inspect(&a.archive, a.json, a.kv, search),
-        Command::Diff(a) => inspect::diff(&a.a, &a.b, a.json, search),
-        Command::Ls(a) => inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json),
-        Command::Verify(a) => verify(a, quiet, cli.verbose, search),
+    let open = OpenOptions { search: cli.parent_dirs.iter().map(Location::from).collect(), ..OpenOptions::default() };
+    let ctx = Context { quiet: cli.quiet, verbose: cli.verbose, open };
+    let (result, json) = match cli.command {
+        Command::Store(a) => (store(a, &ctx), false),
+        Command::Extract(a) => (extract(a, &ctx), false),
+        Command::Inspect(a) => (inspect::inspect(&a.archive, a.json, a.kv, &ctx.open), a.json),
+        Command::Diff(a) => (inspect::diff(&a.a, &a.b, a.json, &ctx.open), a.json),
+        Command::Ls(a) => (inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json), a.json),
+        Command::Verify(a) => (verify(&a, &ctx), a.json),
     };
     match result {
         Ok(exit) => exit.code(),
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "hexz: error: {e}");
+            if json {
+                util::emit_json_error(&e);
+            }
+            eprintln!("hexz: error: {e}");
             e.exit.code()
         }
     }
 }
 
-fn refuse_overwrite(path: &Path, force: bool) -> Result<(), CliError> {
-    if path.is_dir() {
-        return Err(CliError::new(path, "is a directory"));
-    }
-    if path.exists() && !force {
-        return Err(CliError::new(path, "already exists (use --force to replace it)"));
-    }
-    Ok(())
-}
-
-fn store(a: StoreArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<Exit, CliError> {
-    if let Some(base) = &a.base {
-        let meta = std::fs::metadata(base).map_err(|e| CliError::io(base, &e))?;
-        if !meta.is_file() {
-            return Err(CliError::new(base, "is not a regular file"));
-        }
-        if same_file(base, &a.dst) {
-            return Err(CliError::new(&a.dst, "is the base archive itself"));
-        }
-    }
-    let meta = std::fs::metadata(&a.src).map_err(|e| CliError::io(&a.src, &e))?;
-    if !meta.is_file() {
-        return Err(CliError::new(&a.src, "is not a regular file"));
-    }
-    refuse_overwrite(&a.dst, a.force)?;
-    if same_file(&a.src, &a.dst) {
-        return Err(CliError::new(&a.dst, "is the source file itself"));
-    }
-    let mut metadata = Vec::new();
-    for item in &a.metadata {
-        let parsed = if let Some((k, v)) = item.split_once(":=") {
+fn metadata(items: &[String]) -> Result<Vec<(String, MetadataValue)>, CliError> {
+    let mut out: Vec<(String, MetadataValue)> = Vec::new();
+    for item in items {
+        let (key, value) = if let Some((k, v)) = item.split_once(":=") {
             serde_json::from_str::<serde_json::Value>(v)
                 .map_err(|e| CliError::usage(format!("--metadata {k}: not valid JSON: {e}")))?;
             (k.to_string(), MetadataValue::Json(v.to_string()))
@@ -214,29 +211,48 @@ fn store(a: StoreArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<E
         } else {
             return Err(CliError::usage(format!("--metadata {item}: expected KEY=VALUE or KEY:=JSON")));
         };
-        if parsed.0.is_empty() {
+        if key.is_empty() {
             return Err(CliError::usage(format!("--metadata {item}: empty key")));
         }
-        metadata.push(parsed);
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(CliError::usage(format!("--metadata {key}: given more than once")));
+        }
+        out.push((key, value));
     }
-    let compression = match a.compression {
-        CompressionArg::Lz4 => Compression::Lz4,
-        CompressionArg::Zstd => a.level.map_or(Compression::DEFAULT, Compression::zstd),
-        CompressionArg::None => Compression::None,
+    Ok(out)
+}
+
+fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
+    let compression = match (a.compression, a.level) {
+        (CompressionArg::Zstd, level) => level.map_or(Compression::DEFAULT, Compression::zstd),
+        (_, Some(_)) => return Err(CliError::usage("--level applies to zstd only")),
+        (CompressionArg::Lz4, None) => Compression::Lz4,
+        (CompressionArg::None, None) => Compression::None,
     };
-    let block_size = u32::try_from(a.block_size).unwrap_or(u32::MAX);
-    let opts =
-        StoreOptions { compression, block_size, metadata, threads: a.threads, raw: a.raw, ..StoreOptions::default() };
-    let bar = progress_bar(quiet, meta.len(), "storing");
+    let opts = StoreOptions {
+        compression,
+        block_size: a.block_size,
+        metadata: metadata(&a.metadata)?,
+        threads: usize::from(a.threads),
+        raw: a.raw,
+        ..StoreOptions::default()
+    };
+    let size = std::fs::metadata(&a.src).map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(ctx.quiet, size, "storing");
     let started = Instant::now();
-    let base = a.base.as_deref().map(|b| (b, search));
-    let report = store_file(&a.src, &a.dst, &opts, base, &|done| bar.set_position(done)).map_err(|e| {
-        let from_source = matches!(e, hexz_format::Error::Source { .. })
-            || matches!(e, hexz_format::Error::LimitExceeded { what, .. } if what.starts_with("safetensors"));
-        match (&a.base, from_source) {
-            (_, true) => CliError::new(&a.src, format!("{e} (use --raw to store it as a plain file)")),
-            (Some(base), false) => CliError::format(base, e),
-            (None, false) => CliError::format(&a.src, e),
+    let base = a.base.as_ref().map(Location::from);
+    let report = hexz_io::store_file(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &|done| {
+        bar.set_position(done);
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| {
+        let hint = matches!(e.format_error().map(|f| f.innermost().1), Some(hexz_format::Error::Source { .. }))
+            || matches!(e.format_error(), Some(hexz_format::Error::LimitExceeded { what, .. }) if what.starts_with("safetensors"));
+        let e = CliError::from(e);
+        if hint {
+            e.suffix(" (use --raw to store it as a plain file)")
+        } else {
+            e
         }
     })?;
     bar.finish_and_clear();
@@ -244,7 +260,7 @@ fn store(a: StoreArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<E
         eprintln!("hexz: warning: {}: {w}", a.src.display());
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    if !quiet {
+    if !ctx.quiet {
         eprintln!(
             "stored {} -> {}: {} -> {} ({:.3} of the source), {} blocks, {} deduplicated or in the base, {:.1}s, {:.0} MB/s",
             a.src.display(),
@@ -258,7 +274,7 @@ fn store(a: StoreArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<E
             report.source_size as f64 / 1e6 / secs,
         );
     }
-    if verbose > 0 && !quiet {
+    if ctx.verbose > 0 && !ctx.quiet {
         eprintln!(
             "  {} tensors; blocks: {} stored ({} as deltas), {} deduplicated ({}), {} from the base ({})",
             report.tensors,
@@ -274,136 +290,120 @@ fn store(a: StoreArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<E
     Ok(Exit::Ok)
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
-fn extract(a: ExtractArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<Exit, CliError> {
-    let started = std::time::Instant::now();
-    let chain = open_archive(&a.archive, search)?;
-    if verbose > 0 && !quiet {
-        for (depth, path) in chain.paths.iter().enumerate().skip(1) {
-            eprintln!("  parent {depth}: {}", path.display());
+/// Open an archive file with its chain; the files of the chain are inputs
+/// no output may overwrite.
+fn open_reader(path: &Path, ctx: &Context) -> Result<(Reader, Vec<(FileId, String)>), CliError> {
+    let reader = Reader::open(path, &ctx.open)?;
+    let inputs = reader
+        .chain()
+        .iter()
+        .enumerate()
+        .filter_map(|(d, l)| {
+            let what =
+                if d == 0 { "the archive being read".to_string() } else { format!("an archive of its chain ({l})") };
+            l.as_path().and_then(FileId::of_path).map(|id| (id, what))
+        })
+        .collect();
+    if ctx.verbose > 0 && !ctx.quiet {
+        for (depth, location) in reader.chain().iter().enumerate().skip(1) {
+            eprintln!("  parent {depth}: {location}");
         }
     }
-    let archive = chain.archive;
-    if !a.tensors.is_empty() {
-        return extract_tensors(&archive, &a);
+    Ok((reader, inputs))
+}
+
+fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
+    let started = Instant::now();
+    if a.out.is_some() && a.output.is_some() {
+        return Err(CliError::usage("give the output once: OUT or -o FILE"));
     }
-    let out =
-        a.out.as_ref().or(a.output.as_ref()).ok_or_else(|| CliError::usage("extract needs OUT (or --tensor NAME)"))?;
-    refuse_overwrite(out, a.force)?;
-    let mut tmp = hexz_format::writer::TempFile::new(out).map_err(|e| CliError::io(out, &e))?;
-    let bar = progress_bar(quiet, archive.virtual_size(), "extracting");
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.file());
-        util::copy_range(&archive, 0, archive.virtual_size(), &mut w, &|done| bar.set_position(done), true)
-            .map_err(|e| e.with_path(&a.archive))?;
-        w.flush().map_err(|e| CliError::io(out, &e))?;
-    }
-    tmp.commit(out).map_err(|e| CliError::io(out, &e))?;
+    let (reader, inputs) = open_reader(&a.archive, ctx)?;
+    let ranges: Vec<(u64, u64)> = if a.tensors.is_empty() {
+        vec![(0, reader.size())]
+    } else {
+        let mut ranges = Vec::new();
+        for name in &a.tensors {
+            let (_, t) =
+                reader.tensor(name).ok_or_else(|| CliError::new(&a.archive, format!("no tensor named '{name}'")))?;
+            ranges.push((t.offset, t.length));
+        }
+        ranges
+    };
+    let target = match (a.out.as_ref().or(a.output.as_ref()), a.tensors.len()) {
+        (Some(path), _) => path.clone(),
+        (None, 0) => return Err(CliError::usage("extract needs OUT (or --tensor NAME); - writes to standard output")),
+        (None, 1) => PathBuf::from("-"),
+        (None, _) => {
+            return Err(CliError::usage("several --tensor need -o FILE (their bytes are concatenated in order)"))
+        }
+    };
+    let output = Output::open(&target, &OutputOptions { force: a.force, inputs })?;
+    let total: u64 = ranges.iter().map(|r| r.1).sum();
+    let bar = progress_bar(ctx.quiet || matches!(output, Output::Stdout), total, "extracting");
+    let written = {
+        let sink = output.sink();
+        let mut base = 0u64;
+        let mut result = Ok(());
+        for &(offset, length) in &ranges {
+            let shifted = util::Shifted { inner: &sink, by: base };
+            result = reader.read_range_parallel(offset, length, &shifted, usize::from(a.threads), &|done| {
+                bar.set_position(base + done);
+                ControlFlow::Continue(())
+            });
+            if result.is_err() {
+                break;
+            }
+            base += length;
+        }
+        result.and_then(|()| sink.finish(total))
+    };
     bar.finish_and_clear();
-    if !quiet {
+    match written {
+        // `| head`: the reader went away; not an error.
+        Err(e) if matches!(output, Output::Stdout) && e.code() == ErrorCode::Cancelled => return Ok(Exit::Ok),
+        other => other?,
+    }
+    let name = output.name();
+    output.commit()?;
+    if !ctx.quiet && a.tensors.is_empty() && name != "standard output" {
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         eprintln!(
-            "extracted {} -> {} ({}, {:.2} s, {:.0} MB/s)",
+            "extracted {} -> {name} ({}, {:.2} s, {:.0} MB/s)",
             a.archive.display(),
-            out.display(),
-            human_bytes(archive.virtual_size()),
+            human_bytes(total),
             secs,
-            archive.virtual_size() as f64 / 1e6 / secs
+            total as f64 / 1e6 / secs
         );
     }
     Ok(Exit::Ok)
 }
 
-fn extract_tensors(archive: &Archive<FileSource>, a: &ExtractArgs) -> Result<Exit, CliError> {
-    let target = a.output.as_ref().or(a.out.as_ref());
-    if target.is_none() && a.tensors.len() > 1 {
-        return Err(CliError::usage("several --tensor need -o FILE (their bytes are concatenated in order)"));
-    }
-    let mut ranges = Vec::new();
-    for name in &a.tensors {
-        let index =
-            archive.find_tensor(name).map_err(|_| CliError::new(&a.archive, format!("no tensor named '{name}'")))?;
-        let r = archive.manifest_view().tensor(archive.source(), index).map_err(|e| CliError::format(&a.archive, e))?;
-        ranges.push((r.virtual_offset.get(), r.length.get()));
-    }
-    match target {
-        Some(out) => {
-            refuse_overwrite(out, a.force)?;
-            let mut tmp = hexz_format::writer::TempFile::new(out).map_err(|e| CliError::io(out, &e))?;
-            {
-                let mut w = std::io::BufWriter::new(tmp.file());
-                for (offset, length) in ranges {
-                    util::copy_range(archive, offset, length, &mut w, &|_| {}, false)
-                        .map_err(|e| e.with_path(&a.archive))?;
-                }
-                w.flush().map_err(|e| CliError::io(out, &e))?;
-            }
-            tmp.commit(out).map_err(|e| CliError::io(out, &e))?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
-            for (offset, length) in ranges {
-                util::copy_range(archive, offset, length, &mut w, &|_| {}, false)
-                    .map_err(|e| e.with_path(&a.archive))?;
-            }
-            w.flush().map_err(|e| CliError::io(Path::new("stdout"), &e))?;
-        }
-    }
-    Ok(Exit::Ok)
-}
-
-fn verify(a: VerifyArgs, quiet: bool, verbose: u8, search: &[PathBuf]) -> Result<Exit, CliError> {
-    let meta = std::fs::metadata(&a.archive).map_err(|e| CliError::io(&a.archive, &e))?;
-    if !meta.is_file() {
-        return Err(CliError::new(&a.archive, "is not a regular file"));
-    }
-    let bar = progress_bar(quiet || !a.deep, 0, "verifying");
-    let report = hexz_format::verify::verify_file(&a.archive, a.deep, search, &|done, total| {
+fn verify(a: &VerifyArgs, ctx: &Context) -> Result<Exit, CliError> {
+    let depth = if a.quick { hexz_io::Depth::Quick } else { hexz_io::Depth::Deep };
+    let size = std::fs::metadata(&a.archive).map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(ctx.quiet || depth == hexz_io::Depth::Quick, size, "verifying");
+    let location = Location::from(&a.archive);
+    let report = hexz_io::verify_location(&location, &ctx.open, depth, usize::from(a.threads), &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     bar.finish_and_clear();
+    let deep = depth == hexz_io::Depth::Deep;
     if a.json {
-        let problems: Vec<_> =
-            report.problems.iter().map(|p| serde_json::json!({"location": p.location, "message": p.message})).collect();
-        let out = serde_json::json!({
-            "archive": a.archive.display().to_string(),
-            "ok": report.is_ok(),
-            "deep": a.deep,
-            "blocks_checked": report.blocks_checked,
-            "blocks_decoded": report.blocks_decoded,
-            "tensors_checked": report.tensors_checked,
-            "problems": problems,
-        });
-        util::emit(&(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n"))?;
+        util::emit_json(&util::VerifyJson::new(&a.archive, deep, &report))?;
     } else {
         let mut lines = String::new();
         for p in &report.problems {
             outln!(lines, "{}: {}: {}", a.archive.display(), p.location, p.message);
         }
         util::emit(&lines)?;
-        if verbose > 0 && !quiet {
-            if let Ok(chain) = hexz_format::chain::open_chain(&a.archive, search) {
-                for (depth, path) in chain.paths.iter().enumerate().skip(1) {
-                    eprintln!("  parent {depth}: {} (verified too)", path.display());
-                }
-            }
-        }
-        if report.is_ok() && !quiet {
-            eprintln!(
-                "{}: ok ({} blocks checked{}, {} tensors)",
-                a.archive.display(),
-                report.blocks_checked,
-                if a.deep { format!(", {} decoded and hashed", report.blocks_decoded) } else { String::new() },
-                report.tensors_checked
-            );
+        if report.is_ok() && !ctx.quiet {
+            let what = if deep {
+                format!("{} blocks decoded and their BLAKE3 checked, whole-file BLAKE3 checked", report.blocks_decoded)
+            } else {
+                format!("structure only (--quick): {} block entries checked, no block decoded", report.blocks_checked)
+            };
+            eprintln!("{}: ok ({what}; {} tensors)", a.archive.display(), report.tensors_checked);
         }
     }
     Ok(if report.is_ok() { Exit::Ok } else { Exit::VerifyFailed })

@@ -1,13 +1,13 @@
-//! Errors, exit codes, sizes, progress bars and streaming copies.
+//! Errors and exit codes, signals, sizes, progress bars, JSON output.
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use hexz_format::chain::{open_chain, Chain};
-
-use hexz_format::{Archive, FileSource};
+use hexz_format::ErrorCode;
+use hexz_io::RangeSink;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 
 /// Documented exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,30 +33,29 @@ impl Exit {
 #[derive(Debug)]
 pub struct CliError {
     pub exit: Exit,
+    pub code: ErrorCode,
     message: String,
 }
 
 impl CliError {
     pub fn new(path: &Path, what: impl fmt::Display) -> Self {
-        CliError { exit: Exit::Error, message: format!("{}: {what}", path.display()) }
+        CliError { exit: Exit::Error, code: ErrorCode::InvalidArgument, message: format!("{}: {what}", path.display()) }
     }
-    pub fn io(path: &Path, e: &std::io::Error) -> Self {
-        use std::io::ErrorKind as K;
-        match e.kind() {
-            K::NotFound => Self::new(path, "not found"),
-            K::PermissionDenied => Self::new(path, "permission denied"),
-            K::IsADirectory => Self::new(path, "is a directory"),
-            _ => Self::new(path, e),
-        }
-    }
-    pub fn format(path: &Path, e: hexz_format::Error) -> Self {
-        Self::new(path, e)
-    }
+
     pub fn usage(what: impl fmt::Display) -> Self {
-        CliError { exit: Exit::Usage, message: what.to_string() }
+        CliError { exit: Exit::Usage, code: ErrorCode::InvalidArgument, message: what.to_string() }
     }
-    pub fn with_path(self, path: &Path) -> Self {
-        CliError { exit: self.exit, message: format!("{}: {}", path.display(), self.message) }
+
+    /// The same error with `text` appended.
+    pub fn suffix(mut self, text: &str) -> Self {
+        self.message.push_str(text);
+        self
+    }
+}
+
+impl From<hexz_io::Error> for CliError {
+    fn from(e: hexz_io::Error) -> Self {
+        CliError { exit: Exit::Error, code: e.code(), message: e.to_string() }
     }
 }
 
@@ -66,14 +65,27 @@ impl fmt::Display for CliError {
     }
 }
 
-/// Open an archive file with its parent chain, with errors that name it.
-/// `search` are extra folders where moved parents may be.
-pub fn open_archive(path: &Path, search: &[PathBuf]) -> Result<Chain, CliError> {
-    let meta = std::fs::metadata(path).map_err(|e| CliError::io(path, &e))?;
-    if !meta.is_file() {
-        return Err(CliError::new(path, "is not a regular file"));
-    }
-    open_chain(path, search).map_err(|e| CliError::format(path, e))
+/// On SIGINT or SIGTERM: remove the temporaries being written, then exit
+/// 130 or 143 as shells report those signals.
+pub fn install_signal_cleanup() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            hexz_io::output::remove_registered_temporaries();
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
+/// Parse block sizes like `4096`, `256K`, `1M`, `4MiB`; 4 KiB to 64 MiB.
+pub fn parse_block_size(text: &str) -> Result<u32, String> {
+    let n = parse_size(text)?;
+    let (min, max) = (hexz_format::writer::MIN_BLOCK_SIZE, hexz_format::layout::limits::MAX_BLOCK_LENGTH);
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("'{text}': block size must be between 4 KiB and 64 MiB"))
 }
 
 /// Parse sizes like `4096`, `256K`, `1M`, `4MiB`.
@@ -122,61 +134,21 @@ pub fn progress_bar(quiet: bool, total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Copy a virtual range to `w`, decoding windows of a few blocks on two
-/// threads and writing them in order. Every block's BLAKE3 is checked as it
-/// is decoded and blocks are checked to be contiguous, so the output is what
-/// was stored; `check_source` (whole file) also checks that the range is the
-/// whole recorded source.
-pub fn copy_range(
-    archive: &Archive<FileSource>,
-    offset: u64,
-    length: u64,
-    w: &mut dyn Write,
-    progress: &dyn Fn(u64),
-    check_source: bool,
-) -> Result<(), CliError> {
-    let window = (u64::from(archive.footer().max_block_length.get()).max(1 << 20) * 4).min(length.max(1));
-    let windows = length.div_ceil(window);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4) as u64;
-    let err = |e: hexz_format::Error| CliError { exit: Exit::Error, message: e.to_string() };
-    std::thread::scope(|scope| -> Result<(), CliError> {
-        // Worker t decodes windows t, t + threads, ...; the writer takes them
-        // round-robin, so order is kept and at most two windows per worker wait.
-        let mut receivers = Vec::new();
-        for t in 0..threads {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, hexz_format::Error>>(2);
-            receivers.push(rx);
-            scope.spawn(move || {
-                let mut scratch = archive.new_scratch();
-                let mut k = t;
-                while k < windows {
-                    let start = k * window;
-                    let n = (length - start).min(window) as usize;
-                    let mut buf = vec![0u8; n];
-                    let r = archive.read_at(offset + start, &mut buf, &mut scratch).map(|_| buf);
-                    let failed = r.is_err();
-                    if tx.send(r).is_err() || failed {
-                        return;
-                    }
-                    k += threads;
-                }
-            });
-        }
-        let mut done = 0u64;
-        for k in 0..windows {
-            let buf = receivers[(k % threads) as usize]
-                .recv()
-                .map_err(|_| CliError { exit: Exit::Error, message: "decoder thread stopped".into() })?
-                .map_err(err)?;
-            w.write_all(&buf).map_err(|e| CliError { exit: Exit::Error, message: format!("write failed: {e}") })?;
-            done += buf.len() as u64;
-            progress(done);
-        }
-        if check_source && (offset != 0 || done != archive.virtual_size()) {
-            return Err(CliError { exit: Exit::Error, message: "extracted range is not the whole source".into() });
-        }
-        Ok(())
-    })
+/// A sink that places a range at an offset of a larger output (several
+/// tensors concatenated).
+pub struct Shifted<'a> {
+    pub inner: &'a dyn RangeSink,
+    pub by: u64,
+}
+
+impl RangeSink for Shifted<'_> {
+    fn ordered(&self) -> bool {
+        self.inner.ordered()
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> hexz_io::Result<()> {
+        self.inner.write_at(self.by + offset, data)
+    }
 }
 
 /// Lower-case hex of a digest.
@@ -197,7 +169,78 @@ macro_rules! outln {
 pub fn emit(text: &str) -> Result<Exit, CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::io(Path::new("stdout"), &e)),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::new(Path::new("standard output"), format!("write: {e}")))
+        }
         _ => Ok(Exit::Ok),
+    }
+}
+
+/// A serializable value as pretty JSON on stdout.
+pub fn emit_json<T: Serialize>(value: &T) -> Result<Exit, CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::usage(format!("JSON output: {e}")))?;
+    emit(&(text + "\n"))
+}
+
+/// The error object `--json` commands print when they fail.
+#[derive(Serialize)]
+struct JsonError<'a> {
+    error: JsonErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonErrorBody<'a> {
+    /// The status name, as the C ABI's HEXZ_STATUS_* without the prefix.
+    code: &'a str,
+    status: u32,
+    message: String,
+    exit_code: u8,
+}
+
+pub fn emit_json_error(e: &CliError) {
+    let exit_code = match e.exit {
+        Exit::Ok => 0,
+        Exit::Error => 1,
+        Exit::Usage => 2,
+        Exit::VerifyFailed => 3,
+    };
+    let body = JsonErrorBody { code: e.code.name(), status: e.code as u32, message: e.to_string(), exit_code };
+    let _ = emit_json(&JsonError { error: body });
+}
+
+/// `hexz verify --json`.
+#[derive(Serialize)]
+pub struct VerifyJson {
+    archive: String,
+    ok: bool,
+    /// true: every block decoded and hashed; false: structure only (--quick).
+    deep: bool,
+    blocks_checked: u64,
+    blocks_decoded: u64,
+    tensors_checked: u64,
+    problems: Vec<ProblemJson>,
+}
+
+#[derive(Serialize)]
+struct ProblemJson {
+    location: String,
+    message: String,
+}
+
+impl VerifyJson {
+    pub fn new(archive: &Path, deep: bool, report: &hexz_format::verify::Report) -> Self {
+        VerifyJson {
+            archive: archive.display().to_string(),
+            ok: report.is_ok(),
+            deep,
+            blocks_checked: report.blocks_checked,
+            blocks_decoded: report.blocks_decoded,
+            tensors_checked: report.tensors_checked,
+            problems: report
+                .problems
+                .iter()
+                .map(|p| ProblemJson { location: p.location.clone(), message: p.message.clone() })
+                .collect(),
+        }
     }
 }

@@ -136,11 +136,11 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     // Missing source file.
     let o = hexz(&[&"store", &dir.join("missing.safetensors"), &dir.join("x.hxz")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("missing.safetensors") && stderr(&o).contains("not found"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("missing.safetensors") && stderr(&o).contains("No such file"), "{}", stderr(&o));
     // Directory instead of file.
     let o = hexz(&[&"extract", &dir, &dir.join("out.bin")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
     // A non-archive passed to extract.
     let o = hexz(&[&"extract", &src, &dir.join("out.bin")]);
     assert_eq!(o.status.code(), Some(1));
@@ -181,8 +181,13 @@ fn bad_input_gets_the_documented_exit_code_and_leaves_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], false);
     assert!(!v["problems"].as_array().unwrap().is_empty());
-    // Structural verify still passes: the flipped byte is block data only --deep reads.
-    assert_eq!(hexz(&[&"verify", &corrupted]).status.code(), Some(0));
+    // Plain verify decodes every block (as `zstd -t` does) and catches it;
+    // --quick checks structure only, which the flipped data byte leaves intact.
+    let o = hexz(&[&"verify", &corrupted]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = hexz(&[&"verify", &"--quick", &corrupted]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("structure only"), "{}", stderr(&o));
 
     assert_only(dir, &["good.hxz", "truncated.hxz", "corrupted.hxz"]);
 }

@@ -1,27 +1,35 @@
 //! The C ABI of Hexz. Only the ABI edge lives here: argument checks, panic
-//! boundaries, status codes and borrowed views; the logic is hexz-format's.
+//! boundaries, status codes and borrowed views; the logic is hexz-io's and
+//! hexz-format's. Modules: `status` (panic boundary, last error), `args`
+//! (argument helpers), `tables` (what a handle holds, built at open); the
+//! extern functions (here and in `gguf`) depend only on those.
 #![allow(non_camel_case_types)]
+// The safety contract of every extern function is the header's: pointers are NULL or
+// valid as its comments state, handles are live. Internal unsafe helpers say theirs.
 #![allow(clippy::missing_safety_doc)]
 
-mod gguf_api;
-mod handle;
+mod args;
+mod gguf;
 mod status;
+mod tables;
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-pub use gguf_api::*;
-pub use handle::hexz_archive;
-use handle::{ArchiveHandle, FfiSource};
-pub use status::hexz_status;
+pub use gguf::*;
+pub use hexz_format::ErrorCode;
+use hexz_format::SourceFormat;
+use hexz_io::{Location, OpenOptions, Reader};
+
+use args::{borrowed_bytes, buffer, cstr, handle, path_arg, read_options, write_optional, write_out, Versioned};
 use status::{guard, FfiError};
-
-use hexz_format::layout::source_format;
+use tables::{ArchiveHandle, CallbackSource};
 
 /// Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
 pub const HEXZ_VERSION_MAJOR: u32 = 0;
 /// Minor version.
-pub const HEXZ_VERSION_MINOR: u32 = 1;
+pub const HEXZ_VERSION_MINOR: u32 = 2;
 /// Patch version.
 pub const HEXZ_VERSION_PATCH: u32 = 0;
 /// `(major << 16) | (minor << 8) | patch`, as hexz_version() returns.
@@ -34,9 +42,9 @@ pub const HEXZ_SOURCE_SAFETENSORS: u32 = 1;
 /// Source format: GGUF.
 pub const HEXZ_SOURCE_GGUF: u32 = 2;
 const _: () = assert!(
-    HEXZ_SOURCE_RAW == source_format::RAW as u32
-        && HEXZ_SOURCE_SAFETENSORS == source_format::SAFETENSORS as u32
-        && HEXZ_SOURCE_GGUF == source_format::GGUF as u32
+    HEXZ_SOURCE_RAW == SourceFormat::Raw as u32
+        && HEXZ_SOURCE_SAFETENSORS == SourceFormat::Safetensors as u32
+        && HEXZ_SOURCE_GGUF == SourceFormat::Gguf as u32
 );
 
 /// Compression for hexz_store: none.
@@ -49,22 +57,63 @@ pub const HEXZ_COMPRESSION_ZSTD: u32 = 2;
 /// ggml_type of tensors that do not come from GGUF.
 pub const HEXZ_NO_GGML_TYPE: u32 = 0xFFFF_FFFF;
 
-/// Read scratch slots allocated at open when hexz_open_options gives none.
+/// Read slots when hexz_open_options gives none.
 pub const HEXZ_DEFAULT_READ_SLOTS: u32 = 4;
+/// Cap on directory, manifest and source-header memory when hexz_open_options gives none: 256 MiB.
+pub const HEXZ_DEFAULT_MAX_METADATA_BYTES: u64 = 256 << 20;
+/// Cap on read scratch memory when hexz_open_options gives none: 256 MiB.
+pub const HEXZ_DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
 
-/// Options for opening an archive. Pass NULL for the defaults.
+/// Opaque handle to an open archive.
+pub struct hexz_archive(ArchiveHandle);
+
+/// Options for opening an archive. Initialize with HEXZ_OPEN_OPTIONS_INIT
+/// (it sets struct_size, so the struct can grow in later versions), then
+/// set fields; every 0 or NULL means the default. Pass NULL for all defaults.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_open_options {
-    /// How many reads may run at once; each holds scratch allocated at open
-    /// (see hexz_archive_info.memory_bytes). 0 means HEXZ_DEFAULT_READ_SLOTS; at most 256.
+    /// sizeof(hexz_open_options) as the caller compiled it (set by the _INIT macro).
+    pub struct_size: usize,
+    /// How many reads may run at once; 0 means HEXZ_DEFAULT_READ_SLOTS; at
+    /// most 256. Each holds scratch allocated on first use; memory_budget
+    /// lowers the number when the scratch would not fit.
     pub read_slots: u32,
-    /// When true, decoded blocks are not checked against their BLAKE3.
-    pub skip_hash_check: bool,
+    /// Nonzero: decoded blocks are not checked against their BLAKE3. This
+    /// also skips the check of the blocks holding the GGUF or safetensors
+    /// header, so metadata from a corrupt archive is not detected either.
+    pub skip_hash_check: u32,
     /// hexz_open_path only: an extra folder to look for parent archives in
-    /// when they were moved (NUL-terminated), or NULL. Parents are found by
-    /// the path their child records and confirmed by identity.
+    /// when they were moved (NUL-terminated), or NULL.
     pub parent_dir: *const c_char,
+    /// Archives already open (from any source) that the chain may use,
+    /// matched by identity before any path is tried; needed to open a child
+    /// from memory or callbacks. They must stay open until this one is closed.
+    pub parents: *const *const hexz_archive,
+    /// Number of entries in `parents`.
+    pub parent_count: usize,
+    /// Cap on the directory, manifest and source header held in memory; 0
+    /// means HEXZ_DEFAULT_MAX_METADATA_BYTES. Over it, opening fails with
+    /// HEXZ_STATUS_LIMIT_EXCEEDED.
+    pub max_metadata_bytes: u64,
+    /// Cap on read scratch memory (all slots); 0 means HEXZ_DEFAULT_MEMORY_BUDGET.
+    pub memory_budget: u64,
+}
+
+// SAFETY: repr(C), starts with usize struct_size, integers and pointers only.
+unsafe impl Versioned for hexz_open_options {
+    fn defaults() -> Self {
+        hexz_open_options {
+            struct_size: std::mem::size_of::<Self>(),
+            read_slots: 0,
+            skip_hash_check: 0,
+            parent_dir: std::ptr::null(),
+            parents: std::ptr::null(),
+            parent_count: 0,
+            max_metadata_bytes: 0,
+            memory_budget: 0,
+        }
+    }
 }
 
 /// What an open archive holds.
@@ -81,7 +130,7 @@ pub struct hexz_archive_info {
     pub archive_size: u64,
     pub tensor_count: u64,
     pub block_count: u64,
-    /// Bytes the library holds for this archive (tables and read scratch).
+    /// Bytes the library holds for this archive now (tables, metadata, read scratch in use).
     pub memory_bytes: u64,
     /// BLAKE3 identity of the archive.
     pub identity: [u8; 32],
@@ -105,7 +154,7 @@ pub struct hexz_tensor_info {
     pub ggml_type: u32,
     /// Number of dimensions.
     pub n_dims: u32,
-    /// n_dims dimensions as the source lists them (GGUF: ne[0] first).
+    /// n_dims dimensions as the source lists them (GGUF: ne[0] first); NULL when n_dims is 0.
     pub dims: *const u64,
     /// Offset of the tensor's bytes in the original file.
     pub offset: u64,
@@ -115,28 +164,57 @@ pub struct hexz_tensor_info {
     pub storage_kind: u32,
 }
 
-/// Reads `len` bytes at `offset` of the archive into `buf`; returns 0 on
-/// success, nonzero on failure (short reads are failures). Called from the
-/// threads that read the archive, possibly at once.
+/// Reads `len` bytes (never 0) at `offset` of the archive into `buf`;
+/// returns 0 on success, nonzero on failure (short reads are failures).
+/// Called from the threads that read the archive, possibly at once. It must
+/// not call back into the same archive (that may wait forever for a read slot).
 pub type hexz_read_at_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, offset: u64, buf: *mut u8, len: usize) -> c_int>;
 
-/// Options for hexz_store. Pass NULL for the defaults (zstd at the default levels, 1 MiB blocks).
+/// Options for hexz_store. Initialize with HEXZ_STORE_OPTIONS_INIT, then
+/// set fields; every 0 or NULL means the default (zstd at the default
+/// levels, 1 MiB blocks, one thread per core). Pass NULL for all defaults.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_store_options {
-    /// HEXZ_COMPRESSION_NONE, _LZ4 or _ZSTD.
+    /// sizeof(hexz_store_options) as the caller compiled it (set by the _INIT macro).
+    pub struct_size: usize,
+    /// HEXZ_COMPRESSION_ZSTD (0 means zstd too), _LZ4 or _NONE.
     pub compression: u32,
     /// zstd level 1..=22 for every block; 0 means the default: 3 for plain
-    /// blocks, 1 for byte-grouped and delta blocks.
+    /// blocks, 1 for byte-grouped and delta blocks. Only with zstd.
     pub level: i32,
     /// Block size in bytes, 4 KiB..=64 MiB (0 means 1 MiB).
     pub block_size: u32,
-    /// Worker threads (0 means one per core).
+    /// Worker threads, at most 256 (0 means one per core).
     pub threads: u32,
     /// Path of the base (parent) archive to store against, or NULL. Tensors
     /// the base already holds are referenced; changed ones are stored as deltas.
     pub base: *const c_char,
+    /// An extra folder to look for the base's own parents in, or NULL.
+    pub parent_dir: *const c_char,
+    /// Nonzero: refuse (HEXZ_STATUS_INVALID_ARGUMENT) when `dst` exists,
+    /// atomically; zero: replace it atomically.
+    pub no_clobber: u32,
+    /// Must be 0.
+    pub reserved: u32,
+}
+
+// SAFETY: repr(C), starts with usize struct_size, integers and pointers only.
+unsafe impl Versioned for hexz_store_options {
+    fn defaults() -> Self {
+        hexz_store_options {
+            struct_size: std::mem::size_of::<Self>(),
+            compression: 0,
+            level: 0,
+            block_size: 0,
+            threads: 0,
+            base: std::ptr::null(),
+            parent_dir: std::ptr::null(),
+            no_clobber: 0,
+            reserved: 0,
+        }
+    }
 }
 
 /// What hexz_store did.
@@ -148,117 +226,161 @@ pub struct hexz_store_report {
     pub blocks: u64,
     pub deduplicated_blocks: u64,
     pub tensors: u64,
+    /// Blocks referenced from the base's chain.
+    pub parent_blocks: u64,
+    /// Blocks stored as deltas against the base.
+    pub delta_blocks: u64,
 }
 
 /// Runtime version: `(major << 16) | (minor << 8) | patch`. Compare with
-/// HEXZ_VERSION_NUMBER to detect a header/library mismatch.
+/// HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
 #[no_mangle]
 pub extern "C" fn hexz_version() -> u32 {
     HEXZ_VERSION_NUMBER
 }
 
-/// Runtime version as a static NUL-terminated string, e.g. "0.1.0".
+/// Runtime version as a static NUL-terminated string, e.g. "0.2.0". Never NULL.
 #[no_mangle]
 pub extern "C" fn hexz_version_string() -> *const c_char {
-    c"0.1.0".as_ptr()
+    c"0.2.0".as_ptr()
 }
 
-/// A static, NUL-terminated description of a status code (never NULL).
+/// A static, NUL-terminated description of a status code ("unknown status"
+/// for numbers that are not one). Never NULL.
 #[no_mangle]
 pub extern "C" fn hexz_status_str(status: u32) -> *const c_char {
-    status::describe(status).as_ptr()
+    match ErrorCode::from_u32(status) {
+        Some(code) => status_text(code).as_ptr(),
+        None => c"unknown status".as_ptr(),
+    }
+}
+
+/// The describe() text of each code, NUL-terminated, made once.
+fn status_text(code: ErrorCode) -> &'static std::ffi::CStr {
+    static TEXTS: std::sync::OnceLock<Vec<std::ffi::CString>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        let mut all: Vec<std::ffi::CString> = Vec::new();
+        for n in 0..=ErrorCode::ALL.iter().map(|c| *c as u32).max().unwrap_or(0) {
+            let text = ErrorCode::from_u32(n).map_or("unknown status", ErrorCode::describe);
+            all.push(std::ffi::CString::new(text).unwrap_or_default());
+        }
+        all
+    });
+    texts.get(code as usize).map_or(c"unknown status", |t| t.as_c_str())
 }
 
 /// The message of the last failure on the calling thread, NUL-terminated;
-/// valid until the next failing call on this thread. Empty when none.
+/// empty when none. The text belongs to the calling thread: it stays valid
+/// until that thread's next failing call into libhexz or until the thread
+/// exits, whichever comes first. Copy it to keep it. Never NULL.
 #[no_mangle]
 pub extern "C" fn hexz_last_error() -> *const c_char {
     status::last_error_ptr()
 }
 
-unsafe fn path_arg(path: *const c_char, what: &'static str) -> Result<PathBuf, FfiError> {
-    if path.is_null() {
-        return Err(FfiError::null(what));
+/// Open options as hexz-io takes them.
+///
+/// # Safety
+/// `opts` is NULL or a valid hexz_open_options whose `parents` holds
+/// `parent_count` live handles.
+unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u64), FfiError> {
+    let o = unsafe { read_options(opts, "hexz_open_options") }?;
+    let mut open = OpenOptions::default();
+    if !o.parent_dir.is_null() {
+        open.search.push(Location::Path(unsafe { path_arg(o.parent_dir, "parent_dir") }?));
     }
-    let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+    if o.parent_count > 0 {
+        if o.parents.is_null() {
+            return Err(FfiError::null("parents"));
+        }
+        if o.parent_count > 1024 {
+            return Err(FfiError::invalid("parent_count must be at most 1024"));
+        }
+        for i in 0..o.parent_count {
+            // SAFETY: `parents` holds parent_count pointers (the header's contract).
+            let p = unsafe { *o.parents.add(i) };
+            open.attached.push(Arc::new(unsafe { handle(p) }?.reader.archive().clone()));
+        }
     }
-    #[cfg(not(unix))]
-    {
-        std::str::from_utf8(bytes).map(PathBuf::from).map_err(|_| FfiError::invalid("path is not UTF-8"))
+    open.read_slots = o.read_slots as usize;
+    if open.read_slots > hexz_io::MAX_READ_SLOTS {
+        return Err(FfiError::invalid("read_slots must be at most 256"));
     }
+    open.verify_hashes = o.skip_hash_check == 0;
+    let max_metadata = if o.max_metadata_bytes == 0 { HEXZ_DEFAULT_MAX_METADATA_BYTES } else { o.max_metadata_bytes };
+    open.limits.max_metadata_bytes = max_metadata;
+    open.memory_budget =
+        usize::try_from(if o.memory_budget == 0 { HEXZ_DEFAULT_MEMORY_BUDGET } else { o.memory_budget })
+            .unwrap_or(usize::MAX);
+    Ok((open, max_metadata))
 }
 
-unsafe fn finish_open(
-    source: FfiSource,
-    opts: *const hexz_open_options,
-    out: *mut *mut hexz_archive,
-) -> Result<(), FfiError> {
-    let opts = if opts.is_null() { None } else { Some(unsafe { *opts }) };
-    let handle = ArchiveHandle::open(source, opts)?;
-    unsafe { *out = Box::into_raw(Box::new(hexz_archive(handle))) };
-    Ok(())
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn finish_open(reader: Reader, max_metadata: u64, out: *mut *mut hexz_archive) -> Result<(), FfiError> {
+    let handle = ArchiveHandle::new(reader, max_metadata)?;
+    unsafe { write_out(out, Box::into_raw(Box::new(hexz_archive(handle)))) }
 }
 
-/// Open the archive at `path` (NUL-terminated), with its parent chain when
-/// it has one. `opts` may be NULL. On success `*out` holds a handle to
-/// release with hexz_close.
+/// Open the archive at `path` (NUL-terminated) with its parent chain. `opts`
+/// may be NULL. On success `*out` holds a handle to release with hexz_close;
+/// on failure `*out` is not written. Never blocks on a FIFO.
+///
+/// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (options, or `path` is not
+/// a regular file); IO (the OS error, e.g. no such file); BAD_MAGIC;
+/// UNSUPPORTED_VERSION; CHECKSUM; TRUNCATED; INVALID_FIELD; LIMIT_EXCEEDED
+/// (max_metadata_bytes); SOURCE_FORMAT; HASH_MISMATCH or DECODE (header
+/// blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
+/// CHAIN_TOO_DEEP; CHAIN_CYCLE; PANIC. Errors of a parent name the parent.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_path(
     path: *const c_char,
     opts: *const hexz_open_options,
     out: *mut *mut hexz_archive,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let path = unsafe { path_arg(path, "path") }?;
         if out.is_null() {
             return Err(FfiError::null("out"));
         }
-        let mut search = Vec::new();
-        if !opts.is_null() && !unsafe { (*opts).parent_dir }.is_null() {
-            search.push(unsafe { path_arg((*opts).parent_dir, "parent_dir") }?);
-        }
-        let chain = hexz_format::chain::open_chain_with(&path, &search, &|p| {
-            hexz_format::FileSource::open(p).map(FfiSource::File)
-        })
-        .map_err(|e| FfiError::format(e).context(&path))?;
-        let opts = if opts.is_null() { None } else { Some(unsafe { *opts }) };
-        let handle = ArchiveHandle::from_archive(chain.archive, opts).map_err(|e| e.context(&path))?;
-        unsafe { *out = Box::into_raw(Box::new(hexz_archive(handle))) };
-        Ok(())
+        let (open, max_metadata) = unsafe { open_options(opts) }?;
+        let reader = Reader::open(path, &open)?;
+        unsafe { finish_open(reader, max_metadata, out) }
     })
 }
 
 /// Open an archive held in memory. The `len` bytes at `data` are borrowed,
-/// not copied: they must stay valid and unchanged until hexz_close. Parents
-/// cannot be attached: reading blocks a parent holds gives
-/// HEXZ_STATUS_PARENT_REQUIRED (the same holds for hexz_open_callbacks).
+/// not copied: they must stay valid and unchanged until hexz_close. A child
+/// archive needs its parents attached (hexz_open_options.parents) or
+/// findable (parent_dir).
+///
+/// Statuses: as hexz_open_path (IO only from attached or searched parents).
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_memory(
     data: *const u8,
     len: usize,
     opts: *const hexz_open_options,
     out: *mut *mut hexz_archive,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
-        if data.is_null() {
-            return Err(FfiError::null("data"));
-        }
+        let bytes = unsafe { borrowed_bytes(data, len, "data") }?;
         if out.is_null() {
             return Err(FfiError::null("out"));
         }
-        let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(data, len) };
-        unsafe { finish_open(FfiSource::Memory(bytes), opts, out) }
+        let (open, max_metadata) = unsafe { open_options(opts) }?;
+        let reader = Reader::open_source(Location::Label("(archive in memory)".into()), Arc::new(bytes), &open)?;
+        unsafe { finish_open(reader, max_metadata, out) }
     })
 }
 
 /// Open an archive read through a caller callback (an engine's own file
 /// layer). `size` is the archive's length; `user` is passed to every call
 /// and must stay valid until hexz_close. The callback must be safe to call
-/// from several threads at once if the archive is read from several threads.
+/// from several threads at once if the archive is read from several
+/// threads. A child archive needs its parents attached or findable, as for
+/// hexz_open_memory.
+///
+/// Statuses: as hexz_open_path; a failing callback gives IO.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_callbacks(
     read_at: hexz_read_at_fn,
@@ -266,97 +388,134 @@ pub unsafe extern "C" fn hexz_open_callbacks(
     user: *mut c_void,
     opts: *const hexz_open_options,
     out: *mut *mut hexz_archive,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let read_at = read_at.ok_or_else(|| FfiError::null("read_at"))?;
         if out.is_null() {
             return Err(FfiError::null("out"));
         }
-        unsafe { finish_open(FfiSource::Callback { read_at, user, size }, opts, out) }
+        let (open, max_metadata) = unsafe { open_options(opts) }?;
+        let source = Arc::new(CallbackSource { read_at, user, size });
+        let reader = Reader::open_source(Location::Label("(archive read by callback)".into()), source, &open)?;
+        unsafe { finish_open(reader, max_metadata, out) }
     })
 }
 
 /// Close an archive and free everything it holds. NULL is accepted. The
-/// handle must not be in use by another thread.
+/// handle must not be in use by another thread, nor attached as a parent
+/// of an archive still open.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_close(archive: *mut hexz_archive) {
     if !archive.is_null() {
+        // SAFETY: a handle from hexz_open_*, closed once (the caller's promise).
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(archive) })));
     }
 }
 
-pub(crate) unsafe fn handle<'a>(archive: *const hexz_archive) -> Result<&'a ArchiveHandle, FfiError> {
-    if archive.is_null() {
-        return Err(FfiError::null("archive"));
-    }
-    Ok(&unsafe { &*archive }.0)
-}
-
-pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> Result<(), FfiError> {
-    if out.is_null() {
-        return Err(FfiError::null("out"));
-    }
-    unsafe { out.write(value) };
-    Ok(())
-}
-
 /// Fill `*out` with what the archive holds.
+///
+/// Statuses: OK; NULL_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_archive_get_info(
-    archive: *const hexz_archive,
-    out: *mut hexz_archive_info,
-) -> hexz_status {
+pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out: *mut hexz_archive_info) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
-        unsafe { write_out(out, h.info()) }
+        let a = h.reader.archive();
+        let info = hexz_archive_info {
+            source_format: h.reader.source_format() as u32,
+            has_parent: u32::from(a.parent_identity().is_some()),
+            original_size: h.reader.size(),
+            archive_size: hexz_format::ReadAt::len(a.source()),
+            tensor_count: h.tensors.len() as u64,
+            block_count: a.block_count(),
+            memory_bytes: h.memory_bytes(),
+            identity: a.identity(),
+            parent_identity: a.parent_identity().unwrap_or([0; 32]),
+            source_blake3: a.source_hash(),
+        };
+        unsafe { write_out(out, info) }
     })
 }
 
 /// Number of tensors (0 for raw files).
+///
+/// Statuses: OK; NULL_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_tensor_count(archive: *const hexz_archive, out_count: *mut usize) -> hexz_status {
+pub unsafe extern "C" fn hexz_tensor_count(archive: *const hexz_archive, out_count: *mut usize) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
         unsafe { write_out(out_count, h.tensors.len()) }
     })
 }
 
-/// Index of the tensor called `name` (NUL-terminated), or HEXZ_STATUS_NOT_FOUND.
+/// Index of the tensor called `name` (NUL-terminated).
+///
+/// Statuses: OK; NULL_ARGUMENT; NOT_FOUND.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_find_tensor(
     archive: *const hexz_archive,
     name: *const c_char,
     out_index: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
-        if name.is_null() {
-            return Err(FfiError::null("name"));
-        }
-        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
-        let index = h.find_tensor(name).ok_or_else(|| FfiError::not_found("no tensor with that name"))?;
+        let name = unsafe { cstr(name, "name") }?;
+        let index = std::str::from_utf8(name.to_bytes())
+            .ok()
+            .and_then(|n| h.reader.tensor(n))
+            .map(|(i, _)| i)
+            .ok_or_else(|| FfiError::not_found("no tensor with that name"))?;
         unsafe { write_out(out_index, index) }
     })
 }
 
 /// Describe tensor `index` (0 ≤ index < hexz_tensor_count).
+///
+/// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (index out of range).
 #[no_mangle]
 pub unsafe extern "C" fn hexz_tensor_get_info(
     archive: *const hexz_archive,
     index: usize,
     out: *mut hexz_tensor_info,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
         let t = h.tensors.get(index).ok_or_else(|| FfiError::invalid("tensor index out of range"))?;
-        unsafe { write_out(out, t.info()) }
+        let (name, name_len) = tables::c_str_view(&t.name);
+        let (dtype, dtype_len) = tables::c_str_view(&t.dtype);
+        let info = hexz_tensor_info {
+            name,
+            name_len,
+            dtype,
+            dtype_len,
+            ggml_type: t.ggml_type,
+            n_dims: t.dims.len() as u32,
+            dims: if t.dims.is_empty() { std::ptr::null() } else { t.dims.as_ptr() },
+            offset: t.offset,
+            length: t.length,
+            storage_kind: t.storage_kind,
+        };
+        unsafe { write_out(out, info) }
+    })
+}
+
+/// Read through the handle's reader into `dst`; on failure `dst` is zeroed,
+/// so no unverified bytes are left behind.
+fn read_checked(h: &ArchiveHandle, offset: u64, dst: &mut [u8]) -> Result<(), FfiError> {
+    h.reader.read_at(offset, dst).map_err(|e| {
+        dst.fill(0);
+        FfiError::from(e)
     })
 }
 
 /// Read tensor `index` into `buf` (`buf_len` bytes). On success `*out_len`
 /// is the tensor's length. When `buf_len` is too small the status is
-/// HEXZ_STATUS_BUFFER_TOO_SMALL and `*out_len` (if not NULL) is set to the
-/// length needed; `buf` may then be NULL with `buf_len` 0, to query it.
+/// BUFFER_TOO_SMALL and `*out_len` (if not NULL) is set to the length
+/// needed; `buf` may then be NULL with `buf_len` 0, to query it. When the
+/// read fails after it began, the bytes of `buf` it covered are zeroed.
+///
+/// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT; BUFFER_TOO_SMALL;
+/// HASH_MISMATCH; DECODE; IO; INVALID_FIELD; CHECKSUM; PARENT_REQUIRED;
+/// CODEC_UNAVAILABLE; OUT_OF_MEMORY; PANIC.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_read_tensor(
     archive: *const hexz_archive,
@@ -364,171 +523,193 @@ pub unsafe extern "C" fn hexz_read_tensor(
     buf: *mut u8,
     buf_len: usize,
     out_len: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
         let t = h.tensors.get(index).ok_or_else(|| FfiError::invalid("tensor index out of range"))?;
         let len = usize::try_from(t.length).map_err(|_| FfiError::invalid("tensor larger than the address space"))?;
         if buf_len < len {
-            if !out_len.is_null() {
-                unsafe { out_len.write(len) };
-            }
-            return Err(FfiError::format(hexz_format::Error::BufferTooSmall {
+            unsafe { write_optional(out_len, len) };
+            return Err(hexz_format::Error::BufferTooSmall {
                 what: "tensor buffer",
                 needed: len as u64,
                 got: buf_len as u64,
-            }));
-        }
-        if buf.is_null() && len > 0 {
-            return Err(FfiError::null("buf"));
+            }
+            .into());
         }
         if out_len.is_null() {
             return Err(FfiError::null("out_len"));
         }
-        if len > 0 {
-            let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-            h.read(t.offset, dst)?;
-        }
-        unsafe { out_len.write(len) };
-        Ok(())
+        let dst = unsafe { buffer(buf, len, "buf") }?;
+        read_checked(h, t.offset, dst)?;
+        unsafe { write_out(out_len, len) }
     })
 }
 
-/// Read bytes [offset, offset + len) of the original file into `buf`.
+/// Read bytes [offset, offset + len) of the original file into `buf`. A
+/// range past the end is OUT_OF_RANGE even when `len` is 0. When the read
+/// fails after it began, `buf` is zeroed.
+///
+/// Statuses: as hexz_read_tensor, plus OUT_OF_RANGE.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_read_range(
     archive: *const hexz_archive,
     offset: u64,
     buf: *mut u8,
     len: usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
-        if len == 0 {
-            return Ok(());
-        }
-        if buf.is_null() {
-            return Err(FfiError::null("buf"));
-        }
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-        h.read(offset, dst)
+        let dst = unsafe { buffer(buf, len, "buf") }?;
+        read_checked(h, offset, dst)
     })
 }
 
 /// The original file's own header, verbatim (safetensors: 8-byte length and
-/// JSON; GGUF: everything before the tensor data; raw files: empty). Borrowed.
+/// JSON; GGUF: everything before the tensor data). Borrowed until
+/// hexz_close. Raw files have none: `*out_data` is NULL and `*out_len` 0.
+///
+/// Statuses: OK; NULL_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_source_header(
     archive: *const hexz_archive,
     out_data: *mut *const u8,
     out_len: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
         if out_data.is_null() || out_len.is_null() {
             return Err(FfiError::null("out_data/out_len"));
         }
         unsafe {
-            out_data.write(h.source_header.as_ptr());
+            out_data.write(tables::view_ptr(&h.source_header));
             out_len.write(h.source_header.len());
         }
         Ok(())
     })
 }
 
-/// Linux: create an anonymous in-memory file (memfd) holding the whole
-/// original file, for engines that only accept a path: pass
-/// "/proc/self/fd/N". The caller owns the descriptor and closes it. Uses as
-/// much memory as the original file. Elsewhere: HEXZ_STATUS_UNSUPPORTED.
+/// Linux: an anonymous in-memory file (memfd) holding the whole original
+/// file, for engines that only accept a path: pass "/proc/self/fd/N". The
+/// blocks are decoded in parallel (one thread per core) straight into the
+/// memfd's pages. The descriptor is close-on-exec (clear FD_CLOEXEC to hand
+/// it to a child), its offset is 0, and it is sealed against writes and
+/// resizing. The caller owns it and closes it. It uses as much memory as
+/// the original file. Elsewhere: UNSUPPORTED.
+///
+/// Statuses: OK; NULL_ARGUMENT; IO; UNSUPPORTED; and the read statuses of hexz_read_range.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_memfd(archive: *const hexz_archive, out_fd: *mut c_int) -> hexz_status {
+pub unsafe extern "C" fn hexz_memfd(archive: *const hexz_archive, out_fd: *mut c_int) -> ErrorCode {
     guard(|| {
         let h = unsafe { handle(archive) }?;
         if out_fd.is_null() {
             return Err(FfiError::null("out_fd"));
         }
-        let fd = h.memfd()?;
-        unsafe { out_fd.write(fd) };
-        Ok(())
+        let fd = h.memfd(0)?;
+        unsafe { write_out(out_fd, fd) }
     })
 }
 
-/// Store the file at `src` into a new archive at `dst` (replaced atomically
-/// when complete). `opts` and `out_report` may be NULL.
+/// Store the file at `src` into a new archive at `dst`, written under a
+/// temporary name and renamed into place when complete (replacing `dst`,
+/// or refusing when it exists with `no_clobber`). `opts` and `out_report`
+/// may be NULL. Never blocks on a FIFO; refuses a `dst` that is the source
+/// or an archive of the base's chain; fails if the source changes while it
+/// is read. Errors name the file at fault (source, destination or base).
+///
+/// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (options, dst exists with
+/// no_clobber, dst is an input, src not a regular file); IO; SOURCE_FORMAT;
+/// LIMIT_EXCEEDED; OUT_OF_MEMORY; the open statuses for the base; PANIC.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_store(
     src: *const c_char,
     dst: *const c_char,
     opts: *const hexz_store_options,
     out_report: *mut hexz_store_report,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let src = unsafe { path_arg(src, "src") }?;
         let dst = unsafe { path_arg(dst, "dst") }?;
-        let mut options = hexz_format::writer::StoreOptions::default();
-        let mut base = None;
-        if !opts.is_null() {
-            let o = unsafe { *opts };
-            if !o.base.is_null() {
-                base = Some(unsafe { path_arg(o.base, "base") }?);
-            }
-            options.compression = match o.compression {
-                HEXZ_COMPRESSION_NONE => hexz_format::Compression::None,
-                HEXZ_COMPRESSION_LZ4 => hexz_format::Compression::Lz4,
-                HEXZ_COMPRESSION_ZSTD => {
-                    if o.level == 0 {
-                        hexz_format::Compression::DEFAULT
-                    } else {
-                        hexz_format::Compression::zstd(o.level.clamp(1, 22))
-                    }
-                }
-                _ => return Err(FfiError::invalid("unknown compression")),
-            };
-            if o.block_size != 0 {
-                options.block_size = o.block_size;
-            }
-            options.threads = o.threads as usize;
+        let o = unsafe { read_options(opts, "hexz_store_options") }?;
+        if o.reserved != 0 {
+            return Err(FfiError::invalid("hexz_store_options.reserved must be 0"));
         }
-        let search: Vec<PathBuf> = Vec::new();
-        let report =
-            hexz_format::writer::store_file(&src, &dst, &options, base.as_deref().map(|b| (b, &search[..])), &|_| {})
-                .map_err(|e| FfiError::format(e).context(&src))?;
-        if !out_report.is_null() {
-            unsafe {
-                out_report.write(hexz_store_report {
+        let compression = match o.compression {
+            HEXZ_COMPRESSION_NONE | HEXZ_COMPRESSION_LZ4 if o.level != 0 => {
+                return Err(FfiError::invalid("level applies to zstd only"))
+            }
+            HEXZ_COMPRESSION_NONE => hexz_format::Compression::None,
+            HEXZ_COMPRESSION_LZ4 => hexz_format::Compression::Lz4,
+            HEXZ_COMPRESSION_ZSTD if o.level == 0 => hexz_format::Compression::DEFAULT,
+            HEXZ_COMPRESSION_ZSTD => hexz_format::Compression::zstd(o.level),
+            _ => return Err(FfiError::invalid("unknown compression")),
+        };
+        let mut options =
+            hexz_format::writer::StoreOptions { compression, threads: o.threads as usize, ..Default::default() };
+        if o.block_size != 0 {
+            options.block_size = o.block_size;
+        }
+        options.validate()?;
+        let base = if o.base.is_null() { None } else { Some(Location::Path(unsafe { path_arg(o.base, "base") }?)) };
+        let mut open = OpenOptions::default();
+        if !o.parent_dir.is_null() {
+            open.search.push(Location::Path(unsafe { path_arg(o.parent_dir, "parent_dir") }?));
+        }
+        let report = hexz_io::store_file(&src, &dst, &options, base.as_ref(), &open, o.no_clobber == 0, &|_| {
+            std::ops::ControlFlow::Continue(())
+        })?;
+        unsafe {
+            write_optional(
+                out_report,
+                hexz_store_report {
                     source_size: report.source_size,
                     archive_size: report.archive_size,
                     blocks: report.blocks,
                     deduplicated_blocks: report.deduplicated_blocks,
                     tensors: report.tensors as u64,
-                })
-            };
-        }
+                    parent_blocks: report.parent_blocks,
+                    delta_blocks: report.delta_blocks,
+                },
+            )
+        };
         Ok(())
     })
 }
 
-/// Verify the archive at `path` and its parent chain, if any; with `deep`,
-/// decode every block and check every hash. HEXZ_STATUS_OK when sound; HEXZ_STATUS_VERIFY_FAILED when
+/// Verify the archive at `path` and its parent chain; with `deep`, decode
+/// every block and check every hash and the whole file's BLAKE3 (what
+/// `hexz verify` does by default). OK when sound; VERIFY_FAILED when
 /// problems were found, with `*out_problems` (if not NULL) set to their
-/// number and hexz_last_error() naming the first.
+/// number and hexz_last_error() naming the first. A file that cannot be
+/// opened at all gives its own status (IO, BAD_MAGIC, ...), not
+/// VERIFY_FAILED. Never blocks on a FIFO.
+///
+/// Statuses: OK; VERIFY_FAILED; NULL_ARGUMENT; IO; INVALID_ARGUMENT; the
+/// open statuses of hexz_open_path for the archive itself; PANIC.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_verify(path: *const c_char, deep: bool, out_problems: *mut usize) -> hexz_status {
+pub unsafe extern "C" fn hexz_verify(path: *const c_char, deep: bool, out_problems: *mut usize) -> ErrorCode {
     guard(|| {
-        let path = unsafe { path_arg(path, "path") }?;
-        let report = hexz_format::verify::verify_file(&path, deep, &[], &|_, _| {});
-        if !out_problems.is_null() {
-            unsafe { out_problems.write(report.problems.len()) };
-        }
+        let path: PathBuf = unsafe { path_arg(path, "path") }?;
+        let source = hexz_io::FileSource::open(&path)?;
+        hexz_format::Archive::open(&source)
+            .map_err(|e| FfiError::from(hexz_io::Error::At { location: Location::Path(path.clone()), source: e }))?;
+        drop(source);
+        let depth = if deep { hexz_io::Depth::Deep } else { hexz_io::Depth::Quick };
+        let report =
+            hexz_io::verify_location(&Location::Path(path.clone()), &OpenOptions::default(), depth, 0, &|_, _| {});
+        unsafe { write_optional(out_problems, report.problems.len()) };
         match report.problems.first() {
             None => Ok(()),
-            Some(p) => Err(FfiError::verify_failed(format!(
-                "{}: {} problem(s); first: {}: {}",
-                path.display(),
-                report.problems.len(),
-                p.location,
-                p.message
-            ))),
+            Some(p) => Err(FfiError::new(
+                ErrorCode::VerifyFailed,
+                format!(
+                    "{}: {} problem(s); first: {}: {}",
+                    path.display(),
+                    report.problems.len(),
+                    p.location,
+                    p.message
+                ),
+            )),
         }
     })
 }

@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use hexz_format::codec::{
     bit_group, bit_ungroup, delta_apply, delta_encode, group, ungroup, BlockEncoder, Compression,
 };
-use hexz_format::layout::filter_id;
+use hexz_format::FilterId;
 
 const BLOCK: usize = 1 << 20;
 
@@ -31,26 +31,30 @@ fn transforms(c: &mut Criterion) {
     let mut g = c.benchmark_group("transform");
     g.throughput(Throughput::Bytes(BLOCK as u64));
     for width in [2usize, 4, 144] {
-        g.bench_with_input(BenchmarkId::new("group", width), &width, |b, &w| b.iter(|| group(&data, w, &mut out)));
-        g.bench_with_input(BenchmarkId::new("ungroup", width), &width, |b, &w| b.iter(|| ungroup(&data, w, &mut out)));
+        g.bench_with_input(BenchmarkId::new("group", width), &width, |b, &w| {
+            b.iter(|| group(&data, w, &mut out).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("ungroup", width), &width, |b, &w| {
+            b.iter(|| ungroup(&data, w, &mut out).unwrap())
+        });
     }
     for width in [2usize, 4] {
         let mut scratch = vec![0u8; BLOCK];
         g.bench_with_input(BenchmarkId::new("bit_group", width), &width, |b, &w| {
-            b.iter(|| bit_group(&data, w, &mut out, &mut scratch))
+            b.iter(|| bit_group(&data, w, &mut out, &mut scratch).unwrap())
         });
         g.bench_with_input(BenchmarkId::new("bit_ungroup", width), &width, |b, &w| {
-            b.iter(|| bit_ungroup(&data, w, &mut out, &mut scratch))
+            b.iter(|| bit_ungroup(&data, w, &mut out, &mut scratch).unwrap())
         });
     }
-    for (name, filter) in [("xor", filter_id::DELTA_XOR), ("sub", filter_id::DELTA_SUB)] {
+    for (name, filter) in [("xor", FilterId::DeltaXor), ("sub", FilterId::DeltaSub)] {
         g.bench_function(BenchmarkId::new("delta_encode", name), |b| {
-            b.iter(|| delta_encode(filter, &data, &base, 4, &mut out))
+            b.iter(|| delta_encode(filter, &data, &base, 4, &mut out).unwrap())
         });
         g.bench_function(BenchmarkId::new("delta_apply", name), |b| {
             b.iter(|| {
                 out.copy_from_slice(&data);
-                delta_apply(filter, &mut out, &base, 4)
+                delta_apply(filter, &mut out, &base, 4).unwrap()
             })
         });
     }

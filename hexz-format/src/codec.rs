@@ -3,7 +3,8 @@
 //! Decoding writes into caller buffers and never allocates (zstd's C context
 //! aside); encoding needs `alloc` for its output buffers.
 
-use crate::layout::{codec_id, filter_id};
+use crate::error::{Error, Result};
+use crate::layout::{CodecId, FilterId};
 
 /// Compression method for new blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,48 +31,51 @@ impl Compression {
     }
 
     /// The codec id a block compressed this way records.
-    pub fn codec_id(self) -> u8 {
+    pub fn codec_id(self) -> CodecId {
         match self {
-            Compression::None => codec_id::NONE,
-            Compression::Lz4 => codec_id::LZ4,
-            Compression::Zstd { .. } => codec_id::ZSTD,
+            Compression::None => CodecId::None,
+            Compression::Lz4 => CodecId::Lz4,
+            Compression::Zstd { .. } => CodecId::Zstd,
         }
     }
 }
 
-/// Human name of a codec id.
-pub fn codec_name(codec: u8) -> &'static str {
-    match codec {
-        codec_id::NONE => "none",
-        codec_id::LZ4 => "lz4",
-        codec_id::ZSTD => "zstd",
-        _ => "unknown",
-    }
-}
-
-/// Human name of a filter id.
-pub fn filter_name(filter: u8) -> &'static str {
-    match filter {
-        filter_id::NONE => "none",
-        filter_id::BYTE_GROUP => "byte-group",
-        filter_id::DELTA_XOR => "delta-xor",
-        filter_id::DELTA_SUB => "delta-sub",
-        filter_id::DELTA_SUB_BITS => "delta-sub-bits",
-        _ => "unknown",
-    }
-}
-
 /// Whether this build can decode `codec`.
-pub fn codec_available(codec: u8) -> bool {
-    (codec == codec_id::NONE)
-        || (codec == codec_id::LZ4 && cfg!(feature = "lz4"))
-        || (codec == codec_id::ZSTD && cfg!(feature = "zstd"))
+pub fn codec_available(codec: CodecId) -> bool {
+    match codec {
+        CodecId::None => true,
+        CodecId::Lz4 => cfg!(feature = "lz4"),
+        CodecId::Zstd => cfg!(feature = "zstd"),
+    }
+}
+
+fn same_lengths(lengths: &[usize]) -> Result<()> {
+    match lengths.split_first() {
+        Some((first, rest)) if rest.iter().any(|n| n != first) => {
+            Err(Error::InvalidArgument("transform buffers must have equal lengths"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Byte grouping: byte k of every `width`-byte element goes to stream k.
 /// A tail shorter than one element is copied unchanged at the end.
 /// `input` and `out` must have equal lengths.
-pub fn group(input: &[u8], width: usize, out: &mut [u8]) {
+pub fn group(input: &[u8], width: usize, out: &mut [u8]) -> Result<()> {
+    same_lengths(&[input.len(), out.len()])?;
+    group_into(input, width, out);
+    Ok(())
+}
+
+/// Inverse of [`group`].
+pub fn ungroup(input: &[u8], width: usize, out: &mut [u8]) -> Result<()> {
+    same_lengths(&[input.len(), out.len()])?;
+    ungroup_into(input, width, out);
+    Ok(())
+}
+
+/// [`group`] for callers that guarantee equal lengths.
+pub(crate) fn group_into(input: &[u8], width: usize, out: &mut [u8]) {
     debug_assert_eq!(input.len(), out.len());
     let width = width.max(1);
     let count = input.len() / width;
@@ -93,8 +97,8 @@ pub fn group(input: &[u8], width: usize, out: &mut [u8]) {
     out[body..].copy_from_slice(&input[body..]);
 }
 
-/// Inverse of [`group`].
-pub fn ungroup(input: &[u8], width: usize, out: &mut [u8]) {
+/// [`ungroup`] for callers that guarantee equal lengths.
+pub(crate) fn ungroup_into(input: &[u8], width: usize, out: &mut [u8]) {
     debug_assert_eq!(input.len(), out.len());
     let width = width.max(1);
     let count = input.len() / width;
@@ -215,10 +219,23 @@ fn transpose8(mut x: u64) -> u64 {
 ///
 /// Done as byte grouping of the first *m* elements (stream b holds byte b)
 /// and then an 8×8 bit transpose of every 8 bytes of each stream.
-pub fn bit_group(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) {
+pub fn bit_group(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) -> Result<()> {
+    same_lengths(&[input.len(), out.len(), scratch.len()])?;
+    bit_group_into(input, width, out, scratch);
+    Ok(())
+}
+
+/// Inverse of [`bit_group`].
+pub fn bit_ungroup(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) -> Result<()> {
+    same_lengths(&[input.len(), out.len(), scratch.len()])?;
+    bit_ungroup_into(input, width, out, scratch);
+    Ok(())
+}
+
+pub(crate) fn bit_group_into(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) {
     let w = usize::from(delta_width(width));
     let body = input.len() / w / 8 * 8 * w;
-    group(&input[..body], w, &mut scratch[..body]);
+    group_into(&input[..body], w, &mut scratch[..body]);
     let stream = body / w;
     if stream > 0 {
         for (bytes, planes) in scratch[..body].chunks_exact(stream).zip(out[..body].chunks_exact_mut(stream)) {
@@ -228,8 +245,7 @@ pub fn bit_group(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8])
     out[body..].copy_from_slice(&input[body..]);
 }
 
-/// Inverse of [`bit_group`].
-pub fn bit_ungroup(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) {
+pub(crate) fn bit_ungroup_into(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8]) {
     let w = usize::from(delta_width(width));
     let body = input.len() / w / 8 * 8 * w;
     let stream = body / w;
@@ -238,7 +254,7 @@ pub fn bit_ungroup(input: &[u8], width: usize, out: &mut [u8], scratch: &mut [u8
             planes_to_stream(planes, bytes);
         }
     }
-    ungroup(&scratch[..body], w, &mut out[..body]);
+    ungroup_into(&scratch[..body], w, &mut out[..body]);
     out[body..].copy_from_slice(&input[body..]);
 }
 
@@ -302,10 +318,16 @@ sub_loops!(sub_encode_8, sub_apply_8, u64, i64, 8);
 /// `fine − base` wrapping at the element width, zigzag-encoded, so small
 /// changes of either sign stay small numbers. A tail shorter than one
 /// element is XORed in both. Widths other than 1, 2, 4, 8 are treated as 1.
-pub fn delta_encode(filter: u8, fine: &[u8], base: &[u8], width: usize, out: &mut [u8]) {
+pub fn delta_encode(filter: FilterId, fine: &[u8], base: &[u8], width: usize, out: &mut [u8]) -> Result<()> {
+    same_lengths(&[fine.len(), base.len(), out.len()])?;
+    delta_encode_into(filter, fine, base, width, out);
+    Ok(())
+}
+
+pub(crate) fn delta_encode_into(filter: FilterId, fine: &[u8], base: &[u8], width: usize, out: &mut [u8]) {
     let width = usize::from(delta_width(width));
     let body =
-        if matches!(filter, filter_id::DELTA_SUB | filter_id::DELTA_SUB_BITS) { fine.len() / width * width } else { 0 };
+        if matches!(filter, FilterId::DeltaSub | FilterId::DeltaSubBits) { fine.len() / width * width } else { 0 };
     let (f, b, o) = (&fine[..body], &base[..body], &mut out[..body]);
     match width {
         1 => sub_encode_1(f, b, o),
@@ -320,10 +342,16 @@ pub fn delta_encode(filter: u8, fine: &[u8], base: &[u8], width: usize, out: &mu
 
 /// Inverse of [`delta_encode`], in place: `data` holds the (ungrouped) delta
 /// and becomes the fine bytes.
-pub fn delta_apply(filter: u8, data: &mut [u8], base: &[u8], width: usize) {
+pub fn delta_apply(filter: FilterId, data: &mut [u8], base: &[u8], width: usize) -> Result<()> {
+    same_lengths(&[data.len(), base.len()])?;
+    delta_apply_into(filter, data, base, width);
+    Ok(())
+}
+
+pub(crate) fn delta_apply_into(filter: FilterId, data: &mut [u8], base: &[u8], width: usize) {
     let width = usize::from(delta_width(width));
     let body =
-        if matches!(filter, filter_id::DELTA_SUB | filter_id::DELTA_SUB_BITS) { data.len() / width * width } else { 0 };
+        if matches!(filter, FilterId::DeltaSub | FilterId::DeltaSubBits) { data.len() / width * width } else { 0 };
     let (d, b) = (&mut data[..body], &base[..body]);
     match width {
         1 => sub_apply_1(d, b),
@@ -346,11 +374,15 @@ pub type ZstdContext<'a> = Option<&'a mut core::convert::Infallible>;
 
 /// Decode `stored` with `codec` into `out`, which must come out exactly full.
 /// Errors are short reasons; the caller adds which block it was.
-pub fn decompress(codec: u8, stored: &[u8], out: &mut [u8], zstd: ZstdContext<'_>) -> Result<(), &'static str> {
+///
+/// zstd (spec section 7): exactly one frame spanning all stored bytes, not a
+/// skippable frame, and a content size, when the frame declares one, equal
+/// to the block length. lz4: one raw block, no frame and no length prefix.
+pub fn decompress(codec: CodecId, stored: &[u8], out: &mut [u8], zstd: ZstdContext<'_>) -> Result<(), &'static str> {
     #[cfg(not(feature = "zstd"))]
     let _ = zstd;
     let produced = match codec {
-        codec_id::NONE => {
+        CodecId::None => {
             if stored.len() != out.len() {
                 return Err("stored length differs from block length");
             }
@@ -358,13 +390,30 @@ pub fn decompress(codec: u8, stored: &[u8], out: &mut [u8], zstd: ZstdContext<'_
             out.len()
         }
         #[cfg(feature = "lz4")]
-        codec_id::LZ4 => lz4_flex::block::decompress_into(stored, out).map_err(|_| "corrupt lz4 data")?,
+        CodecId::Lz4 => lz4_flex::block::decompress_into(stored, out).map_err(|_| "corrupt lz4 data")?,
         #[cfg(feature = "zstd")]
-        codec_id::ZSTD => match zstd {
-            Some(ctx) => ctx.decompress(out, stored),
-            None => zstd_safe::decompress(out, stored),
+        CodecId::Zstd => {
+            const ZSTD_MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
+            if stored.get(..4) != Some(&ZSTD_MAGIC[..]) {
+                return Err("not a zstd frame (or a skippable frame)");
+            }
+            if zstd_safe::find_frame_compressed_size(stored) != Ok(stored.len()) {
+                return Err("stored bytes are not exactly one zstd frame");
+            }
+            match zstd_safe::get_frame_content_size(stored) {
+                Ok(Some(n)) if n != out.len() as u64 => {
+                    return Err("zstd frame content size differs from block length")
+                }
+                Err(_) => return Err("corrupt zstd frame header"),
+                _ => {}
+            }
+            match zstd {
+                Some(ctx) => ctx.decompress(out, stored),
+                None => zstd_safe::decompress(out, stored),
+            }
+            .map_err(|_| "corrupt zstd data or output too large")?
         }
-        .map_err(|_| "corrupt zstd data or output too large")?,
+        #[allow(unreachable_patterns)]
         _ => return Err("codec not available"),
     };
     if produced != out.len() {
@@ -400,8 +449,8 @@ pub struct BlockEncoder {
 /// (or the input, for a block stored raw).
 #[cfg(feature = "alloc")]
 pub struct EncodedBlock<'a> {
-    pub codec: u8,
-    pub filter: u8,
+    pub codec: CodecId,
+    pub filter: FilterId,
     pub bytes: &'a [u8],
 }
 
@@ -410,7 +459,7 @@ impl BlockEncoder {
     /// A new encoder; fails when the codec is not compiled in.
     pub fn new(compression: Compression) -> crate::Result<Self> {
         if !codec_available(compression.codec_id()) {
-            return Err(crate::Error::CodecUnavailable(codec_name(compression.codec_id())));
+            return Err(crate::Error::CodecUnavailable(compression.codec_id().name()));
         }
         Ok(BlockEncoder {
             compression,
@@ -428,7 +477,7 @@ impl BlockEncoder {
     /// adds byte grouping as a candidate.
     pub fn encode<'a>(&'a mut self, data: &'a [u8], width: u8) -> EncodedBlock<'a> {
         if self.compression == Compression::None || data.is_empty() {
-            return EncodedBlock { codec: codec_id::NONE, filter: filter_id::NONE, bytes: data };
+            return EncodedBlock { codec: CodecId::None, filter: FilterId::None, bytes: data };
         }
         let best = self.plain_candidates(data, width);
         self.finish(data, best)
@@ -439,11 +488,11 @@ impl BlockEncoder {
     /// blocks of a tensor). Still stored raw when that does not shrink.
     /// `width` is the element width, as for [`encode`](Self::encode); delta
     /// filters work at [`delta_width`] of it.
-    pub fn encode_as<'a>(&'a mut self, data: &'a [u8], base: &[u8], width: u8, filter: u8) -> EncodedBlock<'a> {
+    pub fn encode_as<'a>(&'a mut self, data: &'a [u8], base: &[u8], width: u8, filter: FilterId) -> EncodedBlock<'a> {
         let usable = match filter {
-            filter_id::NONE => true,
-            filter_id::BYTE_GROUP => width > 1,
-            f => filter_id::is_delta(f) && base.len() == data.len(),
+            FilterId::None => true,
+            FilterId::ByteGroup => width > 1,
+            f => f.is_delta() && base.len() == data.len(),
         };
         if self.compression == Compression::None || data.is_empty() || !usable {
             return self.encode(data, width);
@@ -461,14 +510,14 @@ impl BlockEncoder {
         if self.compression == Compression::None || data.is_empty() || data.len() != base.len() {
             return self.encode(data, width);
         }
-        let mut delta = self.best_of(data, base, width, &[filter_id::DELTA_XOR, filter_id::DELTA_SUB]);
+        let mut delta = self.best_of(data, base, width, &[FilterId::DeltaXor, FilterId::DeltaSub]);
         if delta.1.saturating_mul(SPARSE_DELTA) < data.len() {
             // Few bits changed per element: bit planes usually win (BF16 with
             // mostly unchanged weights: 0.09 -> 0.05 of the block).
             let saved = core::mem::replace(&mut self.out, core::mem::take(&mut self.spare));
-            let n = self.filter_and_compress(filter_id::DELTA_SUB_BITS, data, base, width);
+            let n = self.filter_and_compress(FilterId::DeltaSubBits, data, base, width);
             if n < delta.1 {
-                delta = (filter_id::DELTA_SUB_BITS, n);
+                delta = (FilterId::DeltaSubBits, n);
                 self.spare = saved;
             } else {
                 self.spare = core::mem::replace(&mut self.out, saved);
@@ -486,20 +535,20 @@ impl BlockEncoder {
     }
 
     /// The candidates of [`encode`](Self::encode), as [`best_of`](Self::best_of).
-    fn plain_candidates(&mut self, data: &[u8], width: u8) -> (u8, usize) {
-        let candidates: &[u8] = if width > 1 && data.len() >= 2 * usize::from(width) {
-            &[filter_id::NONE, filter_id::BYTE_GROUP]
+    fn plain_candidates(&mut self, data: &[u8], width: u8) -> (FilterId, usize) {
+        let candidates: &[FilterId] = if width > 1 && data.len() >= 2 * usize::from(width) {
+            &[FilterId::None, FilterId::ByteGroup]
         } else {
-            &[filter_id::NONE]
+            &[FilterId::None]
         };
         self.best_of(data, &[], width, candidates)
     }
 
     /// The encoded block for `best` = (filter, compressed length in
     /// `self.out`), or the raw bytes when that did not shrink.
-    fn finish<'a>(&'a self, data: &'a [u8], best: (u8, usize)) -> EncodedBlock<'a> {
+    fn finish<'a>(&'a self, data: &'a [u8], best: (FilterId, usize)) -> EncodedBlock<'a> {
         if best.1 >= data.len() {
-            return EncodedBlock { codec: codec_id::NONE, filter: filter_id::NONE, bytes: data };
+            return EncodedBlock { codec: CodecId::None, filter: FilterId::None, bytes: data };
         }
         EncodedBlock { codec: self.compression.codec_id(), filter: best.0, bytes: &self.out[..best.1] }
     }
@@ -509,7 +558,7 @@ impl BlockEncoder {
     /// when the codec failed. (Judging on a sample does not work: zstd
     /// codes each 128 KiB with one Huffman table, so grouping only pays
     /// across tables, at full size.)
-    fn best_of(&mut self, data: &[u8], base: &[u8], width: u8, candidates: &[u8]) -> (u8, usize) {
+    fn best_of(&mut self, data: &[u8], base: &[u8], width: u8, candidates: &[FilterId]) -> (FilterId, usize) {
         let mut pick = candidates[0];
         // Keep the best output in `self.out` (swapped with the spare buffer).
         let mut best = usize::MAX;
@@ -528,37 +577,37 @@ impl BlockEncoder {
 
     /// Apply `filter` (against `base` for deltas) and compress into
     /// `self.out`; the compressed length, or `usize::MAX` on codec failure.
-    fn filter_and_compress(&mut self, filter: u8, data: &[u8], base: &[u8], width: u8) -> usize {
+    fn filter_and_compress(&mut self, filter: FilterId, data: &[u8], base: &[u8], width: u8) -> usize {
         let w = match filter {
-            filter_id::NONE | filter_id::BYTE_GROUP => usize::from(width.max(1)),
+            FilterId::None | FilterId::ByteGroup => usize::from(width.max(1)),
             _ => usize::from(delta_width(usize::from(width))),
         };
         let mut filtered = core::mem::take(&mut self.filtered);
         let input: &[u8] = match filter {
-            filter_id::NONE => data,
-            filter_id::BYTE_GROUP => {
+            FilterId::None => data,
+            FilterId::ByteGroup => {
                 filtered.resize(data.len(), 0);
-                group(data, w, &mut filtered);
+                group_into(data, w, &mut filtered);
                 &filtered
             }
             _ => {
                 self.delta.resize(data.len(), 0);
-                delta_encode(filter, data, base, w, &mut self.delta);
+                delta_encode_into(filter, data, base, w, &mut self.delta);
                 filtered.resize(data.len(), 0);
-                if filter == filter_id::DELTA_SUB_BITS {
+                if filter == FilterId::DeltaSubBits {
                     let mut scratch = core::mem::take(&mut self.planes_scratch);
                     scratch.resize(data.len(), 0);
-                    bit_group(&self.delta, w, &mut filtered, &mut scratch);
+                    bit_group_into(&self.delta, w, &mut filtered, &mut scratch);
                     self.planes_scratch = scratch;
                 } else {
-                    group(&self.delta, w, &mut filtered);
+                    group_into(&self.delta, w, &mut filtered);
                 }
                 &filtered
             }
         };
         // Element streams of floats and integers; quantized blocks (wider
         // "elements") keep the plain level, measured better on them.
-        let numeric = filter != filter_id::NONE && w <= 8;
+        let numeric = filter != FilterId::None && w <= 8;
         let mut out = core::mem::take(&mut self.out);
         let n = self.compress(input, &mut out, numeric).unwrap_or(usize::MAX);
         (self.out, self.filtered) = (out, filtered);
@@ -567,6 +616,8 @@ impl BlockEncoder {
 
     /// Compress into `out`; `None` when the codec failed (treated as "store raw").
     fn compress(&mut self, data: &[u8], out: &mut alloc::vec::Vec<u8>, numeric: bool) -> Option<usize> {
+        #[cfg(not(feature = "zstd"))]
+        let _ = numeric;
         match self.compression {
             Compression::None => None,
             #[cfg(feature = "lz4")]
@@ -577,7 +628,10 @@ impl BlockEncoder {
             #[cfg(feature = "zstd")]
             Compression::Zstd { level, numeric_level } => {
                 out.resize(zstd_safe::compress_bound(data.len()), 0);
-                let cctx = self.zstd.get_or_insert_with(zstd_safe::CCtx::create);
+                if self.zstd.is_none() {
+                    self.zstd = Some(zstd_safe::CCtx::try_create()?);
+                }
+                let cctx = self.zstd.as_mut()?;
                 cctx.compress(&mut out[..], data, if numeric { numeric_level } else { level }).ok()
             }
             #[allow(unreachable_patterns)]
@@ -598,7 +652,7 @@ mod tests {
             for len in [0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 513, 1200] {
                 let input = &data[..len];
                 let mut grouped = alloc::vec![0u8; len];
-                group(input, width, &mut grouped);
+                group(input, width, &mut grouped).unwrap();
                 let count = len / width;
                 for (i, element) in input[..count * width].chunks_exact(width).enumerate() {
                     for (k, byte) in element.iter().enumerate() {
@@ -607,7 +661,7 @@ mod tests {
                 }
                 assert_eq!(grouped[count * width..], input[count * width..], "tail, width {width} len {len}");
                 let mut back = alloc::vec![0u8; len];
-                ungroup(&grouped, width, &mut back);
+                ungroup(&grouped, width, &mut back).unwrap();
                 assert_eq!(back, input, "width {width} len {len}");
             }
         }
@@ -622,7 +676,7 @@ mod tests {
                 let input = &data[..len];
                 let mut planes = alloc::vec![0u8; len];
                 let mut scratch = alloc::vec![0u8; len];
-                bit_group(input, width, &mut planes, &mut scratch);
+                bit_group(input, width, &mut planes, &mut scratch).unwrap();
                 let m = len / w / 8 * 8;
                 for e in 0..m {
                     for p in 0..8 * w {
@@ -633,7 +687,7 @@ mod tests {
                 }
                 assert_eq!(planes[m * w..], input[m * w..], "rest, width {width} len {len}");
                 let mut back = alloc::vec![0u8; len];
-                bit_ungroup(&planes, width, &mut back, &mut scratch);
+                bit_ungroup(&planes, width, &mut back, &mut scratch).unwrap();
                 assert_eq!(back, input, "width {width} len {len}");
             }
         }
@@ -657,13 +711,13 @@ mod tests {
         }
         let mut enc = BlockEncoder::new(Compression::Lz4).unwrap();
         let e = enc.encode_with_base(&fine, &base, 2);
-        assert_eq!(e.filter, filter_id::DELTA_SUB_BITS);
+        assert_eq!(e.filter, FilterId::DeltaSubBits);
         let mut tmp = alloc::vec![0u8; fine.len()];
         decompress(e.codec, e.bytes, &mut tmp, None).unwrap();
         let mut out = alloc::vec![0u8; fine.len()];
         let mut scratch = alloc::vec![0u8; fine.len()];
-        bit_ungroup(&tmp, 2, &mut out, &mut scratch);
-        delta_apply(e.filter, &mut out, &base, 2);
+        bit_ungroup(&tmp, 2, &mut out, &mut scratch).unwrap();
+        delta_apply(e.filter, &mut out, &base, 2).unwrap();
         assert!(out == fine);
     }
 
@@ -671,17 +725,17 @@ mod tests {
     fn deltas_round_trip_at_every_width() {
         let base: [u8; 19] = [0, 1, 2, 250, 255, 128, 7, 9, 200, 3, 3, 3, 0, 0, 1, 90, 91, 92, 93];
         let fine: [u8; 19] = [1, 0, 2, 5, 255, 127, 8, 9, 100, 3, 4, 3, 255, 255, 1, 90, 0, 92, 7];
-        for filter in [filter_id::DELTA_XOR, filter_id::DELTA_SUB, filter_id::DELTA_SUB_BITS] {
+        for filter in [FilterId::DeltaXor, FilterId::DeltaSub, FilterId::DeltaSubBits] {
             for width in [1, 2, 4, 8] {
                 let mut delta = [0u8; 19];
-                delta_encode(filter, &fine, &base, width, &mut delta);
-                delta_apply(filter, &mut delta, &base, width);
+                delta_encode(filter, &fine, &base, width, &mut delta).unwrap();
+                delta_apply(filter, &mut delta, &base, width).unwrap();
                 assert_eq!(delta, fine, "filter {filter} width {width}");
             }
         }
         // Small changes stay small under SUB: +1 and -1 on a u32 element.
         let mut d = [0u8; 8];
-        delta_encode(filter_id::DELTA_SUB, &[6, 0, 0, 0, 4, 0, 0, 0], &[5, 0, 0, 0, 5, 0, 0, 0], 4, &mut d);
+        delta_encode(FilterId::DeltaSub, &[6, 0, 0, 0, 4, 0, 0, 0], &[5, 0, 0, 0, 5, 0, 0, 0], 4, &mut d).unwrap();
         assert_eq!(d, [2, 0, 0, 0, 1, 0, 0, 0]);
     }
 
@@ -689,10 +743,10 @@ mod tests {
     fn group_round_trips_with_tail() {
         let input: [u8; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
         let mut grouped = [0u8; 11];
-        group(&input, 4, &mut grouped);
+        group(&input, 4, &mut grouped).unwrap();
         assert_eq!(grouped, [1, 5, 2, 6, 3, 7, 4, 8, 9, 10, 11]);
         let mut back = [0u8; 11];
-        ungroup(&grouped, 4, &mut back);
+        ungroup(&grouped, 4, &mut back).unwrap();
         assert_eq!(back, input);
     }
 }

@@ -1,22 +1,200 @@
-//! The one error type of the format core. Every variant says which field or
-//! structure was bad and where, so a user can find the problem in a hex dump.
+//! The one error type of the format core, and the one list of status codes.
+//!
+//! [`ErrorCode`] is the status every front end reports: the C ABI exports
+//! this very enum as `hexz_status` (cbindgen reads it from here), Python and
+//! Go map it to their exceptions and sentinel errors. Every [`Error`]
+//! variant names the field or structure that was bad and where.
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
+/// Status of an operation. Numbers are stable and never reused.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullArgument = 1,
+    /// An internal failure was contained (a bug; please report it).
+    Panic = 2,
+    /// A GGUF getter was called on a value of another type.
+    TypeMismatch = 3,
+    /// Verification found problems.
+    VerifyFailed = 4,
+    /// Not supported by this build or platform.
+    Unsupported = 5,
+    /// No tensor, file or key with that name.
+    NotFound = 6,
+    /// A progress callback asked to stop.
+    Cancelled = 7,
+    /// Memory could not be allocated, or an open option's memory cap was reached.
+    OutOfMemory = 8,
+    /// Not a hexz archive (bad magic).
+    BadMagic = 10,
+    /// The archive needs a newer format version or feature than this library knows.
+    UnsupportedVersion = 11,
+    /// A header, footer, index or manifest checksum did not match.
+    Checksum = 12,
+    /// The archive (or source) ends early.
+    Truncated = 13,
+    /// A field holds a value that is not allowed.
+    InvalidField = 14,
+    /// A declared size or count exceeds a limit.
+    LimitExceeded = 15,
+    /// A block's bytes do not match their BLAKE3.
+    HashMismatch = 16,
+    /// A block failed to decode.
+    Decode = 17,
+    /// The range lies outside the original file.
+    OutOfRange = 18,
+    /// A caller buffer is too small.
+    BufferTooSmall = 19,
+    /// Retired: never returned (a missing tensor gives NOT_FOUND).
+    TensorNotFound = 20,
+    /// The block's codec is not in this build.
+    CodecUnavailable = 21,
+    /// The block lives in a parent archive that is not attached.
+    ParentRequired = 22,
+    /// An I/O error (including a failing read callback); the message keeps the OS error text.
+    Io = 23,
+    /// The source file (safetensors/GGUF) is malformed.
+    SourceFormat = 24,
+    /// An argument is out of range or otherwise invalid.
+    InvalidArgument = 25,
+    /// The parent archive was not found (the message names the identity and the places tried).
+    ParentNotFound = 26,
+    /// A file at the parent's path is another archive.
+    ParentMismatch = 27,
+    /// The parent chain is too deep.
+    ChainTooDeep = 28,
+    /// The parent chain loops.
+    ChainCycle = 29,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order.
+    pub const ALL: [ErrorCode; 29] = [
+        ErrorCode::Ok,
+        ErrorCode::NullArgument,
+        ErrorCode::Panic,
+        ErrorCode::TypeMismatch,
+        ErrorCode::VerifyFailed,
+        ErrorCode::Unsupported,
+        ErrorCode::NotFound,
+        ErrorCode::Cancelled,
+        ErrorCode::OutOfMemory,
+        ErrorCode::BadMagic,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::Checksum,
+        ErrorCode::Truncated,
+        ErrorCode::InvalidField,
+        ErrorCode::LimitExceeded,
+        ErrorCode::HashMismatch,
+        ErrorCode::Decode,
+        ErrorCode::OutOfRange,
+        ErrorCode::BufferTooSmall,
+        ErrorCode::TensorNotFound,
+        ErrorCode::CodecUnavailable,
+        ErrorCode::ParentRequired,
+        ErrorCode::Io,
+        ErrorCode::SourceFormat,
+        ErrorCode::InvalidArgument,
+        ErrorCode::ParentNotFound,
+        ErrorCode::ParentMismatch,
+        ErrorCode::ChainTooDeep,
+        ErrorCode::ChainCycle,
+    ];
+
+    /// A short description, as `hexz_status_str` returns it.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            ErrorCode::Ok => "ok",
+            ErrorCode::NullArgument => "a required pointer argument was NULL",
+            ErrorCode::Panic => "internal failure (contained panic)",
+            ErrorCode::TypeMismatch => "value has another type",
+            ErrorCode::VerifyFailed => "verification found problems",
+            ErrorCode::Unsupported => "not supported",
+            ErrorCode::NotFound => "not found",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::OutOfMemory => "out of memory",
+            ErrorCode::BadMagic => "not a hexz archive",
+            ErrorCode::UnsupportedVersion => "needs a newer format version",
+            ErrorCode::Checksum => "checksum mismatch",
+            ErrorCode::Truncated => "truncated",
+            ErrorCode::InvalidField => "invalid field",
+            ErrorCode::LimitExceeded => "limit exceeded",
+            ErrorCode::HashMismatch => "block hash mismatch",
+            ErrorCode::Decode => "block decode failed",
+            ErrorCode::OutOfRange => "range outside the original file",
+            ErrorCode::BufferTooSmall => "buffer too small",
+            ErrorCode::TensorNotFound => "tensor not found (retired status)",
+            ErrorCode::CodecUnavailable => "codec not available",
+            ErrorCode::ParentRequired => "parent archive required",
+            ErrorCode::Io => "I/O error",
+            ErrorCode::SourceFormat => "malformed source file",
+            ErrorCode::InvalidArgument => "invalid argument",
+            ErrorCode::ParentNotFound => "parent archive not found",
+            ErrorCode::ParentMismatch => "parent archive has another identity",
+            ErrorCode::ChainTooDeep => "parent chain too deep",
+            ErrorCode::ChainCycle => "parent chain loops",
+        }
+    }
+
+    /// The status's name: the C enum value without `HEXZ_STATUS_`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Ok => "OK",
+            ErrorCode::NullArgument => "NULL_ARGUMENT",
+            ErrorCode::Panic => "PANIC",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::VerifyFailed => "VERIFY_FAILED",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::OutOfMemory => "OUT_OF_MEMORY",
+            ErrorCode::BadMagic => "BAD_MAGIC",
+            ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            ErrorCode::Checksum => "CHECKSUM",
+            ErrorCode::Truncated => "TRUNCATED",
+            ErrorCode::InvalidField => "INVALID_FIELD",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::HashMismatch => "HASH_MISMATCH",
+            ErrorCode::Decode => "DECODE",
+            ErrorCode::OutOfRange => "OUT_OF_RANGE",
+            ErrorCode::BufferTooSmall => "BUFFER_TOO_SMALL",
+            ErrorCode::TensorNotFound => "TENSOR_NOT_FOUND",
+            ErrorCode::CodecUnavailable => "CODEC_UNAVAILABLE",
+            ErrorCode::ParentRequired => "PARENT_REQUIRED",
+            ErrorCode::Io => "IO",
+            ErrorCode::SourceFormat => "SOURCE_FORMAT",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::ParentNotFound => "PARENT_NOT_FOUND",
+            ErrorCode::ParentMismatch => "PARENT_MISMATCH",
+            ErrorCode::ChainTooDeep => "CHAIN_TOO_DEEP",
+            ErrorCode::ChainCycle => "CHAIN_CYCLE",
+        }
+    }
+
+    /// The code with this number, if there is one.
+    pub fn from_u32(n: u32) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| *c as u32 == n)
+    }
+}
+
 /// Everything that can go wrong while parsing, reading, writing or verifying.
-///
-/// The numeric [`Error::code`] of each variant is stable: the C ABI uses it as
-/// its status code, so codes are never reused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A magic number did not match.
     #[error("not a hexz archive: bad {what} magic at offset {offset}")]
     BadMagic { what: &'static str, offset: u64 },
-    /// The archive declares a format version this reader does not know.
+    /// The archive declares a major format version this reader does not know.
     #[error("unsupported format version {major}.{minor} (this reader supports 1.x)")]
     UnsupportedVersion { major: u16, minor: u16 },
+    /// The archive uses format features this reader does not know.
+    #[error("needs format 1.{minor} or newer: unknown feature bits {bits:#x} (this reader knows format 1.{known})")]
+    UnsupportedFeatures { minor: u16, bits: u64, known: u16 },
     /// A checksum or BLAKE3 digest over a structure did not match.
     #[error("{what} at offset {offset}: checksum mismatch")]
     Checksum { what: &'static str, offset: u64 },
@@ -41,9 +219,9 @@ pub enum Error {
     /// A caller-provided buffer (output or scratch) is too small.
     #[error("{what} too small: need {needed} bytes, got {got}")]
     BufferTooSmall { what: &'static str, needed: u64, got: u64 },
-    /// No tensor has the requested name.
-    #[error("no tensor with that name")]
-    TensorNotFound,
+    /// No tensor (or file) has the requested name.
+    #[error("no {what} with that name")]
+    NotFound { what: &'static str },
     /// The block uses a codec this build does not include.
     #[error("codec {0} is not compiled into this build")]
     CodecUnavailable(&'static str),
@@ -51,14 +229,20 @@ pub enum Error {
     #[error("block at virtual offset {offset} lives in ancestor {depth} of the chain, which is not attached")]
     ParentRequired { offset: u64, depth: u8 },
     /// I/O on the underlying source failed.
-    #[error("I/O error at offset {offset}: {kind}")]
-    Io { offset: u64, kind: IoKind },
+    #[error("I/O error at offset {offset}: {cause}")]
+    Io { offset: u64, cause: IoCause },
     /// The source file (safetensors or GGUF) is malformed.
     #[error("{format}: invalid {field} at offset {offset}: {reason}")]
     Source { format: &'static str, field: &'static str, offset: u64, reason: &'static str },
     /// An operation was given arguments it cannot work with.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// Memory for something the input or the options size could not be had.
+    #[error("out of memory: {what} needs {bytes} bytes")]
+    OutOfMemory { what: &'static str, bytes: u64 },
+    /// A progress callback asked to stop.
+    #[error("cancelled")]
+    Cancelled,
     /// No file at the parent's path hint (or in the search folders).
     #[cfg(feature = "alloc")]
     #[error("parent archive with identity {expected} not found (tried {tried})")]
@@ -73,6 +257,12 @@ pub enum Error {
     /// The parent chain names an archive already in it.
     #[error("parent chain loops back to an archive already in it")]
     ChainCycle,
+    /// The error happened in ancestor `depth` of the chain (1 = the parent):
+    /// its bytes or structures are at fault, not the archive that was opened.
+    /// Front ends replace the depth with the ancestor's path.
+    #[cfg(feature = "alloc")]
+    #[error("in ancestor {depth} of the chain: {error}")]
+    Ancestor { depth: u8, error: alloc::boxed::Box<Error> },
 }
 
 /// A 32-byte digest shown as hex.
@@ -88,65 +278,139 @@ impl core::fmt::Display for Hex32 {
     }
 }
 
-/// The kind of an I/O failure, kept small so the error type works without std.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IoKind(pub &'static str);
+/// Why an I/O operation failed. With `std` it keeps the OS error (its text
+/// and kind reach the user); without, a static description.
+#[derive(Debug, Clone)]
+pub struct IoCause(
+    #[cfg(feature = "std")] pub std::sync::Arc<std::io::Error>,
+    #[cfg(not(feature = "std"))] pub &'static str,
+);
 
-impl core::fmt::Display for IoKind {
+impl IoCause {
+    /// A cause described by text alone (a failing callback, a remote error).
+    pub fn message(text: &'static str) -> Self {
+        #[cfg(feature = "std")]
+        return IoCause(std::sync::Arc::new(std::io::Error::other(text)));
+        #[cfg(not(feature = "std"))]
+        return IoCause(text);
+    }
+}
+
+impl core::fmt::Display for IoCause {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.0)
+        core::fmt::Display::fmt(&self.0, f)
     }
 }
 
 impl Error {
-    /// Stable numeric code; the C ABI's status code for this error.
-    pub fn code(&self) -> u32 {
+    /// The status code of this error.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::BadMagic { .. } => 10,
-            Error::UnsupportedVersion { .. } => 11,
-            Error::Checksum { .. } => 12,
-            Error::Truncated { .. } => 13,
-            Error::InvalidField { .. } => 14,
-            Error::LimitExceeded { .. } => 15,
-            Error::HashMismatch { .. } => 16,
-            Error::Decode { .. } => 17,
-            Error::OutOfRange { .. } => 18,
-            Error::BufferTooSmall { .. } => 19,
-            Error::TensorNotFound => 20,
-            Error::CodecUnavailable(_) => 21,
-            Error::ParentRequired { .. } => 22,
-            Error::Io { .. } => 23,
-            Error::Source { .. } => 24,
-            Error::InvalidArgument(_) => 25,
+            Error::BadMagic { .. } => ErrorCode::BadMagic,
+            Error::UnsupportedVersion { .. } | Error::UnsupportedFeatures { .. } => ErrorCode::UnsupportedVersion,
+            Error::Checksum { .. } => ErrorCode::Checksum,
+            Error::Truncated { .. } => ErrorCode::Truncated,
+            Error::InvalidField { .. } => ErrorCode::InvalidField,
+            Error::LimitExceeded { .. } => ErrorCode::LimitExceeded,
+            Error::HashMismatch { .. } => ErrorCode::HashMismatch,
+            Error::Decode { .. } => ErrorCode::Decode,
+            Error::OutOfRange { .. } => ErrorCode::OutOfRange,
+            Error::BufferTooSmall { .. } => ErrorCode::BufferTooSmall,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::CodecUnavailable(_) => ErrorCode::CodecUnavailable,
+            Error::ParentRequired { .. } => ErrorCode::ParentRequired,
+            Error::Io { .. } => ErrorCode::Io,
+            Error::Source { .. } => ErrorCode::SourceFormat,
+            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::OutOfMemory { .. } => ErrorCode::OutOfMemory,
+            Error::Cancelled => ErrorCode::Cancelled,
             #[cfg(feature = "alloc")]
-            Error::ParentNotFound { .. } => 26,
+            Error::ParentNotFound { .. } => ErrorCode::ParentNotFound,
             #[cfg(feature = "alloc")]
-            Error::ParentMismatch { .. } => 27,
-            Error::ChainTooDeep { .. } => 28,
-            Error::ChainCycle => 29,
+            Error::ParentMismatch { .. } => ErrorCode::ParentMismatch,
+            Error::ChainTooDeep { .. } => ErrorCode::ChainTooDeep,
+            Error::ChainCycle => ErrorCode::ChainCycle,
+            #[cfg(feature = "alloc")]
+            Error::Ancestor { error, .. } => error.code(),
         }
     }
 
     pub(crate) fn invalid(field: &'static str, offset: u64, reason: &'static str) -> Self {
         Error::InvalidField { field, offset, reason }
     }
+
+    /// The error without its [`Error::Ancestor`] wrapping, and the chain
+    /// depth it happened at (0 when it is not wrapped).
+    pub fn innermost(&self) -> (u8, &Error) {
+        match self {
+            #[cfg(feature = "alloc")]
+            Error::Ancestor { depth, error } => (*depth, error),
+            other => (0, other),
+        }
+    }
+
+    /// An error of the parent archive, seen from its child: its chain
+    /// depths move down by one (the parent itself is depth 1).
+    pub fn in_parent(self) -> Self {
+        #[cfg(feature = "alloc")]
+        return match self {
+            Error::Ancestor { depth, error } => Error::Ancestor { depth: depth.saturating_add(1), error },
+            other => Error::Ancestor { depth: 1, error: alloc::boxed::Box::new(other) },
+        };
+        #[cfg(not(feature = "alloc"))]
+        self
+    }
+
+    /// Mark an error as belonging to ancestor `depth` (0: leave it as is).
+    pub(crate) fn at_depth(self, depth: usize) -> Self {
+        #[cfg(feature = "alloc")]
+        if depth > 0 && !matches!(self, Error::Ancestor { .. }) {
+            return Error::Ancestor { depth: depth as u8, error: alloc::boxed::Box::new(self) };
+        }
+        let _ = depth;
+        self
+    }
 }
 
 #[cfg(feature = "std")]
 impl Error {
-    /// Map an I/O error from std, keeping its kind.
-    pub fn from_io(offset: u64, err: &std::io::Error) -> Self {
-        use std::io::ErrorKind as K;
-        let kind = match err.kind() {
-            K::NotFound => "not found",
-            K::PermissionDenied => "permission denied",
-            K::UnexpectedEof => "unexpected end of file",
-            K::Interrupted => "interrupted",
-            K::InvalidInput => "invalid input",
-            K::OutOfMemory => "out of memory",
-            K::WriteZero | K::StorageFull => "device full",
-            _ => "I/O failure",
-        };
-        Error::Io { offset, kind: IoKind(kind) }
+    /// An I/O error from std at `offset`, keeping the OS error.
+    pub fn from_io(offset: u64, err: std::io::Error) -> Self {
+        Error::Io { offset, cause: IoCause(std::sync::Arc::new(err)) }
+    }
+
+    /// The OS error behind an [`Error::Io`], if there is one.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self.innermost().1 {
+            Error::Io { cause, .. } => Some(&cause.0),
+            _ => None,
+        }
+    }
+}
+
+/// Fallibly allocate a zeroed vector of `len` bytes: input-sized buffers
+/// must fail with a status, never abort the host.
+#[cfg(feature = "alloc")]
+pub fn try_zeroed(len: usize, what: &'static str) -> Result<alloc::vec::Vec<u8>> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { what, bytes: len as u64 })?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_described() {
+        let mut seen = [false; 64];
+        for c in ErrorCode::ALL {
+            assert!(!seen[c as usize], "{c:?} listed twice");
+            seen[c as usize] = true;
+            assert_eq!(ErrorCode::from_u32(c as u32), Some(c));
+            assert!(!c.describe().is_empty());
+        }
+        assert_eq!(ErrorCode::from_u32(9), None);
     }
 }

@@ -5,6 +5,7 @@
 //! header bytes, so memory stays proportional to the header, not to what it
 //! claims.
 
+use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -207,6 +208,15 @@ fn bad(field: &'static str, offset: u64, reason: &'static str) -> Error {
     Error::Source { format: "gguf", field, offset, reason }
 }
 
+/// Push with fallible growth: counts come from the file, so running out of
+/// memory is a status, never an abort.
+fn push<T>(v: &mut Vec<T>, item: T, what: &'static str) -> Result<()> {
+    v.try_reserve(1)
+        .map_err(|_| Error::OutOfMemory { what, bytes: (v.len() as u64 + 1) * core::mem::size_of::<T>() as u64 })?;
+    v.push(item);
+    Ok(())
+}
+
 /// Whether `prefix` starts with the GGUF magic.
 pub fn looks_like_gguf(prefix: &[u8]) -> bool {
     prefix.get(..4) == Some(&GGUF_MAGIC[..])
@@ -257,9 +267,9 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, depth: u32) -> Result<GgufValue> {
                             available: c.remaining(),
                         });
                     }
-                    let mut items = Vec::with_capacity(len as usize);
+                    let mut items = Vec::new();
                     for _ in 0..len {
-                        items.push(read_value(c, elem_type, depth + 1)?);
+                        push(&mut items, read_value(c, elem_type, depth + 1)?, "GGUF array")?;
                     }
                     GgufValue::Array(GgufArray {
                         elem_type,
@@ -298,13 +308,16 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
         return Err(bad("tensor count", 8, "more tensors than the file can hold"));
     }
     let mut kvs: Vec<GgufKv> = Vec::new();
+    // Sets, not scans: a hostile header may hold millions of keys or tensors.
+    let mut keys: BTreeSet<String> = BTreeSet::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
     let mut alignment = DEFAULT_ALIGNMENT;
     for _ in 0..kv_count {
         let key_at = c.pos;
         let key = c.utf8("key")?;
         let ty = c.u32("value type")?;
         let value = read_value(&mut c, ty, 0)?;
-        if kvs.iter().any(|kv| kv.key == key) {
+        if !keys.insert(key.clone()) {
             return Err(bad("key", key_at, "duplicate key"));
         }
         if key == "general.alignment" {
@@ -313,7 +326,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
                 _ => return Err(bad("general.alignment", key_at, "must be a UINT32 power of two")),
             };
         }
-        kvs.push(GgufKv { key, value });
+        push(&mut kvs, GgufKv { key, value }, "GGUF key/values")?;
     }
     let mut tensors: Vec<GgufTensor> = Vec::new();
     for _ in 0..tensor_count {
@@ -323,9 +336,9 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
         if n_dims > u32::from(limits::MAX_DIMS) {
             return Err(bad("tensor dimension count", info_at, "too many dimensions"));
         }
-        let mut dims = Vec::with_capacity(n_dims as usize);
+        let mut dims = Vec::new();
         for _ in 0..n_dims {
-            dims.push(c.u64("tensor dimension")?);
+            push(&mut dims, c.u64("tensor dimension")?, "GGUF tensor dimensions")?;
         }
         let ty_at = c.pos;
         let ggml = c.u32("tensor type")?;
@@ -346,15 +359,18 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader> {
         if offset % alignment != 0 {
             return Err(bad("tensor offset", ty_at + 4, "not a multiple of the alignment"));
         }
-        if tensors.iter().any(|t| t.name == name) {
+        if !names.insert(name.clone()) {
             return Err(bad("tensor name", info_at, "duplicate tensor name"));
         }
-        tensors.push(GgufTensor { name, dims, ggml_type: ggml, offset, length });
+        push(&mut tensors, GgufTensor { name, dims, ggml_type: ggml, offset, length }, "GGUF tensor infos")?;
     }
     let infos_end = c.pos;
     let data_offset =
         infos_end.checked_next_multiple_of(alignment).ok_or(bad("tensor data", infos_end, "offset overflows"))?;
-    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(tensors.len());
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    spans
+        .try_reserve_exact(tensors.len())
+        .map_err(|_| Error::OutOfMemory { what: "GGUF tensor spans", bytes: tensors.len() as u64 * 16 })?;
     for t in &mut tensors {
         t.offset = data_offset.checked_add(t.offset).ok_or(bad("tensor offset", infos_end, "offset overflows"))?;
         let end = t.offset.checked_add(t.length).ok_or(bad("tensor offset", infos_end, "offset overflows"))?;

@@ -14,7 +14,8 @@ pub const FOOTER_MAGIC: [u8; 8] = *b"HXZFOOT\x00";
 pub const MANIFEST_MAGIC: [u8; 8] = *b"HXZMANI\x00";
 /// Major format version written and accepted.
 pub const VERSION_MAJOR: u16 = 1;
-/// Minor format version written. Readers accept any minor of their major.
+/// Minor format version written when an archive uses no 1.1 feature;
+/// readers accept any minor of their major (spec section 4).
 pub const VERSION_MINOR: u16 = 0;
 
 pub const HEADER_SIZE: usize = 64;
@@ -39,40 +40,112 @@ pub mod limits {
     pub const MAX_CHAIN_DEPTH: u8 = 32;
 }
 
-/// Codec identifiers in a block entry.
-pub mod codec_id {
-    pub const NONE: u8 = 0;
-    pub const LZ4: u8 = 1;
-    pub const ZSTD: u8 = 2;
+/// Typed ids of the one-byte fields, each with the name every front end
+/// shows (inspect, diff, JSON, Python, C).
+macro_rules! byte_ids {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $value:literal => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[repr(u8)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant = $value,)+
+        }
+        impl $name {
+            /// Every value, in numeric order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            /// The id stored in `value`, if it is one.
+            pub const fn from_u8(value: u8) -> Option<Self> {
+                match value {
+                    $($value => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+            /// The name shown to users.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
 }
 
-/// Filter identifiers in a block entry.
-pub mod filter_id {
-    /// Stored bytes decode directly to the block.
-    pub const NONE: u8 = 0;
-    /// Byte k of every element grouped together (element width in the entry).
-    pub const BYTE_GROUP: u8 = 1;
-    /// XOR against the base bytes in the parent, then byte grouping (spec §9).
-    pub const DELTA_XOR: u8 = 2;
-    /// Wrapping integer difference against the base, zigzag, byte grouping (spec §9).
-    pub const DELTA_SUB: u8 = 3;
-    /// The delta-sub difference laid out in bit planes (spec §9): for sparse
-    /// changes, where most differences are 0 or ±1.
-    pub const DELTA_SUB_BITS: u8 = 4;
-    /// The largest filter id.
-    pub const MAX: u8 = DELTA_SUB_BITS;
-
-    /// Whether `filter` is a delta against a base in the parent.
-    pub const fn is_delta(filter: u8) -> bool {
-        matches!(filter, DELTA_XOR | DELTA_SUB | DELTA_SUB_BITS)
+byte_ids! {
+    /// Codec of a block entry (spec section 7).
+    CodecId {
+        /// Stored as it is.
+        None = 0 => "none",
+        /// One lz4 block, no frame, no length prefix.
+        Lz4 = 1 => "lz4",
+        /// Exactly one zstd frame.
+        Zstd = 2 => "zstd",
     }
 }
 
-/// Source format of the archived file.
-pub mod source_format {
-    pub const RAW: u8 = 0;
-    pub const SAFETENSORS: u8 = 1;
-    pub const GGUF: u8 = 2;
+byte_ids! {
+    /// Filter of a block entry (spec sections 7 and 9).
+    FilterId {
+        /// Stored bytes decode directly to the block.
+        None = 0 => "none",
+        /// Byte k of every element grouped together (element width in the entry).
+        ByteGroup = 1 => "byte-group",
+        /// XOR against the base bytes in the parent, then byte grouping.
+        DeltaXor = 2 => "delta-xor",
+        /// Wrapping integer difference against the base, zigzag, byte grouping.
+        DeltaSub = 3 => "delta-sub",
+        /// The delta-sub difference laid out in bit planes (sparse changes).
+        DeltaSubBits = 4 => "delta-sub-bits",
+    }
+}
+
+impl FilterId {
+    /// Whether this filter is a delta against a base in the parent.
+    pub const fn is_delta(self) -> bool {
+        matches!(self, FilterId::DeltaXor | FilterId::DeltaSub | FilterId::DeltaSubBits)
+    }
+}
+
+byte_ids! {
+    /// What kind of file the archive holds.
+    SourceFormat {
+        /// Any file, cut into fixed-size blocks.
+        Raw = 0 => "raw",
+        /// A safetensors file.
+        Safetensors = 1 => "safetensors",
+        /// A GGUF file.
+        Gguf = 2 => "gguf",
+    }
+}
+
+byte_ids! {
+    /// How a tensor's bytes are held, summarised from its blocks.
+    StorageKind {
+        /// At least one block stored in this archive.
+        Stored = 0 => "stored",
+        /// Every block is a duplicate of bytes stored elsewhere in this archive.
+        Deduplicated = 1 => "deduplicated",
+        /// Every block is referenced from the parent chain.
+        Parent = 2 => "parent",
+        /// At least one block is a delta against the parent.
+        Delta = 3 => "delta",
+        /// Zero-length tensor: no blocks.
+        Empty = 4 => "empty",
+    }
+}
+
+/// Format feature bits in the header (spec section 4). A reader refuses an
+/// archive with an incompatible feature bit it does not know, and ignores
+/// compatible feature bits it does not know.
+pub mod features {
+    /// Incompatible feature bits this reader understands.
+    pub const KNOWN_INCOMPAT: u64 = 0;
+    /// Minor version of the format this reader implements.
+    pub const KNOWN_MINOR: u16 = 0;
 }
 
 /// Fixed header at offset 0.
@@ -84,9 +157,11 @@ pub struct FileHeader {
     pub version_minor: U16,
     /// Size of this header; 64 in version 1.
     pub header_size: U32,
-    /// Must be zero in version 1.
-    pub flags: U64,
-    pub reserved: [u8; 32],
+    /// Features a reader must know to read the archive ([`features`]); zero in 1.0.
+    pub incompat_features: U64,
+    /// Features a reader may ignore; zero in 1.0.
+    pub compat_features: U64,
+    pub reserved: [u8; 24],
     /// First 8 bytes (little-endian) of BLAKE3 over bytes [0, 56).
     pub checksum: U64,
 }
@@ -222,20 +297,6 @@ const _: () = assert!(core::mem::size_of::<BlockEntry>() == BLOCK_ENTRY_SIZE);
 const _: () = assert!(core::mem::size_of::<ManifestHeader>() == MANIFEST_HEADER_SIZE);
 const _: () = assert!(core::mem::size_of::<TensorRecord>() == TENSOR_RECORD_SIZE);
 const _: () = assert!(core::mem::size_of::<MetadataRecord>() == METADATA_RECORD_SIZE);
-
-/// How a tensor's bytes are held, summarised from its blocks.
-pub mod storage_kind {
-    /// At least one block stored in this archive.
-    pub const STORED: u8 = 0;
-    /// Every block is a duplicate of bytes stored elsewhere in this archive.
-    pub const DEDUPLICATED: u8 = 1;
-    /// Every block is referenced from the parent chain.
-    pub const PARENT: u8 = 2;
-    /// At least one block is a delta against the parent.
-    pub const DELTA: u8 = 3;
-    /// Zero-length tensor: no blocks.
-    pub const EMPTY: u8 = 4;
-}
 
 /// First 8 bytes of BLAKE3, little-endian: the checksum of header and footer.
 pub fn short_checksum(bytes: &[u8]) -> u64 {

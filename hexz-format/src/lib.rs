@@ -8,8 +8,12 @@
 //!
 //! The crate is `#![no_std]`. Features:
 //! - `lz4`, `zstd`: codecs (`zstd` needs `std`).
-//! - `alloc`: owned manifest, parsers for safetensors and GGUF, verification.
-//! - `std`: files and the parallel streaming writer.
+//! - `alloc`: the directory and manifest held in memory (fewer reads),
+//!   owned manifest, parsers for safetensors and GGUF, the writer,
+//!   verification.
+//! - `std`: I/O errors keep the OS error.
+//!
+//! Files, parent resolution, threads and atomic output live in `hexz-io`.
 //!
 //! Without `alloc`, [`Archive`] still opens an archive held in a `&[u8]` and
 //! reads any range or tensor into caller buffers with caller scratch.
@@ -21,27 +25,27 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-#[cfg(feature = "std")]
-pub mod chain;
 pub mod codec;
 pub mod dtype;
 pub mod error;
 #[cfg(feature = "alloc")]
 pub mod gguf;
+pub mod index;
 pub mod layout;
 pub mod manifest;
+#[cfg(feature = "alloc")]
+pub mod plan;
 pub mod reader;
 #[cfg(feature = "alloc")]
 pub mod safetensors;
 pub mod source;
 #[cfg(feature = "alloc")]
 pub mod verify;
-#[cfg(feature = "std")]
+#[cfg(feature = "alloc")]
 pub mod writer;
 
 pub use codec::Compression;
-pub use error::{Error, Result};
-pub use reader::Archive;
-#[cfg(feature = "std")]
-pub use source::FileSource;
+pub use error::{Error, ErrorCode, Result};
+pub use layout::{CodecId, FilterId, SourceFormat, StorageKind};
+pub use reader::{Archive, OpenLimits};
 pub use source::ReadAt;

@@ -8,8 +8,8 @@ use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    limits, storage_kind, ManifestHeader, MetadataRecord, TensorRecord, MANIFEST_HEADER_SIZE, MANIFEST_MAGIC,
-    METADATA_RECORD_SIZE, TENSOR_RECORD_SIZE,
+    limits, ManifestHeader, MetadataRecord, SourceFormat, StorageKind, TensorRecord, MANIFEST_HEADER_SIZE,
+    MANIFEST_MAGIC, METADATA_RECORD_SIZE, TENSOR_RECORD_SIZE,
 };
 use crate::source::ReadAt;
 
@@ -17,6 +17,7 @@ use crate::source::ReadAt;
 #[derive(Debug, Clone, Copy)]
 pub struct ManifestView {
     pub header: ManifestHeader,
+    format: SourceFormat,
     /// Absolute offset of the manifest in the archive.
     pub offset: u64,
     tensors_at: u64,
@@ -47,9 +48,11 @@ impl ManifestView {
         if header.reserved0 != [0; 6] || header.reserved1 != [0; 24] {
             return Err(Error::invalid("manifest reserved bytes", offset, "must be zero"));
         }
-        if header.source_format > crate::layout::source_format::GGUF {
-            return Err(Error::invalid("manifest source_format", offset + 8, "unknown source format"));
-        }
+        let format = SourceFormat::from_u8(header.source_format).ok_or(Error::invalid(
+            "manifest source_format",
+            offset + 8,
+            "unknown source format",
+        ))?;
         if header.has_parent > 1 {
             return Err(Error::invalid("manifest has_parent", offset + 9, "must be 0 or 1"));
         }
@@ -70,7 +73,8 @@ impl ManifestView {
         let end = strings_at.and_then(|at| at.checked_add(u64::from(header.string_table_length.get())));
         match (metadata_at, dims_at, strings_at, end) {
             (Some(metadata_at), Some(dims_at), Some(strings_at), Some(end)) if end == offset + length => {
-                let view = ManifestView { header, offset, tensors_at, metadata_at, dims_at, strings_at, virtual_size };
+                let view =
+                    ManifestView { header, format, offset, tensors_at, metadata_at, dims_at, strings_at, virtual_size };
                 if header.has_parent == 1 {
                     view.check_string(
                         header.parent_hint_offset.get(),
@@ -87,8 +91,8 @@ impl ManifestView {
         }
     }
 
-    pub fn source_format(&self) -> u8 {
-        self.header.source_format
+    pub fn source_format(&self) -> SourceFormat {
+        self.format
     }
 
     pub fn tensor_count(&self) -> u32 {
@@ -135,7 +139,7 @@ impl ManifestView {
         if end.is_none_or(|end| end > self.virtual_size) {
             return Err(Error::invalid("tensor virtual_offset", at + 24, "tensor outside the virtual space"));
         }
-        if record.storage_kind > storage_kind::EMPTY {
+        if StorageKind::from_u8(record.storage_kind).is_none() {
             return Err(Error::invalid("tensor storage_kind", at + 40, "unknown storage kind"));
         }
         if record.reserved != [0; 7] {
@@ -193,11 +197,14 @@ impl ManifestView {
 
     /// Copy the string at (`at`, `len`) into `out`, returning its length.
     pub fn read_string<R: ReadAt + ?Sized>(&self, src: &R, at: u32, len: u32, out: &mut [u8]) -> Result<usize> {
-        let len = len as usize;
-        let dst =
-            out.get_mut(..len).ok_or(Error::BufferTooSmall { what: "string buffer", needed: len as u64, got: 0 })?;
+        let got = out.len() as u64;
+        let dst = out.get_mut(..len as usize).ok_or(Error::BufferTooSmall {
+            what: "string buffer",
+            needed: u64::from(len),
+            got,
+        })?;
         src.read_exact_at(self.string_offset(at), dst)?;
-        Ok(len)
+        Ok(len as usize)
     }
 }
 
@@ -207,7 +214,6 @@ pub use owned::*;
 #[cfg(feature = "alloc")]
 mod owned {
     use alloc::string::String;
-    use alloc::vec;
     use alloc::vec::Vec;
 
     use zerocopy::little_endian::{U16, U32, U64};
@@ -227,7 +233,7 @@ mod owned {
         /// Offset in the source file (= virtual offset).
         pub offset: u64,
         pub length: u64,
-        pub storage_kind: u8,
+        pub storage_kind: StorageKind,
     }
 
     /// A user metadata value.
@@ -247,9 +253,9 @@ mod owned {
     }
 
     /// The decoded manifest.
-    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Manifest {
-        pub source_format: u8,
+        pub source_format: SourceFormat,
         pub source_header_length: u64,
         pub tensors: Vec<TensorInfo>,
         pub metadata: Vec<(String, MetadataValue)>,
@@ -297,7 +303,7 @@ mod owned {
                     ggml_type: U32::new(t.ggml_type.unwrap_or(NO_GGML_TYPE)),
                     virtual_offset: U64::new(t.offset),
                     length: U64::new(t.length),
-                    storage_kind: t.storage_kind,
+                    storage_kind: t.storage_kind as u8,
                     reserved: [0; 7],
                 };
                 tensor_bytes.extend_from_slice(record.as_bytes());
@@ -326,7 +332,7 @@ mod owned {
             };
             let header = ManifestHeader {
                 magic: MANIFEST_MAGIC,
-                source_format: self.source_format,
+                source_format: self.source_format as u8,
                 has_parent: u8::from(self.parent.is_some()),
                 reserved0: [0; 6],
                 source_header_length: U64::new(self.source_header_length),
@@ -353,7 +359,7 @@ mod owned {
 
     impl ManifestView {
         fn owned_string<R: ReadAt + ?Sized>(&self, src: &R, at: u32, len: u32, field: &'static str) -> Result<String> {
-            let mut buf = vec![0u8; len as usize];
+            let mut buf = crate::error::try_zeroed(len as usize, "manifest string")?;
             self.read_string(src, at, len, &mut buf)?;
             String::from_utf8(buf).map_err(|_| Error::invalid(field, self.string_offset(at), "not valid UTF-8"))
         }
@@ -372,8 +378,22 @@ mod owned {
                 shape,
                 offset: r.virtual_offset.get(),
                 length: r.length.get(),
-                storage_kind: r.storage_kind,
+                storage_kind: StorageKind::from_u8(r.storage_kind).unwrap_or(StorageKind::Stored),
             })
+        }
+
+        /// The parent reference, when the archive has a parent.
+        pub fn parent_ref<R: ReadAt + ?Sized>(&self, src: &R) -> Result<Option<ParentRef>> {
+            if self.header.has_parent != 1 {
+                return Ok(None);
+            }
+            let hint = self.owned_string(
+                src,
+                self.header.parent_hint_offset.get(),
+                self.header.parent_hint_length.get(),
+                "parent hint",
+            )?;
+            Ok(Some(ParentRef { identity: self.header.parent_identity, hint }))
         }
 
         /// Decode the whole manifest.
@@ -390,21 +410,9 @@ mod owned {
                 let value = if r.value_kind == 1 { MetadataValue::Json(text) } else { MetadataValue::String(text) };
                 metadata.push((key, value));
             }
-            let parent = if self.header.has_parent == 1 {
-                Some(ParentRef {
-                    identity: self.header.parent_identity,
-                    hint: self.owned_string(
-                        src,
-                        self.header.parent_hint_offset.get(),
-                        self.header.parent_hint_length.get(),
-                        "parent hint",
-                    )?,
-                })
-            } else {
-                None
-            };
+            let parent = self.parent_ref(src)?;
             Ok(Manifest {
-                source_format: self.header.source_format,
+                source_format: self.format,
                 source_header_length: self.header.source_header_length.get(),
                 tensors,
                 metadata,

@@ -1,20 +1,31 @@
 //! Reading an archive: open (validate header, footer, directory, manifest),
-//! locate blocks through the two-level index, decode into caller buffers.
+//! walk blocks through the two-level index ([`crate::index`]), decode into
+//! caller buffers.
 //!
-//! Nothing here allocates: structures are read with positioned reads into
-//! stack buffers, and decoding uses caller-provided scratch of
+//! Few reads per operation, because every read may be a round trip to
+//! object storage. With `alloc`, open is one read of the header and one of
+//! the file's tail (footer, directory, manifest and usually the last index
+//! pages; a third when the directory and manifest are larger than the
+//! tail), kept for the archive's life, so tensor lookups read nothing.
+//! Reading a range costs one read per index page it touches and one per
+//! run of blocks stored next to each other: a run is read in one call into
+//! the tail of the caller's output and decoded in place, front to back.
+//!
+//! Nothing on the read path allocates: decoding uses caller scratch of
 //! [`Archive::scratch_size`] bytes.
 
 use zerocopy::FromBytes;
 
-use crate::codec::{self, codec_available, codec_name, ZstdContext};
+use crate::codec::{self, codec_available, ZstdContext};
 use crate::error::{Error, Result};
 use crate::layout::{
-    filter_id, limits, short_checksum, BlockEntry, DirectoryEntry, FileHeader, Footer, BLOCK_ENTRY_SIZE,
+    features, limits, short_checksum, CodecId, DirectoryEntry, FileHeader, FilterId, Footer, BLOCK_ENTRY_SIZE,
     DIRECTORY_ENTRY_SIZE, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, MANIFEST_HEADER_SIZE, VERSION_MAJOR,
 };
 use crate::manifest::ManifestView;
 use crate::source::ReadAt;
+
+pub use crate::index::{BlockRef, Blocks, Page};
 
 /// Working memory for decoding: [`Archive::scratch_size`] bytes, and a
 /// reusable zstd context where there is one. Implemented for byte slices and
@@ -36,28 +47,76 @@ impl<const N: usize> Scratch for [u8; N] {
     }
 }
 
+/// Limits applied while opening.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLimits {
+    /// Most bytes of directory and manifest held in memory (with `alloc`).
+    pub max_metadata_bytes: u64,
+}
+
+/// Default cap on directory and manifest memory: 256 MiB.
+pub const DEFAULT_MAX_METADATA_BYTES: u64 = 256 << 20;
+
+impl Default for OpenLimits {
+    fn default() -> Self {
+        OpenLimits { max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES }
+    }
+}
+
+/// Bytes read from the end of the file at open: the footer and, for most
+/// archives, the directory, manifest and last index pages in one read.
+pub const TAIL_READ: u64 = 256 << 10;
+
 /// An open archive over any [`ReadAt`] source.
 #[derive(Debug, Clone)]
 pub struct Archive<R> {
     src: R,
     header: FileHeader,
     footer: Footer,
+    identity: [u8; 32],
     manifest: ManifestView,
     verify_hashes: bool,
+    /// The file's tail from `meta_start`: directory, manifest, footer.
+    #[cfg(feature = "alloc")]
+    meta: alloc::vec::Vec<u8>,
+    #[cfg(feature = "alloc")]
+    meta_start: u64,
     /// Parent, grandparent, ...: every archive a block entry's `location`
     /// can name. Only the archive that was opened holds the chain.
     #[cfg(feature = "alloc")]
     ancestors: alloc::vec::Vec<Archive<R>>,
 }
 
-/// A page whose hash has been checked, and the blocks it holds.
-#[derive(Debug, Clone, Copy)]
-pub struct Page {
-    pub index: u32,
-    pub offset: u64,
-    pub first_block: u64,
-    pub entry_count: u32,
-    pub first_virtual_offset: u64,
+/// A view of the source that serves structure reads from the bytes kept at
+/// open, and the rest from the source.
+pub(crate) struct Meta<'a, R: ?Sized> {
+    src: &'a R,
+    start: u64,
+    bytes: &'a [u8],
+}
+
+impl<R: ReadAt + ?Sized> ReadAt for Meta<'_, R> {
+    fn len(&self) -> u64 {
+        self.src.len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match self.borrow_at(offset, buf.len()) {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => self.src.read_exact_at(offset, buf),
+        }
+    }
+
+    fn borrow_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let from_cache = offset
+            .checked_sub(self.start)
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| self.bytes.get(at..at.checked_add(len)?));
+        from_cache.or_else(|| self.src.borrow_at(offset, len))
+    }
 }
 
 /// Stream `len` bytes at `offset` through BLAKE3 without allocating.
@@ -66,7 +125,7 @@ pub(crate) fn hash_range<R: ReadAt + ?Sized>(src: &R, offset: u64, len: u64) -> 
     if let Some(bytes) = usize::try_from(len).ok().and_then(|n| src.borrow_at(offset, n)) {
         hasher.update(bytes);
     } else {
-        let mut chunk = [0u8; 1024];
+        let mut chunk = [0u8; 4096];
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(chunk.len() as u64) as usize;
@@ -76,6 +135,10 @@ pub(crate) fn hash_range<R: ReadAt + ?Sized>(src: &R, offset: u64, len: u64) -> 
         }
     }
     Ok(*hasher.finalize().as_bytes())
+}
+
+fn parse_struct<T: FromBytes>(raw: &[u8], offset: u64, what: &'static str) -> Result<T> {
+    T::read_from_bytes(raw).map_err(|_| Error::invalid(what, offset, "size mismatch"))
 }
 
 fn read_struct<T: FromBytes, const N: usize, R: ReadAt + ?Sized>(
@@ -88,13 +151,18 @@ fn read_struct<T: FromBytes, const N: usize, R: ReadAt + ?Sized>(
         Error::Truncated { offset, needed, available, .. } => Error::Truncated { what, offset, needed, available },
         other => other,
     })?;
-    T::read_from_bytes(&raw).map_err(|_| Error::invalid(what, offset, "size mismatch"))
+    parse_struct(&raw, offset, what)
 }
 
 impl<R: ReadAt> Archive<R> {
-    /// Open and validate an archive, in the order the spec gives:
-    /// header, footer, directory, manifest. Blocks are checked when read.
+    /// Open and validate an archive with the default [`OpenLimits`].
     pub fn open(src: R) -> Result<Self> {
+        Self::open_with(src, &OpenLimits::default())
+    }
+
+    /// Open and validate an archive, in the order the spec gives: header,
+    /// footer, directory, manifest. Blocks are checked when read.
+    pub fn open_with(src: R, open_limits: &OpenLimits) -> Result<Self> {
         let file_len = src.len();
         let min = (HEADER_SIZE + FOOTER_SIZE) as u64;
         if file_len < min {
@@ -107,32 +175,78 @@ impl<R: ReadAt> Archive<R> {
         let header: FileHeader = read_struct::<_, HEADER_SIZE, _>(&src, 0, "header")?;
         Self::check_header(&header)?;
         let footer_at = file_len - FOOTER_SIZE as u64;
-        let footer: Footer = read_struct::<_, FOOTER_SIZE, _>(&src, footer_at, "footer")?;
-        Self::check_footer(&footer, footer_at)?;
 
-        let directory_offset = footer.directory_offset.get();
-        let directory_length = u64::from(footer.page_count.get()) * DIRECTORY_ENTRY_SIZE as u64;
-        if hash_range(&src, directory_offset, directory_length)? != footer.directory_hash {
-            return Err(Error::Checksum { what: "directory", offset: directory_offset });
-        }
-        let manifest_offset = footer.manifest_offset.get();
-        let manifest_length = footer.manifest_length.get();
-        if hash_range(&src, manifest_offset, manifest_length)? != footer.manifest_hash {
-            return Err(Error::Checksum { what: "manifest", offset: manifest_offset });
-        }
-        let manifest_head: [u8; MANIFEST_HEADER_SIZE] = {
-            let mut raw = [0u8; MANIFEST_HEADER_SIZE];
-            src.read_exact_at(manifest_offset, &mut raw)?;
-            raw
+        // A source in memory is read in place: no copy of its tail (and no allocation).
+        #[cfg(feature = "alloc")]
+        let in_memory = usize::try_from(file_len).ok().and_then(|n| src.borrow_at(0, n)).is_some();
+        #[cfg(feature = "alloc")]
+        let (footer, meta_start, meta) = if in_memory {
+            let footer: Footer = read_struct::<_, FOOTER_SIZE, _>(&src, footer_at, "footer")?;
+            Self::check_footer(&footer, footer_at)?;
+            (footer, 0, alloc::vec::Vec::new())
+        } else {
+            let tail_len = (file_len - HEADER_SIZE as u64).min(TAIL_READ);
+            let mut tail = crate::error::try_zeroed(tail_len as usize, "archive tail")?;
+            src.read_exact_at(file_len - tail_len, &mut tail)?;
+            let footer: Footer = parse_struct(&tail[tail.len() - FOOTER_SIZE..], footer_at, "footer")?;
+            Self::check_footer(&footer, footer_at)?;
+            let start = footer.directory_offset.get();
+            let needed = file_len - start;
+            if needed > open_limits.max_metadata_bytes {
+                return Err(Error::LimitExceeded {
+                    what: "directory and manifest bytes",
+                    value: needed,
+                    limit: open_limits.max_metadata_bytes,
+                });
+            }
+            if start >= file_len - tail_len {
+                (footer, file_len - tail_len, tail)
+            } else {
+                drop(tail);
+                let mut meta = crate::error::try_zeroed(needed as usize, "directory and manifest")?;
+                src.read_exact_at(start, &mut meta)?;
+                (footer, start, meta)
+            }
         };
-        let manifest =
-            ManifestView::parse(&manifest_head, manifest_offset, manifest_length, footer.virtual_size.get())?;
+        #[cfg(not(feature = "alloc"))]
+        let footer = {
+            let _ = open_limits;
+            let footer: Footer = read_struct::<_, FOOTER_SIZE, _>(&src, footer_at, "footer")?;
+            Self::check_footer(&footer, footer_at)?;
+            footer
+        };
+
+        let identity = *blake3::hash(&zerocopy::IntoBytes::as_bytes(&footer)[..FOOTER_SIZE - 8]).as_bytes();
+        let manifest = {
+            #[cfg(feature = "alloc")]
+            let meta = Meta { src: &src, start: meta_start, bytes: &meta };
+            #[cfg(not(feature = "alloc"))]
+            let meta = Meta { src: &src, start: 0, bytes: &[] };
+            let directory_offset = footer.directory_offset.get();
+            let directory_length = u64::from(footer.page_count.get()) * DIRECTORY_ENTRY_SIZE as u64;
+            if hash_range(&meta, directory_offset, directory_length)? != footer.directory_hash {
+                return Err(Error::Checksum { what: "directory", offset: directory_offset });
+            }
+            let manifest_offset = footer.manifest_offset.get();
+            let manifest_length = footer.manifest_length.get();
+            if hash_range(&meta, manifest_offset, manifest_length)? != footer.manifest_hash {
+                return Err(Error::Checksum { what: "manifest", offset: manifest_offset });
+            }
+            let mut head = [0u8; MANIFEST_HEADER_SIZE];
+            meta.read_exact_at(manifest_offset, &mut head)?;
+            ManifestView::parse(&head, manifest_offset, manifest_length, footer.virtual_size.get())?
+        };
         let archive = Archive {
             src,
             header,
             footer,
+            identity,
             manifest,
             verify_hashes: true,
+            #[cfg(feature = "alloc")]
+            meta,
+            #[cfg(feature = "alloc")]
+            meta_start,
             #[cfg(feature = "alloc")]
             ancestors: alloc::vec::Vec::new(),
         };
@@ -147,20 +261,21 @@ impl<R: ReadAt> Archive<R> {
         if short_checksum(&zerocopy::IntoBytes::as_bytes(header)[..HEADER_SIZE - 8]) != header.checksum.get() {
             return Err(Error::Checksum { what: "header", offset: 0 });
         }
-        if header.version_major.get() != VERSION_MAJOR {
-            return Err(Error::UnsupportedVersion {
-                major: header.version_major.get(),
-                minor: header.version_minor.get(),
-            });
+        let (major, minor) = (header.version_major.get(), header.version_minor.get());
+        if major != VERSION_MAJOR {
+            return Err(Error::UnsupportedVersion { major, minor });
         }
-        if header.header_size.get() as usize != HEADER_SIZE {
-            return Err(Error::invalid("header header_size", 12, "must be 64"));
+        if header.header_size.get() != HEADER_SIZE as u32 {
+            return Err(Error::invalid("header header_size", 12, "must be 64 in version 1"));
         }
-        if header.flags.get() != 0 {
-            return Err(Error::invalid("header flags", 16, "unknown flags set"));
+        // Forward compatibility (spec section 4): unknown incompatible
+        // features refuse the archive; unknown compatible ones are ignored.
+        let unknown = header.incompat_features.get() & !features::KNOWN_INCOMPAT;
+        if unknown != 0 {
+            return Err(Error::UnsupportedFeatures { minor, bits: unknown, known: features::KNOWN_MINOR });
         }
-        if header.reserved != [0; 32] {
-            return Err(Error::invalid("header reserved bytes", 24, "must be zero"));
+        if header.reserved != [0; 24] {
+            return Err(Error::invalid("header reserved bytes", 32, "must be zero"));
         }
         Ok(())
     }
@@ -173,7 +288,7 @@ impl<R: ReadAt> Archive<R> {
             return Err(Error::Checksum { what: "footer", offset: at });
         }
         if footer.flags.get() != 0 {
-            return Err(Error::invalid("footer flags", at + 64, "unknown flags set"));
+            return Err(Error::invalid("footer flags", at + 64, "must be zero"));
         }
         if footer.reserved != [0; 16] {
             return Err(Error::invalid("footer reserved bytes", at + 168, "must be zero"));
@@ -211,31 +326,41 @@ impl<R: ReadAt> Archive<R> {
         if blocks > (directory_offset - HEADER_SIZE as u64) / BLOCK_ENTRY_SIZE as u64 {
             return Err(Error::invalid("footer block_count", at + 16, "more block entries than the file can hold"));
         }
-        let directory_end = directory_offset + pages * DIRECTORY_ENTRY_SIZE as u64;
-        if footer.manifest_offset.get() != directory_end {
+        let directory_end = directory_offset.checked_add(pages * DIRECTORY_ENTRY_SIZE as u64);
+        if directory_end != Some(footer.manifest_offset.get()) {
             return Err(Error::invalid("footer manifest_offset", at + 40, "manifest must follow the directory"));
         }
         let manifest_length = footer.manifest_length.get();
         if manifest_length < MANIFEST_HEADER_SIZE as u64 || manifest_length > limits::MAX_MANIFEST_LENGTH {
             return Err(Error::invalid("footer manifest_length", at + 48, "out of range"));
         }
-        if directory_end.checked_add(manifest_length) != Some(at) {
+        if footer.manifest_offset.get().checked_add(manifest_length) != Some(at) {
             return Err(Error::invalid("footer manifest_length", at + 48, "manifest must end where the footer starts"));
         }
         Ok(())
     }
 
-    fn directory_entry(&self, page: u32) -> Result<DirectoryEntry> {
+    /// Structure reads: from the bytes kept at open when they hold the range.
+    pub(crate) fn meta(&self) -> Meta<'_, R> {
+        #[cfg(feature = "alloc")]
+        return Meta { src: &self.src, start: self.meta_start, bytes: &self.meta };
+        #[cfg(not(feature = "alloc"))]
+        return Meta { src: &self.src, start: 0, bytes: &[] };
+    }
+
+    pub(crate) fn directory_entry(&self, page: u32) -> Result<DirectoryEntry> {
+        if page >= self.footer.page_count.get() {
+            return Err(Error::InvalidArgument("page index out of range"));
+        }
         let at = self.footer.directory_offset.get() + u64::from(page) * DIRECTORY_ENTRY_SIZE as u64;
-        read_struct::<_, DIRECTORY_ENTRY_SIZE, _>(&self.src, at, "directory entry")
+        read_struct::<_, DIRECTORY_ENTRY_SIZE, _>(&self.meta(), at, "directory entry")
     }
 
     /// Check every directory entry once at open: ascending first offsets,
     /// exact entry counts, pages inside the data region.
     fn check_directory(&self) -> Result<()> {
-        let pages = self.footer.page_count.get();
         let mut previous: Option<u64> = None;
-        for p in 0..pages {
+        for p in 0..self.footer.page_count.get() {
             let at = self.footer.directory_offset.get() + u64::from(p) * DIRECTORY_ENTRY_SIZE as u64;
             let entry = self.directory_entry(p)?;
             let first = entry.first_virtual_offset.get();
@@ -312,7 +437,7 @@ impl<R: ReadAt> Archive<R> {
     /// The archive's identity: BLAKE3 of footer bytes [0, 184). It commits to
     /// the index and manifest (through their digests) and to the source hash.
     pub fn identity(&self) -> [u8; 32] {
-        *blake3::hash(&zerocopy::IntoBytes::as_bytes(&self.footer)[..FOOTER_SIZE - 8]).as_bytes()
+        self.identity
     }
 
     /// Identity of the parent this archive names, if any.
@@ -344,18 +469,27 @@ impl<R: ReadAt> Archive<R> {
         }
     }
 
-    /// Largest (stored, decoded) block lengths over the chain.
-    fn chain_block_limits(&self) -> (usize, usize) {
-        (0..self.chain_len()).filter_map(|d| self.member(d)).fold((0, 0), |(s, b), m| {
-            (s.max(m.footer.max_stored_length.get() as usize), b.max(m.footer.max_block_length.get() as usize))
+    /// Bytes of one index page of this archive.
+    pub fn page_bytes(&self) -> usize {
+        self.footer.entries_per_page.get() as usize * BLOCK_ENTRY_SIZE
+    }
+
+    /// Largest (page, stored, decoded) lengths over the chain.
+    fn chain_limits(&self) -> (usize, usize, usize) {
+        (0..self.chain_len()).filter_map(|d| self.member(d)).fold((0, 0, 0), |(p, s, b), m| {
+            (
+                p.max(m.page_bytes()),
+                s.max(m.footer.max_stored_length.get() as usize),
+                b.max(m.footer.max_block_length.get() as usize),
+            )
         })
     }
 
-    /// Scratch for one level of decoding: stored bytes, codec output, delta
-    /// base, and one whole block for partial reads.
+    /// Scratch for one level of decoding: an index page, stored bytes,
+    /// codec output, delta base, and one whole block for partial reads.
     fn level_size(&self) -> usize {
-        let (stored, block) = self.chain_block_limits();
-        stored + 3 * block
+        let (page, stored, block) = self.chain_limits();
+        page + stored + 3 * block
     }
 
     /// Scratch bytes [`read_at`](Self::read_at) and friends need: one level
@@ -364,187 +498,56 @@ impl<R: ReadAt> Archive<R> {
         self.level_size() * self.chain_len()
     }
 
-    /// Load page `index` and check its hash.
-    pub fn page(&self, index: u32) -> Result<Page> {
-        if index >= self.footer.page_count.get() {
-            return Err(Error::InvalidArgument("page index out of range"));
-        }
-        let entry = self.directory_entry(index)?;
-        let offset = entry.page_offset.get();
-        let count = entry.entry_count.get();
-        if hash_range(&self.src, offset, u64::from(count) * BLOCK_ENTRY_SIZE as u64)? != entry.page_hash {
-            return Err(Error::Checksum { what: "index page", offset });
-        }
-        Ok(Page {
-            index,
-            offset,
-            first_block: u64::from(index) * u64::from(self.footer.entries_per_page.get()),
-            entry_count: count,
-            first_virtual_offset: entry.first_virtual_offset.get(),
-        })
-    }
-
-    /// Read and validate entry `slot` of a page. The entry's own fields are
-    /// checked; contiguity with its neighbours is checked by the callers that
-    /// walk blocks in order.
-    pub fn entry(&self, page: &Page, slot: u32) -> Result<BlockEntry> {
-        if slot >= page.entry_count {
-            return Err(Error::InvalidArgument("block slot out of range"));
-        }
-        let at = page.offset + u64::from(slot) * BLOCK_ENTRY_SIZE as u64;
-        let e: BlockEntry = read_struct::<_, BLOCK_ENTRY_SIZE, _>(&self.src, at, "block entry")?;
-        let vlen = e.virtual_length.get();
-        if vlen == 0 || vlen > self.footer.max_block_length.get() {
-            return Err(Error::invalid("block virtual_length", at + 24, "zero or above max_block_length"));
-        }
-        let vend = e.virtual_offset.get().checked_add(u64::from(vlen));
-        if vend.is_none_or(|end| end > self.virtual_size()) {
-            return Err(Error::invalid("block virtual_offset", at, "block extends past the virtual space"));
-        }
-        if e.stored_length.get() > self.footer.max_stored_length.get() {
-            return Err(Error::invalid("block stored_length", at + 28, "above max_stored_length"));
-        }
-        if !matches!(e.codec, 0..=2) {
-            return Err(Error::invalid("block codec", at + 32, "unknown codec"));
-        }
-        if e.filter > filter_id::MAX {
-            return Err(Error::invalid("block filter", at + 33, "unknown filter"));
-        }
-        let is_delta = filter_id::is_delta(e.filter);
-        if e.element_width == 0 || (is_delta && !matches!(e.element_width, 1 | 2 | 4 | 8)) {
-            return Err(Error::invalid("block element_width", at + 34, "zero, or not 1, 2, 4 or 8 on a delta block"));
-        }
-        if e.codec == 0 && (e.filter != filter_id::NONE || e.stored_length.get() != vlen) {
-            return Err(Error::invalid(
-                "block codec",
-                at + 32,
-                "uncompressed block must be unfiltered and full length",
-            ));
-        }
-        if e.location > limits::MAX_CHAIN_DEPTH {
-            return Err(Error::invalid("block location", at + 35, "deeper than the chain limit"));
-        }
-        if !is_delta && e.delta_base_offset.get() != 0 {
-            return Err(Error::invalid("block delta_base_offset", at + 16, "set on a non-delta block"));
-        }
-        if e.reserved != [0; 4] {
-            return Err(Error::invalid("block reserved bytes", at + 36, "must be zero"));
-        }
-        if e.location == 0 {
-            let send = e.stored_offset.get().checked_add(u64::from(e.stored_length.get()));
-            if e.stored_offset.get() < HEADER_SIZE as u64
-                || send.is_none_or(|end| end > self.footer.directory_offset.get())
-            {
-                return Err(Error::invalid("block stored_offset", at + 8, "stored bytes outside the data region"));
-            }
-        }
-        Ok(e)
-    }
-
-    /// Block `index`, with its page checked.
-    pub fn block(&self, index: u64) -> Result<BlockEntry> {
-        let epp = u64::from(self.footer.entries_per_page.get());
-        if index >= self.block_count() {
-            return Err(Error::InvalidArgument("block index out of range"));
-        }
-        let page = self.page((index / epp) as u32)?;
-        self.entry(&page, (index % epp) as u32)
-    }
-
-    /// Find the block holding virtual `offset`: one binary search over the
-    /// directory, one page load, one binary search in the page.
-    pub fn locate(&self, offset: u64) -> Result<(Page, u32, BlockEntry)> {
-        if offset >= self.virtual_size() {
-            return Err(Error::OutOfRange { offset, length: 1, size: self.virtual_size() });
-        }
-        let (mut lo, mut hi) = (0u32, self.footer.page_count.get());
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if self.directory_entry(mid)?.first_virtual_offset.get() <= offset {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        let page = self.page(lo)?;
-        let (mut a, mut b) = (0u32, page.entry_count);
-        while b - a > 1 {
-            let mid = a + (b - a) / 2;
-            if self.entry(&page, mid)?.virtual_offset.get() <= offset {
-                a = mid;
-            } else {
-                b = mid;
-            }
-        }
-        let entry = self.entry(&page, a)?;
-        let start = entry.virtual_offset.get();
-        if start > offset || offset - start >= u64::from(entry.virtual_length.get()) {
-            return Err(Error::invalid("block virtual_offset", page.offset, "index does not cover this offset"));
-        }
-        if a == 0 && start != page.first_virtual_offset {
-            return Err(Error::invalid(
-                "block virtual_offset",
-                page.offset,
-                "differs from the directory's first offset",
-            ));
-        }
-        Ok((page, a, entry))
-    }
-
-    /// The block after (`page`, `slot`): the next slot, or the first of the
-    /// next page. Callers check that it starts where the previous one ended.
-    pub fn next_block(&self, page: &Page, slot: u32) -> Result<(Page, u32, BlockEntry)> {
-        let (page, slot) =
-            if slot + 1 < page.entry_count { (*page, slot + 1) } else { (self.page(page.index + 1)?, 0) };
-        let entry = self.entry(&page, slot)?;
-        Ok((page, slot, entry))
-    }
-
-    /// Decode one block of this archive into `out` (exactly its virtual
-    /// length) and check its hash unless hash checks are off. `index` is
-    /// only used in errors.
+    /// Decode one block of this archive (as met by a walk) into `out`
+    /// (exactly its virtual length), checking its hash unless hash checks
+    /// are off. `index` is only used in errors.
     pub fn decode_block<S: Scratch + ?Sized>(
         &self,
         index: u64,
-        e: &BlockEntry,
+        e: &crate::layout::BlockEntry,
         out: &mut [u8],
         scratch: &mut S,
     ) -> Result<()> {
         let (bytes, zstd) = scratch.parts();
-        let level = self.level_size();
-        if bytes.len() < self.scratch_size() {
-            return Err(Error::BufferTooSmall {
-                what: "scratch",
-                needed: self.scratch_size() as u64,
-                got: bytes.len() as u64,
-            });
-        }
-        let (work, rest) = bytes.split_at_mut(level);
-        let block = self.chain_block_limits().1;
-        self.decode_entry(0, index, e, out, &mut work[..level - block], rest, zstd, self.verify_hashes)
+        let level = self.level_at(0, bytes)?;
+        self.decode_one(0, index, e, out, level.stored, level.work, level.rest, zstd, self.verify_hashes)
     }
 
-    /// Decode entry `e` of chain member `depth`. `work` holds this level's
-    /// stored, codec and base buffers; `rest` is scratch for deeper levels.
+    /// Decode entry `e` of chain member `depth`, reading its stored bytes
+    /// into `stored_buf` (or borrowing them from memory).
     #[allow(clippy::too_many_arguments)]
-    fn decode_entry(
+    fn decode_one(
         &self,
         depth: usize,
         index: u64,
-        e: &BlockEntry,
+        e: &crate::layout::BlockEntry,
         out: &mut [u8],
+        stored_buf: &mut [u8],
         work: &mut [u8],
         rest: &mut [u8],
-        mut zstd: ZstdContext<'_>,
+        zstd: ZstdContext<'_>,
         verify: bool,
     ) -> Result<()> {
-        let vlen = e.virtual_length.get() as usize;
-        let voff = e.virtual_offset.get();
-        if out.len() != vlen {
-            return Err(Error::BufferTooSmall { what: "block buffer", needed: vlen as u64, got: out.len() as u64 });
-        }
         let target_depth = depth + usize::from(e.location);
-        let target = self.member(target_depth).ok_or(Error::ParentRequired { offset: voff, depth: e.location })?;
+        let target = self.target(target_depth, e)?;
+        let len = e.stored_length.get() as usize;
+        let stored: &[u8] = match target.src.borrow_at(e.stored_offset.get(), len) {
+            Some(bytes) => bytes,
+            None => {
+                let buf = split_scratch(stored_buf, len)?.0;
+                target.src.read_exact_at(e.stored_offset.get(), buf).map_err(|err| err.at_depth(target_depth))?;
+                buf
+            }
+        };
+        self.decode_loaded(depth, index, e, stored, out, work, rest, zstd, verify)
+    }
+
+    /// The chain member holding the stored bytes of an entry of member
+    /// `target_depth - location`, with those bytes checked to lie in its data region.
+    fn target(&self, target_depth: usize, e: &crate::layout::BlockEntry) -> Result<&Archive<R>> {
+        let voff = e.virtual_offset.get();
+        let target =
+            self.member(target_depth).ok_or(Error::ParentRequired { offset: voff, depth: target_depth as u8 })?;
         if e.location > 0 {
             // The entry was checked against its own archive; its bytes live in the target.
             let end = e.stored_offset.get().checked_add(u64::from(e.stored_length.get()));
@@ -558,36 +561,58 @@ impl<R: ReadAt> Archive<R> {
                 ));
             }
         }
-        if !codec_available(e.codec) {
-            return Err(Error::CodecUnavailable(codec_name(e.codec)));
+        Ok(target)
+    }
+
+    /// Decode entry `e` of chain member `depth` from its `stored` bytes into
+    /// `out`. `work` holds this level's codec and base buffers; `rest` is
+    /// scratch for deeper levels (a delta's base).
+    #[allow(clippy::too_many_arguments)]
+    fn decode_loaded(
+        &self,
+        depth: usize,
+        index: u64,
+        e: &crate::layout::BlockEntry,
+        stored: &[u8],
+        out: &mut [u8],
+        work: &mut [u8],
+        rest: &mut [u8],
+        mut zstd: ZstdContext<'_>,
+        verify: bool,
+    ) -> Result<()> {
+        let vlen = e.virtual_length.get() as usize;
+        let voff = e.virtual_offset.get();
+        let target_depth = depth + usize::from(e.location);
+        if out.len() != vlen {
+            return Err(Error::BufferTooSmall { what: "block buffer", needed: vlen as u64, got: out.len() as u64 });
         }
-        let stored_len = e.stored_length.get() as usize;
-        let (stored_buf, work) = split_scratch(work, stored_len)?;
-        let stored: &[u8] = match target.src.borrow_at(e.stored_offset.get(), stored_len) {
-            Some(bytes) => bytes,
-            None => {
-                target.src.read_exact_at(e.stored_offset.get(), stored_buf)?;
-                stored_buf
-            }
-        };
-        let fail = |reason| Error::Decode { block: index, offset: voff, codec: codec_name(e.codec), reason };
+        // Checked when the entry was parsed; unknown ids cannot reach here.
+        let codec = CodecId::from_u8(e.codec).ok_or(Error::invalid("block codec", voff, "unknown codec"))?;
+        let filter = FilterId::from_u8(e.filter).ok_or(Error::invalid("block filter", voff, "unknown filter"))?;
+        if !codec_available(codec) {
+            return Err(Error::CodecUnavailable(codec.name()));
+        }
+        let fail =
+            |reason| Error::Decode { block: index, offset: voff, codec: codec.name(), reason }.at_depth(target_depth);
+        let hash_ok = |out: &[u8]| !verify || *blake3::hash(out).as_bytes() == e.hash;
+        let mismatch = || Error::HashMismatch { block: index, offset: voff }.at_depth(target_depth);
         let width = usize::from(e.element_width);
-        match e.filter {
-            filter_id::NONE => codec::decompress(e.codec, stored, out, zstd).map_err(fail)?,
-            filter_id::BYTE_GROUP => {
+        match filter {
+            FilterId::None => codec::decompress(codec, stored, out, zstd).map_err(fail)?,
+            FilterId::ByteGroup => {
                 let (tmp, _) = split_scratch(work, vlen)?;
-                codec::decompress(e.codec, stored, tmp, zstd).map_err(fail)?;
-                codec::ungroup(tmp, width, out);
+                codec::decompress(codec, stored, tmp, zstd).map_err(fail)?;
+                codec::ungroup_into(tmp, width, out);
             }
-            _ => {
+            FilterId::DeltaXor | FilterId::DeltaSub | FilterId::DeltaSubBits => {
                 let (tmp, work) = split_scratch(work, vlen)?;
-                codec::decompress(e.codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
+                codec::decompress(codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
                 let (base, _) = split_scratch(work, vlen)?;
-                if e.filter == filter_id::DELTA_SUB_BITS {
+                if filter == FilterId::DeltaSubBits {
                     // The base buffer is free until the base is read.
-                    codec::bit_ungroup(tmp, width, out, base);
+                    codec::bit_ungroup_into(tmp, width, out, base);
                 } else {
-                    codec::ungroup(tmp, width, out);
+                    codec::ungroup_into(tmp, width, out);
                 }
                 // The base is in the archive one below the one holding the
                 // delta. Its blocks' hashes are not checked on the way: this
@@ -598,28 +623,28 @@ impl<R: ReadAt> Archive<R> {
                         |err| match err {
                             Error::OutOfRange { .. } => {
                                 Error::invalid("block delta_base_offset", voff, "base range outside the parent")
+                                    .at_depth(target_depth)
                             }
                             other => other,
                         },
                     )
                 };
                 base_at(base, rest, zstd.as_deref_mut(), false)?;
-                codec::delta_apply(e.filter, out, base, width);
-                if verify && *blake3::hash(out).as_bytes() != e.hash {
+                codec::delta_apply_into(filter, out, base, width);
+                if !hash_ok(out) {
                     base_at(base, rest, zstd, true)?;
-                    return Err(Error::HashMismatch { block: index, offset: voff });
+                    return Err(mismatch());
                 }
                 return Ok(());
             }
         }
-        if verify && *blake3::hash(out).as_bytes() != e.hash {
-            return Err(Error::HashMismatch { block: index, offset: voff });
+        if !hash_ok(out) {
+            return Err(mismatch());
         }
         Ok(())
     }
 
     /// Read virtual bytes [`offset`, `offset + out.len()`) into `out`.
-    /// Blocks wholly inside the range decode straight into `out`.
     pub fn read_at<S: Scratch + ?Sized>(&self, offset: u64, out: &mut [u8], scratch: &mut S) -> Result<()> {
         let (scratch, zstd) = scratch.parts();
         let need = self.scratch_size();
@@ -631,6 +656,12 @@ impl<R: ReadAt> Archive<R> {
 
     /// Read a virtual range of chain member `depth`, using the first level
     /// of `scratch` and passing the rest to deeper levels.
+    ///
+    /// Whole blocks whose stored bytes follow each other in one archive form
+    /// a run: the run's stored bytes are read in one call into the end of
+    /// the run's span of `out`, then decoded front to back. Since every
+    /// block's stored length is at most its virtual length, decoding block
+    /// *k* never overwrites the stored bytes of blocks after *k*.
     fn read_member(
         &self,
         depth: usize,
@@ -649,36 +680,157 @@ impl<R: ReadAt> Archive<R> {
         if out.is_empty() {
             return Ok(());
         }
-        let level = self.level_size();
-        let block = self.chain_block_limits().1;
-        let (work, rest) = split_scratch(scratch, level)?;
-        let (work, whole) = work.split_at_mut(level - block);
-        let (mut page, mut slot, mut entry) = member.locate(offset)?;
-        let mut pos = offset;
-        let mut written = 0usize;
-        loop {
-            let index = page.first_block + u64::from(slot);
-            let bstart = entry.virtual_offset.get();
-            let blen = entry.virtual_length.get() as usize;
-            let skip = (pos - bstart) as usize;
-            let take = (blen - skip).min(out.len() - written);
-            if skip == 0 && take == blen {
-                let dst = &mut out[written..written + blen];
-                self.decode_entry(depth, index, &entry, dst, work, rest, zstd.as_deref_mut(), verify)?;
+        let level = self.level_at(depth, scratch)?;
+        let Level { page, stored, work, whole, rest } = level;
+        let mut blocks = member.blocks(offset, length, page).map_err(|e| e.at_depth(depth))?;
+        let mut run = Run::default();
+        let mut ctx = RunContext { depth, verify, stored, work, rest };
+        while let Some(block) = blocks.next() {
+            let block = block.map_err(|e| e.at_depth(depth))?;
+            let start = block.entry.virtual_offset.get();
+            let vlen = block.entry.virtual_length.get() as usize;
+            let is_whole = start >= offset && block.end() <= offset + length;
+            if is_whole && run.extends(&block, (start - offset) as usize) {
+                run.push(&block);
             } else {
-                self.decode_entry(depth, index, &entry, &mut whole[..blen], work, rest, zstd.as_deref_mut(), verify)?;
-                out[written..written + take].copy_from_slice(&whole[skip..skip + take]);
+                self.flush_run(&mut run, &blocks, out, &mut ctx, zstd.as_deref_mut())?;
+                if is_whole {
+                    run = Run::start(&block, (start - offset) as usize);
+                } else {
+                    // A block cut by the range's edge: decode it whole, copy the part asked for.
+                    let skip = offset.saturating_sub(start) as usize;
+                    let at = start.saturating_sub(offset) as usize;
+                    let take = (vlen - skip).min(out.len() - at);
+                    let buf = &mut whole[..vlen];
+                    let (stored, work, rest) = (&mut *ctx.stored, &mut *ctx.work, &mut *ctx.rest);
+                    self.decode_one(
+                        depth,
+                        block.index,
+                        &block.entry,
+                        buf,
+                        stored,
+                        work,
+                        rest,
+                        zstd.as_deref_mut(),
+                        verify,
+                    )?;
+                    out[at..at + take].copy_from_slice(&buf[skip..skip + take]);
+                }
             }
-            written += take;
-            pos += take as u64;
-            if written == out.len() {
-                return Ok(());
-            }
-            (page, slot, entry) = member.next_block(&page, slot)?;
-            if entry.virtual_offset.get() != pos {
-                return Err(Error::invalid("block virtual_offset", page.offset, "blocks are not contiguous"));
+            if blocks.page_exhausted() {
+                self.flush_run(&mut run, &blocks, out, &mut ctx, zstd.as_deref_mut())?;
             }
         }
+        self.flush_run(&mut run, &blocks, out, &mut ctx, zstd)
+    }
+
+    /// Split `scratch` (which starts at level `depth`) into that level's
+    /// parts and the deeper levels' rest.
+    fn level_at<'s>(&self, depth: usize, scratch: &'s mut [u8]) -> Result<Level<'s>> {
+        let need = self.level_size() * (self.chain_len() - depth.min(self.chain_len()));
+        if scratch.len() < need || need == 0 {
+            return Err(Error::BufferTooSmall { what: "scratch", needed: need as u64, got: scratch.len() as u64 });
+        }
+        let (page, stored, block) = self.chain_limits();
+        let (this, rest) = scratch.split_at_mut(self.level_size());
+        let (page_buf, this) = this.split_at_mut(page);
+        let (stored_buf, this) = this.split_at_mut(stored);
+        let (work, whole) = this.split_at_mut(2 * block);
+        Ok(Level { page: page_buf, stored: stored_buf, work, whole, rest })
+    }
+
+    /// Decode the blocks of `run` (entries of the page `blocks` holds) into
+    /// their span of `out`, reading their stored bytes in one call.
+    fn flush_run(
+        &self,
+        run: &mut Run,
+        blocks: &Blocks<'_, R>,
+        out: &mut [u8],
+        ctx: &mut RunContext<'_>,
+        mut zstd: ZstdContext<'_>,
+    ) -> Result<()> {
+        if run.count == 0 {
+            return Ok(());
+        }
+        let taken = core::mem::take(run);
+        let target_depth = ctx.depth + usize::from(taken.location);
+        let span = &mut out[taken.out_start..taken.out_start + taken.virtual_len];
+        let first = blocks.entry(taken.first_slot)?;
+        let target = self.target(target_depth, &first)?;
+        let stored_total = taken.stored_len;
+        let borrowed = target.src.borrow_at(taken.stored_start, stored_total);
+        let tail_at = taken.virtual_len - stored_total;
+        if borrowed.is_none() {
+            target.src.read_exact_at(taken.stored_start, &mut span[tail_at..]).map_err(|e| e.at_depth(target_depth))?;
+        }
+        let (mut in_pos, mut out_pos) = (0usize, 0usize);
+        for k in 0..taken.count {
+            let e = blocks.entry(taken.first_slot + k)?;
+            let (slen, vlen) = (e.stored_length.get() as usize, e.virtual_length.get() as usize);
+            let index = taken.first_index + u64::from(k);
+            let (stored_buf, work, rest) = (&mut *ctx.stored, &mut *ctx.work, &mut *ctx.rest);
+            match borrowed {
+                Some(bytes) => {
+                    let dst = &mut span[out_pos..out_pos + vlen];
+                    self.decode_loaded(
+                        ctx.depth,
+                        index,
+                        &e,
+                        &bytes[in_pos..in_pos + slen],
+                        dst,
+                        work,
+                        rest,
+                        zstd.as_deref_mut(),
+                        ctx.verify,
+                    )?;
+                }
+                None => {
+                    let src_at = tail_at + in_pos;
+                    if e.codec == CodecId::None as u8 {
+                        // Stored bytes are the block: move them into place (no-op when already there).
+                        span.copy_within(src_at..src_at + slen, out_pos);
+                        let dst = &span[out_pos..out_pos + vlen];
+                        if ctx.verify && *blake3::hash(dst).as_bytes() != e.hash {
+                            return Err(Error::HashMismatch { block: index, offset: e.virtual_offset.get() }
+                                .at_depth(target_depth));
+                        }
+                    } else if src_at >= out_pos + vlen {
+                        let (low, high) = span.split_at_mut(src_at);
+                        let dst = &mut low[out_pos..out_pos + vlen];
+                        self.decode_loaded(
+                            ctx.depth,
+                            index,
+                            &e,
+                            &high[..slen],
+                            dst,
+                            work,
+                            rest,
+                            zstd.as_deref_mut(),
+                            ctx.verify,
+                        )?;
+                    } else {
+                        // The block's own input overlaps its output: decode from a copy.
+                        let copy = split_scratch(stored_buf, slen)?.0;
+                        copy.copy_from_slice(&span[src_at..src_at + slen]);
+                        let dst = &mut span[out_pos..out_pos + vlen];
+                        self.decode_loaded(
+                            ctx.depth,
+                            index,
+                            &e,
+                            copy,
+                            dst,
+                            work,
+                            rest,
+                            zstd.as_deref_mut(),
+                            ctx.verify,
+                        )?;
+                    }
+                }
+            }
+            in_pos += slen;
+            out_pos += vlen;
+        }
+        Ok(())
     }
 
     /// Number of tensors in the manifest.
@@ -686,25 +838,93 @@ impl<R: ReadAt> Archive<R> {
         self.manifest.tensor_count()
     }
 
-    /// Index of the tensor called `name`.
+    /// Index of the tensor called `name` (a scan of the manifest, which
+    /// `alloc` builds hold in memory; front ends keep a name index).
     pub fn find_tensor(&self, name: &str) -> Result<u32> {
+        let meta = self.meta();
         for i in 0..self.tensor_count() {
-            let r = self.manifest.tensor(&self.src, i)?;
-            if self.manifest.string_eq(&self.src, r.name_offset.get(), r.name_length.get(), name.as_bytes())? {
+            let r = self.manifest.tensor(&meta, i)?;
+            if self.manifest.string_eq(&meta, r.name_offset.get(), r.name_length.get(), name.as_bytes())? {
                 return Ok(i);
             }
         }
-        Err(Error::TensorNotFound)
+        Err(Error::NotFound { what: "tensor" })
+    }
+
+    /// Tensor record `index`, checked.
+    pub fn tensor_record(&self, index: u32) -> Result<crate::layout::TensorRecord> {
+        self.manifest.tensor(&self.meta(), index)
     }
 
     /// Read tensor `index` into the start of `out`; returns its length.
     pub fn read_tensor<S: Scratch + ?Sized>(&self, index: u32, out: &mut [u8], scratch: &mut S) -> Result<usize> {
-        let r = self.manifest.tensor(&self.src, index)?;
+        let r = self.tensor_record(index)?;
         let len = usize::try_from(r.length.get()).map_err(|_| Error::InvalidArgument("tensor too large"))?;
         let got = out.len() as u64;
         let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall { what: "tensor buffer", needed: len as u64, got })?;
         self.read_at(r.virtual_offset.get(), dst, scratch)?;
         Ok(len)
+    }
+}
+
+/// One level of scratch.
+struct Level<'s> {
+    page: &'s mut [u8],
+    stored: &'s mut [u8],
+    work: &'s mut [u8],
+    whole: &'s mut [u8],
+    rest: &'s mut [u8],
+}
+
+/// What [`Archive::flush_run`] needs besides the run.
+struct RunContext<'s> {
+    depth: usize,
+    verify: bool,
+    stored: &'s mut [u8],
+    work: &'s mut [u8],
+    rest: &'s mut [u8],
+}
+
+/// Consecutive whole blocks of one page whose stored bytes follow each
+/// other in one archive.
+#[derive(Default)]
+struct Run {
+    first_slot: u32,
+    first_index: u64,
+    count: u32,
+    location: u8,
+    stored_start: u64,
+    stored_len: usize,
+    out_start: usize,
+    virtual_len: usize,
+}
+
+impl Run {
+    fn start(block: &BlockRef, out_at: usize) -> Self {
+        Run {
+            first_slot: block.slot,
+            first_index: block.index,
+            count: 1,
+            location: block.entry.location,
+            stored_start: block.entry.stored_offset.get(),
+            stored_len: block.entry.stored_length.get() as usize,
+            out_start: out_at,
+            virtual_len: block.entry.virtual_length.get() as usize,
+        }
+    }
+
+    fn extends(&self, block: &BlockRef, out_at: usize) -> bool {
+        self.count > 0
+            && block.slot == self.first_slot + self.count
+            && block.entry.location == self.location
+            && block.entry.stored_offset.get() == self.stored_start + self.stored_len as u64
+            && out_at == self.out_start + self.virtual_len
+    }
+
+    fn push(&mut self, block: &BlockRef) {
+        self.count += 1;
+        self.stored_len += block.entry.stored_length.get() as usize;
+        self.virtual_len += block.entry.virtual_length.get() as usize;
     }
 }
 
@@ -717,11 +937,12 @@ fn split_scratch(scratch: &mut [u8], n: usize) -> Result<(&mut [u8], &mut [u8])>
 
 #[cfg(feature = "alloc")]
 mod owned {
-    use alloc::vec;
     use alloc::vec::Vec;
 
     use super::*;
-    use crate::manifest::Manifest;
+    use crate::error::try_zeroed;
+    use crate::layout::SourceFormat;
+    use crate::manifest::{Manifest, TensorInfo};
 
     /// Most bytes the allocating helpers will read in one call.
     pub const MAX_OWNED_READ: u64 = 1 << 34;
@@ -735,13 +956,13 @@ mod owned {
     }
 
     impl Workspace {
-        /// A workspace of `size` bytes.
-        pub fn new(size: usize) -> Self {
-            Workspace {
-                buf: vec![0u8; size],
+        /// A workspace of `size` bytes; an error (not an abort) when memory is short.
+        pub fn new(size: usize) -> Result<Self> {
+            Ok(Workspace {
+                buf: try_zeroed(size, "read scratch")?,
                 #[cfg(feature = "zstd")]
-                zstd: zstd_safe::DCtx::create(),
-            }
+                zstd: zstd_safe::DCtx::try_create().ok_or(Error::OutOfMemory { what: "zstd context", bytes: 0 })?,
+            })
         }
 
         /// Bytes of scratch held.
@@ -752,6 +973,12 @@ mod owned {
         /// Whether the workspace holds no scratch bytes.
         pub fn is_empty(&self) -> bool {
             self.buf.is_empty()
+        }
+    }
+
+    impl core::fmt::Debug for Workspace {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("Workspace").field("len", &self.buf.len()).finish()
         }
     }
 
@@ -800,8 +1027,36 @@ mod owned {
             &self.ancestors
         }
 
+        /// This archive alone, without its attached ancestors.
+        pub fn detached(&self) -> Archive<R>
+        where
+            R: Clone,
+        {
+            Archive {
+                src: self.src.clone(),
+                header: self.header,
+                footer: self.footer,
+                identity: self.identity,
+                manifest: self.manifest,
+                verify_hashes: self.verify_hashes,
+                meta: self.meta.clone(),
+                meta_start: self.meta_start,
+                ancestors: Vec::new(),
+            }
+        }
+
+        /// The parent this archive names: its identity and path hint.
+        pub fn parent_ref(&self) -> Result<Option<crate::manifest::ParentRef>> {
+            self.manifest.parent_ref(&self.meta())
+        }
+
+        /// Bytes held for this archive alone (directory and manifest kept at open).
+        pub fn held_bytes(&self) -> usize {
+            self.meta.len()
+        }
+
         /// A workspace of [`scratch_size`](Self::scratch_size) bytes.
-        pub fn new_scratch(&self) -> Workspace {
+        pub fn new_scratch(&self) -> Result<Workspace> {
             Workspace::new(self.scratch_size())
         }
 
@@ -814,31 +1069,41 @@ mod owned {
             if length > MAX_OWNED_READ {
                 return Err(Error::LimitExceeded { what: "read length", value: length, limit: MAX_OWNED_READ });
             }
-            let mut out = vec![0u8; length as usize];
-            self.read_at(offset, &mut out, &mut self.new_scratch())?;
+            let mut out = try_zeroed(length as usize, "read buffer")?;
+            self.read_at(offset, &mut out, &mut self.new_scratch()?)?;
             Ok(out)
         }
 
-        /// The whole manifest, decoded.
+        /// The whole manifest, decoded (from the bytes kept at open).
         pub fn manifest(&self) -> Result<Manifest> {
-            self.manifest.decode(&self.src)
+            self.manifest.decode(&self.meta())
+        }
+
+        /// Tensor `index`, decoded.
+        pub fn tensor_info(&self, index: u32) -> Result<TensorInfo> {
+            self.manifest.tensor_info(&self.meta(), index)
         }
 
         /// The bytes of a tensor, by name.
         pub fn tensor_bytes(&self, name: &str) -> Result<Vec<u8>> {
-            let r = self.manifest.tensor(&self.src, self.find_tensor(name)?)?;
+            let r = self.tensor_record(self.find_tensor(name)?)?;
             self.read_vec(r.virtual_offset.get(), r.length.get())
+        }
+
+        /// Length of the source file's own header (`[0, this)` of the virtual space).
+        pub fn source_header_length(&self) -> u64 {
+            self.manifest.header.source_header_length.get()
         }
 
         /// The source file's own header (safetensors JSON or GGUF header), verbatim.
         pub fn source_header(&self) -> Result<Vec<u8>> {
-            self.read_vec(0, self.manifest.header.source_header_length.get())
+            self.read_vec(0, self.source_header_length())
         }
 
         /// The GGUF header with its key/values, parsed from the archived bytes;
         /// returns the header bytes too, which string and array spans refer to.
         pub fn gguf_header(&self) -> Result<(Vec<u8>, crate::gguf::GgufHeader)> {
-            if self.manifest.source_format() != crate::layout::source_format::GGUF {
+            if self.manifest.source_format() != SourceFormat::Gguf {
                 return Err(Error::InvalidArgument("the archived file is not GGUF"));
             }
             let bytes = self.source_header()?;

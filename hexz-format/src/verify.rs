@@ -4,13 +4,12 @@
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::dtype;
-use crate::error::Error;
-use crate::layout::{source_format, BLOCK_ENTRY_SIZE, HEADER_SIZE};
-use crate::reader::Archive;
+use crate::error::{try_zeroed, Error};
+use crate::layout::{SourceFormat, BLOCK_ENTRY_SIZE, HEADER_SIZE};
+use crate::reader::{Archive, Workspace};
 use crate::source::ReadAt;
 
 /// One problem: where, and what.
@@ -34,98 +33,93 @@ impl Report {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
-    fn push(&mut self, location: impl Into<String>, err: impl ToString) {
+
+    /// Record a problem at `location`.
+    pub fn push(&mut self, location: impl Into<String>, err: impl ToString) {
         self.problems.push(Problem { location: location.into(), message: err.to_string() });
     }
 }
 
-/// Verify the archive in `src`. With `deep`, every block is decoded and its
-/// BLAKE3 checked, and the whole source hash and the source header are
-/// checked against the manifest. `progress` gets blocks done.
+/// Verify the archive in `src` on this thread. With `deep`, every block is
+/// decoded and its BLAKE3 checked, and the whole source hash and the source
+/// header are checked against the manifest. `progress` gets blocks done.
 pub fn verify<R: ReadAt>(src: R, deep: bool, progress: &dyn Fn(u64)) -> Report {
     let mut report = Report::default();
-    let archive = match Archive::open(src) {
-        Ok(a) => a,
-        Err(e) => {
-            report.push("archive", e);
-            return report;
-        }
-    };
-    verify_open(&archive, deep, &mut report, progress);
+    match Archive::open(src) {
+        Ok(archive) => verify_open(&archive, deep, &mut report, progress),
+        Err(e) => report.push("archive", e),
+    }
     report
 }
 
-/// Verify an archive that is already open (its open-time checks passed).
+/// Verify an archive that is already open (its open-time checks passed):
+/// every page and entry (one tolerant walk: a bad page is reported and the
+/// walk goes on), stored ranges, the exact maxima in the footer, the
+/// manifest; with `deep`, every block decoded on this thread.
 pub fn verify_open<R: ReadAt>(archive: &Archive<R>, deep: bool, report: &mut Report, progress: &dyn Fn(u64)) {
     let footer = archive.footer();
-    let virtual_size = archive.virtual_size();
     let mut block_starts: BTreeSet<u64> = BTreeSet::new();
     let mut stored: Vec<(u64, u64, &'static str)> = Vec::new();
-    let mut expected = 0u64;
-    let mut scratch = crate::reader::Workspace::new(if deep { archive.scratch_size() } else { 0 });
-    let mut block_buf = vec![0u8; if deep { footer.max_block_length.get() as usize } else { 0 }];
+    let (mut scratch, mut block_buf, mut page_buf) = match (
+        Workspace::new(if deep { archive.scratch_size() } else { 0 }),
+        try_zeroed(if deep { footer.max_block_length.get() as usize } else { 0 }, "block buffer"),
+        try_zeroed(archive.page_bytes(), "index page"),
+    ) {
+        (Ok(s), Ok(b), Ok(p)) => (s, b, p),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return report.push("archive", e),
+    };
     let mut source_hasher = blake3::Hasher::new();
-    let mut hash_complete = true;
+    let mut complete = true;
+    let (mut max_virtual, mut max_stored) = (0u32, 0u32);
 
     for p in 0..footer.page_count.get() {
-        let page = match archive.page(p) {
-            Ok(page) => page,
+        if let Ok(d) = archive.directory_entry(p) {
+            stored.push((d.page_offset.get(), u64::from(d.entry_count.get()) * BLOCK_ENTRY_SIZE as u64, "index page"));
+        }
+    }
+    for block in archive.all_blocks(&mut page_buf) {
+        let block = match block {
+            Ok(b) => b,
             Err(e) => {
-                report.push(format!("index page {p}"), e);
-                hash_complete = false;
+                report.push("index", e);
+                complete = false;
                 continue;
             }
         };
-        stored.push((page.offset, u64::from(page.entry_count) * BLOCK_ENTRY_SIZE as u64, "index page"));
-        if page.first_virtual_offset != expected {
-            expected = page.first_virtual_offset;
-            hash_complete = false;
+        report.blocks_checked += 1;
+        let e = &block.entry;
+        max_virtual = max_virtual.max(e.virtual_length.get());
+        max_stored = max_stored.max(e.stored_length.get());
+        block_starts.insert(e.virtual_offset.get());
+        if e.location == 0 {
+            stored.push((e.stored_offset.get(), u64::from(e.stored_length.get()), "block"));
         }
-        for slot in 0..page.entry_count {
-            let index = page.first_block + u64::from(slot);
-            let where_ = || format!("block {index} (page {p}, slot {slot})");
-            report.blocks_checked += 1;
-            let entry = match archive.entry(&page, slot) {
-                Ok(e) => e,
-                Err(e) => {
-                    report.push(where_(), e);
-                    hash_complete = false;
-                    continue;
+        if deep {
+            let buf = &mut block_buf[..e.virtual_length.get() as usize];
+            match archive.decode_block(block.index, e, buf, &mut scratch) {
+                Ok(()) => {
+                    report.blocks_decoded += 1;
+                    source_hasher.update(buf);
                 }
-            };
-            let start = entry.virtual_offset.get();
-            let len = u64::from(entry.virtual_length.get());
-            if start != expected {
-                report
-                    .push(where_(), format!("starts at virtual offset {start}, expected {expected} (gap or overlap)"));
-                hash_complete = false;
-            }
-            expected = start + len;
-            block_starts.insert(start);
-            if entry.location == 0 {
-                stored.push((entry.stored_offset.get(), u64::from(entry.stored_length.get()), "block"));
-            }
-            if deep {
-                let buf = &mut block_buf[..len as usize];
-                match archive.decode_block(index, &entry, buf, &mut scratch) {
-                    Ok(()) => {
-                        report.blocks_decoded += 1;
-                        source_hasher.update(buf);
-                    }
-                    Err(e) => {
-                        report.push(where_(), e);
-                        hash_complete = false;
-                    }
+                Err(err) => {
+                    report.push(format!("block {} (page {}, slot {})", block.index, block.page, block.slot), err);
+                    complete = false;
                 }
-                progress(index + 1);
             }
+            progress(block.index + 1);
         }
     }
-    if expected != virtual_size {
-        report.push("index", format!("blocks end at virtual offset {expected}, the source is {virtual_size} bytes"));
-        hash_complete = false;
+    block_starts.insert(archive.virtual_size());
+    if complete && (max_virtual, max_stored) != (footer.max_block_length.get(), footer.max_stored_length.get()) {
+        report.push(
+            "footer",
+            format!(
+                "max_block_length {} / max_stored_length {} are not the largest over the entries ({max_virtual} / {max_stored})",
+                footer.max_block_length.get(),
+                footer.max_stored_length.get()
+            ),
+        );
     }
-    block_starts.insert(virtual_size);
 
     // Stored ranges: identical (deduplicated) or disjoint, never partly overlapping.
     stored.sort_unstable();
@@ -143,7 +137,7 @@ pub fn verify_open<R: ReadAt>(archive: &Archive<R>, deep: bool, report: &mut Rep
         report.push("data region", "stored bytes overlap the header");
     }
 
-    if deep && hash_complete && *source_hasher.finalize().as_bytes() != archive.source_hash() {
+    if deep && complete && *source_hasher.finalize().as_bytes() != archive.source_hash() {
         report.push("footer source_hash", "the decoded source does not match the recorded BLAKE3");
     }
 
@@ -199,7 +193,7 @@ fn check_manifest<R: ReadAt>(archive: &Archive<R>, block_starts: &BTreeSet<u64>,
             report.push(format!("tensor {}", w[1].2), format!("overlaps tensor {}", w[0].2));
         }
     }
-    if manifest.source_format == source_format::RAW && !manifest.tensors.is_empty() {
+    if manifest.source_format == SourceFormat::Raw && !manifest.tensors.is_empty() {
         report.push("manifest", "a raw archive has a tensor table");
     }
     if deep {
@@ -208,18 +202,20 @@ fn check_manifest<R: ReadAt>(archive: &Archive<R>, block_starts: &BTreeSet<u64>,
 }
 
 /// The archived source header, parsed again, must declare the manifest's tensors.
-fn check_source_header<R: ReadAt>(archive: &Archive<R>, manifest: &crate::manifest::Manifest, report: &mut Report) {
+pub fn check_source_header<R: ReadAt>(archive: &Archive<R>, manifest: &crate::manifest::Manifest, report: &mut Report) {
     let mismatch = |report: &mut Report, e: &dyn core::fmt::Display| report.push("source header", e.to_string());
     let declared: Vec<(String, u64, u64)> = match manifest.source_format {
-        source_format::RAW => return,
-        source_format::GGUF => match archive.gguf_header() {
+        SourceFormat::Raw => return,
+        SourceFormat::Gguf => match archive.gguf_header() {
             Ok((_, h)) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
             Err(e) => return mismatch(report, &e),
         },
-        _ => match archive.source_header().and_then(|b| crate::safetensors::parse(&b, archive.virtual_size())) {
-            Ok(h) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
-            Err(e) => return mismatch(report, &e),
-        },
+        SourceFormat::Safetensors => {
+            match archive.source_header().and_then(|b| crate::safetensors::parse(&b, archive.virtual_size())) {
+                Ok(h) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
+                Err(e) => return mismatch(report, &e),
+            }
+        }
     };
     let mut recorded: Vec<(String, u64, u64)> =
         manifest.tensors.iter().map(|t| (t.name.clone(), t.offset, t.length)).collect();
@@ -229,76 +225,4 @@ fn check_source_header<R: ReadAt>(archive: &Archive<R>, manifest: &crate::manife
     if declared != recorded {
         mismatch(report, &Error::invalid("tensor table", 0, "manifest differs from the archived source header"));
     }
-}
-
-/// Verify the archive file at `path` and, when it names a parent, its whole
-/// chain: the chain must open (parents found and confirmed by identity),
-/// the archive is verified with its ancestors attached, and every ancestor
-/// is verified in turn; their problems name their file. `search` are extra
-/// folders for moved parents; `progress` gets (blocks done, blocks in this
-/// archive).
-#[cfg(feature = "std")]
-pub fn verify_file(
-    path: &std::path::Path,
-    deep: bool,
-    search: &[std::path::PathBuf],
-    progress: &dyn Fn(u64, u64),
-) -> Report {
-    let mut report = Report::default();
-    let ancestors = verify_one(path, deep, search, &mut report, progress);
-    // Each ancestor once (its own chain is the tail of this one).
-    for ancestor in ancestors.iter().skip(1) {
-        let mut sub = Report::default();
-        verify_one(ancestor, deep, search, &mut sub, &|_, _| {});
-        report.blocks_checked += sub.blocks_checked;
-        report.blocks_decoded += sub.blocks_decoded;
-        report.tensors_checked += sub.tensors_checked;
-        for p in sub.problems {
-            report
-                .problems
-                .push(Problem { location: format!("{}: {}", ancestor.display(), p.location), message: p.message });
-        }
-    }
-    report
-}
-
-/// Verify one archive file with its ancestors attached (not the ancestors
-/// themselves); returns the chain's paths, this archive first.
-#[cfg(feature = "std")]
-fn verify_one(
-    path: &std::path::Path,
-    deep: bool,
-    search: &[std::path::PathBuf],
-    report: &mut Report,
-    progress: &dyn Fn(u64, u64),
-) -> Vec<std::path::PathBuf> {
-    let source = match crate::source::FileSource::open(path) {
-        Ok(s) => s,
-        Err(e) => {
-            report.push("archive", e);
-            return Vec::new();
-        }
-    };
-    let archive = match Archive::open(&source) {
-        Ok(a) => a,
-        Err(e) => {
-            report.push("archive", e);
-            return Vec::new();
-        }
-    };
-    if archive.parent_identity().is_none() {
-        let blocks = archive.block_count();
-        verify_open(&archive, deep, report, &|done| progress(done, blocks));
-        return std::vec![path.to_path_buf()];
-    }
-    let chain = match crate::chain::open_chain(path, search) {
-        Ok(chain) => chain,
-        Err(e) => {
-            report.push("parent chain", e);
-            return Vec::new();
-        }
-    };
-    let blocks = chain.archive.block_count();
-    verify_open(&chain.archive, deep, report, &|done| progress(done, blocks));
-    chain.paths
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use hexz_format::layout::{limits, short_checksum, BLOCK_ENTRY_SIZE, FOOTER_SIZE, HEADER_SIZE};
-use hexz_format::writer::{store_delta, ParentSpec, StoreOptions};
+use hexz_format::writer::{store_vec, ParentSpec, StoreOptions};
 use hexz_format::{Archive, Compression, Error};
 
 /// Rewrite block entry `index` of a valid archive with `edit`, then
@@ -16,7 +16,8 @@ use hexz_format::{Archive, Compression, Error};
 fn forge_entry(hxz: &[u8], index: u64, edit: impl Fn(&mut [u8])) -> Vec<u8> {
     let archive = Archive::open(hxz).unwrap();
     let epp = u64::from(archive.footer().entries_per_page.get());
-    let page = archive.page((index / epp) as u32).unwrap();
+    let mut buf = vec![0u8; archive.page_bytes()];
+    let page = archive.load_page((index / epp) as u32, &mut buf).unwrap();
     let mut out = hxz.to_vec();
     let at = page.offset as usize + (index % epp) as usize * BLOCK_ENTRY_SIZE;
     edit(&mut out[at..at + BLOCK_ENTRY_SIZE]);
@@ -102,7 +103,7 @@ fn stored_offsets_past_the_end_and_overlaps_are_errors() {
     assert!(matches!(read_err(&past), Error::InvalidField { field: "block stored_offset", .. }));
     // Block 2's stored bytes moved to overlap block 1's, partially.
     let archive = Archive::open(hxz.as_slice()).unwrap();
-    let b1 = archive.block(1).unwrap();
+    let b1 = all_entries(&archive)[1];
     let overlap = forge_entry(&hxz, 2, |e| set_u64(e, 8, b1.stored_offset.get() + 1));
     let report = hexz_format::verify::verify(overlap.as_slice(), false, &|_| {});
     assert!(report.problems.iter().any(|p| p.message.contains("overlaps")), "{:?}", report.problems);
@@ -117,7 +118,7 @@ fn stored_offsets_past_the_end_and_overlaps_are_errors() {
 fn decoded_length_different_from_declared_is_an_error() {
     let (_, hxz) = fixture();
     let archive = Archive::open(hxz.as_slice()).unwrap();
-    let lz4_block = (0..archive.block_count()).find(|&i| archive.block(i).unwrap().codec == 1).unwrap();
+    let lz4_block = all_entries(&archive).iter().position(|e| e.codec == 1).unwrap() as u64;
     let shorter = forge_entry(&hxz, lz4_block, |e| {
         let v = u32::from_le_bytes(e[24..28].try_into().unwrap());
         set_u32(e, 24, v - 1);
@@ -209,15 +210,8 @@ fn chain_depth_is_limited() {
             Err(e) => break e,
         };
         let src = vec![archives.len() as u8; 5000];
-        let mut out = Vec::new();
-        match store_delta(
-            src.as_slice(),
-            &mut out,
-            &opts,
-            ParentSpec { archive: &parent, hint: "p.hxz".into() },
-            &|_| {},
-        ) {
-            Ok(_) => archives.push(out),
+        match store_vec(src.as_slice(), &opts, Some(ParentSpec { archive: &parent, hint: "p.hxz".into() })) {
+            Ok((out, _)) => archives.push(out),
             Err(e) => break e,
         }
     };
@@ -234,8 +228,8 @@ fn bit_flip_sweep(name: &str, hxz: &[u8], src: &[u8], ancestors: &[&[u8]]) {
             .with_ancestors(ancestors.iter().map(|a| Archive::open(a.to_vec()).unwrap()).collect())
     };
     let good = open(hxz).unwrap();
-    let compressed: Vec<(usize, usize)> = (0..good.block_count())
-        .map(|i| good.block(i).unwrap())
+    let compressed: Vec<(usize, usize)> = all_entries(&good)
+        .into_iter()
         .filter(|e| e.codec != 0 && e.location == 0)
         .map(|e| (e.stored_offset.get() as usize, (e.stored_offset.get() + u64::from(e.stored_length.get())) as usize))
         .collect();
@@ -281,16 +275,9 @@ fn every_bit_flip_of_small_archives() {
         *b = b.wrapping_add(1);
     }
     let parent_archive = Archive::open(parent.as_slice()).unwrap();
-    let mut child = Vec::new();
     let opts = StoreOptions { compression: Compression::zstd(3), block_size: 4096, ..StoreOptions::default() };
-    store_delta(
-        fine.as_slice(),
-        &mut child,
-        &opts,
-        ParentSpec { archive: &parent_archive, hint: "p.hxz".into() },
-        &|_| {},
-    )
-    .unwrap();
+    let spec = ParentSpec { archive: &parent_archive, hint: "p.hxz".into() };
+    let (child, _) = store_vec(fine.as_slice(), &opts, Some(spec)).unwrap();
     bit_flip_sweep("safetensors child", &child, &fine, &[&parent]);
 }
 

@@ -26,7 +26,7 @@ fn check_model(name: &str, sha: &str, size_goal: f64) {
         drop(back);
         let manifest = archive.manifest().unwrap();
         assert!(!manifest.tensors.is_empty());
-        let mut scratch = archive.new_scratch();
+        let mut scratch = archive.new_scratch().unwrap();
         let mut buf = Vec::new();
         for (i, t) in manifest.tensors.iter().enumerate() {
             let index = archive.find_tensor(&t.name).unwrap();
@@ -73,22 +73,5 @@ fn real_archives_verify_deep() {
         let report = hexz_format::verify::verify(hxz.as_slice(), true, &|_| {});
         assert!(report.is_ok(), "{name}: {:?}", report.problems);
         assert_eq!(report.blocks_decoded, report.blocks_checked);
-    }
-}
-
-/// The writer's output does not depend on the number of worker threads
-/// (blocks that reuse an earlier block's filter choice wait for it).
-#[test]
-fn store_is_deterministic_across_thread_counts() {
-    let src = real_model("minilm.safetensors");
-    let with = |threads| {
-        let opts = hexz_format::writer::StoreOptions { threads, ..Default::default() };
-        let mut out = Vec::new();
-        hexz_format::writer::store(src.as_slice(), &mut out, &opts, &|_| {}).unwrap();
-        out
-    };
-    let one = with(1);
-    for threads in [2, 3] {
-        assert!(with(threads) == one, "{threads} threads wrote other bytes than one thread");
     }
 }

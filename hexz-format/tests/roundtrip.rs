@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use hexz_format::layout::{source_format, storage_kind};
 use hexz_format::{Archive, Compression};
+use hexz_format::{SourceFormat, StorageKind};
 use proptest::prelude::*;
 
 const CODECS: [Compression; 3] = [Compression::None, Compression::Lz4, Compression::zstd(3)];
@@ -33,12 +33,12 @@ fn safetensors_fixture_round_trips() {
     let hxz = store_bytes(&src, Compression::zstd(3), 4096);
     let archive = Archive::open(hxz.as_slice()).unwrap();
     let m = archive.manifest().unwrap();
-    assert_eq!(m.source_format, source_format::SAFETENSORS);
+    assert_eq!(m.source_format, SourceFormat::Safetensors);
     let names: Vec<_> = m.tensors.iter().map(|t| t.name.as_str()).collect();
     // In data-offset order, as the file lays them out.
     assert_eq!(names, ["layer.weight", "layer.half", "ids", "empty"]);
     let empty = m.tensors.iter().find(|t| t.name == "empty").unwrap();
-    assert_eq!((empty.length, empty.storage_kind), (0, storage_kind::EMPTY));
+    assert_eq!((empty.length, empty.storage_kind), (0, StorageKind::Empty));
     let half = m.tensors.iter().find(|t| t.name == "layer.half").unwrap();
     assert_eq!((half.dtype.as_str(), half.shape.as_slice()), ("F16", &[64u64, 8][..]));
 }
@@ -50,12 +50,12 @@ fn gguf_fixture_round_trips_and_deduplicates() {
     let hxz = store_bytes(&src, Compression::Lz4, 4096);
     let archive = Archive::open(hxz.as_slice()).unwrap();
     let m = archive.manifest().unwrap();
-    assert_eq!(m.source_format, source_format::GGUF);
+    assert_eq!(m.source_format, SourceFormat::Gguf);
     let q8 = m.tensors.iter().find(|t| t.name == "blk.0.q8").unwrap();
     assert_eq!((q8.dtype.as_str(), q8.ggml_type, q8.length), ("Q8_0", Some(8), 272));
     // blk.1.weight holds the same bytes as blk.0.weight: stored once.
     let dup = m.tensors.iter().find(|t| t.name == "blk.1.weight").unwrap();
-    assert_eq!(dup.storage_kind, storage_kind::DEDUPLICATED);
+    assert_eq!(dup.storage_kind, StorageKind::Deduplicated);
     let (bytes, header) = archive.gguf_header().unwrap();
     assert_eq!(header.kvs.len(), 15);
     let tokens = header.kvs.iter().find(|kv| kv.key == "tokenizer.tokens").unwrap();
@@ -81,7 +81,7 @@ fn raw_files_use_fixed_blocks_and_dedup() {
     check_round_trip(&src, 4096);
     let hxz = store_bytes(&src, Compression::zstd(3), 4096);
     let archive = Archive::open(hxz.as_slice()).unwrap();
-    assert_eq!(archive.manifest().unwrap().source_format, source_format::RAW);
+    assert_eq!(archive.manifest().unwrap().source_format, SourceFormat::Raw);
     assert_eq!(archive.block_count(), 6);
     // Five identical 4 KiB blocks are stored once: the archive is far smaller than the input.
     assert!(hxz.len() < 2 * 4096 + 2048, "archive is {} bytes", hxz.len());
@@ -102,7 +102,7 @@ proptest! {
         let start = start.min(src.len());
         let len = len.min(src.len() - start);
         let mut out = vec![0u8; len];
-        archive.read_at(start as u64, &mut out, &mut archive.new_scratch()).unwrap();
+        archive.read_at(start as u64, &mut out, &mut archive.new_scratch().unwrap()).unwrap();
         prop_assert_eq!(&out[..], &src[start..start + len]);
     }
 
@@ -121,13 +121,13 @@ fn reads_outside_the_virtual_space_are_errors() {
     let src = tiny_gguf();
     let hxz = store_bytes(&src, Compression::Lz4, 4096);
     let archive = Archive::open(hxz.as_slice()).unwrap();
-    let mut scratch = archive.new_scratch();
+    let mut scratch = archive.new_scratch().unwrap();
     let mut out = [0u8; 8];
     assert!(archive.read_at(src.len() as u64 - 4, &mut out, &mut scratch).is_err());
     assert!(archive.read_at(u64::MAX - 2, &mut out, &mut scratch).is_err());
     let mut small = vec![0u8; archive.scratch_size() - 1];
     assert!(archive.read_at(0, &mut out, &mut small).is_err());
-    assert!(matches!(archive.tensor_bytes("nope"), Err(hexz_format::Error::TensorNotFound)));
+    assert!(matches!(archive.tensor_bytes("nope"), Err(hexz_format::Error::NotFound { .. })));
 }
 
 /// Regression (fuzz roundtrip crash-f9944b8f): raw bytes whose ninth byte is
@@ -138,5 +138,5 @@ fn raw_bytes_with_a_brace_at_offset_8_store_raw() {
     src.extend((0..5000u32).map(|i| (i * 7) as u8));
     check_round_trip(&src, 4096);
     let hxz = store_bytes(&src, Compression::Lz4, 4096);
-    assert_eq!(Archive::open(hxz.as_slice()).unwrap().manifest().unwrap().source_format, source_format::RAW);
+    assert_eq!(Archive::open(hxz.as_slice()).unwrap().manifest().unwrap().source_format, SourceFormat::Raw);
 }

@@ -8,9 +8,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use hexz_format::layout::filter_id;
-use hexz_format::writer::{store, store_delta, ParentSpec, StoreOptions};
-use hexz_format::{Archive, Compression};
+use hexz_format::writer::{store_vec, ParentSpec, StoreOptions};
+use hexz_format::{Archive, Compression, FilterId};
 
 struct Vector {
     name: &'static str,
@@ -46,8 +45,7 @@ fn spec_vectors_decode_and_reproduce() {
     let regenerate = std::env::var_os("HEXZ_REGENERATE_VECTORS").is_some();
     for v in VECTORS {
         let source = (v.source)();
-        let mut built = Vec::new();
-        store(source.as_slice(), &mut built, &options(v.compression), &|_| {}).unwrap();
+        let built = store_vec::<_, &[u8]>(source.as_slice(), &options(v.compression), None).unwrap().0;
         let hxz_path = dir().join(format!("{}.hxz", v.name));
         let expected_path = dir().join(format!("{}.expected", v.name));
         if regenerate {
@@ -128,12 +126,10 @@ fn spec_delta_vector_decodes_and_reproduces() {
     let opts = options(Compression::zstd(3));
     let parent_src = delta_parent_source();
     let child_src = delta_child_source();
-    let mut parent_built = Vec::new();
-    store(parent_src.as_slice(), &mut parent_built, &opts, &|_| {}).unwrap();
+    let parent_built = store_vec::<_, &[u8]>(parent_src.as_slice(), &opts, None).unwrap().0;
     let parent = Archive::open(parent_built.as_slice()).unwrap();
-    let mut child_built = Vec::new();
     let spec = ParentSpec { archive: &parent, hint: "delta-parent.hxz".into() };
-    store_delta(child_src.as_slice(), &mut child_built, &opts, spec, &|_| {}).unwrap();
+    let child_built = store_vec(child_src.as_slice(), &opts, Some(spec)).unwrap().0;
     for (name, built, src) in [("delta-parent", &parent_built, &parent_src), ("delta-child", &child_built, &child_src)]
     {
         if regenerate {
@@ -155,9 +151,10 @@ fn spec_delta_vector_decodes_and_reproduces() {
     let mut report = hexz_format::verify::Report::default();
     hexz_format::verify::verify_open(&child, true, &mut report, &|_| {});
     assert!(report.is_ok(), "{:?}", report.problems);
-    let entries: Vec<_> = (0..child.block_count()).map(|i| child.block(i).unwrap()).collect();
-    for filter in [filter_id::DELTA_XOR, filter_id::DELTA_SUB, filter_id::DELTA_SUB_BITS] {
-        assert!(entries.iter().any(|e| e.filter == filter), "no block with filter {filter}");
+    let mut page = vec![0u8; child.page_bytes()];
+    let entries: Vec<_> = child.blocks(0, child.virtual_size(), &mut page).unwrap().map(|b| b.unwrap().entry).collect();
+    for filter in [FilterId::DeltaXor, FilterId::DeltaSub, FilterId::DeltaSubBits] {
+        assert!(entries.iter().any(|e| e.filter == filter as u8), "no block with filter {filter}");
     }
     assert!(entries.iter().any(|e| e.location == 1), "no block kept in the parent");
 }

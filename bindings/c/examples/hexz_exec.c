@@ -7,11 +7,14 @@
  * usage: hexz_exec MODEL.hxz COMMAND [ARGS...]    e.g.
  *        hexz_exec gemma.hxz llama-simple -m {} -n 16 "The capital of France is"
  *
- * Linux only (memfd). The descriptor is inherited across exec.
+ * Linux only (memfd). hexz_memfd's descriptor is close-on-exec, as a
+ * library's descriptors should be; this program clears the flag so that the
+ * one program it runs inherits it.
  */
 #define _GNU_SOURCE
 #include <hexz.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     hexz_close(model);
+    if (fcntl(fd, F_SETFD, 0) != 0) {
+        perror("hexz_exec: fcntl");
+        return 1;
+    }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     char **args = calloc((size_t)argc, sizeof *args);

@@ -6,7 +6,11 @@
 int main() {
     static_assert(sizeof(hexz_status) == 4, "hexz_status is 32 bits");
     hexz_archive *archive = nullptr;
-    hexz_status s = hexz_open_path("/nonexistent.hxz", nullptr, &archive);
+    hexz_open_options opts = HEXZ_OPEN_OPTIONS_INIT;
+    hexz_store_options store = HEXZ_STORE_OPTIONS_INIT;
+    static_assert(sizeof(opts.struct_size) == sizeof(size_t), "struct_size leads");
+    hexz_status s = hexz_open_path("/nonexistent.hxz", &opts, &archive);
+    if (store.struct_size != sizeof store || opts.read_slots != 0) return 1;
     std::printf("header_cpp: version %s, open of a missing file: %s\n", hexz_version_string(), hexz_status_str(s));
     hexz_close(archive);
     return s == HEXZ_STATUS_IO && hexz_version() == HEXZ_VERSION_NUMBER ? 0 : 1;

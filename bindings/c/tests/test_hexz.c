@@ -326,7 +326,10 @@ static void check_store(const char *dir_hint) {
     fwrite(data, 1, n, f);
     fclose(f);
 
-    hexz_store_options opts = {.compression = HEXZ_COMPRESSION_LZ4, .level = 0, .block_size = 65536, .threads = 2, .base = NULL};
+    hexz_store_options opts = HEXZ_STORE_OPTIONS_INIT;
+    opts.compression = HEXZ_COMPRESSION_LZ4;
+    opts.block_size = 65536;
+    opts.threads = 2;
     hexz_store_report report;
     CHECK_STATUS(hexz_store(base_src, base_dst, &opts, &report), HEXZ_STATUS_OK);
     CHECK(report.source_size == n && report.blocks == 5);
@@ -388,7 +391,8 @@ int main(int argc, char **argv) {
     }
 
     hexz_archive *a = NULL;
-    hexz_open_options opts = {.read_slots = 4, .skip_hash_check = false};
+    hexz_open_options opts = HEXZ_OPEN_OPTIONS_INIT;
+    opts.read_slots = 4;
     CHECK_STATUS(hexz_open_path(argv[1], &opts, &a), HEXZ_STATUS_OK);
     if (!a) return 1;
     hexz_archive_info info;

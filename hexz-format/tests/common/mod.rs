@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use hexz_format::writer::{store, StoreOptions};
+use hexz_format::writer::{store_vec, StoreOptions};
 use hexz_format::Compression;
 use sha2::{Digest, Sha256};
 
@@ -29,9 +29,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// Store bytes into an in-memory archive.
 pub fn store_bytes(src: &[u8], compression: Compression, block_size: u32) -> Vec<u8> {
     let opts = StoreOptions { compression, block_size, ..StoreOptions::default() };
-    let mut out = Vec::new();
-    store(src, &mut out, &opts, &|_| {}).expect("store");
-    out
+    store_vec::<_, &[u8]>(src, &opts, None).expect("store").0
 }
 
 /// xorshift64*: deterministic randomness without a dependency.
@@ -278,4 +276,10 @@ pub fn cast_bf16(tensors: &[StTensor]) -> Vec<StTensor> {
             StTensor { dtype: "BF16".into(), data, ..t.clone() }
         })
         .collect()
+}
+
+/// Every block entry of an archive, in order (one walk over the index).
+pub fn all_entries<R: hexz_format::ReadAt>(archive: &hexz_format::Archive<R>) -> Vec<hexz_format::layout::BlockEntry> {
+    let mut page = vec![0u8; archive.page_bytes()];
+    archive.blocks(0, archive.virtual_size(), &mut page).unwrap().map(|b| b.unwrap().entry).collect()
 }

@@ -2,13 +2,15 @@
 //! value types, typed getters for every type, arrays of scalars as raw data
 //! and arrays of strings element by element. Built once at open.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 
-use hexz_format::gguf::{self, GgufHeader, GgufValue};
+use hexz_format::gguf::GgufValue;
+use hexz_format::ErrorCode;
 
-use crate::handle::nul_terminated;
+use crate::args::{cstr, handle, write_optional, write_out};
+use crate::hexz_archive;
 use crate::status::{guard, FfiError};
-use crate::{handle, hexz_archive, hexz_status, write_out};
+use crate::tables::{c_str_view, view_ptr, GgufTable, Kv, Value};
 
 /// GGUF value type ids (as in gguf.h and the GGUF spec).
 pub const HEXZ_GGUF_TYPE_UINT8: u32 = 0;
@@ -25,89 +27,35 @@ pub const HEXZ_GGUF_TYPE_UINT64: u32 = 10;
 pub const HEXZ_GGUF_TYPE_INT64: u32 = 11;
 pub const HEXZ_GGUF_TYPE_FLOAT64: u32 = 12;
 
-enum Value {
-    Scalar(GgufValue),
-    String(Box<[u8]>),
-    ScalarArray {
-        elem_type: u32,
-        len: u64,
-        data: Box<[u8]>,
-    },
-    StringArray(Vec<Box<[u8]>>),
-    /// Arrays of arrays: type and length only (gguf.h does not read them either).
-    NestedArray {
-        len: u64,
-    },
-}
-
-struct Kv {
-    key: Box<[u8]>,
-    value: Value,
-}
-
-pub struct GgufTable {
-    version: u32,
-    alignment: u64,
-    data_offset: u64,
-    kvs: Vec<Kv>,
-    by_key: Vec<usize>,
-}
-
-impl GgufTable {
-    pub fn build(header_bytes: &[u8], file_len: u64) -> Result<Self, FfiError> {
-        let header = gguf::parse(header_bytes, file_len).map_err(FfiError::format)?;
-        let span = |s| GgufHeader::span(header_bytes, s);
-        let kvs: Vec<Kv> = header
-            .kvs
-            .iter()
-            .map(|kv| {
-                let value = match &kv.value {
-                    GgufValue::String(s) => Value::String(nul_terminated(span(*s))),
-                    GgufValue::Array(a) if a.elem_type == gguf::value_type::STRING => Value::StringArray(
-                        a.items
-                            .iter()
-                            .map(|i| match i {
-                                GgufValue::String(s) => nul_terminated(span(*s)),
-                                _ => nul_terminated(b""),
-                            })
-                            .collect(),
-                    ),
-                    GgufValue::Array(a) if a.elem_type == gguf::value_type::ARRAY => Value::NestedArray { len: a.len },
-                    GgufValue::Array(a) => {
-                        Value::ScalarArray { elem_type: a.elem_type, len: a.len, data: span(a.data).into() }
-                    }
-                    scalar => Value::Scalar(scalar.clone()),
-                };
-                Kv { key: nul_terminated(kv.key.as_bytes()), value }
-            })
-            .collect();
-        let mut by_key: Vec<usize> = (0..kvs.len()).collect();
-        by_key.sort_by(|&a, &b| kvs[a].key.cmp(&kvs[b].key));
-        Ok(GgufTable {
-            version: header.version,
-            alignment: header.alignment,
-            data_offset: header.data_offset,
-            kvs,
-            by_key,
-        })
-    }
-}
-
+/// The GGUF table of `archive`.
+///
+/// # Safety
+/// As [`handle`].
 unsafe fn table<'a>(archive: *const hexz_archive) -> Result<&'a GgufTable, FfiError> {
     unsafe { handle(archive) }?.gguf.as_ref().ok_or_else(|| FfiError::unsupported("the archived file is not GGUF"))
 }
 
+/// Key/value `index` of `archive`.
+///
+/// # Safety
+/// As [`handle`].
 unsafe fn kv<'a>(archive: *const hexz_archive, index: usize) -> Result<&'a Kv, FfiError> {
     unsafe { table(archive) }?.kvs.get(index).ok_or_else(|| FfiError::invalid("key index out of range"))
 }
 
+/// Write a NUL-terminated box as a (pointer, length) pair.
+///
+/// # Safety
+/// `out` and `out_len` are NULL or writable.
 unsafe fn write_str(bytes: &[u8], out: *mut *const c_char, out_len: *mut usize) -> Result<(), FfiError> {
     if out.is_null() || out_len.is_null() {
         return Err(FfiError::null("out/out_len"));
     }
+    let (ptr, len) = c_str_view(bytes);
+    // SAFETY: both checked non-NULL; writable by the caller's promise.
     unsafe {
-        out.write(bytes.as_ptr() as *const c_char);
-        out_len.write(bytes.len() - 1);
+        out.write(ptr);
+        out_len.write(len);
     }
     Ok(())
 }
@@ -120,19 +68,13 @@ pub unsafe extern "C" fn hexz_gguf_get_header_info(
     out_version: *mut u32,
     out_alignment: *mut u64,
     out_data_offset: *mut u64,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let t = unsafe { table(archive) }?;
         unsafe {
-            if !out_version.is_null() {
-                out_version.write(t.version);
-            }
-            if !out_alignment.is_null() {
-                out_alignment.write(t.alignment);
-            }
-            if !out_data_offset.is_null() {
-                out_data_offset.write(t.data_offset);
-            }
+            write_optional(out_version, t.version);
+            write_optional(out_alignment, t.alignment);
+            write_optional(out_data_offset, t.data_offset);
         }
         Ok(())
     })
@@ -140,7 +82,7 @@ pub unsafe extern "C" fn hexz_gguf_get_header_info(
 
 /// Number of GGUF key/values. HEXZ_STATUS_UNSUPPORTED when the archived file is not GGUF.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_kv_count(archive: *const hexz_archive, out_count: *mut usize) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_kv_count(archive: *const hexz_archive, out_count: *mut usize) -> ErrorCode {
     guard(|| unsafe { write_out(out_count, table(archive)?.kvs.len()) })
 }
 
@@ -150,18 +92,12 @@ pub unsafe extern "C" fn hexz_gguf_find_key(
     archive: *const hexz_archive,
     key: *const c_char,
     out_index: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let t = unsafe { table(archive) }?;
-        if key.is_null() {
-            return Err(FfiError::null("key"));
-        }
-        let key = unsafe { CStr::from_ptr(key) }.to_bytes_with_nul();
-        let pos = t
-            .by_key
-            .binary_search_by(|&i| t.kvs[i].key[..].cmp(key))
-            .map_err(|_| FfiError::not_found("no such key"))?;
-        unsafe { write_out(out_index, t.by_key[pos]) }
+        let key = unsafe { cstr(key, "key") }?.to_bytes();
+        let index = t.find(key).ok_or_else(|| FfiError::not_found("no such key"))?;
+        unsafe { write_out(out_index, index) }
     })
 }
 
@@ -172,7 +108,7 @@ pub unsafe extern "C" fn hexz_gguf_get_key(
     index: usize,
     out_key: *mut *const c_char,
     out_len: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| unsafe { write_str(&kv(archive, index)?.key, out_key, out_len) })
 }
 
@@ -182,7 +118,7 @@ pub unsafe extern "C" fn hexz_gguf_get_type(
     archive: *const hexz_archive,
     index: usize,
     out_type: *mut u32,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let ty = match &unsafe { kv(archive, index) }?.value {
             Value::Scalar(v) => v.type_id(),
@@ -203,7 +139,7 @@ unsafe fn scalar<'a>(archive: *const hexz_archive, index: usize) -> Result<&'a G
 
 /// Value of a UINT8 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_u8(archive: *const hexz_archive, index: usize, out: *mut u8) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_u8(archive: *const hexz_archive, index: usize, out: *mut u8) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U8(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT8")),
@@ -212,7 +148,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u8(archive: *const hexz_archive, index: u
 
 /// Value of a INT8 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_i8(archive: *const hexz_archive, index: usize, out: *mut i8) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_i8(archive: *const hexz_archive, index: usize, out: *mut i8) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I8(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT8")),
@@ -221,7 +157,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i8(archive: *const hexz_archive, index: u
 
 /// Value of a UINT16 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_u16(archive: *const hexz_archive, index: usize, out: *mut u16) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_u16(archive: *const hexz_archive, index: usize, out: *mut u16) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U16(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT16")),
@@ -230,7 +166,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u16(archive: *const hexz_archive, index: 
 
 /// Value of a INT16 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_i16(archive: *const hexz_archive, index: usize, out: *mut i16) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_i16(archive: *const hexz_archive, index: usize, out: *mut i16) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I16(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT16")),
@@ -239,7 +175,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i16(archive: *const hexz_archive, index: 
 
 /// Value of a UINT32 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_u32(archive: *const hexz_archive, index: usize, out: *mut u32) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_u32(archive: *const hexz_archive, index: usize, out: *mut u32) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U32(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT32")),
@@ -248,7 +184,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u32(archive: *const hexz_archive, index: 
 
 /// Value of a INT32 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_i32(archive: *const hexz_archive, index: usize, out: *mut i32) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_i32(archive: *const hexz_archive, index: usize, out: *mut i32) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I32(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT32")),
@@ -257,7 +193,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i32(archive: *const hexz_archive, index: 
 
 /// Value of a FLOAT32 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_f32(archive: *const hexz_archive, index: usize, out: *mut f32) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_f32(archive: *const hexz_archive, index: usize, out: *mut f32) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::F32(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not FLOAT32")),
@@ -266,7 +202,7 @@ pub unsafe extern "C" fn hexz_gguf_get_f32(archive: *const hexz_archive, index: 
 
 /// Value of a BOOL key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_bool(archive: *const hexz_archive, index: usize, out: *mut bool) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_bool(archive: *const hexz_archive, index: usize, out: *mut bool) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::Bool(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not BOOL")),
@@ -275,7 +211,7 @@ pub unsafe extern "C" fn hexz_gguf_get_bool(archive: *const hexz_archive, index:
 
 /// Value of a UINT64 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_u64(archive: *const hexz_archive, index: usize, out: *mut u64) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_u64(archive: *const hexz_archive, index: usize, out: *mut u64) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U64(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT64")),
@@ -284,7 +220,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u64(archive: *const hexz_archive, index: 
 
 /// Value of a INT64 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_i64(archive: *const hexz_archive, index: usize, out: *mut i64) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_i64(archive: *const hexz_archive, index: usize, out: *mut i64) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I64(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT64")),
@@ -293,7 +229,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i64(archive: *const hexz_archive, index: 
 
 /// Value of a FLOAT64 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
-pub unsafe extern "C" fn hexz_gguf_get_f64(archive: *const hexz_archive, index: usize, out: *mut f64) -> hexz_status {
+pub unsafe extern "C" fn hexz_gguf_get_f64(archive: *const hexz_archive, index: usize, out: *mut f64) -> ErrorCode {
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::F64(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not FLOAT64")),
@@ -308,7 +244,7 @@ pub unsafe extern "C" fn hexz_gguf_get_string(
     index: usize,
     out: *mut *const c_char,
     out_len: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| match &unsafe { kv(archive, index) }?.value {
         Value::String(s) => unsafe { write_str(s, out, out_len) },
         _ => Err(FfiError::type_mismatch("value is not a STRING")),
@@ -322,7 +258,7 @@ pub unsafe extern "C" fn hexz_gguf_get_array_info(
     index: usize,
     out_elem_type: *mut u32,
     out_len: *mut u64,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| {
         let (ty, len) = match &unsafe { kv(archive, index) }?.value {
             Value::ScalarArray { elem_type, len, .. } => (*elem_type, *len),
@@ -331,33 +267,31 @@ pub unsafe extern "C" fn hexz_gguf_get_array_info(
             _ => return Err(FfiError::type_mismatch("value is not an ARRAY")),
         };
         unsafe {
-            if !out_elem_type.is_null() {
-                out_elem_type.write(ty);
-            }
-            if !out_len.is_null() {
-                out_len.write(len);
-            }
+            write_optional(out_elem_type, ty);
+            write_optional(out_len, len);
         }
         Ok(())
     })
 }
 
-/// Raw little-endian element data of an array of scalars (borrowed), and
-/// its length in bytes. HEXZ_STATUS_TYPE_MISMATCH for arrays of strings or arrays.
+/// Raw little-endian element data of an array of scalars (borrowed until
+/// hexz_close; NULL for an empty array), and its length in bytes.
+/// HEXZ_STATUS_TYPE_MISMATCH for arrays of strings or arrays.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_array_data(
     archive: *const hexz_archive,
     index: usize,
     out_data: *mut *const c_void,
     out_bytes: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| match &unsafe { kv(archive, index) }?.value {
         Value::ScalarArray { data, .. } => {
             if out_data.is_null() || out_bytes.is_null() {
                 return Err(FfiError::null("out_data/out_bytes"));
             }
+            // SAFETY: both checked non-NULL; writable by the caller's promise.
             unsafe {
-                out_data.write(data.as_ptr() as *const c_void);
+                out_data.write(view_ptr(data) as *const c_void);
                 out_bytes.write(data.len());
             }
             Ok(())
@@ -374,7 +308,7 @@ pub unsafe extern "C" fn hexz_gguf_get_array_string(
     element: u64,
     out: *mut *const c_char,
     out_len: *mut usize,
-) -> hexz_status {
+) -> ErrorCode {
     guard(|| match &unsafe { kv(archive, index) }?.value {
         Value::StringArray(items) => {
             let item = usize::try_from(element)

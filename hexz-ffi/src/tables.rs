@@ -1,0 +1,291 @@
+//! What a handle holds, built once at open so the read path allocates
+//! nothing: the [`Reader`], tensor entries with NUL-terminated strings, the
+//! source header and the GGUF key/value table. Every allocation sized by the
+//! archive is fallible and capped.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use hexz_format::gguf::{self, GgufHeader, GgufValue};
+use hexz_format::{ErrorCode, ReadAt, SourceFormat};
+use hexz_io::Reader;
+
+use crate::status::FfiError;
+
+/// The read callback's signature.
+pub type ReadFn = unsafe extern "C" fn(user: *mut c_void, offset: u64, buf: *mut u8, len: usize) -> c_int;
+
+/// An archive read through the caller's callback.
+pub struct CallbackSource {
+    pub read_at: ReadFn,
+    pub user: *mut c_void,
+    pub size: u64,
+}
+
+// SAFETY: the header requires the callback and its user data to be usable
+// from every thread that reads the archive, until hexz_close.
+unsafe impl Send for CallbackSource {}
+// SAFETY: as above; the source itself holds no state.
+unsafe impl Sync for CallbackSource {}
+
+impl ReadAt for CallbackSource {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.size) {
+            return Err(hexz_format::Error::Truncated {
+                what: "read",
+                offset,
+                needed: buf.len() as u64,
+                available: self.size.saturating_sub(offset),
+            });
+        }
+        // SAFETY: buf is valid for buf.len() bytes; the callback's contract is the header's.
+        match unsafe { (self.read_at)(self.user, offset, buf.as_mut_ptr(), buf.len()) } {
+            0 => Ok(()),
+            _ => Err(hexz_format::Error::Io {
+                offset,
+                cause: hexz_format::error::IoCause::message("the read callback reported a failure"),
+            }),
+        }
+    }
+}
+
+/// A tensor with NUL-terminated strings.
+pub struct TensorEntry {
+    pub name: Box<[u8]>,
+    pub dtype: Box<[u8]>,
+    pub dims: Box<[u64]>,
+    pub ggml_type: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub storage_kind: u32,
+}
+
+/// `bytes` followed by a NUL (fallible: sizes come from the archive).
+pub fn nul_terminated(bytes: &[u8]) -> Result<Box<[u8]>, FfiError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(bytes.len() + 1)
+        .map_err(|_| FfiError::new(ErrorCode::OutOfMemory, "out of memory building the tables"))?;
+    v.extend_from_slice(bytes);
+    v.push(0);
+    Ok(v.into_boxed_slice())
+}
+
+/// An empty view is returned as NULL with length 0.
+pub fn view_ptr(bytes: &[u8]) -> *const u8 {
+    if bytes.is_empty() {
+        std::ptr::null()
+    } else {
+        bytes.as_ptr()
+    }
+}
+
+/// A GGUF value as an engine reads it.
+pub enum Value {
+    Scalar(GgufValue),
+    String(Box<[u8]>),
+    ScalarArray {
+        elem_type: u32,
+        len: u64,
+        data: Box<[u8]>,
+    },
+    StringArray(Vec<Box<[u8]>>),
+    /// Arrays of arrays: type and length only (gguf.h does not read them either).
+    NestedArray {
+        len: u64,
+    },
+}
+
+pub struct Kv {
+    pub key: Box<[u8]>,
+    pub value: Value,
+}
+
+/// GGUF key/values, built from the archived header.
+pub struct GgufTable {
+    pub version: u32,
+    pub alignment: u64,
+    pub data_offset: u64,
+    pub kvs: Vec<Kv>,
+    /// Key indices sorted by key, for binary search.
+    pub by_key: Vec<usize>,
+}
+
+fn oom() -> FfiError {
+    FfiError::new(ErrorCode::OutOfMemory, "out of memory building the GGUF table")
+}
+
+impl GgufTable {
+    pub fn build(header_bytes: &[u8], file_len: u64) -> Result<Self, FfiError> {
+        let header = gguf::parse(header_bytes, file_len)?;
+        let span = |s| GgufHeader::span(header_bytes, s);
+        let mut kvs = Vec::new();
+        kvs.try_reserve_exact(header.kvs.len()).map_err(|_| oom())?;
+        for kv in &header.kvs {
+            let value = match &kv.value {
+                GgufValue::String(s) => Value::String(nul_terminated(span(*s))?),
+                GgufValue::Array(a) if a.elem_type == gguf::value_type::STRING => {
+                    let mut items = Vec::new();
+                    items.try_reserve_exact(a.items.len()).map_err(|_| oom())?;
+                    for item in &a.items {
+                        let bytes = match item {
+                            GgufValue::String(s) => span(*s),
+                            _ => b"",
+                        };
+                        items.push(nul_terminated(bytes)?);
+                    }
+                    Value::StringArray(items)
+                }
+                GgufValue::Array(a) if a.elem_type == gguf::value_type::ARRAY => Value::NestedArray { len: a.len },
+                GgufValue::Array(a) => {
+                    let raw = span(a.data);
+                    let mut data = Vec::new();
+                    data.try_reserve_exact(raw.len()).map_err(|_| oom())?;
+                    data.extend_from_slice(raw);
+                    Value::ScalarArray { elem_type: a.elem_type, len: a.len, data: data.into_boxed_slice() }
+                }
+                scalar => Value::Scalar(scalar.clone()),
+            };
+            kvs.push(Kv { key: nul_terminated(kv.key.as_bytes())?, value });
+        }
+        let mut by_key: Vec<usize> = Vec::new();
+        by_key.try_reserve_exact(kvs.len()).map_err(|_| oom())?;
+        by_key.extend(0..kvs.len());
+        by_key.sort_by(|&a, &b| kvs[a].key.cmp(&kvs[b].key));
+        Ok(GgufTable {
+            version: header.version,
+            alignment: header.alignment,
+            data_offset: header.data_offset,
+            kvs,
+            by_key,
+        })
+    }
+
+    /// Index of the key `key` (without NUL).
+    pub fn find(&self, key: &[u8]) -> Option<usize> {
+        self.by_key
+            .binary_search_by(|&i| self.kvs[i].key[..self.kvs[i].key.len() - 1].cmp(key))
+            .ok()
+            .map(|pos| self.by_key[pos])
+    }
+}
+
+/// An open archive and everything built at open.
+pub struct ArchiveHandle {
+    pub reader: Reader,
+    pub tensors: Vec<TensorEntry>,
+    pub source_header: Vec<u8>,
+    pub gguf: Option<GgufTable>,
+}
+
+impl ArchiveHandle {
+    /// Build the tables. The source header (and what is parsed from it)
+    /// must fit `max_metadata_bytes`.
+    pub fn new(reader: Reader, max_metadata_bytes: u64) -> Result<Self, FfiError> {
+        let header_len = reader.archive().source_header_length();
+        if header_len > max_metadata_bytes {
+            return Err(hexz_io::Error::At {
+                location: reader.location().clone(),
+                source: hexz_format::Error::LimitExceeded {
+                    what: "source header bytes (hexz_open_options.max_metadata_bytes)",
+                    value: header_len,
+                    limit: max_metadata_bytes,
+                },
+            }
+            .into());
+        }
+        let mut tensors = Vec::new();
+        tensors.try_reserve_exact(reader.tensors().len()).map_err(|_| oom())?;
+        for t in reader.tensors() {
+            tensors.push(TensorEntry {
+                name: nul_terminated(t.name.as_bytes())?,
+                dtype: nul_terminated(t.dtype.as_bytes())?,
+                dims: t.shape.clone().into_boxed_slice(),
+                ggml_type: t.ggml_type.unwrap_or(crate::HEXZ_NO_GGML_TYPE),
+                offset: t.offset,
+                length: t.length,
+                storage_kind: t.storage_kind as u32,
+            });
+        }
+        let source_header = reader.source_header()?;
+        let gguf = match reader.source_format() {
+            SourceFormat::Gguf => Some(
+                GgufTable::build(&source_header, reader.size())
+                    .map_err(|e| FfiError { message: format!("{}: {}", reader.location(), e.message), ..e })?,
+            ),
+            _ => None,
+        };
+        Ok(ArchiveHandle { reader, tensors, source_header, gguf })
+    }
+
+    /// Bytes held: tables, metadata and read scratch created so far.
+    pub fn memory_bytes(&self) -> u64 {
+        let tables: usize = self.tensors.iter().map(|t| t.name.len() + t.dtype.len() + t.dims.len() * 8 + 64).sum();
+        self.reader.memory_bytes() + (tables + self.source_header.len() * 2) as u64
+    }
+
+    /// A sealed, close-on-exec memfd holding the whole original file,
+    /// decoded in parallel straight into its pages.
+    #[cfg(target_os = "linux")]
+    pub fn memfd(&self, threads: usize) -> Result<c_int, FfiError> {
+        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+        let io = |what: &str| FfiError::new(ErrorCode::Io, format!("{what}: {}", std::io::Error::last_os_error()));
+        // SAFETY: a NUL-terminated name and valid flags.
+        let fd = unsafe { libc::memfd_create(c"hexz".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if fd < 0 {
+            return Err(io("memfd_create"));
+        }
+        // SAFETY: fd was just created and is owned here alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let size = self.reader.size();
+        let len = usize::try_from(size).map_err(|_| FfiError::invalid("file larger than the address space"))?;
+        let file = std::fs::File::from(fd);
+        file.set_len(size).map_err(|e| FfiError::new(ErrorCode::Io, format!("memfd size: {e}")))?;
+        if len > 0 {
+            // SAFETY: a shared read-write mapping of a file of exactly `len` bytes.
+            let map = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            if map == libc::MAP_FAILED {
+                return Err(io("mmap of the memfd"));
+            }
+            // SAFETY: the mapping is `len` writable bytes, used only here, unmapped below.
+            let pages = unsafe { std::slice::from_raw_parts_mut(map as *mut u8, len) };
+            let filled = self.reader.read_into_parallel(0, pages, threads, &|_| std::ops::ControlFlow::Continue(()));
+            // SAFETY: the mapping made above, not used after this.
+            unsafe { libc::munmap(map, len) };
+            filled?;
+        }
+        // No one may change it now: sealed against writes and resizing (the
+        // writable mapping is gone, as F_SEAL_WRITE requires).
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor owned here.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(io("sealing the memfd"));
+        }
+        Ok(file.into_raw_fd())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn memfd(&self, _threads: usize) -> Result<c_int, FfiError> {
+        Err(FfiError::unsupported("memfd is only available on Linux"))
+    }
+}
+
+/// A C string pointer (never NULL: an empty string is "") and its length
+/// without the NUL, for a NUL-terminated box.
+pub fn c_str_view(bytes: &[u8]) -> (*const c_char, usize) {
+    (bytes.as_ptr() as *const c_char, bytes.len().saturating_sub(1))
+}

@@ -1,0 +1,291 @@
+//! What a source file is and how to cut it: detect safetensors, GGUF or
+//! raw by content, parse the header, lay the file out as segments (header,
+//! tensors, the gaps between them), and cut segments into blocks.
+//!
+//! [`Cutter`] is the one place that reads the source for a store: it walks
+//! the segments in order, asks a [`Chunker`] where each block ends, and
+//! hashes the whole source on the way.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::dtype;
+use crate::error::{try_zeroed, Error, Result};
+use crate::layout::{SourceFormat, StorageKind};
+use crate::manifest::TensorInfo;
+use crate::source::ReadAt;
+use crate::{gguf, safetensors};
+
+/// A contiguous run of the source stored with one element width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub start: u64,
+    pub len: u64,
+    /// Grouping stride: the element width of floats, the block size of
+    /// quantized GGUF types, 1 for headers, gaps and raw bytes.
+    pub width: u8,
+    /// Index into the plan's tensors, when this segment is one.
+    pub tensor: Option<usize>,
+}
+
+/// What the source file is, and how to cut it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub format: SourceFormat,
+    /// The source header is `[0, header_length)`.
+    pub header_length: u64,
+    /// In source order (GGUF tensor-info order; safetensors data order).
+    pub tensors: Vec<TensorInfo>,
+    /// In file order, covering `[0, source length)` exactly.
+    pub segments: Vec<Segment>,
+}
+
+fn read_prefix<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<u8>> {
+    let n = usize::try_from(len.min(src.len())).map_err(|_| Error::InvalidArgument("header too large"))?;
+    let mut buf = try_zeroed(n, "source header")?;
+    src.read_exact_at(0, &mut buf)?;
+    Ok(buf)
+}
+
+/// Detect the source's format by content (unless `raw`) and plan its segments.
+pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
+    let file_len = src.len();
+    let probe = read_prefix(src, 64)?;
+    let (format, header_length, mut tensors) = if raw {
+        (SourceFormat::Raw, 0, Vec::new())
+    } else if gguf::looks_like_gguf(&probe) {
+        // The header's length is only known once parsed: grow the prefix.
+        let mut want = 1u64 << 20;
+        let header = loop {
+            let prefix = read_prefix(src, want)?;
+            match gguf::parse(&prefix, file_len) {
+                Err(Error::Truncated { .. }) if (prefix.len() as u64) < file_len => want = want.saturating_mul(4),
+                // Truncated with the whole file in hand: the header claims more than there is.
+                Err(Error::Truncated { what, offset, .. }) => {
+                    return Err(Error::Source {
+                        format: "gguf",
+                        field: what,
+                        offset,
+                        reason: "extends past the end of the file",
+                    })
+                }
+                other => break other?,
+            }
+        };
+        let tensors = header
+            .tensors
+            .iter()
+            .map(|t| TensorInfo {
+                name: t.name.clone(),
+                dtype: String::from(dtype::ggml_type(t.ggml_type).map_or("?", |g| g.name)),
+                ggml_type: Some(t.ggml_type),
+                shape: t.dims.clone(),
+                offset: t.offset,
+                length: t.length,
+                storage_kind: StorageKind::Stored,
+            })
+            .collect();
+        (SourceFormat::Gguf, header.data_offset.min(file_len), tensors)
+    } else if safetensors::looks_like_safetensors(&probe, file_len) {
+        let header_length = safetensors::header_length(&probe, file_len)?;
+        let header = safetensors::parse(&read_prefix(src, header_length)?, file_len)?;
+        let tensors = header
+            .tensors
+            .into_iter()
+            .map(|t| TensorInfo {
+                name: t.name,
+                dtype: t.dtype,
+                ggml_type: None,
+                shape: t.shape,
+                offset: t.offset,
+                length: t.length,
+                storage_kind: StorageKind::Stored,
+            })
+            .collect();
+        (SourceFormat::Safetensors, header_length, tensors)
+    } else {
+        (SourceFormat::Raw, 0, Vec::new())
+    };
+
+    // Segments in file order: header, tensors, and the gaps between them.
+    let mut order: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].length > 0).collect();
+    order.sort_by_key(|&i| tensors[i].offset);
+    let mut segments = Vec::new();
+    let push_gap = |segments: &mut Vec<Segment>, from: u64, to: u64| {
+        if to > from {
+            segments.push(Segment { start: from, len: to - from, width: 1, tensor: None });
+        }
+    };
+    push_gap(&mut segments, 0, header_length);
+    let mut pos = header_length;
+    for i in order {
+        let t = &tensors[i];
+        if t.offset < pos {
+            return Err(Error::Source {
+                format: "source",
+                field: "tensor offset",
+                offset: t.offset,
+                reason: "tensor overlaps the header or another tensor",
+            });
+        }
+        push_gap(&mut segments, pos, t.offset);
+        let width = match t.ggml_type {
+            Some(g) => dtype::ggml_group_width(g),
+            None => dtype::float_width(&t.dtype),
+        };
+        segments.push(Segment { start: t.offset, len: t.length, width, tensor: Some(i) });
+        pos = t.offset + t.length;
+    }
+    push_gap(&mut segments, pos, file_len);
+    for t in &mut tensors {
+        if t.length == 0 {
+            t.storage_kind = StorageKind::Empty;
+        }
+    }
+    Ok(Plan { format, header_length, tensors, segments })
+}
+
+/// Where blocks end inside a segment.
+pub trait Chunker {
+    /// Most bytes one block may hold.
+    fn max_block(&self) -> usize;
+
+    /// Length of the next block: `data` holds the segment's next bytes,
+    /// `min(max_block, left in the segment)` of them. Returns 1..=data.len().
+    fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize;
+}
+
+/// Fixed-size blocks of whole elements, so byte grouping keeps its phase
+/// from block to block.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedChunker {
+    block_size: usize,
+}
+
+impl FixedChunker {
+    pub fn new(block_size: u32) -> Self {
+        FixedChunker { block_size: block_size as usize }
+    }
+
+    fn step(&self, width: u8) -> usize {
+        let w = usize::from(width.max(1));
+        (self.block_size / w).max(1) * w
+    }
+}
+
+impl Chunker for FixedChunker {
+    fn max_block(&self) -> usize {
+        self.block_size
+    }
+
+    fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize {
+        self.step(segment.width).min(data.len())
+    }
+}
+
+/// One block cut from the source, ready to encode.
+#[derive(Debug)]
+pub struct BlockJob {
+    pub index: u64,
+    pub offset: u64,
+    pub width: u8,
+    pub tensor: Option<usize>,
+    /// Virtual offset in the parent of this block's counterpart, for deltas.
+    pub base: Option<u64>,
+    /// The first block of a group whose filter choice the rest reuse.
+    pub leads: bool,
+    pub data: Vec<u8>,
+}
+
+/// Blocks of one tensor are alike, so the first of every
+/// `BLOCKS_PER_CHOICE` tries every filter and the rest use its choice
+/// (gemma store: 22% less CPU, archive 0.02% larger).
+pub const BLOCKS_PER_CHOICE: u64 = 8;
+
+/// Walks a plan's segments in order, reading and cutting the source into
+/// [`BlockJob`]s and hashing the whole source on the way.
+pub struct Cutter<'a, R: ?Sized, C> {
+    src: &'a R,
+    plan: &'a Plan,
+    bases: &'a [Option<u64>],
+    chunker: C,
+    segment: usize,
+    pos: u64,
+    index: u64,
+    /// Index of the segment's first block, for the filter-choice groups.
+    segment_first: u64,
+    /// Bytes read past the last cut (content-defined cutting reads ahead).
+    carry: Vec<u8>,
+    hasher: blake3::Hasher,
+}
+
+impl<'a, R: ReadAt + ?Sized, C: Chunker> Cutter<'a, R, C> {
+    /// `bases[t]` is tensor t's offset in the parent, for deltas.
+    pub fn new(src: &'a R, plan: &'a Plan, bases: &'a [Option<u64>], chunker: C) -> Self {
+        let pos = plan.segments.first().map_or(0, |s| s.start);
+        Cutter {
+            src,
+            plan,
+            bases,
+            chunker,
+            segment: 0,
+            pos,
+            index: 0,
+            segment_first: 0,
+            carry: Vec::new(),
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// The next block, or `None` after the last.
+    pub fn next_block(&mut self) -> Result<Option<BlockJob>> {
+        let Some(seg) = self.plan.segments.get(self.segment).copied() else {
+            return Ok(None);
+        };
+        let end = seg.start + seg.len;
+        let window = ((end - self.pos) as usize).min(self.chunker.max_block());
+        let mut data = core::mem::take(&mut self.carry);
+        let have = data.len();
+        if have < window {
+            data.try_reserve_exact(window - have)
+                .map_err(|_| Error::OutOfMemory { what: "block buffer", bytes: window as u64 })?;
+            data.resize(window, 0);
+            self.src.read_exact_at(self.pos + have as u64, &mut data[have..])?;
+        }
+        let n = self.chunker.cut(&seg, &data[..window]).clamp(1, window);
+        if n < data.len() {
+            self.carry = data.split_off(n);
+        }
+        self.hasher.update(&data);
+        let job = BlockJob {
+            index: self.index,
+            offset: self.pos,
+            width: seg.width,
+            tensor: seg.tensor,
+            base: seg.tensor.and_then(|t| self.bases.get(t).copied().flatten()).map(|b| b + (self.pos - seg.start)),
+            leads: (self.index - self.segment_first).is_multiple_of(BLOCKS_PER_CHOICE),
+            data,
+        };
+        self.index += 1;
+        self.pos += n as u64;
+        if self.pos == end {
+            self.segment += 1;
+            self.segment_first = self.index;
+            self.carry.clear();
+            if let Some(next) = self.plan.segments.get(self.segment) {
+                self.pos = next.start;
+            }
+        }
+        Ok(Some(job))
+    }
+
+    /// Source bytes cut so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// BLAKE3 of the whole source, once every block was cut.
+    pub fn source_hash(&self) -> [u8; 32] {
+        *self.hasher.finalize().as_bytes()
+    }
+}

@@ -1,0 +1,104 @@
+//! Errors that keep their cause and name the file at fault.
+
+use std::path::PathBuf;
+
+use hexz_format::ErrorCode;
+
+use crate::location::Location;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, and with which file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The archive or source file at `location` is bad, or reading it failed.
+    #[error("{location}: {source}")]
+    At {
+        location: Location,
+        #[source]
+        source: hexz_format::Error,
+    },
+    /// A file operation failed; the OS error text is kept.
+    #[error("{}: {op}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An operation was refused before anything was written (the
+    /// destination exists, is an input, is not a regular file, ...).
+    #[error("{}: {reason}", path.display())]
+    Refused { path: PathBuf, reason: String, code: ErrorCode },
+    /// A format error with no file to name (bytes in memory, options).
+    #[error(transparent)]
+    Format(#[from] hexz_format::Error),
+}
+
+impl Error {
+    /// The status code every front end reports.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::At { source, .. } | Error::Format(source) => source.code(),
+            Error::File { source, .. } => match source.kind() {
+                std::io::ErrorKind::OutOfMemory => ErrorCode::OutOfMemory,
+                _ => ErrorCode::Io,
+            },
+            Error::Refused { code, .. } => *code,
+        }
+    }
+
+    /// A file operation on `path` failed.
+    pub fn file(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
+        Error::File { path: path.into(), op, source }
+    }
+
+    /// Refuse an operation on `path`.
+    pub fn refused(path: impl Into<PathBuf>, reason: impl Into<String>, code: ErrorCode) -> Self {
+        Error::Refused { path: path.into(), reason: reason.into(), code }
+    }
+
+    /// The format error behind this one, if any.
+    pub fn format_error(&self) -> Option<&hexz_format::Error> {
+        match self {
+            Error::At { source, .. } | Error::Format(source) => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the OS said the file is not there.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::File { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::Refused { code, .. } => *code == ErrorCode::NotFound,
+            _ => false,
+        }
+    }
+
+    /// Whether the user cancelled (a progress callback asked to stop).
+    pub fn is_cancelled(&self) -> bool {
+        self.code() == ErrorCode::Cancelled
+    }
+}
+
+/// Name the archive chain member a format error belongs to: an error marked
+/// [`hexz_format::Error::Ancestor`] names that ancestor, any other the archive itself.
+pub fn at_chain(chain: &[Location], err: hexz_format::Error) -> Error {
+    let (depth, _) = err.innermost();
+    match (depth, chain.get(usize::from(depth))) {
+        (0, _) => match chain.first() {
+            Some(location) => Error::At { location: location.clone(), source: err },
+            None => Error::Format(err),
+        },
+        (_, Some(location)) => {
+            let (_, inner) = err.innermost();
+            Error::At { location: location.clone(), source: inner.clone() }
+        }
+        (_, None) => match chain.first() {
+            Some(location) => Error::At { location: location.clone(), source: err },
+            None => Error::Format(err),
+        },
+    }
+}

@@ -1,0 +1,44 @@
+//! # hexz-io
+//!
+//! Hexz on `std`, between the no_std format core (`hexz-format`) and every
+//! front end (the `hexz` CLI, the C ABI, the Python and Go bindings, remote
+//! sources, the mount). It holds what needs files, threads or the OS, once:
+//!
+//! - [`Location`] and [`FileSource`]: where archives are, and local files
+//!   read with positioned reads (never blocking on a FIFO);
+//! - [`Resolver`] and [`open_chain`]: parents found by hint, confirmed by
+//!   identity, with their real errors kept;
+//! - [`Reader`]: an archive with its chain, tensor table and name index,
+//!   a bounded pool of read workspaces, and the one parallel range decoder
+//!   used by extract, memfd, deep verify and diff;
+//! - [`store_parallel`] / [`store_file`]: the core's writer driven by a
+//!   pipeline of threads within a memory budget;
+//! - [`Output`]: atomic, no-clobber, never-over-an-input destinations;
+//! - [`verify_location`]: the chain-aware verify.
+//!
+//! ```no_run
+//! use hexz_io::{OpenOptions, Reader};
+//! let reader = Reader::open(std::path::Path::new("model.hxz"), &OpenOptions::default())?;
+//! let (index, info) = reader.tensor("token_embd.weight").expect("present");
+//! let mut buf = vec![0u8; info.length as usize];
+//! reader.read_tensor(index, &mut buf)?;
+//! # Ok::<(), hexz_io::Error>(())
+//! ```
+
+mod error;
+mod location;
+pub mod output;
+mod reader;
+mod resolve;
+mod store;
+mod verify;
+
+pub use error::{at_chain, Error, Result};
+pub use location::{FileId, FileSource, FileStamp, Location, Source};
+pub use output::{AtomicFile, Output, OutputOptions, OutputSink};
+pub use reader::{HashSink, RangeSink, Reader, DEFAULT_READ_SLOTS, MAX_READ_SLOTS, MAX_READ_THREADS};
+pub use resolve::{open_chain, open_chain_from, Chain, LocalResolver, OpenOptions, Resolver};
+pub use store::{store_file, store_parallel, Parent};
+pub use verify::{verify_location, Depth};
+
+pub use hexz_format;

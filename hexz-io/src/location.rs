@@ -1,0 +1,287 @@
+//! Where archives are: a local path or a URL, and the file source that
+//! reads local ones.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hexz_format::{ErrorCode, ReadAt};
+
+use crate::error::{Error, Result};
+
+/// A byte source shared between threads: a file, memory, a callback, a
+/// remote object.
+pub type Source = Arc<dyn ReadAt + Send + Sync>;
+
+/// Where an archive is: a local path, or a URL (`s3://`, `http://`,
+/// `https://`) that a remote-capable [`Resolver`](crate::Resolver) opens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    Path(PathBuf),
+    Url(String),
+    /// A source with no place of its own (memory, a callback): only
+    /// attached archives and search locations can supply its parents.
+    Label(String),
+}
+
+impl Location {
+    /// A path, or a URL when `text` has a URL scheme.
+    pub fn parse(text: &str) -> Location {
+        let is_url = ["s3://", "http://", "https://", "gs://", "az://"].iter().any(|s| text.starts_with(s));
+        if is_url {
+            Location::Url(text.to_string())
+        } else {
+            Location::Path(PathBuf::from(text))
+        }
+    }
+
+    /// The local path, if this is one.
+    pub fn as_path(&self) -> Option<&Path> {
+        match self {
+            Location::Path(p) => Some(p),
+            Location::Url(_) | Location::Label(_) => None,
+        }
+    }
+
+    /// `hint` (a relative path with `/` separators, spec section 9) taken
+    /// from the folder this location is in.
+    pub fn sibling(&self, hint: &str) -> Option<Location> {
+        Some(match self {
+            Location::Label(_) => return None,
+            Location::Path(p) => {
+                let dir = p.parent().unwrap_or(Path::new(""));
+                Location::Path(dir.join(hint))
+            }
+            Location::Url(u) => {
+                let dir = match u.rfind('/') {
+                    Some(i) if i >= u.find("://").map_or(0, |s| s + 3) => &u[..i],
+                    _ => u.as_str(),
+                };
+                Location::Url(join_url(dir, hint))
+            }
+        })
+    }
+
+    /// `rel` inside this location taken as a folder.
+    pub fn join(&self, rel: &str) -> Location {
+        match self {
+            Location::Path(p) => Location::Path(p.join(rel)),
+            Location::Url(u) => Location::Url(join_url(u.trim_end_matches('/'), rel)),
+            Location::Label(l) => Location::Label(format!("{l}/{rel}")),
+        }
+    }
+
+    /// The last component's name.
+    pub fn file_name(&self) -> Option<String> {
+        match self {
+            Location::Path(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Location::Url(u) => u.rsplit('/').next().filter(|n| !n.is_empty()).map(str::to_string),
+            Location::Label(_) => None,
+        }
+    }
+}
+
+/// `rel` (with `..` and `.` segments) under the URL folder `dir`.
+fn join_url(dir: &str, rel: &str) -> String {
+    let root_end = dir.find("://").map_or(0, |s| s + 3);
+    let root_end = dir[root_end..].find('/').map_or(dir.len(), |i| root_end + i);
+    let (root, path) = dir.split_at(root_end);
+    let mut parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut out = root.to_string();
+    for p in parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    out
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Path(p) => write!(f, "{}", p.display()),
+            Location::Url(u) | Location::Label(u) => f.write_str(u),
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(p: &Path) -> Self {
+        Location::Path(p.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(p: PathBuf) -> Self {
+        Location::Path(p)
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(p: &PathBuf) -> Self {
+        Location::Path(p.clone())
+    }
+}
+
+/// Device and inode of a file: what "the same file" means when a command
+/// must not write over its own inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity of an open file's metadata.
+    pub fn of(meta: &std::fs::Metadata) -> Option<FileId> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Some(FileId { dev: meta.dev(), ino: meta.ino() })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            None
+        }
+    }
+
+    /// The identity of the file at `path` (following symlinks), if it exists.
+    pub fn of_path(path: &Path) -> Option<FileId> {
+        std::fs::metadata(path).ok().as_ref().and_then(FileId::of)
+    }
+}
+
+/// What a regular file looked like when it was opened: a store checks it
+/// again at the end, as tar warns "file changed as we read it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub id: Option<FileId>,
+    pub len: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp { id: FileId::of(meta), len: meta.len(), modified: meta.modified().ok() }
+    }
+}
+
+/// A local file read with positioned reads; its length is taken at open.
+#[derive(Debug)]
+pub struct FileSource {
+    file: std::fs::File,
+    path: PathBuf,
+    stamp: FileStamp,
+}
+
+impl FileSource {
+    /// Open `path` for reading. Never blocks on a FIFO: the file is opened
+    /// non-blocking and must be a regular file (O_NONBLOCK does nothing to
+    /// reads of regular files, so it stays set).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = options.open(path).map_err(|e| Error::file(path, "open", e))?;
+        let meta = file.metadata().map_err(|e| Error::file(path, "stat", e))?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() { "is a directory" } else { "is not a regular file" };
+            return Err(Error::refused(path, what, ErrorCode::InvalidArgument));
+        }
+        Ok(FileSource { file, path: path.to_path_buf(), stamp: FileStamp::of(&meta) })
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Identity, length and modification time at open.
+    pub fn stamp(&self) -> FileStamp {
+        self.stamp
+    }
+
+    /// Fail when the file changed since it was opened (size, time or inode).
+    pub fn check_unchanged(&self) -> Result<()> {
+        let now = std::fs::metadata(&self.path).map_err(|e| Error::file(&self.path, "stat", e))?;
+        if FileStamp::of(&now) != self.stamp {
+            return Err(Error::refused(
+                &self.path,
+                "file changed as we read it (size, modification time or inode differ); nothing was written",
+                ErrorCode::Io,
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ReadAt for FileSource {
+    fn len(&self) -> u64 {
+        self.stamp.len
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.stamp.len) {
+            return Err(hexz_format::Error::Truncated {
+                what: "read",
+                offset,
+                needed: buf.len() as u64,
+                available: self.stamp.len.saturating_sub(offset),
+            });
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.read_exact_at(buf, offset).map_err(|e| hexz_format::Error::from_io(offset, e))
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::FileExt;
+            let mut done = 0usize;
+            while done < buf.len() {
+                let n = self
+                    .file
+                    .seek_read(&mut buf[done..], offset + done as u64)
+                    .map_err(|e| hexz_format::Error::from_io(offset, e))?;
+                if n == 0 {
+                    let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                    return Err(hexz_format::Error::from_io(offset, eof));
+                }
+                done += n;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_resolve_hints_like_paths() {
+        let child = Location::parse("s3://bucket/models/ft.hxz");
+        assert_eq!(child.sibling("base.hxz"), Some(Location::Url("s3://bucket/models/base.hxz".into())));
+        assert_eq!(child.sibling("../bases/b.hxz"), Some(Location::Url("s3://bucket/bases/b.hxz".into())));
+        assert_eq!(Location::parse("http://h:8/x/").join("y/z.hxz"), Location::Url("http://h:8/x/y/z.hxz".into()));
+        let local = Location::parse("a/b/ft.hxz");
+        assert_eq!(local.sibling("base.hxz"), Some(Location::Path(PathBuf::from("a/b/base.hxz"))));
+        assert_eq!(Location::Label("memory".into()).sibling("base.hxz"), None);
+        assert_eq!(child.file_name().as_deref(), Some("ft.hxz"));
+    }
+}

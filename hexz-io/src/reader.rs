@@ -1,0 +1,529 @@
+//! [`Reader`]: an archive opened with its chain, its tensor table and a
+//! name index built once, a pool of read workspaces, and the one parallel
+//! decoder every whole-range read uses (extract, memfd, deep verify, diff,
+//! the mount).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use hexz_format::manifest::{ParentRef, TensorInfo};
+use hexz_format::reader::Workspace;
+use hexz_format::{Archive, ReadAt, SourceFormat};
+
+use crate::error::{at_chain, Error, Result};
+use crate::location::{Location, Source};
+use crate::resolve::{open_chain, open_chain_from, Chain, OpenOptions};
+
+/// Reads that may run at once when the options say 0.
+pub const DEFAULT_READ_SLOTS: usize = 4;
+/// Most read slots a Reader accepts.
+pub const MAX_READ_SLOTS: usize = 256;
+/// Most threads a parallel read runs.
+pub const MAX_READ_THREADS: usize = 64;
+
+/// An open archive, ready to read from many threads at once.
+pub struct Reader {
+    archive: Archive<Source>,
+    locations: Vec<Location>,
+    tensors: Vec<TensorInfo>,
+    by_name: HashMap<String, usize>,
+    parent: Option<ParentRef>,
+    pool: WorkspacePool,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("location", &self.locations[0]).field("size", &self.size()).finish()
+    }
+}
+
+impl Reader {
+    /// Open the archive at `location` and its parent chain.
+    pub fn open(location: impl Into<Location>, opts: &OpenOptions) -> Result<Reader> {
+        let location = location.into();
+        Self::from_chain(open_chain(&location, opts)?, opts)
+    }
+
+    /// Open the archive in `source`; `location` names it in errors and
+    /// anchors its parent hint.
+    pub fn open_source(location: Location, source: Source, opts: &OpenOptions) -> Result<Reader> {
+        Self::from_chain(open_chain_from(&location, source, opts)?, opts)
+    }
+
+    /// Build the tensor table, the name index and the workspace pool.
+    pub fn from_chain(chain: Chain, opts: &OpenOptions) -> Result<Reader> {
+        let Chain { archive, locations } = chain;
+        let at = |e| at_chain(&locations, e);
+        let manifest = archive.manifest().map_err(at)?;
+        let mut by_name = HashMap::with_capacity(manifest.tensors.len());
+        for (i, t) in manifest.tensors.iter().enumerate() {
+            by_name.entry(t.name.clone()).or_insert(i);
+        }
+        let slots = match opts.read_slots {
+            0 => DEFAULT_READ_SLOTS,
+            n if n > MAX_READ_SLOTS => {
+                return Err(Error::Format(hexz_format::Error::InvalidArgument("read_slots must be at most 256")))
+            }
+            n => n,
+        };
+        let size = archive.scratch_size();
+        let by_budget = opts.memory_budget.checked_div(size.max(1)).unwrap_or(1).max(1);
+        let pool = WorkspacePool::new(size, slots.min(by_budget));
+        // One workspace now: reads from one thread at a time never allocate.
+        drop(pool.acquire().map_err(at)?);
+        Ok(Reader { archive, locations, tensors: manifest.tensors, by_name, parent: manifest.parent, pool })
+    }
+
+    /// The archive, with its chain attached.
+    pub fn archive(&self) -> &Archive<Source> {
+        &self.archive
+    }
+
+    /// Where the archive is.
+    pub fn location(&self) -> &Location {
+        &self.locations[0]
+    }
+
+    /// Where each chain member is: the archive first, then its parent, ...
+    pub fn chain(&self) -> &[Location] {
+        &self.locations
+    }
+
+    /// Length of the source file (the virtual space).
+    pub fn size(&self) -> u64 {
+        self.archive.virtual_size()
+    }
+
+    /// What kind of file the archive holds.
+    pub fn source_format(&self) -> SourceFormat {
+        self.archive.manifest_view().source_format()
+    }
+
+    /// The parent this archive names.
+    pub fn parent(&self) -> Option<&ParentRef> {
+        self.parent.as_ref()
+    }
+
+    /// Every tensor, in source order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// The tensor called `name`, and its index.
+    pub fn tensor(&self, name: &str) -> Option<(usize, &TensorInfo)> {
+        self.by_name.get(name).map(|&i| (i, &self.tensors[i]))
+    }
+
+    /// Read slots: reads that may run at once, and the scratch each holds.
+    pub fn read_slots(&self) -> (usize, usize) {
+        (self.pool.max, self.pool.size)
+    }
+
+    /// Bytes this reader holds now: metadata of every chain member and the
+    /// scratch of the workspaces created so far.
+    pub fn memory_bytes(&self) -> u64 {
+        let meta: usize =
+            (0..self.archive.chain_len()).filter_map(|d| self.archive.member(d)).map(|m| m.held_bytes()).sum();
+        let tables: usize =
+            self.tensors.iter().map(|t| t.name.len() * 2 + t.dtype.len() + t.shape.len() * 8 + 96).sum();
+        (meta + tables + self.pool.created() * self.pool.size) as u64
+    }
+
+    /// A format error as this reader's error, naming the chain member at fault.
+    pub fn error(&self, err: hexz_format::Error) -> Error {
+        at_chain(&self.locations, err)
+    }
+
+    /// Read virtual bytes `[offset, offset + buf.len())`. Waits while all
+    /// read slots are busy.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            if offset > self.size() {
+                return Err(self.error(hexz_format::Error::OutOfRange { offset, length: 0, size: self.size() }));
+            }
+            return Ok(());
+        }
+        let mut ws = self.pool.acquire().map_err(|e| self.error(e))?;
+        self.archive.read_at(offset, buf, &mut *ws).map_err(|e| self.error(e))
+    }
+
+    /// Read tensor `index` into the start of `buf`; returns its length.
+    pub fn read_tensor(&self, index: usize, buf: &mut [u8]) -> Result<usize> {
+        let t = self
+            .tensors
+            .get(index)
+            .ok_or(Error::Format(hexz_format::Error::InvalidArgument("tensor index out of range")))?;
+        let len = usize::try_from(t.length)
+            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("tensor too large")))?;
+        let got = buf.len() as u64;
+        let dst = buf.get_mut(..len).ok_or(Error::Format(hexz_format::Error::BufferTooSmall {
+            what: "tensor buffer",
+            needed: len as u64,
+            got,
+        }))?;
+        self.read_at(t.offset, dst)?;
+        Ok(len)
+    }
+
+    /// Read a virtual range into a new vector (fallible allocation).
+    pub fn read_vec(&self, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let len = usize::try_from(length)
+            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("range too large")))?;
+        let mut out = hexz_format::error::try_zeroed(len, "read buffer")?;
+        self.read_at(offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// The source file's own header (safetensors JSON or GGUF header).
+    pub fn source_header(&self) -> Result<Vec<u8>> {
+        self.read_vec(0, self.archive.source_header_length())
+    }
+
+    /// Block-aligned pieces of `[offset, offset + length)` of about
+    /// `CHUNK` bytes, so parallel workers never decode a block twice.
+    fn chunks(&self, offset: u64, length: u64) -> Result<Vec<(u64, u64)>> {
+        let target = (u64::from(self.archive.footer().max_block_length.get())).max(CHUNK);
+        let mut page = hexz_format::error::try_zeroed(self.archive.page_bytes(), "index page")?;
+        let mut chunks = Vec::new();
+        let mut start = offset;
+        let end = offset + length;
+        for block in self.archive.blocks(offset, length, &mut page).map_err(|e| self.error(e))? {
+            let block_end = block.map_err(|e| self.error(e))?.end().min(end);
+            if block_end - start >= target || block_end == end {
+                chunks.push((start, block_end - start));
+                start = block_end;
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// Decode `[offset, offset + length)` on up to `threads` threads (0: one
+    /// per core) and hand the bytes to `sink`, in order when it asks for
+    /// order. Memory: one chunk per thread. Any error or a `Break` from
+    /// `progress` (bytes done so far) stops every thread; no thread waits
+    /// forever on another.
+    pub fn read_range_parallel(
+        &self,
+        offset: u64,
+        length: u64,
+        sink: &dyn RangeSink,
+        threads: usize,
+        progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+    ) -> Result<()> {
+        self.check_range(offset, length)?;
+        let chunks = self.chunks(offset, length)?;
+        let turn = Turnstile::new(sink.ordered());
+        let done = AtomicU64::new(0);
+        let largest = chunks.iter().map(|c| c.1).max().unwrap_or(0) as usize;
+        let work: Vec<(usize, (u64, u64))> = chunks.into_iter().enumerate().collect();
+        run_parallel(
+            work,
+            self.threads(threads),
+            &turn,
+            || hexz_format::error::try_zeroed(largest, "decode buffer").map_err(Error::Format),
+            |buf: &mut Vec<u8>, (k, (start, len))| {
+                let dst = &mut buf[..len as usize];
+                self.read_at(start, dst)?;
+                turn.wait_for(k)?;
+                let written = sink.write_at(start - offset, dst);
+                turn.done(k);
+                written?;
+                let total = done.fetch_add(len, Ordering::Relaxed) + len;
+                match progress(total) {
+                    ControlFlow::Continue(()) => Ok(()),
+                    ControlFlow::Break(()) => Err(Error::Format(hexz_format::Error::Cancelled)),
+                }
+            },
+        )
+    }
+
+    /// Decode `[offset, offset + out.len())` straight into `out` on up to
+    /// `threads` threads (0: one per core): no intermediate copy.
+    pub fn read_into_parallel(
+        &self,
+        offset: u64,
+        out: &mut [u8],
+        threads: usize,
+        progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+    ) -> Result<()> {
+        self.check_range(offset, out.len() as u64)?;
+        let chunks = self.chunks(offset, out.len() as u64)?;
+        let mut work = Vec::with_capacity(chunks.len());
+        let mut rest = out;
+        for (start, len) in chunks {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
+            work.push((start, head));
+            rest = tail;
+        }
+        let done = AtomicU64::new(0);
+        let turn = Turnstile::new(false);
+        run_parallel(
+            work,
+            self.threads(threads),
+            &turn,
+            || Ok(()),
+            |_: &mut (), (start, dst): (u64, &mut [u8])| {
+                self.read_at(start, dst)?;
+                let total = done.fetch_add(dst.len() as u64, Ordering::Relaxed) + dst.len() as u64;
+                match progress(total) {
+                    ControlFlow::Continue(()) => Ok(()),
+                    ControlFlow::Break(()) => Err(Error::Format(hexz_format::Error::Cancelled)),
+                }
+            },
+        )
+    }
+
+    fn check_range(&self, offset: u64, length: u64) -> Result<()> {
+        let end = offset.checked_add(length);
+        if end.is_none_or(|end| end > self.size()) {
+            return Err(self.error(hexz_format::Error::OutOfRange { offset, length, size: self.size() }));
+        }
+        Ok(())
+    }
+
+    /// Threads for a parallel read: as asked (0: one per core), within the
+    /// read slots and [`MAX_READ_THREADS`].
+    fn threads(&self, threads: usize) -> usize {
+        let n = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        n.clamp(1, MAX_READ_THREADS).min(self.pool.max)
+    }
+}
+
+/// Target size of one piece of a parallel read: large enough that a piece
+/// is a few coalesced reads, small enough to keep every thread busy.
+const CHUNK: u64 = 4 << 20;
+
+/// Where a parallel read delivers its bytes.
+pub trait RangeSink: Sync {
+    /// Whether pieces must arrive in order (a pipe, a hash); otherwise they
+    /// come in any order (positioned writes).
+    fn ordered(&self) -> bool;
+
+    /// Take the bytes at `offset` from the start of the range.
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+}
+
+/// An ordered sink that hashes what it is given.
+#[derive(Default)]
+pub struct HashSink(Mutex<blake3::Hasher>);
+
+impl HashSink {
+    pub fn new() -> Self {
+        HashSink::default()
+    }
+
+    /// BLAKE3 of everything written.
+    pub fn finalize(&self) -> [u8; 32] {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()).finalize().as_bytes()
+    }
+}
+
+impl RangeSink for HashSink {
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn write_at(&self, _offset: u64, data: &[u8]) -> Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).update(data);
+        Ok(())
+    }
+}
+
+/// Lets ordered pieces through one at a time, in order.
+struct Turnstile {
+    ordered: bool,
+    next: Mutex<usize>,
+    moved: Condvar,
+    stop: AtomicBool,
+}
+
+impl Turnstile {
+    fn new(ordered: bool) -> Self {
+        Turnstile { ordered, next: Mutex::new(0), moved: Condvar::new(), stop: AtomicBool::new(false) }
+    }
+
+    /// Wait until piece `k` may be delivered (at once when unordered).
+    fn wait_for(&self, k: usize) -> Result<()> {
+        if !self.ordered {
+            return Ok(());
+        }
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        while *next != k {
+            if self.stop.load(Ordering::Acquire) {
+                return Err(Error::Format(hexz_format::Error::Cancelled));
+            }
+            next = self.moved.wait(next).unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(())
+    }
+
+    fn done(&self, k: usize) {
+        if self.ordered {
+            *self.next.lock().unwrap_or_else(|e| e.into_inner()) = k + 1;
+            self.moved.notify_all();
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _guard = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        self.moved.notify_all();
+    }
+}
+
+/// Run `work` on `threads` threads, each with state from `init`. The first
+/// error stops everything and is returned (errors caused by the stop are
+/// not); a panic in a worker becomes an error.
+fn run_parallel<T: Send, S>(
+    work: Vec<T>,
+    threads: usize,
+    turn: &Turnstile,
+    init: impl Fn() -> Result<S> + Sync,
+    each: impl Fn(&mut S, T) -> Result<()> + Sync,
+) -> Result<()> {
+    let threads = threads.min(work.len()).max(1);
+    let queue = Mutex::new(work.into_iter());
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let fail = |e: Error| {
+        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() && !turn.stop.load(Ordering::Acquire) {
+            *slot = Some(e);
+        }
+        drop(slot);
+        turn.stop();
+    };
+    let started = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let worker = || {
+            started.fetch_add(1, Ordering::Relaxed);
+            let mut state = match init() {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            loop {
+                if turn.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                let item = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some(item) = item else { return };
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| each(&mut state, item)));
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return fail(e),
+                    Err(_) => {
+                        return fail(Error::Format(hexz_format::Error::InvalidArgument(
+                            "a decoding thread panicked (a bug; please report it)",
+                        )))
+                    }
+                }
+            }
+        };
+        for _ in 1..threads {
+            scope.spawn(worker);
+        }
+        worker();
+    });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Read workspaces, created on demand up to `max`, each `size` bytes.
+struct WorkspacePool {
+    size: usize,
+    max: usize,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+struct PoolState {
+    free: Vec<Workspace>,
+    created: usize,
+}
+
+impl WorkspacePool {
+    fn new(size: usize, max: usize) -> Self {
+        WorkspacePool {
+            size,
+            max: max.max(1),
+            state: Mutex::new(PoolState { free: Vec::new(), created: 0 }),
+            returned: Condvar::new(),
+        }
+    }
+
+    fn created(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).created
+    }
+
+    /// A workspace for one read; returned to the pool when the guard drops
+    /// (also when a read callback panics). Creating one may fail for lack
+    /// of memory: then the caller waits for another, or gets the error
+    /// when there is none.
+    fn acquire(&self) -> hexz_format::Result<PoolGuard<'_>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(ws) = state.free.pop() {
+                return Ok(PoolGuard { pool: self, ws: Some(ws) });
+            }
+            if state.created < self.max {
+                state.created += 1;
+                drop(state);
+                match Workspace::new(self.size) {
+                    Ok(ws) => return Ok(PoolGuard { pool: self, ws: Some(ws) }),
+                    Err(e) => {
+                        state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        state.created -= 1;
+                        if state.created == 0 {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+struct PoolGuard<'a> {
+    pool: &'a WorkspacePool,
+    ws: Option<Workspace>,
+}
+
+impl std::ops::Deref for PoolGuard<'_> {
+    type Target = Workspace;
+    fn deref(&self) -> &Workspace {
+        self.ws.as_ref().expect("workspace held until drop")
+    }
+}
+
+impl std::ops::DerefMut for PoolGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Workspace {
+        self.ws.as_mut().expect("workspace held until drop")
+    }
+}
+
+impl Drop for PoolGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(ws) = self.ws.take() {
+            self.pool.state.lock().unwrap_or_else(|p| p.into_inner()).free.push(ws);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl ReadAt for Reader {
+    fn len(&self) -> u64 {
+        self.size()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        let mut ws = self.pool.acquire()?;
+        self.archive.read_at(offset, buf, &mut *ws)
+    }
+}

@@ -1,0 +1,66 @@
+//! Few reads per operation (issue #21), counted on the real models through
+//! a source that counts reads: open ≤ 4 (tensor table and, for GGUF, the
+//! whole header built, as the C ABI does at open), name lookups and tensor
+//! info 0, one whole tensor ≤ 4, a 4 KiB range ≤ 3.
+
+mod common;
+
+use common::*;
+use hexz_format::writer::StoreOptions;
+use hexz_format::SourceFormat;
+use hexz_io::{Location, OpenOptions, Reader};
+
+fn check(name: &str) {
+    let src = real_model(name);
+    let hxz = store_bytes(&src, &StoreOptions::default());
+    let counting = Counting::new(hxz);
+    let reader =
+        Reader::open_source(Location::Label(name.into()), as_source(&counting), &OpenOptions::default()).unwrap();
+    let header = reader.source_header().unwrap();
+    if reader.source_format() == SourceFormat::Gguf {
+        hexz_format::gguf::parse(&header, reader.size()).unwrap();
+    }
+    let (open_reads, open_bytes) = counting.take();
+    eprintln!("{name}: open {open_reads} reads ({open_bytes} bytes)");
+    assert!(open_reads <= 4, "{name}: open took {open_reads} reads");
+
+    // Lookups and tensor info: nothing read.
+    let largest = reader.tensors().iter().max_by_key(|t| t.length).unwrap().clone();
+    for t in reader.tensors() {
+        let (i, info) = reader.tensor(&t.name).unwrap();
+        assert_eq!(info.offset, t.offset);
+        assert_eq!(reader.archive().find_tensor(&t.name).unwrap() as usize, i);
+        let _ = reader.archive().tensor_info(i as u32).unwrap();
+    }
+    assert_eq!(counting.take().0, 0, "{name}: lookups read the archive");
+
+    let (index, _) = reader.tensor(&largest.name).unwrap();
+    let mut buf = vec![0u8; largest.length as usize];
+    reader.read_tensor(index, &mut buf).unwrap();
+    assert!(buf == src[largest.offset as usize..(largest.offset + largest.length) as usize]);
+    let (tensor_reads, tensor_bytes) = counting.take();
+    eprintln!(
+        "{name}: largest tensor {} ({} bytes): {tensor_reads} reads ({tensor_bytes} bytes)",
+        largest.name, largest.length
+    );
+    assert!(tensor_reads <= 4, "{name}: one tensor took {tensor_reads} reads");
+
+    for at in [0, src.len() as u64 / 3, src.len() as u64 / 2, src.len() as u64 - 4096] {
+        let mut small = [0u8; 4096];
+        reader.read_at(at, &mut small).unwrap();
+        assert!(small[..] == src[at as usize..at as usize + 4096]);
+        let (range_reads, range_bytes) = counting.take();
+        eprintln!("{name}: 4 KiB at {at}: {range_reads} reads ({range_bytes} bytes)");
+        assert!(range_reads <= 3, "{name}: a 4 KiB range took {range_reads} reads");
+    }
+}
+
+#[test]
+fn gemma_reads_are_few() {
+    check("gemma.gguf");
+}
+
+#[test]
+fn minilm_reads_are_few() {
+    check("minilm.safetensors");
+}
