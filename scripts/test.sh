@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, no_std build, Rust tests (unit, real models,
-# sweeps, CLI end to end), oracle checks against gguf-py and safetensors.
+# The whole test suite: lint, MSRV and no_std builds, Rust tests (unit, real
+# models, sweeps, faults, CLI end to end), oracle checks against gguf-py and
+# safetensors, the C ABI suite, a fuzz smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,11 @@ export HEXZ_MODELS
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "MSRV: the declared rust-version builds the libraries and binaries"
+msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
+rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal >/dev/null
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --workspace --quiet
 
 step "no_std builds"
 cargo build -p hexz-format --no-default-features --features lz4 --target x86_64-unknown-none

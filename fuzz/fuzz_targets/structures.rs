@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
         1 => (footer_at, FOOTER_SIZE),
         2 => (f.directory_offset.get() as usize, f.page_count.get() as usize * 56),
         3 => {
-            let page = good.page(u32::from(selector / 5) % f.page_count.get()).expect("page");
+            let mut buf = vec![0u8; good.page_bytes()];
+            let page = good.load_page(u32::from(selector / 5) % f.page_count.get(), &mut buf).expect("page");
             (page.offset as usize, page.entry_count as usize * 72)
         }
         _ => (f.manifest_offset.get() as usize, f.manifest_length.get() as usize),
