@@ -61,6 +61,7 @@ pub unsafe fn cstr<'a>(text: *const c_char, what: &str) -> Result<&'a CStr, FfiE
 /// # Safety
 /// As [`cstr`].
 pub unsafe fn path_arg(path: *const c_char, what: &str) -> Result<PathBuf, FfiError> {
+    // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
     let bytes = unsafe { cstr(path, what) }?.to_bytes();
     #[cfg(unix)]
     {

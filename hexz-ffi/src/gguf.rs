@@ -32,6 +32,7 @@ pub const HEXZ_GGUF_TYPE_FLOAT64: u32 = 12;
 /// # Safety
 /// As [`handle`].
 unsafe fn table<'a>(archive: *const hexz_archive) -> Result<&'a GgufTable, FfiError> {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     unsafe { handle(archive) }?.gguf.as_ref().ok_or_else(|| FfiError::unsupported("the archived file is not GGUF"))
 }
 
@@ -40,6 +41,7 @@ unsafe fn table<'a>(archive: *const hexz_archive) -> Result<&'a GgufTable, FfiEr
 /// # Safety
 /// As [`handle`].
 unsafe fn kv<'a>(archive: *const hexz_archive, index: usize) -> Result<&'a Kv, FfiError> {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     unsafe { table(archive) }?.kvs.get(index).ok_or_else(|| FfiError::invalid("key index out of range"))
 }
 
@@ -70,6 +72,7 @@ pub unsafe extern "C" fn hexz_gguf_get_header_info(
     out_data_offset: *mut u64,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let t = unsafe { table(archive) }?;
         unsafe {
             write_optional(out_version, t.version);
@@ -83,6 +86,7 @@ pub unsafe extern "C" fn hexz_gguf_get_header_info(
 /// Number of GGUF key/values. HEXZ_STATUS_UNSUPPORTED when the archived file is not GGUF.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_kv_count(archive: *const hexz_archive, out_count: *mut usize) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| unsafe { write_out(out_count, table(archive)?.kvs.len()) })
 }
 
@@ -94,9 +98,11 @@ pub unsafe extern "C" fn hexz_gguf_find_key(
     out_index: *mut usize,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let t = unsafe { table(archive) }?;
         let key = unsafe { cstr(key, "key") }?.to_bytes();
         let index = t.find(key).ok_or_else(|| FfiError::not_found("no such key"))?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_index, index) }
     })
 }
@@ -109,6 +115,7 @@ pub unsafe extern "C" fn hexz_gguf_get_key(
     out_key: *mut *const c_char,
     out_len: *mut usize,
 ) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| unsafe { write_str(&kv(archive, index)?.key, out_key, out_len) })
 }
 
@@ -120,17 +127,20 @@ pub unsafe extern "C" fn hexz_gguf_get_type(
     out_type: *mut u32,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let ty = match &unsafe { kv(archive, index) }?.value {
             Value::Scalar(v) => v.type_id(),
             Value::String(_) => HEXZ_GGUF_TYPE_STRING,
             _ => HEXZ_GGUF_TYPE_ARRAY,
         };
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_type, ty) }
     })
 }
 
 /// The scalar of key `index` when it has the `variant` type.
 unsafe fn scalar<'a>(archive: *const hexz_archive, index: usize) -> Result<&'a GgufValue, FfiError> {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     match &unsafe { kv(archive, index) }?.value {
         Value::Scalar(v) => Ok(v),
         _ => Err(FfiError::type_mismatch("value is not a scalar")),
@@ -140,6 +150,7 @@ unsafe fn scalar<'a>(archive: *const hexz_archive, index: usize) -> Result<&'a G
 /// Value of a UINT8 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_u8(archive: *const hexz_archive, index: usize, out: *mut u8) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U8(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT8")),
@@ -149,6 +160,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u8(archive: *const hexz_archive, index: u
 /// Value of a INT8 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_i8(archive: *const hexz_archive, index: usize, out: *mut i8) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I8(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT8")),
@@ -158,6 +170,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i8(archive: *const hexz_archive, index: u
 /// Value of a UINT16 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_u16(archive: *const hexz_archive, index: usize, out: *mut u16) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U16(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT16")),
@@ -167,6 +180,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u16(archive: *const hexz_archive, index: 
 /// Value of a INT16 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_i16(archive: *const hexz_archive, index: usize, out: *mut i16) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I16(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT16")),
@@ -176,6 +190,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i16(archive: *const hexz_archive, index: 
 /// Value of a UINT32 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_u32(archive: *const hexz_archive, index: usize, out: *mut u32) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U32(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT32")),
@@ -185,6 +200,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u32(archive: *const hexz_archive, index: 
 /// Value of a INT32 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_i32(archive: *const hexz_archive, index: usize, out: *mut i32) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I32(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT32")),
@@ -194,6 +210,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i32(archive: *const hexz_archive, index: 
 /// Value of a FLOAT32 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_f32(archive: *const hexz_archive, index: usize, out: *mut f32) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::F32(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not FLOAT32")),
@@ -203,6 +220,7 @@ pub unsafe extern "C" fn hexz_gguf_get_f32(archive: *const hexz_archive, index: 
 /// Value of a BOOL key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_bool(archive: *const hexz_archive, index: usize, out: *mut bool) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::Bool(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not BOOL")),
@@ -212,6 +230,7 @@ pub unsafe extern "C" fn hexz_gguf_get_bool(archive: *const hexz_archive, index:
 /// Value of a UINT64 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_u64(archive: *const hexz_archive, index: usize, out: *mut u64) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::U64(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not UINT64")),
@@ -221,6 +240,7 @@ pub unsafe extern "C" fn hexz_gguf_get_u64(archive: *const hexz_archive, index: 
 /// Value of a INT64 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_i64(archive: *const hexz_archive, index: usize, out: *mut i64) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::I64(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not INT64")),
@@ -230,6 +250,7 @@ pub unsafe extern "C" fn hexz_gguf_get_i64(archive: *const hexz_archive, index: 
 /// Value of a FLOAT64 key; HEXZ_STATUS_TYPE_MISMATCH when the key has another type.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_gguf_get_f64(archive: *const hexz_archive, index: usize, out: *mut f64) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match unsafe { scalar(archive, index) }? {
         GgufValue::F64(v) => unsafe { write_out(out, *v) },
         _ => Err(FfiError::type_mismatch("value is not FLOAT64")),
@@ -245,6 +266,7 @@ pub unsafe extern "C" fn hexz_gguf_get_string(
     out: *mut *const c_char,
     out_len: *mut usize,
 ) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match &unsafe { kv(archive, index) }?.value {
         Value::String(s) => unsafe { write_str(s, out, out_len) },
         _ => Err(FfiError::type_mismatch("value is not a STRING")),
@@ -260,12 +282,14 @@ pub unsafe extern "C" fn hexz_gguf_get_array_info(
     out_len: *mut u64,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let (ty, len) = match &unsafe { kv(archive, index) }?.value {
             Value::ScalarArray { elem_type, len, .. } => (*elem_type, *len),
             Value::StringArray(items) => (HEXZ_GGUF_TYPE_STRING, items.len() as u64),
             Value::NestedArray { len } => (HEXZ_GGUF_TYPE_ARRAY, *len),
             _ => return Err(FfiError::type_mismatch("value is not an ARRAY")),
         };
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe {
             write_optional(out_elem_type, ty);
             write_optional(out_len, len);
@@ -284,6 +308,7 @@ pub unsafe extern "C" fn hexz_gguf_get_array_data(
     out_data: *mut *const c_void,
     out_bytes: *mut usize,
 ) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match &unsafe { kv(archive, index) }?.value {
         Value::ScalarArray { data, .. } => {
             if out_data.is_null() || out_bytes.is_null() {
@@ -309,12 +334,14 @@ pub unsafe extern "C" fn hexz_gguf_get_array_string(
     out: *mut *const c_char,
     out_len: *mut usize,
 ) -> ErrorCode {
+    // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
     guard(|| match &unsafe { kv(archive, index) }?.value {
         Value::StringArray(items) => {
             let item = usize::try_from(element)
                 .ok()
                 .and_then(|e| items.get(e))
                 .ok_or_else(|| FfiError::invalid("array element out of range"))?;
+            // SAFETY: output pointers are NULL or writable (the header's contract).
             unsafe { write_str(item, out, out_len) }
         }
         _ => Err(FfiError::type_mismatch("value is not an array of strings")),

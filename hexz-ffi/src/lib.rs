@@ -284,9 +284,11 @@ pub extern "C" fn hexz_last_error() -> *const c_char {
 /// `opts` is NULL or a valid hexz_open_options whose `parents` holds
 /// `parent_count` live handles.
 unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u64), FfiError> {
+    // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
     let o = unsafe { read_options(opts, "hexz_open_options") }?;
     let mut open = OpenOptions::default();
     if !o.parent_dir.is_null() {
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
         open.search.push(Location::Path(unsafe { path_arg(o.parent_dir, "parent_dir") }?));
     }
     if o.parent_count > 0 {
@@ -319,6 +321,7 @@ unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u
 /// `out` is NULL or writable.
 unsafe fn finish_open(reader: Reader, max_metadata: u64, out: *mut *mut hexz_archive) -> Result<(), FfiError> {
     let handle = ArchiveHandle::new(reader, max_metadata)?;
+    // SAFETY: output pointers are NULL or writable (the header's contract).
     unsafe { write_out(out, Box::into_raw(Box::new(hexz_archive(handle)))) }
 }
 
@@ -339,12 +342,15 @@ pub unsafe extern "C" fn hexz_open_path(
     out: *mut *mut hexz_archive,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
         let path = unsafe { path_arg(path, "path") }?;
         if out.is_null() {
             return Err(FfiError::null("out"));
         }
+        // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let (open, max_metadata) = unsafe { open_options(opts) }?;
         let reader = Reader::open(path, &open)?;
+        // SAFETY: `out` was checked non-NULL; it is writable (the header's contract).
         unsafe { finish_open(reader, max_metadata, out) }
     })
 }
@@ -363,12 +369,15 @@ pub unsafe extern "C" fn hexz_open_memory(
     out: *mut *mut hexz_archive,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `data` is readable for `len` bytes until hexz_close (the header's contract).
         let bytes = unsafe { borrowed_bytes(data, len, "data") }?;
         if out.is_null() {
             return Err(FfiError::null("out"));
         }
+        // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let (open, max_metadata) = unsafe { open_options(opts) }?;
         let reader = Reader::open_source(Location::Label("(archive in memory)".into()), Arc::new(bytes), &open)?;
+        // SAFETY: `out` was checked non-NULL; it is writable (the header's contract).
         unsafe { finish_open(reader, max_metadata, out) }
     })
 }
@@ -394,9 +403,11 @@ pub unsafe extern "C" fn hexz_open_callbacks(
         if out.is_null() {
             return Err(FfiError::null("out"));
         }
+        // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let (open, max_metadata) = unsafe { open_options(opts) }?;
         let source = Arc::new(CallbackSource { read_at, user, size });
         let reader = Reader::open_source(Location::Label("(archive read by callback)".into()), source, &open)?;
+        // SAFETY: `out` was checked non-NULL; it is writable (the header's contract).
         unsafe { finish_open(reader, max_metadata, out) }
     })
 }
@@ -418,6 +429,7 @@ pub unsafe extern "C" fn hexz_close(archive: *mut hexz_archive) {
 #[no_mangle]
 pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out: *mut hexz_archive_info) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         let a = h.reader.archive();
         let info = hexz_archive_info {
@@ -432,6 +444,7 @@ pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out
             parent_identity: a.parent_identity().unwrap_or([0; 32]),
             source_blake3: a.source_hash(),
         };
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out, info) }
     })
 }
@@ -442,6 +455,7 @@ pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out
 #[no_mangle]
 pub unsafe extern "C" fn hexz_tensor_count(archive: *const hexz_archive, out_count: *mut usize) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         unsafe { write_out(out_count, h.tensors.len()) }
     })
@@ -457,6 +471,7 @@ pub unsafe extern "C" fn hexz_find_tensor(
     out_index: *mut usize,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         let name = unsafe { cstr(name, "name") }?;
         let index = std::str::from_utf8(name.to_bytes())
@@ -464,6 +479,7 @@ pub unsafe extern "C" fn hexz_find_tensor(
             .and_then(|n| h.reader.tensor(n))
             .map(|(i, _)| i)
             .ok_or_else(|| FfiError::not_found("no tensor with that name"))?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_index, index) }
     })
 }
@@ -478,6 +494,7 @@ pub unsafe extern "C" fn hexz_tensor_get_info(
     out: *mut hexz_tensor_info,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         let t = h.tensors.get(index).ok_or_else(|| FfiError::invalid("tensor index out of range"))?;
         let (name, name_len) = tables::c_str_view(&t.name);
@@ -494,6 +511,7 @@ pub unsafe extern "C" fn hexz_tensor_get_info(
             length: t.length,
             storage_kind: t.storage_kind,
         };
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out, info) }
     })
 }
@@ -525,10 +543,12 @@ pub unsafe extern "C" fn hexz_read_tensor(
     out_len: *mut usize,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         let t = h.tensors.get(index).ok_or_else(|| FfiError::invalid("tensor index out of range"))?;
         let len = usize::try_from(t.length).map_err(|_| FfiError::invalid("tensor larger than the address space"))?;
         if buf_len < len {
+            // SAFETY: output pointers are NULL or writable (the header's contract).
             unsafe { write_optional(out_len, len) };
             return Err(hexz_format::Error::BufferTooSmall {
                 what: "tensor buffer",
@@ -540,8 +560,10 @@ pub unsafe extern "C" fn hexz_read_tensor(
         if out_len.is_null() {
             return Err(FfiError::null("out_len"));
         }
+        // SAFETY: `buf` is NULL or writable for the given length (the header's contract).
         let dst = unsafe { buffer(buf, len, "buf") }?;
         read_checked(h, t.offset, dst)?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_len, len) }
     })
 }
@@ -559,6 +581,7 @@ pub unsafe extern "C" fn hexz_read_range(
     len: usize,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         let dst = unsafe { buffer(buf, len, "buf") }?;
         read_checked(h, offset, dst)
@@ -577,10 +600,12 @@ pub unsafe extern "C" fn hexz_source_header(
     out_len: *mut usize,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         if out_data.is_null() || out_len.is_null() {
             return Err(FfiError::null("out_data/out_len"));
         }
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe {
             out_data.write(tables::view_ptr(&h.source_header));
             out_len.write(h.source_header.len());
@@ -601,11 +626,13 @@ pub unsafe extern "C" fn hexz_source_header(
 #[no_mangle]
 pub unsafe extern "C" fn hexz_memfd(archive: *const hexz_archive, out_fd: *mut c_int) -> ErrorCode {
     guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         if out_fd.is_null() {
             return Err(FfiError::null("out_fd"));
         }
         let fd = h.memfd(0)?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_fd, fd) }
     })
 }
@@ -628,8 +655,10 @@ pub unsafe extern "C" fn hexz_store(
     out_report: *mut hexz_store_report,
 ) -> ErrorCode {
     guard(|| {
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
         let src = unsafe { path_arg(src, "src") }?;
         let dst = unsafe { path_arg(dst, "dst") }?;
+        // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let o = unsafe { read_options(opts, "hexz_store_options") }?;
         if o.reserved != 0 {
             return Err(FfiError::invalid("hexz_store_options.reserved must be 0"));
@@ -650,14 +679,17 @@ pub unsafe extern "C" fn hexz_store(
             options.block_size = o.block_size;
         }
         options.validate()?;
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
         let base = if o.base.is_null() { None } else { Some(Location::Path(unsafe { path_arg(o.base, "base") }?)) };
         let mut open = OpenOptions::default();
         if !o.parent_dir.is_null() {
+            // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
             open.search.push(Location::Path(unsafe { path_arg(o.parent_dir, "parent_dir") }?));
         }
         let report = hexz_io::store_file(&src, &dst, &options, base.as_ref(), &open, o.no_clobber == 0, &|_| {
             std::ops::ControlFlow::Continue(())
         })?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe {
             write_optional(
                 out_report,
@@ -689,6 +721,7 @@ pub unsafe extern "C" fn hexz_store(
 #[no_mangle]
 pub unsafe extern "C" fn hexz_verify(path: *const c_char, deep: bool, out_problems: *mut usize) -> ErrorCode {
     guard(|| {
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
         let path: PathBuf = unsafe { path_arg(path, "path") }?;
         let source = hexz_io::FileSource::open(&path)?;
         hexz_format::Archive::open(&source)
@@ -697,6 +730,7 @@ pub unsafe extern "C" fn hexz_verify(path: *const c_char, deep: bool, out_proble
         let depth = if deep { hexz_io::Depth::Deep } else { hexz_io::Depth::Quick };
         let report =
             hexz_io::verify_location(&Location::Path(path.clone()), &OpenOptions::default(), depth, 0, &|_, _| {});
+        // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_optional(out_problems, report.problems.len()) };
         match report.problems.first() {
             None => Ok(()),
