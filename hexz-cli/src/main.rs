@@ -20,6 +20,9 @@ const EXAMPLES: &str = "\
 Examples:
   hexz store model.safetensors model.hxz            # zstd, 1 MiB blocks
   hexz store model.gguf model.hxz --compression lz4
+  hexz store checkpoint-500/ ckpt-500.hxz            # a whole folder (shards, config, tokenizer)
+  hexz extract ckpt-500.hxz checkpoint-500/          # the folder back, byte for byte
+  hexz extract ckpt-500.hxz --file config.json -o -
   hexz store ft.safetensors ft.hxz --base base.hxz  # a fine-tune as deltas against its base
   hexz store ft.safetensors ft.hxz --metadata run=42 --metadata 'cfg:={\"lr\":1e-4}'
   hexz extract model.hxz model.gguf                 # byte-identical source file
@@ -51,7 +54,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Store a safetensors, GGUF or any other file into an archive.
+    /// Store a safetensors, GGUF or any other file, or a whole folder, into an archive.
     Store(StoreArgs),
     /// Extract the original file, or named tensors' raw bytes.
     Extract(ExtractArgs),
@@ -72,9 +75,17 @@ enum CompressionArg {
     None,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ChunkingArg {
+    /// Content-defined (FastCDC): edits move only nearby blocks.
+    Cdc,
+    /// Fixed-size blocks.
+    Fixed,
+}
+
 #[derive(Args)]
 struct StoreArgs {
-    /// The file to store (format detected from its content).
+    /// The file (format detected from its content) or folder to store.
     src: PathBuf,
     /// The archive to write (- for standard output).
     dst: PathBuf,
@@ -103,13 +114,20 @@ struct StoreArgs {
     /// Store as a plain file, without reading it as safetensors or GGUF.
     #[arg(long)]
     raw: bool,
+    /// How bytes that are not tensors (raw files) are cut into blocks.
+    #[arg(long, value_enum, default_value = "cdc")]
+    chunking: ChunkingArg,
 }
 
 #[derive(Args)]
 struct ExtractArgs {
     archive: PathBuf,
-    /// Where to write the original file (- for standard output).
+    /// Where to write the original file (- for standard output), or the
+    /// folder to create for a folder archive.
     out: Option<PathBuf>,
+    /// Extract this file of a folder archive instead (path as `inspect` lists it).
+    #[arg(long = "file", value_name = "PATH", conflicts_with = "tensors")]
+    file: Option<String>,
     /// Extract this tensor's raw bytes instead (repeatable; concatenated in order).
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
@@ -235,16 +253,27 @@ fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
         metadata: metadata(&a.metadata)?,
         threads: usize::from(a.threads),
         raw: a.raw,
+        chunking: match a.chunking {
+            ChunkingArg::Cdc => hexz_format::writer::Chunking::ContentDefined,
+            ChunkingArg::Fixed => hexz_format::writer::Chunking::Fixed,
+        },
         ..StoreOptions::default()
     };
-    let size = std::fs::metadata(&a.src).map(|m| m.len()).unwrap_or(0);
+    let is_folder = std::fs::metadata(&a.src).is_ok_and(|m| m.is_dir());
+    let size = if is_folder { 0 } else { std::fs::metadata(&a.src).map(|m| m.len()).unwrap_or(0) };
     let bar = progress_bar(ctx.quiet, size, "storing");
     let started = Instant::now();
     let base = a.base.as_ref().map(Location::from);
-    let report = hexz_io::store_file(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &|done| {
+    let progress = |done| {
         bar.set_position(done);
         ControlFlow::Continue(())
-    })
+    };
+    let stored = if is_folder {
+        hexz_io::store_folder(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &progress)
+    } else {
+        hexz_io::store_file(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &progress)
+    };
+    let report = stored
     .map_err(|e| {
         let hint = matches!(e.format_error().map(|f| f.innermost().1), Some(hexz_format::Error::Source { .. }))
             || matches!(e.format_error(), Some(hexz_format::Error::LimitExceeded { what, .. }) if what.starts_with("safetensors"));
@@ -318,7 +347,38 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
         return Err(CliError::usage("give the output once: OUT or -o FILE"));
     }
     let (reader, inputs) = open_reader(&a.archive, ctx)?;
-    let ranges: Vec<(u64, u64)> = if a.tensors.is_empty() {
+    let is_folder = reader.source_format() == hexz_format::SourceFormat::Folder;
+    if is_folder && a.tensors.is_empty() && a.file.is_none() {
+        let dest = a
+            .out
+            .as_ref()
+            .or(a.output.as_ref())
+            .ok_or_else(|| CliError::usage("extract needs the folder to create"))?;
+        let bar = progress_bar(ctx.quiet, reader.size(), "extracting");
+        hexz_io::extract_folder(&reader, dest, a.force, usize::from(a.threads), &|done| {
+            bar.set_position(done);
+            ControlFlow::Continue(())
+        })?;
+        bar.finish_and_clear();
+        if !ctx.quiet {
+            let secs = started.elapsed().as_secs_f64().max(1e-6);
+            eprintln!(
+                "extracted {} -> {} ({} files, {}, {:.2} s, {:.0} MB/s)",
+                a.archive.display(),
+                dest.display(),
+                reader.files().iter().filter(|f| f.kind == hexz_format::layout::FileKind::File).count(),
+                human_bytes(reader.size()),
+                secs,
+                reader.size() as f64 / 1e6 / secs
+            );
+        }
+        return Ok(Exit::Ok);
+    }
+    let ranges: Vec<(u64, u64)> = if let Some(path) = &a.file {
+        let (_, f) =
+            reader.file(path).ok_or_else(|| CliError::new(&a.archive, format!("no file '{path}' in the archive")))?;
+        vec![(f.offset, f.length)]
+    } else if a.tensors.is_empty() {
         vec![(0, reader.size())]
     } else {
         let mut ranges = Vec::new();
@@ -329,10 +389,11 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
         }
         ranges
     };
+    let single_part = a.tensors.len() == 1 || a.file.is_some();
     let target = match (a.out.as_ref().or(a.output.as_ref()), a.tensors.len()) {
         (Some(path), _) => path.clone(),
+        (None, _) if single_part => PathBuf::from("-"),
         (None, 0) => return Err(CliError::usage("extract needs OUT (or --tensor NAME); - writes to standard output")),
-        (None, 1) => PathBuf::from("-"),
         (None, _) => {
             return Err(CliError::usage("several --tensor need -o FILE (their bytes are concatenated in order)"))
         }
@@ -365,7 +426,7 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
     }
     let name = output.name();
     output.commit()?;
-    if !ctx.quiet && a.tensors.is_empty() && name != "standard output" {
+    if !ctx.quiet && a.tensors.is_empty() && a.file.is_none() && name != "standard output" {
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         eprintln!(
             "extracted {} -> {name} ({}, {:.2} s, {:.0} MB/s)",

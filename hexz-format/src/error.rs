@@ -335,7 +335,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(field: &'static str, offset: u64, reason: &'static str) -> Self {
+    /// An [`Error::InvalidField`].
+    pub fn invalid(field: &'static str, offset: u64, reason: &'static str) -> Self {
         Error::InvalidField { field, offset, reason }
     }
 

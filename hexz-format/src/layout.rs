@@ -14,9 +14,6 @@ pub const FOOTER_MAGIC: [u8; 8] = *b"HXZFOOT\x00";
 pub const MANIFEST_MAGIC: [u8; 8] = *b"HXZMANI\x00";
 /// Major format version written and accepted.
 pub const VERSION_MAJOR: u16 = 1;
-/// Minor format version written when an archive uses no 1.1 feature;
-/// readers accept any minor of their major (spec section 4).
-pub const VERSION_MINOR: u16 = 0;
 
 pub const HEADER_SIZE: usize = 64;
 pub const FOOTER_SIZE: usize = 192;
@@ -25,6 +22,7 @@ pub const BLOCK_ENTRY_SIZE: usize = 72;
 pub const MANIFEST_HEADER_SIZE: usize = 104;
 pub const TENSOR_RECORD_SIZE: usize = 48;
 pub const METADATA_RECORD_SIZE: usize = 24;
+pub const FILE_RECORD_SIZE: usize = 64;
 
 /// Limits a reader enforces before trusting a declared size or count.
 pub mod limits {
@@ -119,6 +117,18 @@ byte_ids! {
         Safetensors = 1 => "safetensors",
         /// A GGUF file.
         Gguf = 2 => "gguf",
+        /// Format 1.1: a folder of files laid end to end (the file table says which is which).
+        Folder = 3 => "folder",
+    }
+}
+
+byte_ids! {
+    /// What a file-table entry is (format 1.1).
+    FileKind {
+        /// A regular file: `length` bytes of the virtual space.
+        File = 0 => "file",
+        /// A directory (listed so that empty ones are kept); no bytes.
+        Directory = 1 => "directory",
     }
 }
 
@@ -142,10 +152,21 @@ byte_ids! {
 /// archive with an incompatible feature bit it does not know, and ignores
 /// compatible feature bits it does not know.
 pub mod features {
+    /// Format 1.1: the manifest holds a file table; the virtual space is
+    /// the files laid end to end (a folder archive).
+    pub const FILES: u64 = 1 << 0;
     /// Incompatible feature bits this reader understands.
-    pub const KNOWN_INCOMPAT: u64 = 0;
+    pub const KNOWN_INCOMPAT: u64 = FILES;
     /// Minor version of the format this reader implements.
-    pub const KNOWN_MINOR: u16 = 0;
+    pub const KNOWN_MINOR: u16 = 1;
+    /// The minor version an archive using `incompat` features declares.
+    pub const fn minor_for(incompat: u64) -> u16 {
+        if incompat == 0 {
+            0
+        } else {
+            1
+        }
+    }
 }
 
 /// Fixed header at offset 0.
@@ -255,7 +276,9 @@ pub struct ManifestHeader {
     /// Relative path hint to the parent, in the string table.
     pub parent_hint_offset: U32,
     pub parent_hint_length: U32,
-    pub reserved1: [u8; 24],
+    /// Format 1.1 (FILES): entries in the file table; 0 otherwise.
+    pub file_count: U32,
+    pub reserved1: [u8; 20],
 }
 
 /// A tensor of the source file.
@@ -274,7 +297,9 @@ pub struct TensorRecord {
     pub virtual_offset: U64,
     pub length: U64,
     pub storage_kind: u8,
-    pub reserved: [u8; 7],
+    pub reserved: [u8; 3],
+    /// Format 1.1 (FILES): index of the file holding the tensor; 0 otherwise.
+    pub file_index: U32,
 }
 
 /// A user metadata key/value.
@@ -290,7 +315,31 @@ pub struct MetadataRecord {
     pub reserved: [u8; 7],
 }
 
+/// One entry of the file table (format 1.1, feature FILES).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct FileRecord {
+    /// Relative path with `/` separators, in the string table.
+    pub path_offset: U32,
+    pub path_length: U32,
+    /// Where the file's bytes start in the virtual space.
+    pub virtual_offset: U64,
+    pub length: U64,
+    /// The file's own header (safetensors JSON, GGUF header) is its first bytes up to this.
+    pub source_header_length: U64,
+    /// Modification time, nanoseconds since the Unix epoch (0: unknown).
+    pub mtime_ns: zerocopy::little_endian::I64,
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: U32,
+    /// [`FileKind`].
+    pub kind: u8,
+    /// [`SourceFormat`] of the file (raw, safetensors, GGUF).
+    pub source_format: u8,
+    pub reserved: [u8; 18],
+}
+
 const _: () = assert!(core::mem::size_of::<FileHeader>() == HEADER_SIZE);
+const _: () = assert!(core::mem::size_of::<FileRecord>() == FILE_RECORD_SIZE);
 const _: () = assert!(core::mem::size_of::<Footer>() == FOOTER_SIZE);
 const _: () = assert!(core::mem::size_of::<DirectoryEntry>() == DIRECTORY_ENTRY_SIZE);
 const _: () = assert!(core::mem::size_of::<BlockEntry>() == BLOCK_ENTRY_SIZE);

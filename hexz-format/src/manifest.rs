@@ -1,4 +1,5 @@
-//! The manifest: source format, tensor table, user metadata, parent reference.
+//! The manifest: source format, tensor table, user metadata, parent
+//! reference and, in format 1.1, the file table of a folder archive.
 //!
 //! It is a fixed [`ManifestHeader`] followed by fixed-size records, a dims
 //! section and a string table, so a reader without an allocator can find a
@@ -8,8 +9,8 @@ use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    limits, ManifestHeader, MetadataRecord, SourceFormat, StorageKind, TensorRecord, MANIFEST_HEADER_SIZE,
-    MANIFEST_MAGIC, METADATA_RECORD_SIZE, TENSOR_RECORD_SIZE,
+    limits, FileKind, FileRecord, ManifestHeader, MetadataRecord, SourceFormat, StorageKind, TensorRecord,
+    FILE_RECORD_SIZE, MANIFEST_HEADER_SIZE, MANIFEST_MAGIC, METADATA_RECORD_SIZE, TENSOR_RECORD_SIZE,
 };
 use crate::source::ReadAt;
 
@@ -23,6 +24,7 @@ pub struct ManifestView {
     tensors_at: u64,
     metadata_at: u64,
     dims_at: u64,
+    files_at: u64,
     strings_at: u64,
     virtual_size: u64,
 }
@@ -30,10 +32,15 @@ pub struct ManifestView {
 /// `ggml_type` value of tensors that do not come from GGUF.
 pub const NO_GGML_TYPE: u32 = u32::MAX;
 
+/// Longest path in a file table, and longest path component (bytes).
+pub const MAX_PATH_LENGTH: u32 = 4096;
+pub const MAX_COMPONENT_LENGTH: usize = 255;
+
 impl ManifestView {
     /// Validate the manifest header read from `bytes` (the manifest's first
-    /// bytes) and that the sections fill exactly `length` bytes.
-    pub fn parse(bytes: &[u8], offset: u64, length: u64, virtual_size: u64) -> Result<Self> {
+    /// bytes) and that the sections fill exactly `length` bytes. `files` says
+    /// whether the archive has the FILES feature (format 1.1).
+    pub fn parse(bytes: &[u8], offset: u64, length: u64, virtual_size: u64, files: bool) -> Result<Self> {
         let header = ManifestHeader::read_from_prefix(bytes)
             .map_err(|_| Error::Truncated {
                 what: "manifest header",
@@ -45,7 +52,7 @@ impl ManifestView {
         if header.magic != MANIFEST_MAGIC {
             return Err(Error::BadMagic { what: "manifest", offset });
         }
-        if header.reserved0 != [0; 6] || header.reserved1 != [0; 24] {
+        if header.reserved0 != [0; 6] || header.reserved1 != [0; 20] {
             return Err(Error::invalid("manifest reserved bytes", offset, "must be zero"));
         }
         let format = SourceFormat::from_u8(header.source_format).ok_or(Error::invalid(
@@ -53,6 +60,19 @@ impl ManifestView {
             offset + 8,
             "unknown source format",
         ))?;
+        if files != (format == SourceFormat::Folder) {
+            return Err(Error::invalid(
+                "manifest source_format",
+                offset + 8,
+                "a folder archive needs the FILES feature, and the FILES feature a folder",
+            ));
+        }
+        if !files && header.file_count.get() != 0 {
+            return Err(Error::invalid("manifest file_count", offset + 80, "a file table needs the FILES feature"));
+        }
+        if files && header.source_header_length.get() != 0 {
+            return Err(Error::invalid("manifest source_header_length", offset + 16, "must be 0 in a folder archive"));
+        }
         if header.has_parent > 1 {
             return Err(Error::invalid("manifest has_parent", offset + 9, "must be 0 or 1"));
         }
@@ -63,18 +83,29 @@ impl ManifestView {
             return Err(Error::invalid("manifest source_header_length", offset + 16, "larger than the source file"));
         }
         let tensors_at = offset + MANIFEST_HEADER_SIZE as u64;
-        let metadata_at = u64::from(header.tensor_count.get())
-            .checked_mul(TENSOR_RECORD_SIZE as u64)
-            .and_then(|n| n.checked_add(tensors_at));
-        let dims_at = metadata_at.and_then(|at| {
-            u64::from(header.metadata_count.get()).checked_mul(METADATA_RECORD_SIZE as u64)?.checked_add(at)
-        });
-        let strings_at = dims_at.and_then(|at| u64::from(header.dims_count.get()).checked_mul(8)?.checked_add(at));
+        let section = |at: Option<u64>, count: u32, size: usize| {
+            at.and_then(|at| u64::from(count).checked_mul(size as u64)?.checked_add(at))
+        };
+        let metadata_at = section(Some(tensors_at), header.tensor_count.get(), TENSOR_RECORD_SIZE);
+        let dims_at = section(metadata_at, header.metadata_count.get(), METADATA_RECORD_SIZE);
+        let files_at = section(dims_at, header.dims_count.get(), 8);
+        let strings_at = section(files_at, header.file_count.get(), FILE_RECORD_SIZE);
         let end = strings_at.and_then(|at| at.checked_add(u64::from(header.string_table_length.get())));
-        match (metadata_at, dims_at, strings_at, end) {
-            (Some(metadata_at), Some(dims_at), Some(strings_at), Some(end)) if end == offset + length => {
-                let view =
-                    ManifestView { header, format, offset, tensors_at, metadata_at, dims_at, strings_at, virtual_size };
+        match (metadata_at, dims_at, files_at, strings_at, end) {
+            (Some(metadata_at), Some(dims_at), Some(files_at), Some(strings_at), Some(end))
+                if end == offset + length =>
+            {
+                let view = ManifestView {
+                    header,
+                    format,
+                    offset,
+                    tensors_at,
+                    metadata_at,
+                    dims_at,
+                    files_at,
+                    strings_at,
+                    virtual_size,
+                };
                 if header.has_parent == 1 {
                     view.check_string(
                         header.parent_hint_offset.get(),
@@ -101,6 +132,11 @@ impl ManifestView {
 
     pub fn metadata_count(&self) -> u32 {
         self.header.metadata_count.get()
+    }
+
+    /// Entries of the file table (0 unless the archive is a folder archive).
+    pub fn file_count(&self) -> u32 {
+        self.header.file_count.get()
     }
 
     fn check_string(&self, at: u32, len: u32, field: &'static str, offset: u64) -> Result<()> {
@@ -142,8 +178,21 @@ impl ManifestView {
         if StorageKind::from_u8(record.storage_kind).is_none() {
             return Err(Error::invalid("tensor storage_kind", at + 40, "unknown storage kind"));
         }
-        if record.reserved != [0; 7] {
+        if record.reserved != [0; 3] {
             return Err(Error::invalid("tensor reserved bytes", at + 41, "must be zero"));
+        }
+        if self.file_count() == 0 {
+            if record.file_index.get() != 0 {
+                return Err(Error::invalid("tensor file_index", at + 44, "set without a file table"));
+            }
+        } else {
+            let file = self
+                .file(src, record.file_index.get())
+                .map_err(|_| Error::invalid("tensor file_index", at + 44, "no such file"))?;
+            let (start, len) = (file.virtual_offset.get(), file.length.get());
+            if record.virtual_offset.get() < start || end.is_none_or(|end| end > start + len) {
+                return Err(Error::invalid("tensor virtual_offset", at + 24, "tensor outside its file"));
+            }
         }
         Ok(record)
     }
@@ -172,6 +221,46 @@ impl ManifestView {
         self.check_string(record.value_offset.get(), record.value_length.get(), "metadata value", at + 8)?;
         if record.value_kind > 1 || record.reserved != [0; 7] {
             return Err(Error::invalid("metadata value_kind", at + 16, "unknown kind or nonzero reserved bytes"));
+        }
+        Ok(record)
+    }
+
+    /// Read file record `index` and check its own fields (section 8.1); the
+    /// table as a whole (order, cover, paths) is checked at open by
+    /// [`check_files`](Self::check_files).
+    pub fn file<R: ReadAt + ?Sized>(&self, src: &R, index: u32) -> Result<FileRecord> {
+        if index >= self.file_count() {
+            return Err(Error::InvalidArgument("file index out of range"));
+        }
+        let at = self.files_at + u64::from(index) * FILE_RECORD_SIZE as u64;
+        let mut raw = [0u8; FILE_RECORD_SIZE];
+        src.read_exact_at(at, &mut raw)?;
+        let record = FileRecord::read_from_bytes(&raw).map_err(|_| Error::invalid("file record", at, "size"))?;
+        self.check_string(record.path_offset.get(), record.path_length.get(), "file path", at)?;
+        if record.path_length.get() == 0 || record.path_length.get() > MAX_PATH_LENGTH {
+            return Err(Error::invalid("file path_length", at + 4, "empty or longer than 4096 bytes"));
+        }
+        let kind = FileKind::from_u8(record.kind).ok_or(Error::invalid("file kind", at + 44, "unknown kind"))?;
+        let format = SourceFormat::from_u8(record.source_format)
+            .filter(|f| *f != SourceFormat::Folder)
+            .ok_or(Error::invalid("file source_format", at + 45, "unknown source format"))?;
+        let end = record.virtual_offset.get().checked_add(record.length.get());
+        if end.is_none_or(|end| end > self.virtual_size) {
+            return Err(Error::invalid("file virtual_offset", at + 8, "file outside the virtual space"));
+        }
+        if record.source_header_length.get() > record.length.get() {
+            return Err(Error::invalid("file source_header_length", at + 24, "longer than the file"));
+        }
+        if kind == FileKind::Directory
+            && (record.length.get() != 0 || format != SourceFormat::Raw || record.source_header_length.get() != 0)
+        {
+            return Err(Error::invalid("file kind", at + 44, "a directory holds no bytes"));
+        }
+        if record.mode.get() > 0o7777 {
+            return Err(Error::invalid("file mode", at + 40, "only permission bits (0o7777) are recorded"));
+        }
+        if record.reserved != [0; 18] {
+            return Err(Error::invalid("file reserved bytes", at + 46, "must be zero"));
         }
         Ok(record)
     }
@@ -208,15 +297,26 @@ impl ManifestView {
     }
 }
 
+/// Whether `path` is a safe relative path (spec section 8.1): UTF-8 was
+/// checked by the caller; components separated by `/`, none empty, `.` or
+/// `..`, none longer than 255 bytes, no NUL or backslash.
+pub fn valid_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= MAX_PATH_LENGTH as usize
+        && !path.contains(['\0', '\\'])
+        && path.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && c.len() <= MAX_COMPONENT_LENGTH)
+}
+
 #[cfg(feature = "alloc")]
 pub use owned::*;
 
 #[cfg(feature = "alloc")]
 mod owned {
+    use alloc::collections::BTreeSet;
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    use zerocopy::little_endian::{U16, U32, U64};
+    use zerocopy::little_endian::{I64, U16, U32, U64};
     use zerocopy::IntoBytes;
 
     use super::*;
@@ -230,10 +330,29 @@ mod owned {
         /// GGML type id for GGUF tensors.
         pub ggml_type: Option<u32>,
         pub shape: Vec<u64>,
-        /// Offset in the source file (= virtual offset).
+        /// Offset in the virtual space (in the source file, or the folder's files laid end to end).
         pub offset: u64,
         pub length: u64,
         pub storage_kind: StorageKind,
+        /// Folder archives: index of the file holding the tensor.
+        pub file: Option<u32>,
+    }
+
+    /// A file of a folder archive.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct FileInfo {
+        /// Relative path, `/`-separated.
+        pub path: String,
+        pub kind: FileKind,
+        /// Where its bytes start in the virtual space.
+        pub offset: u64,
+        pub length: u64,
+        pub mode: u32,
+        /// Nanoseconds since the Unix epoch; 0 when unknown.
+        pub mtime_ns: i64,
+        pub source_format: SourceFormat,
+        /// The file's own header is its first bytes up to this.
+        pub source_header_length: u64,
     }
 
     /// A user metadata value.
@@ -260,6 +379,8 @@ mod owned {
         pub tensors: Vec<TensorInfo>,
         pub metadata: Vec<(String, MetadataValue)>,
         pub parent: Option<ParentRef>,
+        /// Folder archives (format 1.1): every file and directory, sorted by path.
+        pub files: Vec<FileInfo>,
     }
 
     fn u32_len(n: usize, what: &'static str) -> Result<u32> {
@@ -304,7 +425,8 @@ mod owned {
                     virtual_offset: U64::new(t.offset),
                     length: U64::new(t.length),
                     storage_kind: t.storage_kind as u8,
-                    reserved: [0; 7],
+                    reserved: [0; 3],
+                    file_index: U32::new(t.file.unwrap_or(0)),
                 };
                 tensor_bytes.extend_from_slice(record.as_bytes());
             }
@@ -326,6 +448,23 @@ mod owned {
                 };
                 metadata_bytes.extend_from_slice(record.as_bytes());
             }
+            let mut file_bytes = Vec::with_capacity(self.files.len() * FILE_RECORD_SIZE);
+            for f in &self.files {
+                let (path_offset, path_length) = strings.add(&f.path)?;
+                let record = FileRecord {
+                    path_offset: U32::new(path_offset),
+                    path_length: U32::new(path_length),
+                    virtual_offset: U64::new(f.offset),
+                    length: U64::new(f.length),
+                    source_header_length: U64::new(f.source_header_length),
+                    mtime_ns: I64::new(f.mtime_ns),
+                    mode: U32::new(f.mode & 0o7777),
+                    kind: f.kind as u8,
+                    source_format: f.source_format as u8,
+                    reserved: [0; 18],
+                };
+                file_bytes.extend_from_slice(record.as_bytes());
+            }
             let (parent_identity, hint) = match &self.parent {
                 Some(p) => (p.identity, strings.add(&p.hint)?),
                 None => ([0; 32], (0, 0)),
@@ -343,7 +482,8 @@ mod owned {
                 parent_identity,
                 parent_hint_offset: U32::new(hint.0),
                 parent_hint_length: U32::new(hint.1),
-                reserved1: [0; 24],
+                file_count: U32::new(u32_len(self.files.len(), "file count")?),
+                reserved1: [0; 20],
             };
             let mut out = Vec::new();
             out.extend_from_slice(header.as_bytes());
@@ -352,6 +492,7 @@ mod owned {
             for d in dims {
                 out.extend_from_slice(&d.to_le_bytes());
             }
+            out.extend_from_slice(&file_bytes);
             out.extend_from_slice(&strings.0);
             Ok(out)
         }
@@ -379,7 +520,71 @@ mod owned {
                 offset: r.virtual_offset.get(),
                 length: r.length.get(),
                 storage_kind: StorageKind::from_u8(r.storage_kind).unwrap_or(StorageKind::Stored),
+                file: (self.file_count() > 0).then(|| r.file_index.get()),
             })
+        }
+
+        /// Decode file `index` into an owned [`FileInfo`].
+        pub fn file_info<R: ReadAt + ?Sized>(&self, src: &R, index: u32) -> Result<FileInfo> {
+            let r = self.file(src, index)?;
+            Ok(FileInfo {
+                path: self.owned_string(src, r.path_offset.get(), r.path_length.get(), "file path")?,
+                kind: FileKind::from_u8(r.kind).unwrap_or(FileKind::File),
+                offset: r.virtual_offset.get(),
+                length: r.length.get(),
+                mode: r.mode.get(),
+                mtime_ns: r.mtime_ns.get(),
+                source_format: SourceFormat::from_u8(r.source_format).unwrap_or(SourceFormat::Raw),
+                source_header_length: r.source_header_length.get(),
+            })
+        }
+
+        /// Check the file table as a whole (spec section 8.1): paths valid
+        /// and strictly ascending by bytes (hence unique), no file under
+        /// another file's path, and the regular files laying out the
+        /// virtual space exactly, in table order, without gaps.
+        pub fn check_files<R: ReadAt + ?Sized>(&self, src: &R) -> Result<()> {
+            let mut previous: Option<String> = None;
+            let mut regular: BTreeSet<String> = BTreeSet::new();
+            let mut next_offset = 0u64;
+            for i in 0..self.file_count() {
+                let at = self.files_at + u64::from(i) * FILE_RECORD_SIZE as u64;
+                let f = self.file_info(src, i)?;
+                if !valid_path(&f.path) {
+                    return Err(Error::invalid(
+                        "file path",
+                        at,
+                        "not a safe relative path (empty, absolute, '.', '..', NUL or backslash)",
+                    ));
+                }
+                if previous.as_deref().is_some_and(|p| p.as_bytes() >= f.path.as_bytes()) {
+                    return Err(Error::invalid("file path", at, "paths are not strictly ascending (duplicate?)"));
+                }
+                // No entry may live under a regular file's path ("a" and "a/b").
+                let mut prefix = f.path.as_str();
+                while let Some(cut) = prefix.rfind('/') {
+                    prefix = &prefix[..cut];
+                    if regular.contains(prefix) {
+                        return Err(Error::invalid("file path", at, "inside a path that is a regular file"));
+                    }
+                }
+                if f.offset != next_offset {
+                    return Err(Error::invalid(
+                        "file virtual_offset",
+                        at + 8,
+                        "files do not lay out the virtual space in order",
+                    ));
+                }
+                if f.kind == FileKind::File {
+                    regular.insert(f.path.clone());
+                    next_offset += f.length;
+                }
+                previous = Some(f.path);
+            }
+            if self.file_count() > 0 && next_offset != self.virtual_size {
+                return Err(Error::invalid("file length", self.files_at, "files do not add up to the virtual size"));
+            }
+            Ok(())
         }
 
         /// The parent reference, when the archive has a parent.
@@ -410,13 +615,17 @@ mod owned {
                 let value = if r.value_kind == 1 { MetadataValue::Json(text) } else { MetadataValue::String(text) };
                 metadata.push((key, value));
             }
-            let parent = self.parent_ref(src)?;
+            let mut files = Vec::new();
+            for i in 0..self.file_count() {
+                files.push(self.file_info(src, i)?);
+            }
             Ok(Manifest {
                 source_format: self.format,
                 source_header_length: self.header.source_header_length.get(),
                 tensors,
                 metadata,
-                parent,
+                parent: self.parent_ref(src)?,
+                files,
             })
         }
     }

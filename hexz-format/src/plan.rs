@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 
 use crate::dtype;
 use crate::error::{try_zeroed, Error, Result};
-use crate::layout::{SourceFormat, StorageKind};
-use crate::manifest::TensorInfo;
+use crate::layout::{FileKind, SourceFormat, StorageKind};
+use crate::manifest::{valid_path, FileInfo, TensorInfo};
 use crate::source::ReadAt;
 use crate::{gguf, safetensors};
 
@@ -26,6 +26,10 @@ pub struct Segment {
     pub width: u8,
     /// Index into the plan's tensors, when this segment is one.
     pub tensor: Option<usize>,
+    /// Bytes with no structure to follow (a raw file): a content-defined
+    /// chunker may cut them where the content says, so that an insertion
+    /// shifts no more than a block or two.
+    pub content_defined: bool,
 }
 
 /// What the source file is, and how to cut it.
@@ -38,6 +42,87 @@ pub struct Plan {
     pub tensors: Vec<TensorInfo>,
     /// In file order, covering `[0, source length)` exactly.
     pub segments: Vec<Segment>,
+    /// Folder archives: every file and directory, sorted by path (empty for one file).
+    pub files: Vec<FileInfo>,
+}
+
+/// One entry of a folder to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderEntry {
+    /// Relative path, `/`-separated.
+    pub path: String,
+    pub kind: FileKind,
+    pub length: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Nanoseconds since the Unix epoch; 0 when unknown.
+    pub mtime_ns: i64,
+}
+
+impl Plan {
+    /// The plan of a folder: `entries` sorted by path, each regular file
+    /// with the plan of its own bytes (offsets from the file's start). The
+    /// files are laid end to end in that order.
+    pub fn folder(entries: Vec<(FolderEntry, Option<Plan>)>) -> Result<Plan> {
+        let mut out = Plan {
+            format: SourceFormat::Folder,
+            header_length: 0,
+            tensors: Vec::new(),
+            segments: Vec::new(),
+            files: Vec::new(),
+        };
+        let mut offset = 0u64;
+        let mut previous: Option<&str> = None;
+        for (index, (entry, file_plan)) in entries.iter().enumerate() {
+            if !valid_path(&entry.path) {
+                return Err(Error::InvalidArgument("a folder entry has an unsafe path"));
+            }
+            if previous.is_some_and(|p| p.as_bytes() >= entry.path.as_bytes()) {
+                return Err(Error::InvalidArgument("folder entries must be sorted by path, without duplicates"));
+            }
+            previous = Some(&entry.path);
+            let file = u32::try_from(index).map_err(|_| Error::InvalidArgument("too many files"))?;
+            let (format, header_length) = match (entry.kind, file_plan) {
+                (FileKind::Directory, None) => (SourceFormat::Raw, 0),
+                (FileKind::File, Some(p)) => {
+                    let first = out.tensors.len();
+                    for t in &p.tensors {
+                        let mut t = t.clone();
+                        t.offset += offset;
+                        t.file = Some(file);
+                        out.tensors.push(t);
+                    }
+                    for seg in &p.segments {
+                        let mut seg = *seg;
+                        seg.start += offset;
+                        seg.tensor = seg.tensor.map(|t| t + first);
+                        out.segments.push(seg);
+                    }
+                    (p.format, p.header_length)
+                }
+                _ => return Err(Error::InvalidArgument("a folder file needs a plan, a directory none")),
+            };
+            out.files.push(FileInfo {
+                path: entry.path.clone(),
+                kind: entry.kind,
+                offset,
+                length: if entry.kind == FileKind::File { entry.length } else { 0 },
+                mode: entry.mode & 0o7777,
+                mtime_ns: entry.mtime_ns,
+                source_format: format,
+                source_header_length: header_length,
+            });
+            if entry.kind == FileKind::File {
+                offset += entry.length;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Total bytes of the virtual space the plan lays out.
+    pub fn virtual_size(&self) -> u64 {
+        self.segments.last().map_or(0, |s| s.start + s.len)
+    }
 }
 
 fn read_prefix<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<u8>> {
@@ -83,6 +168,7 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
                 offset: t.offset,
                 length: t.length,
                 storage_kind: StorageKind::Stored,
+                file: None,
             })
             .collect();
         (SourceFormat::Gguf, header.data_offset.min(file_len), tensors)
@@ -100,6 +186,7 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
                 offset: t.offset,
                 length: t.length,
                 storage_kind: StorageKind::Stored,
+                file: None,
             })
             .collect();
         (SourceFormat::Safetensors, header_length, tensors)
@@ -111,9 +198,10 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
     let mut order: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].length > 0).collect();
     order.sort_by_key(|&i| tensors[i].offset);
     let mut segments = Vec::new();
+    let content_defined = format == SourceFormat::Raw;
     let push_gap = |segments: &mut Vec<Segment>, from: u64, to: u64| {
         if to > from {
-            segments.push(Segment { start: from, len: to - from, width: 1, tensor: None });
+            segments.push(Segment { start: from, len: to - from, width: 1, tensor: None, content_defined });
         }
     };
     push_gap(&mut segments, 0, header_length);
@@ -133,7 +221,7 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
             Some(g) => dtype::ggml_group_width(g),
             None => dtype::float_width(&t.dtype),
         };
-        segments.push(Segment { start: t.offset, len: t.length, width, tensor: Some(i) });
+        segments.push(Segment { start: t.offset, len: t.length, width, tensor: Some(i), content_defined: false });
         pos = t.offset + t.length;
     }
     push_gap(&mut segments, pos, file_len);
@@ -142,7 +230,7 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
             t.storage_kind = StorageKind::Empty;
         }
     }
-    Ok(Plan { format, header_length, tensors, segments })
+    Ok(Plan { format, header_length, tensors, segments, files: Vec::new() })
 }
 
 /// Where blocks end inside a segment.
@@ -181,6 +269,61 @@ impl Chunker for FixedChunker {
     fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize {
         self.step(segment.width).min(data.len())
     }
+}
+
+/// Content-defined cutting (FastCDC, 2020) of segments that ask for it;
+/// fixed-size blocks of whole elements for the rest. Blocks are at most
+/// `block_size` (and 16 MiB) long, half of that on average, an eighth at
+/// least. Measured on a 20 MB text file with 100 bytes inserted (README):
+/// a quarter-size average cost 4.4% more archive than fixed blocks, half
+/// 1.4%, the full size 0.1% less but 9x the bytes for the edit.
+#[cfg(feature = "cdc")]
+#[derive(Debug, Clone, Copy)]
+pub struct CdcChunker {
+    fixed: FixedChunker,
+    min: usize,
+    avg: usize,
+    max: usize,
+}
+
+#[cfg(feature = "cdc")]
+impl CdcChunker {
+    pub fn new(block_size: u32) -> Self {
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+        let even = |n: usize| n & !1;
+        let max = even((block_size as usize).clamp(MAXIMUM_MIN, MAXIMUM_MAX));
+        let avg = even((max / 2).clamp(AVERAGE_MIN, AVERAGE_MAX));
+        let min = even((max / 8).clamp(MINIMUM_MIN, MINIMUM_MAX));
+        CdcChunker { fixed: FixedChunker::new(block_size), min, avg, max }
+    }
+}
+
+#[cfg(feature = "cdc")]
+impl Chunker for CdcChunker {
+    fn max_block(&self) -> usize {
+        self.fixed.max_block().max(self.max)
+    }
+
+    fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize {
+        if !segment.content_defined {
+            return self.fixed.cut(segment, data);
+        }
+        let window = &data[..data.len().min(self.max)];
+        // A cut depends only on the bytes from the block's start, so the
+        // same content gives the same blocks wherever it sits in the file.
+        let (_, end) = fastcdc::v2020::FastCDC::new(window, self.min, self.avg, self.max).cut(0, window.len());
+        end.clamp(1, window.len())
+    }
+}
+
+/// How blocks are cut from bytes that have no tensors to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunking {
+    /// Fixed-size blocks.
+    Fixed,
+    /// Content-defined blocks (FastCDC): an edit or insertion moves only
+    /// the blocks around it, so the rest still deduplicates.
+    ContentDefined,
 }
 
 /// One block cut from the source, ready to encode.

@@ -234,7 +234,11 @@ impl<R: ReadAt> Archive<R> {
             }
             let mut head = [0u8; MANIFEST_HEADER_SIZE];
             meta.read_exact_at(manifest_offset, &mut head)?;
-            ManifestView::parse(&head, manifest_offset, manifest_length, footer.virtual_size.get())?
+            let files = header.incompat_features.get() & features::FILES != 0;
+            let view = ManifestView::parse(&head, manifest_offset, manifest_length, footer.virtual_size.get(), files)?;
+            #[cfg(feature = "alloc")]
+            view.check_files(&meta)?;
+            view
         };
         let archive = Archive {
             src,
@@ -270,9 +274,13 @@ impl<R: ReadAt> Archive<R> {
         }
         // Forward compatibility (spec section 4): unknown incompatible
         // features refuse the archive; unknown compatible ones are ignored.
-        let unknown = header.incompat_features.get() & !features::KNOWN_INCOMPAT;
+        let incompat = header.incompat_features.get();
+        let unknown = incompat & !features::KNOWN_INCOMPAT;
         if unknown != 0 {
             return Err(Error::UnsupportedFeatures { minor, bits: unknown, known: features::KNOWN_MINOR });
+        }
+        if minor < features::minor_for(incompat) {
+            return Err(Error::invalid("header version_minor", 10, "lower than its features need"));
         }
         if header.reserved != [0; 24] {
             return Err(Error::invalid("header reserved bytes", 32, "must be zero"));
@@ -851,6 +859,46 @@ impl<R: ReadAt> Archive<R> {
         Err(Error::NotFound { what: "tensor" })
     }
 
+    /// Entries of the file table (0 unless this is a folder archive).
+    pub fn file_count(&self) -> u32 {
+        self.manifest.file_count()
+    }
+
+    /// File record `index`, checked.
+    pub fn file_record(&self, index: u32) -> Result<crate::layout::FileRecord> {
+        self.manifest.file(&self.meta(), index)
+    }
+
+    /// Index of the file at `path` (a binary search: paths are sorted).
+    pub fn find_file(&self, path: &str) -> Result<u32> {
+        let meta = self.meta();
+        let (mut lo, mut hi) = (0u32, self.file_count());
+        let mut chunk = [0u8; 64];
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let r = self.manifest.file(&meta, mid)?;
+            // Compare the stored path with `path` byte by byte, in chunks.
+            let (at, len) = (r.path_offset.get(), r.path_length.get() as usize);
+            let mut order = core::cmp::Ordering::Equal;
+            let mut done = 0usize;
+            while done < len.min(path.len()) && order == core::cmp::Ordering::Equal {
+                let n = (len.min(path.len()) - done).min(chunk.len());
+                meta.read_exact_at(self.manifest.string_offset(at) + done as u64, &mut chunk[..n])?;
+                order = chunk[..n].cmp(&path.as_bytes()[done..done + n]);
+                done += n;
+            }
+            if order == core::cmp::Ordering::Equal {
+                order = len.cmp(&path.len());
+            }
+            match order {
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+                core::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(Error::NotFound { what: "file" })
+    }
+
     /// Tensor record `index`, checked.
     pub fn tensor_record(&self, index: u32) -> Result<crate::layout::TensorRecord> {
         self.manifest.tensor(&self.meta(), index)
@@ -1077,6 +1125,11 @@ mod owned {
         /// The whole manifest, decoded (from the bytes kept at open).
         pub fn manifest(&self) -> Result<Manifest> {
             self.manifest.decode(&self.meta())
+        }
+
+        /// File `index` of a folder archive, decoded.
+        pub fn file_info(&self, index: u32) -> Result<crate::manifest::FileInfo> {
+            self.manifest.file_info(&self.meta(), index)
         }
 
         /// Tensor `index`, decoded.

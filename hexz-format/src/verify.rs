@@ -205,7 +205,7 @@ fn check_manifest<R: ReadAt>(archive: &Archive<R>, block_starts: &BTreeSet<u64>,
 pub fn check_source_header<R: ReadAt>(archive: &Archive<R>, manifest: &crate::manifest::Manifest, report: &mut Report) {
     let mismatch = |report: &mut Report, e: &dyn core::fmt::Display| report.push("source header", e.to_string());
     let declared: Vec<(String, u64, u64)> = match manifest.source_format {
-        SourceFormat::Raw => return,
+        SourceFormat::Raw | SourceFormat::Folder => return,
         SourceFormat::Gguf => match archive.gguf_header() {
             Ok((_, h)) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
             Err(e) => return mismatch(report, &e),

@@ -25,11 +25,11 @@ use crate::codec::{delta_width, BlockEncoder, Compression};
 use crate::error::{Error, Result};
 use crate::layout::{
     limits, short_checksum, BlockEntry, CodecId, DirectoryEntry, FileHeader, FilterId, Footer, SourceFormat,
-    StorageKind, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, VERSION_MAJOR, VERSION_MINOR,
+    StorageKind, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, VERSION_MAJOR,
 };
 use crate::manifest::{Manifest, MetadataValue, ParentRef};
-pub use crate::plan::BlockJob;
-use crate::plan::{plan, Cutter, FixedChunker, Plan};
+use crate::plan::{plan, Chunker, Cutter, FixedChunker, Plan, Segment};
+pub use crate::plan::{BlockJob, Chunking};
 use crate::reader::{Archive, Workspace};
 use crate::source::ReadAt;
 
@@ -59,6 +59,8 @@ pub struct StoreOptions {
     /// Bytes a parallel store may hold in blocks and encoder buffers; it
     /// runs fewer workers and fewer blocks in flight to stay inside it.
     pub memory_budget: usize,
+    /// How bytes without tensors (raw files) are cut.
+    pub chunking: Chunking,
 }
 
 impl Default for StoreOptions {
@@ -71,6 +73,50 @@ impl Default for StoreOptions {
             entries_per_page: DEFAULT_ENTRIES_PER_PAGE,
             raw: false,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            chunking: DEFAULT_CHUNKING,
+        }
+    }
+}
+
+/// Content-defined where this build can (README, Measured).
+#[cfg(feature = "cdc")]
+pub const DEFAULT_CHUNKING: Chunking = Chunking::ContentDefined;
+#[cfg(not(feature = "cdc"))]
+pub const DEFAULT_CHUNKING: Chunking = Chunking::Fixed;
+
+/// The chunker a store with `opts` uses.
+pub fn chunker(opts: &StoreOptions) -> Result<AnyChunker> {
+    match opts.chunking {
+        Chunking::Fixed => Ok(AnyChunker::Fixed(FixedChunker::new(opts.block_size))),
+        #[cfg(feature = "cdc")]
+        Chunking::ContentDefined => Ok(AnyChunker::ContentDefined(crate::plan::CdcChunker::new(opts.block_size))),
+        #[cfg(not(feature = "cdc"))]
+        Chunking::ContentDefined => Err(Error::InvalidArgument("content-defined chunking needs the cdc feature")),
+    }
+}
+
+/// Either chunker, chosen by [`chunker`].
+#[derive(Debug, Clone, Copy)]
+pub enum AnyChunker {
+    Fixed(FixedChunker),
+    #[cfg(feature = "cdc")]
+    ContentDefined(crate::plan::CdcChunker),
+}
+
+impl Chunker for AnyChunker {
+    fn max_block(&self) -> usize {
+        match self {
+            AnyChunker::Fixed(c) => c.max_block(),
+            #[cfg(feature = "cdc")]
+            AnyChunker::ContentDefined(c) => c.max_block(),
+        }
+    }
+
+    fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize {
+        match self {
+            AnyChunker::Fixed(c) => c.cut(segment, data),
+            #[cfg(feature = "cdc")]
+            AnyChunker::ContentDefined(c) => c.cut(segment, data),
         }
     }
 }
@@ -107,6 +153,7 @@ impl StoreOptions {
             }
         }
         BlockEncoder::new(self.compression)?;
+        chunker(self)?;
         Ok(())
     }
 
@@ -323,6 +370,8 @@ struct TensorBlocks {
 /// written next; [`finish`](Self::finish) returns the closing bytes.
 pub struct ArchiveWriter {
     entries_per_page: u32,
+    /// Incompatible features the archive uses (header, spec section 4).
+    incompat: u64,
     written: u64,
     entries: Vec<BlockEntry>,
     first_location: BTreeMap<[u8; 32], BlockEntry>,
@@ -335,8 +384,10 @@ pub struct ArchiveWriter {
 impl ArchiveWriter {
     /// A writer for a source planned as `plan` of `source_size` bytes.
     pub fn new(opts: &StoreOptions, plan: &Plan, source_size: u64) -> Self {
+        let incompat = if plan.files.is_empty() { 0 } else { crate::layout::features::FILES };
         ArchiveWriter {
             entries_per_page: opts.entries_per_page,
+            incompat,
             written: HEADER_SIZE as u64,
             entries: Vec::new(),
             first_location: BTreeMap::new(),
@@ -367,7 +418,7 @@ impl ArchiveWriter {
     /// The archive's first bytes.
     pub fn header_bytes(&self) -> [u8; HEADER_SIZE] {
         let mut bytes = [0u8; HEADER_SIZE];
-        bytes.copy_from_slice(file_header().as_bytes());
+        bytes.copy_from_slice(file_header(self.incompat).as_bytes());
         bytes
     }
 
@@ -477,6 +528,7 @@ impl ArchiveWriter {
             tensors: plan.tensors,
             metadata: metadata.to_vec(),
             parent,
+            files: plan.files,
         }
         .encode()?;
         let manifest_offset = self.written + tail.len() as u64;
@@ -509,14 +561,15 @@ impl ArchiveWriter {
     }
 }
 
-/// The fixed header every version-1 archive starts with.
-pub fn file_header() -> FileHeader {
+/// The fixed header of a version-1 archive using `incompat` features: minor
+/// version 0 when it uses none, so readers of 1.0 read it.
+pub fn file_header(incompat: u64) -> FileHeader {
     let mut header = FileHeader {
         magic: HEADER_MAGIC,
         version_major: U16::new(VERSION_MAJOR),
-        version_minor: U16::new(VERSION_MINOR),
+        version_minor: U16::new(crate::layout::features::minor_for(incompat)),
         header_size: U32::new(HEADER_SIZE as u32),
-        incompat_features: U64::new(0),
+        incompat_features: U64::new(incompat),
         compat_features: U64::new(0),
         reserved: [0; 24],
         checksum: U64::new(0),
@@ -541,13 +594,33 @@ where
     P: ReadAt,
 {
     opts.validate()?;
-    let plan = plan(src, opts.raw)?;
+    store_plan(src, plan(src, opts.raw)?, out, opts, parent, progress)
+}
+
+/// [`store`] of a source already planned (a folder's files laid end to
+/// end, planned by [`Plan::folder`]).
+pub fn store_plan<R, P>(
+    src: &R,
+    plan: Plan,
+    out: &mut dyn FnMut(&[u8]) -> Result<()>,
+    opts: &StoreOptions,
+    parent: Option<ParentSpec<'_, P>>,
+    progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<StoreReport>
+where
+    R: ReadAt + ?Sized,
+    P: ReadAt,
+{
+    opts.validate()?;
+    if plan.virtual_size() != src.len() {
+        return Err(Error::InvalidArgument("the plan does not cover the source"));
+    }
     let parent_archive = parent.as_ref().map(|p| p.archive);
     let index = ParentIndex::build(parent_archive, &plan)?;
     let mut state = EncodeState::new(opts.compression, parent_archive)?;
     let mut writer = ArchiveWriter::new(opts, &plan, src.len());
     out(&writer.header_bytes())?;
-    let mut cutter = Cutter::new(src, &plan, &index.bases, FixedChunker::new(opts.block_size));
+    let mut cutter = Cutter::new(src, &plan, &index.bases, chunker(opts)?);
     let mut decision = None;
     while let Some(job) = cutter.next_block()? {
         let choice = if job.leads { FilterChoice::Lead } else { FilterChoice::Follow(decision) };

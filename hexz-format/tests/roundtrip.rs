@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use hexz_format::writer::{store_vec, Chunking, ParentSpec, StoreOptions};
 use hexz_format::{Archive, Compression};
 use hexz_format::{SourceFormat, StorageKind};
 use proptest::prelude::*;
@@ -79,12 +80,51 @@ fn raw_files_use_fixed_blocks_and_dedup() {
     }
     src.extend_from_slice(b"tail");
     check_round_trip(&src, 4096);
-    let hxz = store_bytes(&src, Compression::zstd(3), 4096);
+    let opts = StoreOptions {
+        compression: Compression::zstd(3),
+        block_size: 4096,
+        chunking: Chunking::Fixed,
+        ..StoreOptions::default()
+    };
+    let hxz = store_vec::<_, &[u8]>(src.as_slice(), &opts, None).unwrap().0;
     let archive = Archive::open(hxz.as_slice()).unwrap();
     assert_eq!(archive.manifest().unwrap().source_format, SourceFormat::Raw);
     assert_eq!(archive.block_count(), 6);
     // Five identical 4 KiB blocks are stored once: the archive is far smaller than the input.
     assert!(hxz.len() < 2 * 4096 + 2048, "archive is {} bytes", hxz.len());
+}
+
+/// Content-defined blocks: an insertion near the start of a raw file moves
+/// only the blocks around it, so a store against the original references
+/// almost everything.
+#[test]
+fn content_defined_blocks_survive_an_insertion() {
+    let mut rng = Rng(8);
+    let words: Vec<Vec<u8>> =
+        (0..500).map(|_| (0..1 + rng.below(8)).map(|_| b'a' + rng.below(26) as u8).collect()).collect();
+    let mut original = Vec::new();
+    while original.len() < 3 << 20 {
+        original.extend_from_slice(&words[rng.below(500) as usize]);
+        original.push(if rng.below(10) == 0 { b'\n' } else { b' ' });
+    }
+    let mut edited = original[..5000].to_vec();
+    edited
+        .extend_from_slice(b"a hundred bytes inserted here, then the rest of the file follows as it was before......!");
+    edited.extend_from_slice(&original[5000..]);
+    for (chunking, most) in [(Chunking::ContentDefined, 0.05), (Chunking::Fixed, 2.0)] {
+        let opts = StoreOptions { chunking, block_size: 256 << 10, ..StoreOptions::default() };
+        let (base, _) = store_vec::<_, &[u8]>(original.as_slice(), &opts, None).unwrap();
+        let parent = Archive::open(base.as_slice()).unwrap();
+        let spec = ParentSpec { archive: &parent, hint: "o.hxz".into() };
+        let (child, report) = store_vec(edited.as_slice(), &opts, Some(spec)).unwrap();
+        let share = child.len() as f64 / edited.len() as f64;
+        assert!(share < most, "{chunking:?}: the child is {share:.3} of the file ({report:?})");
+        if chunking == Chunking::ContentDefined {
+            assert!(report.parent_blocks >= report.blocks - 3, "{report:?}");
+        }
+        let opened = Archive::open(child.as_slice()).unwrap().with_ancestors(vec![parent]).unwrap();
+        assert!(opened.read_vec(0, edited.len() as u64).unwrap() == edited);
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use hexz_format::writer::{store_vec, ParentSpec, StoreOptions};
+use hexz_format::writer::{store_vec, Chunking, ParentSpec, StoreOptions};
 use hexz_format::{Archive, Compression, FilterId};
 
 struct Vector {
@@ -31,9 +31,17 @@ const VECTORS: &[Vector] = &[
     Vector { name: "empty-none", source: Vec::new, compression: Compression::None },
 ];
 
-/// Settings all vectors use: small blocks and pages so that several pages exist.
+/// Settings all vectors use: small blocks and pages so that several pages
+/// exist; fixed-size blocks (format 1.0 vectors predate content-defined cuts).
 fn options(compression: Compression) -> StoreOptions {
-    StoreOptions { compression, block_size: 4096, entries_per_page: 2, threads: 2, ..StoreOptions::default() }
+    StoreOptions {
+        compression,
+        block_size: 4096,
+        entries_per_page: 2,
+        threads: 2,
+        chunking: Chunking::Fixed,
+        ..StoreOptions::default()
+    }
 }
 
 fn dir() -> PathBuf {

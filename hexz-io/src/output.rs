@@ -30,16 +30,31 @@ use crate::reader::RangeSink;
 static LIVE_TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Remove every temporary this process is writing (from a signal handler
-/// thread, before exiting). Commits hold the same lock while they rename.
+/// thread, before exiting): files, and folders being extracted. Commits
+/// hold the same lock while they rename.
 pub fn remove_registered_temporaries() {
     let live = LIVE_TEMPORARIES.lock().unwrap_or_else(|p| p.into_inner());
     for path in live.iter() {
-        let _ = std::fs::remove_file(path);
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::remove_dir_all(path);
+        } else {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
 fn register(path: &Path) {
     LIVE_TEMPORARIES.lock().unwrap_or_else(|p| p.into_inner()).push(path.to_path_buf());
+}
+
+/// Register a temporary (a folder being extracted) for signal cleanup.
+pub(crate) fn register_temporary(path: &Path) {
+    register(path);
+}
+
+/// Forget a temporary registered with [`register_temporary`].
+pub(crate) fn unregister_temporary(path: &Path) {
+    unregister_locked(&mut LIVE_TEMPORARIES.lock().unwrap_or_else(|p| p.into_inner()), path);
 }
 
 fn unregister_locked(live: &mut Vec<PathBuf>, path: &Path) {
@@ -79,7 +94,16 @@ pub fn stale_temporaries(dir: &Path) -> Vec<PathBuf> {
 
 /// Remove the stale temporaries in `dir`; returns what was removed.
 pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
-    stale_temporaries(dir).into_iter().filter(|p| std::fs::remove_file(p).is_ok()).collect()
+    stale_temporaries(dir)
+        .into_iter()
+        .filter(|p| {
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(p).is_ok()
+            } else {
+                std::fs::remove_file(p).is_ok()
+            }
+        })
+        .collect()
 }
 
 /// A file being written under a temporary name next to its destination;

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use hexz_format::manifest::{ParentRef, TensorInfo};
+use hexz_format::manifest::{FileInfo, ParentRef, TensorInfo};
 use hexz_format::reader::Workspace;
 use hexz_format::{Archive, ReadAt, SourceFormat};
 
@@ -29,6 +29,8 @@ pub struct Reader {
     locations: Vec<Location>,
     tensors: Vec<TensorInfo>,
     by_name: HashMap<String, usize>,
+    /// Folder archives: every file and directory, sorted by path.
+    files: Vec<FileInfo>,
     parent: Option<ParentRef>,
     pool: WorkspacePool,
 }
@@ -73,7 +75,15 @@ impl Reader {
         let pool = WorkspacePool::new(size, slots.min(by_budget));
         // One workspace now: reads from one thread at a time never allocate.
         drop(pool.acquire().map_err(at)?);
-        Ok(Reader { archive, locations, tensors: manifest.tensors, by_name, parent: manifest.parent, pool })
+        Ok(Reader {
+            archive,
+            locations,
+            tensors: manifest.tensors,
+            by_name,
+            files: manifest.files,
+            parent: manifest.parent,
+            pool,
+        })
     }
 
     /// The archive, with its chain attached.
@@ -114,6 +124,28 @@ impl Reader {
     /// The tensor called `name`, and its index.
     pub fn tensor(&self, name: &str) -> Option<(usize, &TensorInfo)> {
         self.by_name.get(name).map(|&i| (i, &self.tensors[i]))
+    }
+
+    /// Folder archives: every file and directory, sorted by path (empty
+    /// for a single-file archive).
+    pub fn files(&self) -> &[FileInfo] {
+        &self.files
+    }
+
+    /// The file at `path` of a folder archive, and its index.
+    pub fn file(&self, path: &str) -> Option<(usize, &FileInfo)> {
+        let i = self.files.binary_search_by(|f| f.path.as_bytes().cmp(path.as_bytes())).ok()?;
+        Some((i, &self.files[i]))
+    }
+
+    /// The file holding virtual `offset` (folder archives).
+    pub fn file_at(&self, offset: u64) -> Option<(usize, &FileInfo)> {
+        let i = self.files.partition_point(|f| f.offset <= offset).checked_sub(1)?;
+        let regular = self.files[..=i]
+            .iter()
+            .rposition(|f| f.kind == hexz_format::layout::FileKind::File && f.length > 0 && f.offset <= offset)?;
+        let f = &self.files[regular];
+        (offset < f.offset + f.length).then_some((regular, f))
     }
 
     /// Read slots: reads that may run at once, and the scratch each holds.

@@ -18,9 +18,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hexz_format::manifest::ParentRef;
-use hexz_format::plan::{plan, Cutter, FixedChunker};
+use hexz_format::plan::{plan, Cutter, Plan};
 use hexz_format::writer::{
-    encode_block, ArchiveWriter, EncodeState, EncodedJob, FilterChoice, ParentIndex, StoreOptions, StoreReport,
+    chunker, encode_block, ArchiveWriter, EncodeState, EncodedJob, FilterChoice, ParentIndex, StoreOptions, StoreReport,
 };
 use hexz_format::{Archive, ErrorCode, FilterId, ReadAt};
 
@@ -102,8 +102,43 @@ pub fn store_parallel(
     progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<StoreReport> {
     opts.validate()?;
-    let at_src = |e| Error::At { location: src_name.clone(), source: e };
-    let plan = plan(src, opts.raw).map_err(at_src)?;
+    let plan = plan(src, opts.raw).map_err(|e| Error::At { location: src_name.clone(), source: e })?;
+    store_plan_parallel(src, plan, src_name, out, out_name, opts, parent, progress)
+}
+
+/// [`store_parallel`] of a source already planned (a folder's files laid
+/// end to end). Source errors are named `src_name`, or the file they fall
+/// in for a folder.
+#[allow(clippy::too_many_arguments)]
+pub fn store_plan_parallel(
+    src: &(dyn ReadAt + Sync),
+    plan: Plan,
+    src_name: &Location,
+    out: &mut dyn Write,
+    out_name: &Path,
+    opts: &StoreOptions,
+    parent: Option<Parent<'_>>,
+    progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+) -> Result<StoreReport> {
+    opts.validate()?;
+    if plan.virtual_size() != src.len() {
+        return Err(Error::Format(hexz_format::Error::InvalidArgument("the plan does not cover the source")));
+    }
+    let at_src = |e: hexz_format::Error| {
+        // In a folder, name the file the failing offset falls in.
+        let offset = match e.innermost().1 {
+            hexz_format::Error::Io { offset, .. } | hexz_format::Error::Truncated { offset, .. } => Some(*offset),
+            _ => None,
+        };
+        let file = offset.and_then(|o| {
+            plan.files.iter().rev().find(|f| f.kind == hexz_format::layout::FileKind::File && f.offset <= o)
+        });
+        let location = match (src_name, file) {
+            (Location::Path(root), Some(f)) => Location::Path(root.join(&f.path)),
+            _ => src_name.clone(),
+        };
+        Error::At { location, source: e }
+    };
     let parent_archive = parent.as_ref().map(|p| p.archive);
     let parent_chain = parent.as_ref().map_or(&[][..], |p| p.chain);
     // Depths as seen from the child: depth 1 is the parent, `chain[0]` of its reader.
@@ -175,7 +210,8 @@ pub fn store_parallel(
 
         // The cutter: reads the source in order, hashing it.
         let cutter = scope.spawn(move || -> std::result::Result<[u8; 32], hexz_format::Error> {
-            let mut cutter = Cutter::new(src, plan_ref, &index.bases, FixedChunker::new(opts.block_size));
+            let chunker = chunker(opts).map_err(|_| hexz_format::Error::InvalidArgument("chunking not available"))?;
+            let mut cutter = Cutter::new(src, plan_ref, &index.bases, chunker);
             let mut decision = Arc::new(Decision::default());
             while let Some(job) = cutter.next_block()? {
                 if permit_tx.send(()).is_err() || stop.load(Ordering::Relaxed) {
