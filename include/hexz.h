@@ -63,14 +63,29 @@
 // Source format: GGUF.
 #define HEXZ_SOURCE_GGUF 2
 
-// Compression for hexz_store: none.
-#define HEXZ_COMPRESSION_NONE 0
+// Source format of a folder archive (format 1.1): files laid end to end; see hexz_file_count.
+#define HEXZ_SOURCE_FOLDER 3
+
+// File kind: a regular file.
+#define HEXZ_FILE_REGULAR 0
+
+// File kind: a directory (listed so that empty ones are kept; no bytes).
+#define HEXZ_FILE_DIRECTORY 1
+
+// Compression for hexz_store: zstd, the default (level from hexz_store_options.level).
+#define HEXZ_COMPRESSION_ZSTD 0
 
 // Compression for hexz_store: lz4.
 #define HEXZ_COMPRESSION_LZ4 1
 
-// Compression for hexz_store: zstd (level from hexz_store_options.level).
-#define HEXZ_COMPRESSION_ZSTD 2
+// Compression for hexz_store: none.
+#define HEXZ_COMPRESSION_NONE 2
+
+// Chunking for hexz_store: content-defined cuts of raw files (FastCDC), the default.
+#define HEXZ_CHUNKING_CONTENT_DEFINED 0
+
+// Chunking for hexz_store: fixed-size blocks everywhere.
+#define HEXZ_CHUNKING_FIXED 1
 
 // ggml_type of tensors that do not come from GGUF.
 #define HEXZ_NO_GGML_TYPE 4294967295
@@ -264,13 +279,33 @@ typedef struct {
   uint32_t storage_kind;
 } hexz_tensor_info;
 
+// One file of a folder archive. `path` is borrowed from the archive (valid until hexz_close).
+typedef struct {
+  // Relative path with `/` separators, NUL-terminated (path_len bytes before the NUL).
+  const char *path;
+  size_t path_len;
+  // HEXZ_FILE_REGULAR or HEXZ_FILE_DIRECTORY.
+  uint32_t kind;
+  // HEXZ_SOURCE_RAW, _SAFETENSORS or _GGUF: what the file is.
+  uint32_t source_format;
+  // Where the file's bytes start in the archive's virtual space (the
+  // space hexz_read_range reads and tensor offsets point into).
+  uint64_t offset;
+  // Bytes of the file (0 for a directory).
+  uint64_t length;
+  // Permission bits.
+  uint32_t mode;
+  // Modification time in nanoseconds since the Unix epoch; 0 when unknown.
+  int64_t mtime_ns;
+} hexz_file_info;
+
 // Options for hexz_store. Initialize with HEXZ_STORE_OPTIONS_INIT, then
 // set fields; every 0 or NULL means the default (zstd at the default
 // levels, 1 MiB blocks, one thread per core). Pass NULL for all defaults.
 typedef struct {
   // sizeof(hexz_store_options) as the caller compiled it (set by the _INIT macro).
   size_t struct_size;
-  // HEXZ_COMPRESSION_ZSTD (0 means zstd too), _LZ4 or _NONE.
+  // HEXZ_COMPRESSION_ZSTD (0, the default), _LZ4 or _NONE.
   uint32_t compression;
   // zstd level 1..=22 for every block; 0 means the default: 3 for plain
   // blocks, 1 for byte-grouped and delta blocks. Only with zstd.
@@ -287,8 +322,9 @@ typedef struct {
   // Nonzero: refuse (HEXZ_STATUS_INVALID_ARGUMENT) when `dst` exists,
   // atomically; zero: replace it atomically.
   uint32_t no_clobber;
-  // Must be 0.
-  uint32_t reserved;
+  // How bytes without tensors (raw files) are cut: HEXZ_CHUNKING_CONTENT_DEFINED
+  // (0, the default) or HEXZ_CHUNKING_FIXED.
+  uint32_t chunking;
 } hexz_store_options;
 
 // What hexz_store did.
@@ -400,6 +436,31 @@ hexz_status hexz_read_tensor(const hexz_archive *archive, size_t index, uint8_t 
 // Statuses: as hexz_read_tensor, plus OUT_OF_RANGE.
 hexz_status hexz_read_range(const hexz_archive *archive, uint64_t offset, uint8_t *buf, size_t len);
 
+// Number of files and directories of a folder archive (format 1.1),
+// sorted by path; 0 for a single-file archive, whose virtual space is its
+// one file.
+//
+// Statuses: OK; NULL_ARGUMENT.
+hexz_status hexz_file_count(const hexz_archive *archive, size_t *out_count);
+
+// Describe file `index` (0 ≤ index < hexz_file_count).
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (index out of range).
+hexz_status hexz_file_get_info(const hexz_archive *archive, size_t index, hexz_file_info *out);
+
+// Index of the file at `path` (NUL-terminated, `/`-separated, as
+// hexz_file_get_info gives it).
+//
+// Statuses: OK; NULL_ARGUMENT; NOT_FOUND.
+hexz_status hexz_find_file(const hexz_archive *archive, const char *path, size_t *out_index);
+
+// Read bytes [offset, offset + len) of file `index` of a folder archive
+// into `buf`: OUT_OF_RANGE past the file's end (even when `len` is 0).
+// When the read fails after it began, `buf` is zeroed.
+//
+// Statuses: as hexz_read_range, plus INVALID_ARGUMENT (index out of range).
+hexz_status hexz_read_file_range(const hexz_archive *archive, size_t index, uint64_t offset, uint8_t *buf, size_t len);
+
 // The original file's own header, verbatim (safetensors: 8-byte length and
 // JSON; GGUF: everything before the tensor data). Borrowed until
 // hexz_close. Raw files have none: `*out_data` is NULL and `*out_len` 0.
@@ -418,7 +479,8 @@ hexz_status hexz_source_header(const hexz_archive *archive, const uint8_t **out_
 // Statuses: OK; NULL_ARGUMENT; IO; UNSUPPORTED; and the read statuses of hexz_read_range.
 hexz_status hexz_memfd(const hexz_archive *archive, int *out_fd);
 
-// Store the file at `src` into a new archive at `dst`, written under a
+// Store the file or folder at `src` into a new archive at `dst` (a folder
+// becomes a folder archive, format 1.1), written under a
 // temporary name and renamed into place when complete (replacing `dst`,
 // or refusing when it exists with `no_clobber`). `opts` and `out_report`
 // may be NULL. Never blocks on a FIFO; refuses a `dst` that is the source

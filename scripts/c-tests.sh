@@ -42,7 +42,9 @@ valgrind --quiet --error-exitcode=99 --suppressions=bindings/c/tests/valgrind.su
   --errors-for-leak-kinds=definite,indirect,possible \
   "$work/build/test_hexz" "$work/gemma-lz4.hxz" "$models/gemma.gguf" "$work/dump.txt"
 mkdir -p "$work/faults"
-"$work/build/test_faults" "$work/gemma-zstd.hxz" "$work/faults"
+[ -d "$models/minilm-sharded" ] || python3 tests/make_folders.py "$models" >/dev/null
+target/release/hexz -q store "$models/minilm-sharded" "$work/folder.hxz"
+"$work/build/test_faults" "$work/gemma-zstd.hxz" "$work/faults" "$work/folder.hxz" "$models/minilm-sharded"
 
 # ThreadSanitizer over the thread test: clean with the shipped suppressions,
 # and still catching a race planted in the C code.

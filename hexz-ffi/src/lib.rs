@@ -41,18 +41,35 @@ pub const HEXZ_SOURCE_RAW: u32 = 0;
 pub const HEXZ_SOURCE_SAFETENSORS: u32 = 1;
 /// Source format: GGUF.
 pub const HEXZ_SOURCE_GGUF: u32 = 2;
+/// Source format of a folder archive (format 1.1): files laid end to end; see hexz_file_count.
+pub const HEXZ_SOURCE_FOLDER: u32 = 3;
 const _: () = assert!(
     HEXZ_SOURCE_RAW == SourceFormat::Raw as u32
         && HEXZ_SOURCE_SAFETENSORS == SourceFormat::Safetensors as u32
         && HEXZ_SOURCE_GGUF == SourceFormat::Gguf as u32
+        && HEXZ_SOURCE_FOLDER == SourceFormat::Folder as u32
 );
 
-/// Compression for hexz_store: none.
-pub const HEXZ_COMPRESSION_NONE: u32 = 0;
+/// File kind: a regular file.
+pub const HEXZ_FILE_REGULAR: u32 = 0;
+/// File kind: a directory (listed so that empty ones are kept; no bytes).
+pub const HEXZ_FILE_DIRECTORY: u32 = 1;
+const _: () = assert!(
+    HEXZ_FILE_REGULAR == hexz_format::layout::FileKind::File as u32
+        && HEXZ_FILE_DIRECTORY == hexz_format::layout::FileKind::Directory as u32
+);
+
+/// Compression for hexz_store: zstd, the default (level from hexz_store_options.level).
+pub const HEXZ_COMPRESSION_ZSTD: u32 = 0;
 /// Compression for hexz_store: lz4.
 pub const HEXZ_COMPRESSION_LZ4: u32 = 1;
-/// Compression for hexz_store: zstd (level from hexz_store_options.level).
-pub const HEXZ_COMPRESSION_ZSTD: u32 = 2;
+/// Compression for hexz_store: none.
+pub const HEXZ_COMPRESSION_NONE: u32 = 2;
+
+/// Chunking for hexz_store: content-defined cuts of raw files (FastCDC), the default.
+pub const HEXZ_CHUNKING_CONTENT_DEFINED: u32 = 0;
+/// Chunking for hexz_store: fixed-size blocks everywhere.
+pub const HEXZ_CHUNKING_FIXED: u32 = 1;
 
 /// ggml_type of tensors that do not come from GGUF.
 pub const HEXZ_NO_GGML_TYPE: u32 = 0xFFFF_FFFF;
@@ -164,6 +181,28 @@ pub struct hexz_tensor_info {
     pub storage_kind: u32,
 }
 
+/// One file of a folder archive. `path` is borrowed from the archive (valid until hexz_close).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hexz_file_info {
+    /// Relative path with `/` separators, NUL-terminated (path_len bytes before the NUL).
+    pub path: *const c_char,
+    pub path_len: usize,
+    /// HEXZ_FILE_REGULAR or HEXZ_FILE_DIRECTORY.
+    pub kind: u32,
+    /// HEXZ_SOURCE_RAW, _SAFETENSORS or _GGUF: what the file is.
+    pub source_format: u32,
+    /// Where the file's bytes start in the archive's virtual space (the
+    /// space hexz_read_range reads and tensor offsets point into).
+    pub offset: u64,
+    /// Bytes of the file (0 for a directory).
+    pub length: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time in nanoseconds since the Unix epoch; 0 when unknown.
+    pub mtime_ns: i64,
+}
+
 /// Reads `len` bytes (never 0) at `offset` of the archive into `buf`;
 /// returns 0 on success, nonzero on failure (short reads are failures).
 /// Called from the threads that read the archive, possibly at once. It must
@@ -179,7 +218,7 @@ pub type hexz_read_at_fn =
 pub struct hexz_store_options {
     /// sizeof(hexz_store_options) as the caller compiled it (set by the _INIT macro).
     pub struct_size: usize,
-    /// HEXZ_COMPRESSION_ZSTD (0 means zstd too), _LZ4 or _NONE.
+    /// HEXZ_COMPRESSION_ZSTD (0, the default), _LZ4 or _NONE.
     pub compression: u32,
     /// zstd level 1..=22 for every block; 0 means the default: 3 for plain
     /// blocks, 1 for byte-grouped and delta blocks. Only with zstd.
@@ -196,8 +235,9 @@ pub struct hexz_store_options {
     /// Nonzero: refuse (HEXZ_STATUS_INVALID_ARGUMENT) when `dst` exists,
     /// atomically; zero: replace it atomically.
     pub no_clobber: u32,
-    /// Must be 0.
-    pub reserved: u32,
+    /// How bytes without tensors (raw files) are cut: HEXZ_CHUNKING_CONTENT_DEFINED
+    /// (0, the default) or HEXZ_CHUNKING_FIXED.
+    pub chunking: u32,
 }
 
 // SAFETY: repr(C), starts with usize struct_size, integers and pointers only.
@@ -212,7 +252,7 @@ unsafe impl Versioned for hexz_store_options {
             base: std::ptr::null(),
             parent_dir: std::ptr::null(),
             no_clobber: 0,
-            reserved: 0,
+            chunking: 0,
         }
     }
 }
@@ -588,6 +628,102 @@ pub unsafe extern "C" fn hexz_read_range(
     })
 }
 
+/// Number of files and directories of a folder archive (format 1.1),
+/// sorted by path; 0 for a single-file archive, whose virtual space is its
+/// one file.
+///
+/// Statuses: OK; NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn hexz_file_count(archive: *const hexz_archive, out_count: *mut usize) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
+        unsafe { write_out(out_count, h.files.len()) }
+    })
+}
+
+/// Describe file `index` (0 ≤ index < hexz_file_count).
+///
+/// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (index out of range).
+#[no_mangle]
+pub unsafe extern "C" fn hexz_file_get_info(
+    archive: *const hexz_archive,
+    index: usize,
+    out: *mut hexz_file_info,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        let f = h.files.get(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
+        let (path, path_len) = tables::c_str_view(&f.path);
+        let info = hexz_file_info {
+            path,
+            path_len,
+            kind: f.kind,
+            source_format: f.source_format,
+            offset: f.offset,
+            length: f.length,
+            mode: f.mode,
+            mtime_ns: f.mtime_ns,
+        };
+        // SAFETY: output pointers are NULL or writable (the header's contract).
+        unsafe { write_out(out, info) }
+    })
+}
+
+/// Index of the file at `path` (NUL-terminated, `/`-separated, as
+/// hexz_file_get_info gives it).
+///
+/// Statuses: OK; NULL_ARGUMENT; NOT_FOUND.
+#[no_mangle]
+pub unsafe extern "C" fn hexz_find_file(
+    archive: *const hexz_archive,
+    path: *const c_char,
+    out_index: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+        let path = unsafe { cstr(path, "path") }?;
+        let index = std::str::from_utf8(path.to_bytes())
+            .ok()
+            .and_then(|p| h.reader.file(p))
+            .map(|(i, _)| i)
+            .ok_or_else(|| FfiError::not_found("no file with that path"))?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
+        unsafe { write_out(out_index, index) }
+    })
+}
+
+/// Read bytes [offset, offset + len) of file `index` of a folder archive
+/// into `buf`: OUT_OF_RANGE past the file's end (even when `len` is 0).
+/// When the read fails after it began, `buf` is zeroed.
+///
+/// Statuses: as hexz_read_range, plus INVALID_ARGUMENT (index out of range).
+#[no_mangle]
+pub unsafe extern "C" fn hexz_read_file_range(
+    archive: *const hexz_archive,
+    index: usize,
+    offset: u64,
+    buf: *mut u8,
+    len: usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        let f = h.files.get(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|end| end > f.length) {
+            return Err(hexz_format::Error::OutOfRange { offset, length: len as u64, size: f.length }.into());
+        }
+        // SAFETY: `buf` is NULL or writable for the given length (the header's contract).
+        let dst = unsafe { buffer(buf, len, "buf") }?;
+        read_checked(h, f.offset + offset, dst)
+    })
+}
+
 /// The original file's own header, verbatim (safetensors: 8-byte length and
 /// JSON; GGUF: everything before the tensor data). Borrowed until
 /// hexz_close. Raw files have none: `*out_data` is NULL and `*out_len` 0.
@@ -637,7 +773,8 @@ pub unsafe extern "C" fn hexz_memfd(archive: *const hexz_archive, out_fd: *mut c
     })
 }
 
-/// Store the file at `src` into a new archive at `dst`, written under a
+/// Store the file or folder at `src` into a new archive at `dst` (a folder
+/// becomes a folder archive, format 1.1), written under a
 /// temporary name and renamed into place when complete (replacing `dst`,
 /// or refusing when it exists with `no_clobber`). `opts` and `out_report`
 /// may be NULL. Never blocks on a FIFO; refuses a `dst` that is the source
@@ -660,9 +797,11 @@ pub unsafe extern "C" fn hexz_store(
         let dst = unsafe { path_arg(dst, "dst") }?;
         // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let o = unsafe { read_options(opts, "hexz_store_options") }?;
-        if o.reserved != 0 {
-            return Err(FfiError::invalid("hexz_store_options.reserved must be 0"));
-        }
+        let chunking = match o.chunking {
+            HEXZ_CHUNKING_CONTENT_DEFINED => hexz_format::writer::Chunking::ContentDefined,
+            HEXZ_CHUNKING_FIXED => hexz_format::writer::Chunking::Fixed,
+            _ => return Err(FfiError::invalid("unknown chunking")),
+        };
         let compression = match o.compression {
             HEXZ_COMPRESSION_NONE | HEXZ_COMPRESSION_LZ4 if o.level != 0 => {
                 return Err(FfiError::invalid("level applies to zstd only"))
@@ -673,8 +812,12 @@ pub unsafe extern "C" fn hexz_store(
             HEXZ_COMPRESSION_ZSTD => hexz_format::Compression::zstd(o.level),
             _ => return Err(FfiError::invalid("unknown compression")),
         };
-        let mut options =
-            hexz_format::writer::StoreOptions { compression, threads: o.threads as usize, ..Default::default() };
+        let mut options = hexz_format::writer::StoreOptions {
+            compression,
+            threads: o.threads as usize,
+            chunking,
+            ..Default::default()
+        };
         if o.block_size != 0 {
             options.block_size = o.block_size;
         }
@@ -686,9 +829,13 @@ pub unsafe extern "C" fn hexz_store(
             // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
             open.search.push(Location::Path(unsafe { path_arg(o.parent_dir, "parent_dir") }?));
         }
-        let report = hexz_io::store_file(&src, &dst, &options, base.as_ref(), &open, o.no_clobber == 0, &|_| {
-            std::ops::ControlFlow::Continue(())
-        })?;
+        let go = |_| std::ops::ControlFlow::Continue(());
+        let force = o.no_clobber == 0;
+        let report = if std::fs::metadata(&src).is_ok_and(|m| m.is_dir()) {
+            hexz_io::store_folder(&src, &dst, &options, base.as_ref(), &open, force, &go)?
+        } else {
+            hexz_io::store_file(&src, &dst, &options, base.as_ref(), &open, force, &go)?
+        };
         // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe {
             write_optional(

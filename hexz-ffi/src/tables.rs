@@ -175,10 +175,22 @@ impl GgufTable {
     }
 }
 
+/// A file of a folder archive, with its path NUL-terminated.
+pub struct FileEntry {
+    pub path: Box<[u8]>,
+    pub kind: u32,
+    pub source_format: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+}
+
 /// An open archive and everything built at open.
 pub struct ArchiveHandle {
     pub reader: Reader,
     pub tensors: Vec<TensorEntry>,
+    pub files: Vec<FileEntry>,
     pub source_header: Vec<u8>,
     pub gguf: Option<GgufTable>,
 }
@@ -212,6 +224,19 @@ impl ArchiveHandle {
                 storage_kind: t.storage_kind as u32,
             });
         }
+        let mut files = Vec::new();
+        files.try_reserve_exact(reader.files().len()).map_err(|_| oom())?;
+        for f in reader.files() {
+            files.push(FileEntry {
+                path: nul_terminated(f.path.as_bytes())?,
+                kind: f.kind as u32,
+                source_format: f.source_format as u32,
+                offset: f.offset,
+                length: f.length,
+                mode: f.mode,
+                mtime_ns: f.mtime_ns,
+            });
+        }
         let source_header = reader.source_header()?;
         let gguf = match reader.source_format() {
             SourceFormat::Gguf => Some(
@@ -220,12 +245,14 @@ impl ArchiveHandle {
             ),
             _ => None,
         };
-        Ok(ArchiveHandle { reader, tensors, source_header, gguf })
+        Ok(ArchiveHandle { reader, tensors, files, source_header, gguf })
     }
 
     /// Bytes held: tables, metadata and read scratch created so far.
     pub fn memory_bytes(&self) -> u64 {
-        let tables: usize = self.tensors.iter().map(|t| t.name.len() + t.dtype.len() + t.dims.len() * 8 + 64).sum();
+        let tables: usize =
+            self.tensors.iter().map(|t| t.name.len() + t.dtype.len() + t.dims.len() * 8 + 64).sum::<usize>()
+                + self.files.iter().map(|f| f.path.len() + 48).sum::<usize>();
         self.reader.memory_bytes() + (tables + self.source_header.len() * 2) as u64
     }
 

@@ -6,7 +6,9 @@
  * a failed read, empty views, the callback contract, absurd options that
  * must neither abort nor print, errors that name the right file.
  *
- * usage: test_faults GEMMA.hxz WORKDIR
+ * Also the folder functions (format 1.1) on a real sharded checkpoint.
+ *
+ * usage: test_faults GEMMA.hxz WORKDIR FOLDER.hxz FOLDER_DIR
  * Not run under valgrind (it sets RLIMIT_AS); see test_hexz for that.
  */
 #define _GNU_SOURCE
@@ -433,9 +435,66 @@ static void check_error_names(void) {
     free(b);
 }
 
+/* Folder archives: list files, read one by path, find a tensor across shards. */
+static void check_folder(const char *archive, const char *dir) {
+    hexz_archive *a = NULL;
+    CHECK(hexz_open_path(archive, NULL, &a) == HEXZ_STATUS_OK);
+    if (!a) return;
+    hexz_archive_info info;
+    hexz_archive_get_info(a, &info);
+    CHECK(info.source_format == HEXZ_SOURCE_FOLDER);
+    size_t count = 0, index = 0;
+    CHECK(hexz_file_count(a, &count) == HEXZ_STATUS_OK && count >= 10);
+    uint64_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        hexz_file_info f;
+        CHECK(hexz_file_get_info(a, i, &f) == HEXZ_STATUS_OK);
+        if (f.kind == HEXZ_FILE_REGULAR) total += f.length;
+        if (i > 0) {
+            hexz_file_info prev;
+            hexz_file_get_info(a, i - 1, &prev);
+            CHECK(strcmp(prev.path, f.path) < 0);
+        }
+    }
+    CHECK(total == info.original_size);
+    CHECK(hexz_find_file(a, "config.json", &index) == HEXZ_STATUS_OK);
+    hexz_file_info f;
+    hexz_file_get_info(a, index, &f);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t len = 0;
+    unsigned char *want = read_file(path, &len);
+    CHECK(want != NULL && len == f.length);
+    unsigned char *got = malloc(len);
+    CHECK(hexz_read_file_range(a, index, 0, got, len) == HEXZ_STATUS_OK);
+    CHECK(want && memcmp(got, want, len) == 0);
+    CHECK(hexz_read_file_range(a, index, 1, got, len) == HEXZ_STATUS_OUT_OF_RANGE);
+    CHECK(hexz_find_file(a, "no/such/file", &index) == HEXZ_STATUS_NOT_FOUND);
+    free(got);
+    free(want);
+    /* A tensor by name, whichever shard holds it: its bytes are that shard's bytes. */
+    CHECK(hexz_find_tensor(a, "pooler.dense.weight", &index) == HEXZ_STATUS_OK);
+    hexz_tensor_info t;
+    hexz_tensor_get_info(a, index, &t);
+    for (size_t i = 0; i < count; i++) {
+        hexz_file_get_info(a, i, &f);
+        if (f.kind != HEXZ_FILE_REGULAR || t.offset < f.offset || t.offset + t.length > f.offset + f.length) continue;
+        CHECK(f.source_format == HEXZ_SOURCE_SAFETENSORS);
+        snprintf(path, sizeof path, "%s/%s", dir, f.path);
+        unsigned char *shard = read_file(path, &len);
+        unsigned char *tensor = malloc(t.length);
+        size_t n = 0;
+        CHECK(hexz_read_tensor(a, index, tensor, t.length, &n) == HEXZ_STATUS_OK);
+        CHECK(shard && memcmp(tensor, shard + (t.offset - f.offset), t.length) == 0);
+        free(shard);
+        free(tensor);
+    }
+    hexz_close(a);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s GEMMA.hxz WORKDIR\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s GEMMA.hxz WORKDIR FOLDER.hxz FOLDER_DIR\n", argv[0]);
         return 2;
     }
     snprintf(workdir, sizeof workdir, "%s", argv[2]);
@@ -448,6 +507,7 @@ int main(int argc, char **argv) {
     check_quiet_validation();
     check_error_names();
     check_metadata_cap();
+    check_folder(argv[3], argv[4]);
     check_out_of_memory(argv[1]);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

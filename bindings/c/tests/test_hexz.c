@@ -330,6 +330,7 @@ static void check_store(const char *dir_hint) {
     opts.compression = HEXZ_COMPRESSION_LZ4;
     opts.block_size = 65536;
     opts.threads = 2;
+    opts.chunking = HEXZ_CHUNKING_FIXED;
     hexz_store_report report;
     CHECK_STATUS(hexz_store(base_src, base_dst, &opts, &report), HEXZ_STATUS_OK);
     CHECK(report.source_size == n && report.blocks == 5);
