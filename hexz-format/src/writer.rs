@@ -217,8 +217,12 @@ impl ParentIndex {
         let mut page = crate::error::try_zeroed(p.page_bytes(), "index page")?;
         for block in p.blocks(0, p.virtual_size(), &mut page)? {
             let e = block?.entry;
-            // A child refers one level further up: entries at the deepest level cannot be reused.
-            if e.location + 1 < limits::MAX_CHAIN_DEPTH {
+            // A child refers one level further up (spec section 9): the copy's
+            // location, and for a delta its base one level below that, must
+            // stay within the chain.
+            let is_delta = FilterId::from_u8(e.filter).is_some_and(FilterId::is_delta);
+            let deepest = u16::from(e.location) + 1 + u16::from(is_delta);
+            if deepest < u16::from(limits::MAX_CHAIN_DEPTH) {
                 index.blocks.entry(e.hash).or_insert(e);
             }
         }

@@ -295,3 +295,130 @@ fn header_size_limits_hold() {
     v2[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
     assert!(matches!(Archive::open(v2.as_slice()), Err(Error::UnsupportedVersion { major: 2, .. })));
 }
+
+/// An archive of `data` (raw, one block) whose single block's stored bytes
+/// are `stored`, encoded with `codec`: how an attacker shapes a block.
+fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) -> Vec<u8> {
+    use hexz_format::layout::SourceFormat;
+    use hexz_format::plan::{Plan, Segment};
+    use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
+    let seg = Segment { start: 0, len: data.len() as u64, width: 1, tensor: None, content_defined: false };
+    let plan = Plan {
+        format: SourceFormat::Raw,
+        header_length: 0,
+        tensors: Vec::new(),
+        segments: vec![seg],
+        files: Vec::new(),
+    };
+    let mut writer = ArchiveWriter::new(&StoreOptions::default(), &plan, data.len() as u64);
+    let mut out = writer.header_bytes().to_vec();
+    let job = EncodedJob {
+        index: 0,
+        offset: 0,
+        length: data.len() as u32,
+        width: 1,
+        tensor: None,
+        hash: *blake3::hash(data).as_bytes(),
+        codec,
+        filter: hexz_format::FilterId::None,
+        delta_base: 0,
+        bytes: stored,
+    };
+    assert!(writer.add(&job, &ParentIndex::default()).unwrap());
+    out.extend_from_slice(&job.bytes);
+    let sh = *blake3::hash(data).as_bytes();
+    out.extend_from_slice(&writer.finish(plan, &[], None, sh).unwrap().0);
+    out
+}
+
+/// Spec section 7: a zstd block is exactly one frame; two frames that
+/// decode to the right bytes, or one followed by a skippable frame, are
+/// refused (readers enforce what the spec says).
+#[test]
+fn zstd_blocks_are_exactly_one_frame() {
+    let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+    let frame = |bytes: &[u8]| zstd_safe_compress(bytes);
+    let good = one_block_archive(&data, frame(&data), hexz_format::CodecId::Zstd);
+    assert_eq!(Archive::open(good.as_slice()).unwrap().read_vec(0, 8192).unwrap(), data);
+    let two = [frame(&data[..4096]), frame(&data[4096..])].concat();
+    let skippable = [frame(&data), vec![0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]].concat();
+    let trailing = [frame(&data), vec![0]].concat();
+    for (name, stored) in [("two frames", two), ("skippable frame", skippable), ("trailing byte", trailing)] {
+        let hxz = one_block_archive(&data, stored, hexz_format::CodecId::Zstd);
+        let archive = Archive::open(hxz.as_slice()).unwrap();
+        let err = archive.read_vec(0, 8192).unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{name}: {err}");
+        assert!(!hexz_format::verify::verify(hxz.as_slice(), true, &|_| {}).is_ok(), "{name}: verify passed");
+    }
+}
+
+fn zstd_safe_compress(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = hexz_format::codec::BlockEncoder::new(Compression::zstd(3)).unwrap();
+    let e = enc.encode(bytes, 1);
+    assert_eq!(e.codec, hexz_format::CodecId::Zstd);
+    e.bytes.to_vec()
+}
+
+/// Spec section 10 step 5: stored_length ≤ virtual_length for every entry.
+#[test]
+fn stored_longer_than_virtual_is_refused() {
+    let (_, hxz) = fixture();
+    let archive = Archive::open(hxz.as_slice()).unwrap();
+    let max_block = archive.footer().max_block_length.get();
+    let (index, e) =
+        all_entries(&archive).into_iter().enumerate().find(|(_, e)| e.virtual_length.get() < max_block).unwrap();
+    let mut bad = forge_entry(&hxz, index as u64, |raw| set_u32(raw, 28, e.virtual_length.get() + 1));
+    let footer_at = bad.len() - FOOTER_SIZE;
+    set_u32(&mut bad, footer_at + 60, max_block);
+    reseal(&mut bad);
+    let err = read_err(&bad);
+    assert!(matches!(err, Error::InvalidField { field: "block stored_length", .. }), "{err}");
+}
+
+/// Spec section 6: a page's first entry starts at the directory's
+/// first_virtual_offset; reads check it, not only verify.
+#[test]
+fn a_page_disagreeing_with_the_directory_is_refused_by_reads() {
+    let src = tiny_gguf();
+    let opts = StoreOptions {
+        compression: Compression::Lz4,
+        block_size: 4096,
+        entries_per_page: 1,
+        ..StoreOptions::default()
+    };
+    let hxz = store_vec::<_, &[u8]>(src.as_slice(), &opts, None).unwrap().0;
+    let archive = Archive::open(hxz.as_slice()).unwrap();
+    assert!(archive.footer().page_count.get() >= 3, "fixture needs three pages");
+    let dir = archive.footer().directory_offset.get() as usize;
+    let mut bad = hxz.clone();
+    let at = dir + 56; // page 1's directory entry
+    let first = u64::from_le_bytes(bad[at..at + 8].try_into().unwrap());
+    set_u64(&mut bad, at, first + 1);
+    reseal(&mut bad);
+    let opened = Archive::open(bad.as_slice()).unwrap();
+    let err = opened.read_vec(first + 1, 16).unwrap_err();
+    assert!(matches!(err, Error::InvalidField { field: "block virtual_offset", .. }), "{err}");
+    assert!(opened.read_vec(0, 16).unwrap() == src[..16], "other pages stay readable");
+}
+
+/// Spec sections 2 and 4: an unknown incompatible feature bit refuses the
+/// archive with a "needs a newer format" error; unknown compatible bits are ignored.
+#[test]
+fn unknown_feature_bits() {
+    let (src, hxz) = fixture();
+    let mut bad = hxz.clone();
+    bad[10] = 3; // version_minor 3
+    set_u64(&mut bad, 16, 1 << 7);
+    let c = short_checksum(&bad[..HEADER_SIZE - 8]);
+    bad[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
+    let err = Archive::open(bad.as_slice()).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedFeatures { minor: 3, bits: 0x80, .. }), "{err}");
+    assert!(err.to_string().contains("needs format 1.3"), "{err}");
+    assert_eq!(err.code(), hexz_format::ErrorCode::UnsupportedVersion);
+    let mut compat = hxz.clone();
+    set_u64(&mut compat, 24, 1 << 9);
+    let c = short_checksum(&compat[..HEADER_SIZE - 8]);
+    compat[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
+    let archive = Archive::open(compat.as_slice()).unwrap();
+    assert_eq!(archive.read_vec(0, src.len() as u64).unwrap(), src);
+}

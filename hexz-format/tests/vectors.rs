@@ -166,3 +166,228 @@ fn spec_delta_vector_decodes_and_reproduces() {
     }
     assert!(entries.iter().any(|e| e.location == 1), "no block kept in the parent");
 }
+
+/// Regenerate (with HEXZ_REGENERATE_VECTORS) or compare one vector: the
+/// stored `.hxz` must be what the writer builds now, `.expected` the source.
+fn pin(name: &str, built: &[u8], src: &[u8]) -> Vec<u8> {
+    if std::env::var_os("HEXZ_REGENERATE_VECTORS").is_some() {
+        std::fs::write(dir().join(format!("{name}.hxz")), built).unwrap();
+        std::fs::write(dir().join(format!("{name}.expected")), src).unwrap();
+    }
+    let expected = std::fs::read(dir().join(format!("{name}.expected"))).unwrap();
+    assert!(expected == src, "{name}: generator changed");
+    let stored = std::fs::read(dir().join(format!("{name}.hxz"))).unwrap();
+    assert!(stored == built, "{name}: the writer no longer reproduces the vector");
+    stored
+}
+
+fn entries_of<R: hexz_format::ReadAt>(a: &Archive<R>) -> Vec<hexz_format::layout::BlockEntry> {
+    let mut page = vec![0u8; a.page_bytes()];
+    a.blocks(0, a.virtual_size(), &mut page).unwrap().map(|b| b.unwrap().entry).collect()
+}
+
+/// `tails-zstd`: byte-grouped blocks whose length is not a multiple of the
+/// element width (3, 5 and 34), each encoded with byte grouping forced.
+#[test]
+fn spec_tail_vector_decodes_and_reproduces() {
+    use hexz_format::codec::BlockEncoder;
+    use hexz_format::layout::{FilterId, SourceFormat};
+    use hexz_format::plan::{Plan, Segment};
+    use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
+    let mut rng = Rng(55);
+    let mut src = Vec::new();
+    let mut segments = Vec::new();
+    for (width, len) in [(3u8, 1000usize), (5, 2003), (34, 34 * 30 + 17)] {
+        let start = src.len() as u64;
+        // Byte k of each element from a small alphabet of its own: grouping pays.
+        for i in 0..len {
+            src.push((i % usize::from(width)) as u8 * 16 + rng.below(3) as u8);
+        }
+        segments.push(Segment { start, len: len as u64, width, tensor: None, content_defined: false });
+    }
+    let plan = Plan { format: SourceFormat::Raw, header_length: 0, tensors: Vec::new(), segments, files: Vec::new() };
+    let opts = options(Compression::zstd(3));
+    let mut writer = ArchiveWriter::new(&opts, &plan, src.len() as u64);
+    let mut built = writer.header_bytes().to_vec();
+    let mut encoder = BlockEncoder::new(opts.compression).unwrap();
+    let index = ParentIndex::default();
+    for (i, seg) in plan.segments.iter().enumerate() {
+        let data = &src[seg.start as usize..(seg.start + seg.len) as usize];
+        let e = encoder.encode_as(data, &[], seg.width, FilterId::ByteGroup);
+        assert_eq!(e.filter, FilterId::ByteGroup, "width {}: grouping did not pay", seg.width);
+        let job = EncodedJob {
+            index: i as u64,
+            offset: seg.start,
+            length: seg.len as u32,
+            width: seg.width,
+            tensor: None,
+            hash: *blake3::hash(data).as_bytes(),
+            codec: e.codec,
+            filter: e.filter,
+            delta_base: 0,
+            bytes: e.bytes.to_vec(),
+        };
+        if writer.add(&job, &index).unwrap() {
+            built.extend_from_slice(&job.bytes);
+        }
+    }
+    let sh = *blake3::hash(&src).as_bytes();
+    built.extend_from_slice(&writer.finish(plan, &[], None, sh).unwrap().0);
+    let stored = pin("tails-zstd", &built, &src);
+    let archive = Archive::open(stored.as_slice()).unwrap();
+    assert_eq!(archive.read_vec(0, archive.virtual_size()).unwrap(), src);
+    let tails = entries_of(&archive)
+        .iter()
+        .filter(|e| e.filter == FilterId::ByteGroup as u8 && e.virtual_length.get() % u32::from(e.element_width) != 0)
+        .count();
+    assert_eq!(tails, 3);
+}
+
+/// The chain of three: grandparent, parent (a full delta on `b`, sparse
+/// BF16 changes with an odd element count on `c`), child (`d` changed).
+fn chain_sources() -> [Vec<u8>; 3] {
+    let mut rng = Rng(77);
+    let a = weights(&mut rng, 1500);
+    let b = weights(&mut rng, 1024);
+    let c: Vec<u8> = (0..8003).flat_map(|_| (0x3c00u16 + rng.below(0x200) as u16).to_le_bytes()).collect();
+    let d = weights(&mut rng, 1024);
+    let grand = [("a", "F32", a.clone()), ("b", "F32", b.clone()), ("c", "BF16", c.clone()), ("d", "F32", d.clone())];
+    let tensors = |list: &[(&str, &str, Vec<u8>)]| {
+        let all: Vec<StTensor> = list
+            .iter()
+            .map(|(n, dt, data)| StTensor {
+                name: n.to_string(),
+                dtype: dt.to_string(),
+                shape: vec![(data.len() / if *dt == "BF16" { 2 } else { 4 }) as u64],
+                data: data.clone(),
+            })
+            .collect();
+        write_safetensors(&all)
+    };
+    let mut b2 = b.clone();
+    for e in b2.chunks_exact_mut(4) {
+        let v = f32::from_le_bytes([e[0], e[1], e[2], e[3]]) * 1.0001;
+        e.copy_from_slice(&v.to_le_bytes());
+    }
+    let mut c2 = c.clone();
+    // A few weights move by one step, at random places (a periodic pattern
+    // would compress away under any filter).
+    for e in c2.chunks_exact_mut(2) {
+        let step = match rng.below(64) {
+            0 => 1u16,
+            1 => u16::MAX,
+            _ => 0,
+        };
+        e.copy_from_slice(&u16::from_le_bytes([e[0], e[1]]).wrapping_add(step).to_le_bytes());
+    }
+    let parent =
+        [("a", "F32", a.clone()), ("b", "F32", b2.clone()), ("c", "BF16", c2.clone()), ("d", "F32", d.clone())];
+    let mut d3 = d.clone();
+    for e in d3.chunks_exact_mut(4) {
+        let v = f32::from_le_bytes([e[0], e[1], e[2], e[3]]) * 0.9999;
+        e.copy_from_slice(&v.to_le_bytes());
+    }
+    let child = [("a", "F32", a), ("b", "F32", b2), ("c", "BF16", c2), ("d", "F32", d3)];
+    [tensors(&grand), tensors(&parent), tensors(&child)]
+}
+
+/// `chain-grandparent`, `chain-parent`, `chain-child` (lz4; hints `chain-grandparent.hxz`
+/// and `chain-parent.hxz`): a block two ancestors up, a delta entry copied
+/// from the parent, and bit planes with leftover elements.
+#[test]
+fn spec_chain_vectors_decode_and_reproduce() {
+    // lz4: without an entropy stage, bit planes win on sparse changes.
+    let opts = options(Compression::Lz4);
+    let [g_src, p_src, c_src] = chain_sources();
+    let g = store_vec::<_, &[u8]>(g_src.as_slice(), &opts, None).unwrap().0;
+    let g_archive = Archive::open(g.as_slice()).unwrap();
+    let spec = ParentSpec { archive: &g_archive, hint: "chain-grandparent.hxz".into() };
+    let p = store_vec(p_src.as_slice(), &opts, Some(spec)).unwrap().0;
+    let p_archive =
+        Archive::open(p.as_slice()).unwrap().with_ancestors(vec![Archive::open(g.as_slice()).unwrap()]).unwrap();
+    let spec = ParentSpec { archive: &p_archive, hint: "chain-parent.hxz".into() };
+    let c = store_vec(c_src.as_slice(), &opts, Some(spec)).unwrap().0;
+    let g = pin("chain-grandparent", &g, &g_src);
+    let p = pin("chain-parent", &p, &p_src);
+    let c = pin("chain-child", &c, &c_src);
+    let child = Archive::open(c.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(p.as_slice()).unwrap(), Archive::open(g.as_slice()).unwrap()])
+        .unwrap();
+    assert_eq!(child.read_vec(0, child.virtual_size()).unwrap(), c_src);
+    let mut report = hexz_format::verify::Report::default();
+    hexz_format::verify::verify_open(&child, true, &mut report, &|_| {});
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let entries = entries_of(&child);
+    assert!(entries.iter().any(|e| e.location == 2), "no block two ancestors up");
+    assert!(
+        entries.iter().any(|e| e.location == 1 && FilterId::from_u8(e.filter).is_some_and(|f| f.is_delta())),
+        "no copied delta"
+    );
+    assert!(
+        entries.iter().any(|e| e.location == 0 && FilterId::from_u8(e.filter).is_some_and(|f| f.is_delta())),
+        "no delta of its own"
+    );
+    let parent = Archive::open(p.as_slice()).unwrap();
+    let leftover = entries_of(&parent).iter().any(|e| {
+        e.filter == FilterId::DeltaSubBits as u8 && (e.virtual_length.get() / u32::from(e.element_width)) % 8 != 0
+    });
+    assert!(leftover, "no bit-plane block with leftover elements in the parent");
+}
+
+/// `folder-zstd`: a folder archive (format 1.1) with a safetensors file, a
+/// JSON file, a raw file cut by content, an empty directory and a script.
+#[test]
+fn spec_folder_vector_decodes_and_reproduces() {
+    use hexz_format::layout::FileKind;
+    use hexz_format::plan::{plan, FolderEntry, Plan};
+    let mut rng = Rng(31);
+    let raw: Vec<u8> =
+        (0..9000).map(|i| if i % 7 == 0 { rng.below(256) as u8 } else { b'a' + (i % 26) as u8 }).collect();
+    let files: Vec<(&str, FileKind, u32, Vec<u8>)> = vec![
+        ("config.json", FileKind::File, 0o644, b"{\"hidden_size\": 16}\n".to_vec()),
+        ("data/raw.bin", FileKind::File, 0o644, raw),
+        ("empty", FileKind::Directory, 0o755, Vec::new()),
+        ("model.safetensors", FileKind::File, 0o644, tiny_safetensors()),
+        ("run.sh", FileKind::File, 0o755, b"#!/bin/sh\necho hexz\n".to_vec()),
+    ];
+    let mut src = Vec::new();
+    let mut entries = Vec::new();
+    for (path, kind, mode, bytes) in &files {
+        let entry = FolderEntry {
+            path: path.to_string(),
+            kind: *kind,
+            length: bytes.len() as u64,
+            mode: *mode,
+            mtime_ns: 1_700_000_000_000_000_000,
+        };
+        let file_plan = (*kind == FileKind::File).then(|| plan(bytes.as_slice(), false).unwrap());
+        entries.push((entry, file_plan));
+        src.extend_from_slice(bytes);
+    }
+    let plan = Plan::folder(entries).unwrap();
+    let opts = StoreOptions { chunking: Chunking::ContentDefined, ..options(Compression::zstd(3)) };
+    let mut built = Vec::new();
+    hexz_format::writer::store_plan::<_, &[u8]>(
+        src.as_slice(),
+        plan,
+        &mut |b| {
+            built.extend_from_slice(b);
+            Ok(())
+        },
+        &opts,
+        None,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    let stored = pin("folder-zstd", &built, &src);
+    let archive = Archive::open(stored.as_slice()).unwrap();
+    assert_eq!(archive.header().version_minor.get(), 1);
+    assert_eq!(archive.read_vec(0, archive.virtual_size()).unwrap(), src);
+    let m = archive.manifest().unwrap();
+    assert_eq!(m.files.len(), 5);
+    assert_eq!(m.files[2].kind, FileKind::Directory);
+    assert!(m.tensors.iter().all(|t| t.file == Some(3)));
+    assert_eq!(archive.find_file("run.sh").unwrap(), 4);
+    assert!(hexz_format::verify::verify(stored.as_slice(), true, &|_| {}).is_ok());
+}

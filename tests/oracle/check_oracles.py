@@ -92,8 +92,33 @@ def check_safetensors(hexz, models, tmp):
     print(f"safetensors: {len(names)} tensors (names, dtypes, shapes, bytes) equal the safetensors library's")
 
 
+def check_ggml_table():
+    """The GGML type table (hexz-format/src/dtype.rs) and the spec's section
+    11.2 against gguf-py's GGML_QUANT_SIZES: id, name, block elements and bytes."""
+    import re
+
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    want = {t.value: (t.name, *GGML_QUANT_SIZES[t]) for t in GGMLQuantizationType}
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    source = open(os.path.join(root, "hexz-format/src/dtype.rs")).read()
+    code = {int(i): (n, int(e), int(b)) for i, n, e, b in re.findall(r't\((\d+), "(\w+)", (\d+), (\d+)\)', source)}
+    assert code == want, f"dtype.rs differs from gguf-py: {set(code.items()) ^ set(want.items())}"
+    spec = open(os.path.join(root, "spec/FORMAT.md")).read()
+    section = spec[spec.index("### 11.2"):spec.index("## 12.")]
+    table = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        for k in range(0, len(cells) - 3, 4):
+            if cells[k].isdigit():
+                table[int(cells[k])] = (cells[k + 1], int(cells[k + 2]), int(cells[k + 3]))
+    assert table == want, f"spec section 11.2 differs from gguf-py: {set(table.items()) ^ set(want.items())}"
+    print(f"GGML types: {len(want)} (id, name, block size) in dtype.rs and the spec equal gguf-py's")
+
+
 def main():
     hexz, models = sys.argv[1], sys.argv[2]
+    check_ggml_table()
     with tempfile.TemporaryDirectory() as tmp:
         check_gguf(hexz, models, tmp)
         check_safetensors(hexz, models, tmp)
