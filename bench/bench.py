@@ -6,7 +6,11 @@ extract MB/s, peak RSS of store and extract, and the time to read one tensor,
 for hexz (zstd, lz4) and the whole-file tools `zstd -3 -T2` and `lz4 -1`.
 Also the block-size sweep that chose the default.
 
-usage: bench/bench.py [--block-sizes]   (needs zstd and lz4 on PATH)
+With --folders: a real checkpoint folder (MiniLM in 3 shards with its
+config and tokenizer, from tests/make_folders.py) stored and extracted by
+hexz against `tar -c | zstd -3 -T2` and `zstd -d | tar -x`, medians of 5.
+
+usage: bench/bench.py [--block-sizes] [--folders]   (needs zstd, lz4, GNU time)
 """
 import os
 import subprocess
@@ -89,8 +93,60 @@ def block_sizes(tmp):
             print(f"| {title} | {bs} | {os.path.getsize(hxz) / n:.4f} | {n / 1e6 / store[0]:.0f} | {n / 1e6 / extract[0]:.0f} |")
 
 
+def median_of(n, fn):
+    runs = sorted(fn() for _ in range(n))
+    return runs[n // 2]
+
+
+def folders(tmp):
+    d = models_dir()
+    src = os.path.join(d, "minilm-sharded")
+    if not os.path.isdir(src):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "make_folders.py"), d], check=True, capture_output=True)
+    n = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(src) for f in fs)
+    files = sum(len(fs) for _, _, fs in os.walk(src))
+    print(f"\n### checkpoint folder: {files} files, {n / 1e6:.1f} MB (MiniLM in 3 shards + config, tokenizer), median of 5\n")
+    print("| method | size / source | store s | extract s | store MB/s | extract MB/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    hxz = os.path.join(tmp, "folder.hxz")
+    out = os.path.join(tmp, "out")
+
+    def hexz_store():
+        return timed([HEXZ, "-q", "store", src, hxz, "--force"])
+
+    def hexz_extract():
+        subprocess.run(["rm", "-rf", out], check=True)
+        return timed([HEXZ, "-q", "extract", hxz, out])
+
+    s, e = median_of(5, hexz_store), median_of(5, hexz_extract)
+    subprocess.run(["diff", "-r", src, out], check=True, capture_output=True)
+    print(f"| hexz (zstd) | {os.path.getsize(hxz) / n:.3f} | {s[0]:.2f} | {e[0]:.2f} | {n / 1e6 / s[0]:.0f} | {n / 1e6 / e[0]:.0f} |")
+    tz = os.path.join(tmp, "folder.tar.zst")
+    parent, name = os.path.dirname(src), os.path.basename(src)
+
+    def tar_store():
+        return timed(["sh", "-c", f"tar -C '{parent}' -cf - '{name}' | zstd -q -3 -T2 -f -o '{tz}'"])
+
+    def tar_extract():
+        subprocess.run(["rm", "-rf", out], check=True)
+        os.makedirs(out)
+        return timed(["sh", "-c", f"zstd -q -d -c '{tz}' | tar -C '{out}' -xf -"])
+
+    s, e = median_of(5, tar_store), median_of(5, tar_extract)
+    print(f"| tar \\| zstd -3 -T2 | {os.path.getsize(tz) / n:.3f} | {s[0]:.2f} | {e[0]:.2f} | {n / 1e6 / s[0]:.0f} | {n / 1e6 / e[0]:.0f} |")
+
+
+def models_dir():
+    out = subprocess.run([os.path.join(ROOT, "scripts", "fetch-models.sh")], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
+        if "--folders" in sys.argv:
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "hexz-cli"], cwd=ROOT, check=True)
+            folders(tmp)
+            sys.exit(0)
         compare(tmp)
         if "--block-sizes" in sys.argv:
             block_sizes(tmp)

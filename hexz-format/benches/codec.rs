@@ -1,6 +1,7 @@
 //! Throughput of the per-block transforms on one 1 MiB block of float-like
 //! data: byte grouping and its inverse, the delta filters, BLAKE3 and the
-//! block encoder. `cargo bench -p hexz-format --bench codec`.
+//! block encoder; and content-defined cutting (CDC) throughput.
+//! `cargo bench -p hexz-format --bench codec`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hexz_format::codec::{
@@ -80,5 +81,41 @@ fn encoder(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transforms, encoder);
+/// Content-defined cutting on its own: 16 MiB of text-like bytes cut into
+/// blocks the way a raw file is (1 MiB blocks: 512 KiB on average).
+fn chunking(c: &mut Criterion) {
+    use hexz_format::plan::{CdcChunker, Chunker, Segment};
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let data: Vec<u8> = (0..16 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x.is_multiple_of(7) {
+                b' '
+            } else {
+                b'a' + (x % 26) as u8
+            }
+        })
+        .collect();
+    let mut g = c.benchmark_group("chunking");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.sample_size(20);
+    g.bench_function("cdc-1MiB", |b| {
+        b.iter(|| {
+            let mut chunker = CdcChunker::new(1 << 20);
+            let seg = Segment { start: 0, len: data.len() as u64, width: 1, tensor: None, content_defined: true };
+            let (mut at, mut blocks) = (0usize, 0usize);
+            while at < data.len() {
+                let window = &data[at..(at + chunker.max_block()).min(data.len())];
+                at += chunker.cut(&seg, window);
+                blocks += 1;
+            }
+            blocks
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, transforms, encoder, chunking);
 criterion_main!(benches);
