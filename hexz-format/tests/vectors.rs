@@ -201,7 +201,7 @@ fn spec_tail_vector_decodes_and_reproduces() {
         let start = src.len() as u64;
         // Byte k of each element from a small alphabet of its own: grouping pays.
         for i in 0..len {
-            src.push((i % usize::from(width)) as u8 * 16 + rng.below(3) as u8);
+            src.push(((i % usize::from(width)) as u8).wrapping_mul(16).wrapping_add(rng.below(3) as u8));
         }
         segments.push(Segment { start, len: len as u64, width, tensor: None, content_defined: false });
     }

@@ -21,10 +21,10 @@ use hexz_format::{ErrorCode, ReadAt};
 
 use crate::error::{Error, Result};
 use crate::location::{FileId, FileSource, Location};
-use crate::output::{relative_path, remove_stale_temporaries, OutputOptions};
+use crate::output::{remove_stale_temporaries, write_all_at, OutputOptions};
 use crate::reader::{RangeSink, Reader};
 use crate::resolve::OpenOptions;
-use crate::store::{store_plan_parallel, Parent};
+use crate::store::{base_inputs, parent_for, store_plan_parallel};
 
 /// The files of a folder, read as one byte space laid end to end.
 pub struct FolderSource {
@@ -185,15 +185,10 @@ pub fn store_folder(
     let walked = walk(src, &mut warnings)?;
     let (plan, source) = plan_folder(walked, opts.raw)?;
     let base = base.map(|b| Reader::open(b.clone(), open)).transpose()?;
-    let mut inputs: Vec<(FileId, String)> = Vec::new();
+    let mut inputs: Vec<(FileId, String)> = base_inputs(base.as_ref());
     for (_, f) in &source.files {
         if let Some(id) = f.stamp().id {
             inputs.push((id, format!("a file of the folder being stored ({})", f.path().display())));
-        }
-    }
-    for location in base.iter().flat_map(|b| b.chain()) {
-        if let Some(id) = location.as_path().and_then(FileId::of_path) {
-            inputs.push((id, format!("an archive of the base chain ({location})")));
         }
     }
     if dst.starts_with(src)
@@ -203,15 +198,7 @@ pub fn store_folder(
         return Err(Error::refused(dst, "is inside the folder being stored", ErrorCode::InvalidArgument));
     }
     let output = crate::Output::open(dst, &OutputOptions { force, inputs })?;
-    let parent = base.as_ref().map(|b| {
-        let hint = match b.location() {
-            Location::Path(p) => {
-                relative_path(dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")), p)
-            }
-            other => other.to_string(),
-        };
-        Parent { archive: b.archive(), chain: b.chain(), hint }
-    });
+    let parent = base.as_ref().map(|b| parent_for(b, dst));
     let mut report = {
         let mut w = output.writer();
         store_plan_parallel(&source, plan, &Location::Path(src.to_path_buf()), &mut *w, dst, opts, parent, progress)?
@@ -282,23 +269,6 @@ impl RangeSink for FolderSink {
                 write_all_at(file, piece, at - start).map_err(|e| Error::file(path, "write", e))?;
             }
             done += n;
-        }
-        Ok(())
-    }
-}
-
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        file.write_all_at(data, offset)
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::FileExt;
-        let mut done = 0;
-        while done < data.len() {
-            done += file.seek_write(&data[done..], offset + done as u64)?;
         }
         Ok(())
     }
@@ -435,22 +405,11 @@ fn move_into_place(from: &Path, dest: &Path, replace: bool) -> Result<()> {
         return rename_noreplace(from, dest);
     }
     #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let a = std::ffi::CString::new(from.as_os_str().as_bytes())
-            .map_err(|_| Error::refused(from, "path holds NUL", ErrorCode::InvalidArgument))?;
-        let b = std::ffi::CString::new(dest.as_os_str().as_bytes())
-            .map_err(|_| Error::refused(dest, "path holds NUL", ErrorCode::InvalidArgument))?;
-        // SAFETY: two NUL-terminated paths; renameat2 only reads them.
-        let r =
-            unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
-        if r == 0 {
-            // `from` now holds the old tree: remove it (a file, or a folder).
-            let old = std::fs::symlink_metadata(from);
-            let _ =
-                if old.is_ok_and(|m| m.is_dir()) { std::fs::remove_dir_all(from) } else { std::fs::remove_file(from) };
-            return Ok(());
-        }
+    if renameat2(from, dest, libc::RENAME_EXCHANGE)?.is_ok() {
+        // `from` now holds the old tree: remove it (a file, or a folder).
+        let old = std::fs::symlink_metadata(from);
+        let _ = if old.is_ok_and(|m| m.is_dir()) { std::fs::remove_dir_all(from) } else { std::fs::remove_file(from) };
+        return Ok(());
     }
     let old = std::fs::symlink_metadata(dest);
     let removed =
@@ -459,31 +418,35 @@ fn move_into_place(from: &Path, dest: &Path, replace: bool) -> Result<()> {
     rename_noreplace(from, dest)
 }
 
+/// `renameat2(from, dest, flags)`: the outer error is a path that cannot be
+/// passed to the OS, the inner one the OS's answer.
+#[cfg(target_os = "linux")]
+fn renameat2(from: &Path, dest: &Path, flags: libc::c_uint) -> Result<std::io::Result<()>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::refused(p, "path holds NUL", ErrorCode::InvalidArgument))
+    };
+    let (a, b) = (c_path(from)?, c_path(dest)?);
+    // SAFETY: two NUL-terminated paths; renameat2 only reads them.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+    Ok(if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
+}
+
 fn rename_noreplace(from: &Path, dest: &Path) -> Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let a = std::ffi::CString::new(from.as_os_str().as_bytes())
-            .map_err(|_| Error::refused(from, "path holds NUL", ErrorCode::InvalidArgument))?;
-        let b = std::ffi::CString::new(dest.as_os_str().as_bytes())
-            .map_err(|_| Error::refused(dest, "path holds NUL", ErrorCode::InvalidArgument))?;
-        // SAFETY: two NUL-terminated paths; renameat2 only reads them.
-        let r =
-            unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_NOREPLACE) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
+    match renameat2(from, dest, libc::RENAME_NOREPLACE)? {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Error::refused(
                 dest,
                 "already exists (another process created it meanwhile); nothing replaced",
                 ErrorCode::InvalidArgument,
-            ));
+            ))
         }
-        if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(Error::file(dest, "rename into place", e));
-        }
+        // Not supported by this file system or kernel: the plain rename below.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOSYS) => {}
+        Err(e) => return Err(Error::file(dest, "rename into place", e)),
     }
     if std::fs::symlink_metadata(dest).is_ok() {
         return Err(Error::refused(dest, "already exists", ErrorCode::InvalidArgument));

@@ -349,7 +349,8 @@ impl RangeSink for OutputSink<'_> {
     }
 }
 
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+/// Positioned write of all of `data`.
+pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileExt;

@@ -298,6 +298,29 @@ pub fn store_plan_parallel(
     Ok(report)
 }
 
+/// The archives of a base's chain, as inputs no output may overwrite.
+pub(crate) fn base_inputs(base: Option<&Reader>) -> Vec<(FileId, String)> {
+    base.iter()
+        .flat_map(|b| b.chain())
+        .filter_map(|l| {
+            l.as_path().and_then(FileId::of_path).map(|id| (id, format!("an archive of the base chain ({l})")))
+        })
+        .collect()
+}
+
+/// `base` as the parent of an archive written to `dst`: its hint is its
+/// path relative to `dst`'s folder (or its URL).
+pub(crate) fn parent_for<'a>(base: &'a Reader, dst: &Path) -> Parent<'a> {
+    let hint = match base.location() {
+        Location::Path(p) => {
+            let dst_dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            relative_path(dst_dir, p)
+        }
+        Location::Url(u) | Location::Label(u) => u.clone(),
+    };
+    Parent { archive: base.archive(), chain: base.chain(), hint }
+}
+
 /// Store the file at `src` into an archive at `dst` (`-` for standard
 /// output): atomically, never over an input, against `base` when given
 /// (opened with its chain by `open`). Fails if the source changes while it
@@ -314,29 +337,12 @@ pub fn store_file(
     opts.validate()?;
     let source = FileSource::open(src)?;
     let base = base.map(|b| Reader::open(b.clone(), open)).transpose()?;
-    let mut inputs = Vec::new();
+    let mut inputs = base_inputs(base.as_ref());
     if let Some(id) = source.stamp().id {
         inputs.push((id, "the source file".to_string()));
     }
-    for location in base.iter().flat_map(|b| b.chain()) {
-        if let Some(id) = location.as_path().and_then(FileId::of_path) {
-            inputs.push((id, format!("an archive of the base chain ({location})")));
-        }
-    }
     let output = Output::open(dst, &OutputOptions { force, inputs })?;
-    let parent = match &base {
-        Some(b) => {
-            let hint = match b.location() {
-                Location::Path(p) => {
-                    let dst_dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                    relative_path(dst_dir, p)
-                }
-                Location::Url(u) | Location::Label(u) => u.clone(),
-            };
-            Some(Parent { archive: b.archive(), chain: b.chain(), hint })
-        }
-        None => None,
-    };
+    let parent = base.as_ref().map(|b| parent_for(b, dst));
     let src_name = Location::Path(src.to_path_buf());
     let report = {
         let mut w = output.writer();
