@@ -358,6 +358,8 @@ struct Listed {
     original: u64,
     identity: [u8; 32],
     parent: Option<[u8; 32]>,
+    /// Folder archives: how many files (and empty folders) they hold.
+    files: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -367,6 +369,9 @@ struct LsJson {
     original_size: u64,
     identity: String,
     parent: Option<String>,
+    /// Folder archives: entries of the file table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<u32>,
     children: Vec<LsJson>,
 }
 
@@ -385,6 +390,7 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
             original: archive.virtual_size(),
             identity: archive.identity(),
             parent: archive.parent_identity(),
+            files: (archive.file_count() > 0).then(|| archive.file_count()),
             path,
         });
     }
@@ -418,6 +424,7 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
                 original_size: l.original,
                 identity: hex(&l.identity),
                 parent: l.parent.map(|p| hex(&p)),
+                files: l.files,
                 children,
             }
         }
@@ -441,7 +448,8 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
             (_, false) => "├── ",
         };
         let missing = if l.parent.is_some() && depth == 0 { "  (parent not in this folder)" } else { "" };
-        outln!(o, "{prefix}{branch}{name}  {} of {}{missing}", human_bytes(l.size), human_bytes(l.original));
+        let folder = l.files.map(|n| format!(", a folder of {n} files")).unwrap_or_default();
+        outln!(o, "{prefix}{branch}{name}  {} of {}{folder}{missing}", human_bytes(l.size), human_bytes(l.original));
         let children = kids(i);
         let next = if depth == 0 { String::new() } else { format!("{prefix}{}", if last { "    " } else { "│   " }) };
         if depth < 64 {

@@ -81,6 +81,8 @@ fn a_sharded_checkpoint_folder_round_trips() {
     let o = hexz(&[&"extract", &hxz, &"--tensor", &"pooler.dense.weight"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(o.stdout.len(), 384 * 384 * 4);
+    let o = hexz(&[&"ls", &tmp.path()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("a folder of"), "{}", String::from_utf8_lossy(&o.stdout));
     let o = hexz(&[&"extract", &hxz, &"--file", &"no/such.json"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no file 'no/such.json'"), "{}", stderr(&o));
