@@ -776,67 +776,44 @@ impl<R: ReadAt> Archive<R> {
             let e = blocks.entry(taken.first_slot + k)?;
             let (slen, vlen) = (e.stored_length.get() as usize, e.virtual_length.get() as usize);
             let index = taken.first_index + u64::from(k);
-            let (stored_buf, work, rest) = (&mut *ctx.stored, &mut *ctx.work, &mut *ctx.rest);
-            match borrowed {
-                Some(bytes) => {
-                    let dst = &mut span[out_pos..out_pos + vlen];
-                    self.decode_loaded(
-                        ctx.depth,
-                        index,
-                        &e,
-                        &bytes[in_pos..in_pos + slen],
-                        dst,
-                        work,
-                        rest,
-                        zstd.as_deref_mut(),
-                        ctx.verify,
-                    )?;
-                }
+            let (src_pos, dst_at) = (in_pos, out_pos);
+            in_pos += slen;
+            out_pos += vlen;
+            let dst_range = dst_at..dst_at + vlen;
+            let (input, dst): (&[u8], &mut [u8]) = match borrowed {
+                Some(bytes) => (&bytes[src_pos..src_pos + slen], &mut span[dst_range]),
                 None => {
-                    let src_at = tail_at + in_pos;
+                    let src_at = tail_at + src_pos;
                     if e.codec == CodecId::None as u8 {
                         // Stored bytes are the block: move them into place (no-op when already there).
-                        span.copy_within(src_at..src_at + slen, out_pos);
-                        let dst = &span[out_pos..out_pos + vlen];
-                        if ctx.verify && *blake3::hash(dst).as_bytes() != e.hash {
+                        span.copy_within(src_at..src_at + slen, dst_at);
+                        if ctx.verify && *blake3::hash(&span[dst_range]).as_bytes() != e.hash {
                             return Err(Error::HashMismatch { block: index, offset: e.virtual_offset.get() }
                                 .at_depth(target_depth));
                         }
-                    } else if src_at >= out_pos + vlen {
+                        continue;
+                    } else if src_at >= dst_range.end {
                         let (low, high) = span.split_at_mut(src_at);
-                        let dst = &mut low[out_pos..out_pos + vlen];
-                        self.decode_loaded(
-                            ctx.depth,
-                            index,
-                            &e,
-                            &high[..slen],
-                            dst,
-                            work,
-                            rest,
-                            zstd.as_deref_mut(),
-                            ctx.verify,
-                        )?;
+                        (&high[..slen], &mut low[dst_range])
                     } else {
                         // The block's own input overlaps its output: decode from a copy.
-                        let copy = split_scratch(stored_buf, slen)?.0;
+                        let copy = split_scratch(&mut *ctx.stored, slen)?.0;
                         copy.copy_from_slice(&span[src_at..src_at + slen]);
-                        let dst = &mut span[out_pos..out_pos + vlen];
-                        self.decode_loaded(
-                            ctx.depth,
-                            index,
-                            &e,
-                            copy,
-                            dst,
-                            work,
-                            rest,
-                            zstd.as_deref_mut(),
-                            ctx.verify,
-                        )?;
+                        (copy, &mut span[dst_range])
                     }
                 }
-            }
-            in_pos += slen;
-            out_pos += vlen;
+            };
+            self.decode_loaded(
+                ctx.depth,
+                index,
+                &e,
+                input,
+                dst,
+                &mut *ctx.work,
+                &mut *ctx.rest,
+                zstd.as_deref_mut(),
+                ctx.verify,
+            )?;
         }
         Ok(())
     }

@@ -597,7 +597,7 @@ where
     R: ReadAt + ?Sized,
     P: ReadAt,
 {
-    opts.validate()?;
+    // store_plan validates the options.
     store_plan(src, plan(src, opts.raw)?, out, opts, parent, progress)
 }
 

@@ -172,10 +172,7 @@ impl Reader {
     /// read slots are busy.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if buf.is_empty() {
-            if offset > self.size() {
-                return Err(self.error(hexz_format::Error::OutOfRange { offset, length: 0, size: self.size() }));
-            }
-            return Ok(());
+            return self.check_range(offset, 0);
         }
         let mut ws = self.pool.acquire().map_err(|e| self.error(e))?;
         self.archive.read_at(offset, buf, &mut *ws).map_err(|e| self.error(e))
@@ -262,11 +259,7 @@ impl Reader {
                 let written = sink.write_at(start - offset, dst);
                 turn.done(k);
                 written?;
-                let total = done.fetch_add(len, Ordering::Relaxed) + len;
-                match progress(total) {
-                    ControlFlow::Continue(()) => Ok(()),
-                    ControlFlow::Break(()) => Err(Error::Format(hexz_format::Error::Cancelled)),
-                }
+                report_progress(progress, &done, len)
             },
         )
     }
@@ -298,11 +291,7 @@ impl Reader {
             || Ok(()),
             |_: &mut (), (start, dst): (u64, &mut [u8])| {
                 self.read_at(start, dst)?;
-                let total = done.fetch_add(dst.len() as u64, Ordering::Relaxed) + dst.len() as u64;
-                match progress(total) {
-                    ControlFlow::Continue(()) => Ok(()),
-                    ControlFlow::Break(()) => Err(Error::Format(hexz_format::Error::Cancelled)),
-                }
+                report_progress(progress, &done, dst.len() as u64)
             },
         )
     }
@@ -318,11 +307,24 @@ impl Reader {
     /// Threads for a parallel read: as asked (0: one per core), within the
     /// read slots and [`MAX_READ_THREADS`].
     fn threads(&self, threads: usize) -> usize {
-        let n = match threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        n.clamp(1, MAX_READ_THREADS).min(self.pool.max)
+        threads_or_cores(threads).clamp(1, MAX_READ_THREADS).min(self.pool.max)
+    }
+}
+
+/// `threads`, or one per core when it is 0.
+pub(crate) fn threads_or_cores(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Add `n` bytes to `done` and tell `progress`; its `Break` cancels.
+fn report_progress(progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync), done: &AtomicU64, n: u64) -> Result<()> {
+    let total = done.fetch_add(n, Ordering::Relaxed) + n;
+    match progress(total) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Error::Format(hexz_format::Error::Cancelled)),
     }
 }
 

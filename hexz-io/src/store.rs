@@ -27,7 +27,7 @@ use hexz_format::{Archive, ErrorCode, FilterId, ReadAt};
 use crate::error::{Error, Result};
 use crate::location::{FileId, FileSource, Location, Source};
 use crate::output::{relative_path, Output, OutputOptions};
-use crate::reader::Reader;
+use crate::reader::{threads_or_cores, Reader};
 use crate::resolve::OpenOptions;
 
 /// The archive to store against, and where its chain members are (to name
@@ -101,7 +101,7 @@ pub fn store_parallel(
     parent: Option<Parent<'_>>,
     progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<StoreReport> {
-    opts.validate()?;
+    // store_plan_parallel validates the options.
     let plan = plan(src, opts.raw).map_err(|e| Error::At { location: src_name.clone(), source: e })?;
     store_plan_parallel(src, plan, src_name, out, out_name, opts, parent, progress)
 }
@@ -151,10 +151,7 @@ pub fn store_plan_parallel(
     };
     let index = ParentIndex::build(parent_archive, &plan).map_err(|e| parent_error(e.in_parent()))?;
 
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
+    let threads = threads_or_cores(opts.threads);
     let by_budget = (opts.memory_budget / opts.worker_bytes().max(1)).max(1);
     let workers = threads.clamp(1, by_budget);
     // Blocks between the cutter and the writer: enough to keep workers fed.
