@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hexz_format::manifest::MetadataValue;
 use hexz_format::writer::StoreOptions;
 use hexz_format::{Compression, ErrorCode};
-use hexz_io::{FileId, Location, OpenOptions, Output, OutputOptions, Reader};
+use hexz_io::{Location, OpenOptions, Reader};
 
 use crate::util::{human_bytes, progress_bar, CliError, Exit};
 
@@ -321,24 +321,14 @@ fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
 
 /// Open an archive file with its chain; the files of the chain are inputs
 /// no output may overwrite.
-fn open_reader(path: &Path, ctx: &Context) -> Result<(Reader, Vec<(FileId, String)>), CliError> {
+fn open_reader(path: &Path, ctx: &Context) -> Result<Reader, CliError> {
     let reader = Reader::open(path, &ctx.open)?;
-    let inputs = reader
-        .chain()
-        .iter()
-        .enumerate()
-        .filter_map(|(d, l)| {
-            let what =
-                if d == 0 { "the archive being read".to_string() } else { format!("an archive of its chain ({l})") };
-            l.as_path().and_then(FileId::of_path).map(|id| (id, what))
-        })
-        .collect();
     if ctx.verbose > 0 && !ctx.quiet {
         for (depth, location) in reader.chain().iter().enumerate().skip(1) {
             eprintln!("  parent {depth}: {location}");
         }
     }
-    Ok((reader, inputs))
+    Ok(reader)
 }
 
 fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
@@ -346,39 +336,14 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
     if a.out.is_some() && a.output.is_some() {
         return Err(CliError::usage("give the output once: OUT or -o FILE"));
     }
-    let (reader, inputs) = open_reader(&a.archive, ctx)?;
+    let reader = open_reader(&a.archive, ctx)?;
     let is_folder = reader.source_format() == hexz_format::SourceFormat::Folder;
-    if is_folder && a.tensors.is_empty() && a.file.is_none() {
-        let dest = a
-            .out
-            .as_ref()
-            .or(a.output.as_ref())
-            .ok_or_else(|| CliError::usage("extract needs the folder to create"))?;
-        let bar = progress_bar(ctx.quiet, reader.size(), "extracting");
-        hexz_io::extract_folder(&reader, dest, a.force, usize::from(a.threads), &|done| {
-            bar.set_position(done);
-            ControlFlow::Continue(())
-        })?;
-        bar.finish_and_clear();
-        if !ctx.quiet {
-            let secs = started.elapsed().as_secs_f64().max(1e-6);
-            eprintln!(
-                "extracted {} -> {} ({} files, {}, {:.2} s, {:.0} MB/s)",
-                a.archive.display(),
-                dest.display(),
-                reader.files().iter().filter(|f| f.kind == hexz_format::layout::FileKind::File).count(),
-                human_bytes(reader.size()),
-                secs,
-                reader.size() as f64 / 1e6 / secs
-            );
-        }
-        return Ok(Exit::Ok);
-    }
+    let whole = a.tensors.is_empty() && a.file.is_none();
     let ranges: Vec<(u64, u64)> = if let Some(path) = &a.file {
         let (_, f) =
             reader.file(path).ok_or_else(|| CliError::new(&a.archive, format!("no file '{path}' in the archive")))?;
         vec![(f.offset, f.length)]
-    } else if a.tensors.is_empty() {
+    } else if whole {
         vec![(0, reader.size())]
     } else {
         let mut ranges = Vec::new();
@@ -392,45 +357,44 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
     let single_part = a.tensors.len() == 1 || a.file.is_some();
     let target = match (a.out.as_ref().or(a.output.as_ref()), a.tensors.len()) {
         (Some(path), _) => path.clone(),
+        (None, _) if is_folder && whole => return Err(CliError::usage("extract needs the folder to create")),
         (None, _) if single_part => PathBuf::from("-"),
         (None, 0) => return Err(CliError::usage("extract needs OUT (or --tensor NAME); - writes to standard output")),
         (None, _) => {
             return Err(CliError::usage("several --tensor need -o FILE (their bytes are concatenated in order)"))
         }
     };
-    let output = Output::open(&target, &OutputOptions { force: a.force, inputs })?;
+    let to_stdout = target.as_os_str() == "-";
     let total: u64 = ranges.iter().map(|r| r.1).sum();
-    let bar = progress_bar(ctx.quiet || matches!(output, Output::Stdout), total, "extracting");
-    let written = {
-        let sink = output.sink();
-        let mut base = 0u64;
-        let mut result = Ok(());
-        for &(offset, length) in &ranges {
-            let shifted = util::Shifted { inner: &sink, by: base };
-            result = reader.read_range_parallel(offset, length, &shifted, usize::from(a.threads), &|done| {
-                bar.set_position(base + done);
-                ControlFlow::Continue(())
-            });
-            if result.is_err() {
-                break;
-            }
-            base += length;
-        }
-        result.and_then(|()| sink.finish(total))
+    let bar = progress_bar(ctx.quiet || to_stdout, total, "extracting");
+    let progress = |done| {
+        bar.set_position(done);
+        ControlFlow::Continue(())
+    };
+    let threads = usize::from(a.threads);
+    let written = if whole {
+        hexz_io::extract_to(&reader, &target, a.force, threads, &progress)
+    } else {
+        hexz_io::extract_ranges(&reader, &ranges, &target, a.force, threads, &progress)
     };
     bar.finish_and_clear();
     match written {
         // `| head`: the reader went away; not an error.
-        Err(e) if matches!(output, Output::Stdout) && e.code() == ErrorCode::Cancelled => return Ok(Exit::Ok),
+        Err(e) if to_stdout && e.code() == ErrorCode::Cancelled => return Ok(Exit::Ok),
         other => other?,
     }
-    let name = output.name();
-    output.commit()?;
-    if !ctx.quiet && a.tensors.is_empty() && a.file.is_none() && name != "standard output" {
+    if !ctx.quiet && whole && !to_stdout {
         let secs = started.elapsed().as_secs_f64().max(1e-6);
+        let files = if is_folder {
+            let n = reader.files().iter().filter(|f| f.kind == hexz_format::layout::FileKind::File).count();
+            format!("{n} files, ")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "extracted {} -> {name} ({}, {:.2} s, {:.0} MB/s)",
+            "extracted {} -> {} ({files}{}, {:.2} s, {:.0} MB/s)",
             a.archive.display(),
+            target.display(),
             human_bytes(total),
             secs,
             total as f64 / 1e6 / secs

@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use hexz_format::ErrorCode;
-use hexz_io::RangeSink;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -132,23 +131,6 @@ pub fn progress_bar(quiet: bool, total: u64, what: &str) -> ProgressBar {
     bar.set_style(style);
     bar.set_message(what.to_string());
     bar
-}
-
-/// A sink that places a range at an offset of a larger output (several
-/// tensors concatenated).
-pub struct Shifted<'a> {
-    pub inner: &'a dyn RangeSink,
-    pub by: u64,
-}
-
-impl RangeSink for Shifted<'_> {
-    fn ordered(&self) -> bool {
-        self.inner.ordered()
-    }
-
-    fn write_at(&self, offset: u64, data: &[u8]) -> hexz_io::Result<()> {
-        self.inner.write_at(self.by + offset, data)
-    }
 }
 
 /// Lower-case hex of a digest.

@@ -26,6 +26,7 @@
 //! ```
 
 mod error;
+mod extract;
 mod folder;
 mod location;
 pub mod output;
@@ -35,12 +36,13 @@ mod store;
 mod verify;
 
 pub use error::{at_chain, Error, Result};
+pub use extract::{extract_ranges, extract_to};
 pub use folder::{extract_folder, plan_folder, store_folder, walk, FolderSource};
-pub use location::{FileId, FileSource, FileStamp, Location, Source};
+pub use location::{CountingSource, FileId, FileSource, FileStamp, Location, Source};
 pub use output::{AtomicFile, Output, OutputOptions, OutputSink};
 pub use reader::{HashSink, RangeSink, Reader, DEFAULT_READ_SLOTS, MAX_READ_SLOTS, MAX_READ_THREADS};
 pub use resolve::{open_chain, open_chain_from, Chain, LocalResolver, OpenOptions, Resolver};
-pub use store::{store_file, store_parallel, store_plan_parallel, Parent};
+pub use store::{store_file, store_parallel, store_plan_parallel, store_source, Parent, StoreInput};
 pub use verify::{verify_location, Depth};
 
 pub use hexz_format;

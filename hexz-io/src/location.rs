@@ -269,6 +269,40 @@ impl ReadAt for FileSource {
     }
 }
 
+/// A source that counts the reads made of it and their bytes: what a
+/// front end reports as I/O statistics (each read is a syscall locally, a
+/// round trip remotely).
+pub struct CountingSource<S> {
+    inner: S,
+    reads: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl<S> CountingSource<S> {
+    pub fn new(inner: S) -> Self {
+        CountingSource { inner, reads: Default::default(), bytes: Default::default() }
+    }
+
+    /// (reads, bytes) so far.
+    pub fn totals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.reads.load(Relaxed), self.bytes.load(Relaxed))
+    }
+}
+
+impl<S: ReadAt> ReadAt for CountingSource<S> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.reads.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(buf.len() as u64, Relaxed);
+        self.inner.read_exact_at(offset, buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

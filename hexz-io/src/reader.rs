@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use hexz_format::manifest::{FileInfo, ParentRef, TensorInfo};
+use hexz_format::manifest::{FileInfo, MetadataValue, ParentRef, TensorInfo};
 use hexz_format::reader::Workspace;
 use hexz_format::{Archive, ReadAt, SourceFormat};
 
@@ -31,6 +31,7 @@ pub struct Reader {
     by_name: HashMap<String, usize>,
     /// Folder archives: every file and directory, sorted by path.
     files: Vec<FileInfo>,
+    metadata: Vec<(String, MetadataValue)>,
     parent: Option<ParentRef>,
     pool: WorkspacePool,
 }
@@ -81,6 +82,7 @@ impl Reader {
             tensors: manifest.tensors,
             by_name,
             files: manifest.files,
+            metadata: manifest.metadata,
             parent: manifest.parent,
             pool,
         })
@@ -114,6 +116,28 @@ impl Reader {
     /// The parent this archive names.
     pub fn parent(&self) -> Option<&ParentRef> {
         self.parent.as_ref()
+    }
+
+    /// The user metadata stored with the archive (`store --metadata`).
+    pub fn metadata(&self) -> &[(String, MetadataValue)] {
+        &self.metadata
+    }
+
+    /// The local files of the chain, each with what it is: inputs that no
+    /// output of an operation on this reader may overwrite.
+    pub fn chain_files(&self) -> Vec<(crate::FileId, String)> {
+        self.locations
+            .iter()
+            .enumerate()
+            .filter_map(|(d, l)| {
+                let what = if d == 0 {
+                    "the archive being read".to_string()
+                } else {
+                    format!("an archive of its chain ({l})")
+                };
+                l.as_path().and_then(crate::FileId::of_path).map(|id| (id, what))
+            })
+            .collect()
     }
 
     /// Every tensor, in source order.

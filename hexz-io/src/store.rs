@@ -331,21 +331,51 @@ pub fn store_file(
     force: bool,
     progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
 ) -> Result<StoreReport> {
-    opts.validate()?;
     let source = FileSource::open(src)?;
+    let input = StoreInput {
+        bytes: &source,
+        name: Location::Path(src.to_path_buf()),
+        file: source.stamp().id.map(|id| (id, "the source file".to_string())),
+        unchanged: &|| source.check_unchanged(),
+    };
+    store_source(&input, dst, opts, base, open, force, progress)
+}
+
+/// What [`store_source`] stores.
+pub struct StoreInput<'a> {
+    /// The source's bytes.
+    pub bytes: &'a (dyn ReadAt + Sync),
+    /// Names the source in errors.
+    pub name: Location,
+    /// The source's own file, which the archive may not replace.
+    pub file: Option<(FileId, String)>,
+    /// Fails if the source changed while it was read; checked before the
+    /// archive is committed.
+    pub unchanged: &'a dyn Fn() -> Result<()>,
+}
+
+/// Store `input` (a file's bytes, or any in memory) as the archive `dst`,
+/// against `base` when given. The archive appears at `dst` only when whole.
+pub fn store_source(
+    input: &StoreInput<'_>,
+    dst: &Path,
+    opts: &StoreOptions,
+    base: Option<&Location>,
+    open: &OpenOptions,
+    force: bool,
+    progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+) -> Result<StoreReport> {
+    opts.validate()?;
     let base = base.map(|b| Reader::open(b.clone(), open)).transpose()?;
     let mut inputs = base_inputs(base.as_ref());
-    if let Some(id) = source.stamp().id {
-        inputs.push((id, "the source file".to_string()));
-    }
+    inputs.extend(input.file.clone());
     let output = Output::open(dst, &OutputOptions { force, inputs })?;
     let parent = base.as_ref().map(|b| parent_for(b, dst));
-    let src_name = Location::Path(src.to_path_buf());
     let report = {
         let mut w = output.writer();
-        store_parallel(&source, &src_name, &mut *w, dst, opts, parent, progress)?
+        store_parallel(input.bytes, &input.name, &mut *w, dst, opts, parent, progress)?
     };
-    source.check_unchanged()?;
+    (input.unchanged)()?;
     output.commit()?;
     Ok(report)
 }
