@@ -50,7 +50,7 @@ impl ManifestView {
             })?
             .0;
         if header.magic != MANIFEST_MAGIC {
-            return Err(Error::BadMagic { what: "manifest", offset });
+            return Err(Error::invalid("manifest magic", offset, "not a manifest"));
         }
         if header.reserved0 != [0; 6] || header.reserved1 != [0; 20] {
             return Err(Error::invalid("manifest reserved bytes", offset, "must be zero"));

@@ -290,7 +290,13 @@ impl<R: ReadAt> Archive<R> {
 
     fn check_footer(footer: &Footer, at: u64) -> Result<()> {
         if footer.magic != FOOTER_MAGIC {
-            return Err(Error::BadMagic { what: "footer", offset: at });
+            // The header was valid: this is an archive whose end is missing
+            // or damaged, not some other kind of file.
+            return Err(Error::invalid(
+                "footer magic",
+                at,
+                "no footer at the end: the archive is truncated or damaged",
+            ));
         }
         if short_checksum(&zerocopy::IntoBytes::as_bytes(footer)[..FOOTER_SIZE - 8]) != footer.checksum.get() {
             return Err(Error::Checksum { what: "footer", offset: at });

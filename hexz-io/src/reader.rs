@@ -297,15 +297,35 @@ impl Reader {
         threads: usize,
         progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
     ) -> Result<()> {
-        self.check_range(offset, out.len() as u64)?;
-        let chunks = self.chunks(offset, out.len() as u64)?;
-        let mut work = Vec::with_capacity(chunks.len());
-        let mut rest = out;
-        for (start, len) in chunks {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
-            work.push((start, head));
-            rest = tail;
+        self.read_many_into_parallel(vec![(offset, out)], threads, progress)
+    }
+
+    /// Decode each `(offset, out)` range straight into its `out` (several
+    /// tensors into their arrays, say), all ranges' blocks shared among up
+    /// to `threads` threads (0: one per core), so that many small ranges
+    /// keep every thread busy as one large range does.
+    pub fn read_many_into_parallel(
+        &self,
+        ranges: Vec<(u64, &mut [u8])>,
+        threads: usize,
+        progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
+    ) -> Result<()> {
+        let mut work = Vec::with_capacity(ranges.len());
+        for (offset, out) in ranges {
+            self.check_range(offset, out.len() as u64)?;
+            if out.len() < CHUNK as usize {
+                work.push((offset, out));
+                continue;
+            }
+            let mut rest = out;
+            for (start, len) in self.chunks(offset, rest.len() as u64)? {
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
+                work.push((start, head));
+                rest = tail;
+            }
         }
+        // Largest first: the last pieces to finish are small ones.
+        work.sort_by_key(|w| std::cmp::Reverse(w.1.len()));
         let done = AtomicU64::new(0);
         let turn = Turnstile::new(false);
         run_parallel(

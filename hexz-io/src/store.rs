@@ -351,7 +351,7 @@ pub struct StoreInput<'a> {
     pub file: Option<(FileId, String)>,
     /// Fails if the source changed while it was read; checked before the
     /// archive is committed.
-    pub unchanged: &'a dyn Fn() -> Result<()>,
+    pub unchanged: &'a (dyn Fn() -> Result<()> + Sync),
 }
 
 /// Store `input` (a file's bytes, or any in memory) as the archive `dst`,

@@ -1,0 +1,71 @@
+"""Exceptions raised by hexz. Every one is a :class:`HexzError`; the
+subclasses also derive from the built-in exception a caller would expect
+(``FileNotFoundError``, ``ValueError``, ``KeyError``, ...), so ordinary
+``except`` clauses keep working. Messages name the file and the field at
+fault; ``code`` is the status name of the C ABI (``"HashMismatch"``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = [
+    "HexzError",
+    "CorruptArchiveError",
+    "ParentMissingError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ArchiveNotFoundError",
+    "UnsupportedError",
+    "HexzIOError",
+    "HexzMemoryError",
+]
+
+
+class HexzError(Exception):
+    """Base class of every hexz error."""
+
+    code: Optional[str] = None
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; a message reads better unquoted.
+        return str(self.args[0]) if self.args else ""
+
+
+class CorruptArchiveError(HexzError):
+    """The archive is damaged: a checksum or block hash does not match, it
+    ends early, a field holds a value that is not allowed, or a block does
+    not decode."""
+
+
+class ParentMissingError(HexzError):
+    """The archive was stored against a parent that cannot be found (or the
+    file found there is another archive). The message names the parent's
+    identity and every place tried; pass ``parent_dirs`` to look elsewhere."""
+
+
+class InvalidInputError(HexzError, ValueError):
+    """The input is not what the call takes: not a ``.hxz`` archive (a plain
+    ``.gguf`` say), a malformed safetensors/GGUF file to store, an argument
+    out of range."""
+
+
+class NotFoundError(HexzError, KeyError):
+    """No tensor, file or key of that name in the archive."""
+
+
+class ArchiveNotFoundError(HexzError, FileNotFoundError):
+    """The archive (or source) file does not exist."""
+
+
+class UnsupportedError(HexzError):
+    """The archive needs a newer format version, or a codec this build lacks,
+    or the operation is not supported for this archive."""
+
+
+class HexzIOError(HexzError, OSError):
+    """Reading or writing a file failed; the message keeps the OS error."""
+
+
+class HexzMemoryError(HexzError, MemoryError):
+    """Memory could not be allocated, or a memory cap was reached."""

@@ -1,0 +1,668 @@
+//! `hexz._hexz`: the native half of the Python package. It holds the
+//! hexz-io `Reader` and the store/extract/verify entry points; the `hexz`
+//! package (python/hexz) builds the numpy/torch API on top.
+//!
+//! Every call that reads, decodes or writes releases the GIL, so one
+//! archive serves many Python threads at once (the Reader is `Sync`).
+//! Decoding into an array goes straight into the array's memory: Python
+//! passes the address and length of a writable buffer it keeps alive for
+//! the call (the buffer protocol is not in the stable ABI before 3.11).
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use hexz_format::gguf::{GgufValue, Span};
+use hexz_format::manifest::MetadataValue;
+use hexz_format::writer::{Chunking, StoreOptions, StoreReport};
+use hexz_format::{Compression, ErrorCode, ReadAt};
+use hexz_io::{CountingSource, FileSource, Location, OpenOptions, Reader, Source, StoreInput};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+/// The exception class of `hexz.errors` for a status code.
+fn class_for(code: ErrorCode, not_found: bool) -> &'static str {
+    use ErrorCode::*;
+    match code {
+        _ if not_found => "ArchiveNotFoundError",
+        Checksum | Truncated | InvalidField | LimitExceeded | HashMismatch | Decode => "CorruptArchiveError",
+        ParentNotFound | ParentRequired | ParentMismatch | ChainTooDeep | ChainCycle => "ParentMissingError",
+        BadMagic | SourceFormat | InvalidArgument | OutOfRange | BufferTooSmall | NullArgument | TypeMismatch => {
+            "InvalidInputError"
+        }
+        NotFound | TensorNotFound => "NotFoundError",
+        Unsupported | UnsupportedVersion | CodecUnavailable => "UnsupportedError",
+        OutOfMemory => "HexzMemoryError",
+        Io => "HexzIOError",
+        Cancelled | VerifyFailed | Panic | Ok => "HexzError",
+    }
+}
+
+/// A Python exception of the right `hexz.errors` class: the message names
+/// the file and the field; `.code` is the C ABI's status name.
+fn py_error(err: hexz_io::Error) -> PyErr {
+    let code = err.code();
+    let class = class_for(code, err.is_not_found());
+    let message = err.to_string();
+    Python::attach(|py| {
+        let made = (|| -> PyResult<PyErr> {
+            let cls = py.import("hexz.errors")?.getattr(class)?;
+            let exc = cls.call1((message.clone(),))?;
+            exc.setattr("code", format!("{code:?}"))?;
+            Ok(PyErr::from_value(exc))
+        })();
+        made.unwrap_or_else(|_| PyRuntimeError::new_err(message))
+    })
+}
+
+fn format_error(err: hexz_format::Error) -> PyErr {
+    py_error(hexz_io::Error::Format(err))
+}
+
+fn invalid(what: &'static str) -> PyErr {
+    format_error(hexz_format::Error::InvalidArgument(what))
+}
+
+fn open_options(parent_dirs: Option<Vec<PathBuf>>, verify_hashes: bool, read_slots: usize) -> OpenOptions {
+    OpenOptions {
+        search: parent_dirs.unwrap_or_default().into_iter().map(Location::Path).collect(),
+        verify_hashes,
+        read_slots,
+        ..OpenOptions::default()
+    }
+}
+
+/// An archive open for reading: the reader and the counter of its reads.
+struct Open {
+    reader: Reader,
+    counting: Arc<CountingSource<FileSource>>,
+}
+
+/// An open `.hxz` archive (native half of `hexz.Archive`).
+#[pyclass(module = "hexz._hexz", frozen)]
+struct Archive {
+    /// `None` once closed. Reads in flight hold their own `Arc`, so closing
+    /// while another thread reads is safe; the file closes after them.
+    open: Mutex<Option<Arc<Open>>>,
+    path: PathBuf,
+}
+
+impl Archive {
+    fn get(&self) -> PyResult<Arc<Open>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| PyValueError::new_err(format!("{}: the archive is closed", self.path.display())))
+    }
+}
+
+/// Turn a Python buffer's address and length into a slice.
+///
+/// # Safety
+/// The Python caller passes the address of a writable, C-contiguous buffer
+/// of at least `length` bytes that it keeps alive (and does not resize) for
+/// the whole call; `hexz` takes it from a numpy array, a torch tensor or a
+/// ctypes view of a memoryview, never from user input.
+unsafe fn buffer<'a>(address: usize, length: usize) -> PyResult<&'a mut [u8]> {
+    if length == 0 {
+        return Ok(&mut []);
+    }
+    if address == 0 {
+        return Err(invalid("buffer address is NULL"));
+    }
+    // SAFETY: the caller's promise above.
+    Ok(unsafe { std::slice::from_raw_parts_mut(address as *mut u8, length) })
+}
+
+/// Reads this large or larger are split among threads.
+const PARALLEL_READ: usize = 8 << 20;
+
+fn read_into(reader: &Reader, offset: u64, dst: &mut [u8], threads: usize) -> hexz_io::Result<()> {
+    if dst.len() >= PARALLEL_READ && threads != 1 {
+        reader.read_into_parallel(offset, dst, threads, &|_| ControlFlow::Continue(()))
+    } else {
+        reader.read_at(offset, dst)
+    }
+}
+
+fn gguf_value<'py>(py: Python<'py>, header: &[u8], value: &GgufValue) -> PyResult<Bound<'py, PyAny>> {
+    let text = |span: &Span| -> Bound<'py, PyAny> {
+        let bytes = hexz_format::gguf::GgufHeader::span(header, *span);
+        match std::str::from_utf8(bytes) {
+            Ok(s) => s.into_pyobject(py).map(|s| s.into_any()).expect("str conversion is infallible"),
+            Err(_) => PyBytes::new(py, bytes).into_any(),
+        }
+    };
+    Ok(match value {
+        GgufValue::U8(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::I8(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::U16(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::I16(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::U32(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::I32(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::F32(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::Bool(v) => v.into_pyobject(py)?.to_owned().into_any(),
+        GgufValue::U64(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::I64(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::F64(v) => v.into_pyobject(py)?.into_any(),
+        GgufValue::String(span) => text(span),
+        GgufValue::Array(a) if a.items.is_empty() && a.len > 0 => {
+            // Scalar arrays: the raw little-endian bytes; Python views them
+            // as a numpy array of the element type.
+            PyBytes::new(py, hexz_format::gguf::GgufHeader::span(header, a.data)).into_any()
+        }
+        GgufValue::Array(a) => {
+            let list = PyList::empty(py);
+            for item in &a.items {
+                list.append(gguf_value(py, header, item)?)?;
+            }
+            list.into_any()
+        }
+    })
+}
+
+#[pymethods]
+impl Archive {
+    /// Open the archive at `path` and its parent chain (parents are looked
+    /// for beside it, then in `parent_dirs`).
+    #[new]
+    #[pyo3(signature = (path, parent_dirs=None, verify_hashes=true, read_slots=0))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        parent_dirs: Option<Vec<PathBuf>>,
+        verify_hashes: bool,
+        read_slots: usize,
+    ) -> PyResult<Self> {
+        let opts = open_options(parent_dirs, verify_hashes, read_slots);
+        let p = path.clone();
+        let open = py
+            .detach(move || -> hexz_io::Result<Open> {
+                let counting = Arc::new(CountingSource::new(FileSource::open(&p)?));
+                let source: Source = counting.clone();
+                let reader = Reader::open_source(Location::Path(p), source, &opts)?;
+                Ok(Open { reader, counting })
+            })
+            .map_err(py_error)?;
+        Ok(Archive { open: Mutex::new(Some(Arc::new(open))), path })
+    }
+
+    /// Close the archive; reads in flight on other threads finish first.
+    fn close(&self) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// Length of the archived source file (its virtual byte range).
+    #[getter]
+    fn size(&self) -> PyResult<u64> {
+        Ok(self.get()?.reader.size())
+    }
+
+    /// "safetensors", "gguf", "raw" or "folder".
+    #[getter]
+    fn source_format(&self) -> PyResult<&'static str> {
+        Ok(self.get()?.reader.source_format().name())
+    }
+
+    /// The archive's identity (hex BLAKE3), which children name as parent.
+    #[getter]
+    fn identity(&self) -> PyResult<String> {
+        Ok(hex(&self.get()?.reader.archive().identity()))
+    }
+
+    /// BLAKE3 of the whole source file (hex).
+    #[getter]
+    fn source_hash(&self) -> PyResult<String> {
+        Ok(hex(&self.get()?.reader.archive().source_hash()))
+    }
+
+    /// The parent this archive was stored against: (identity, hint, where
+    /// it was found), or None.
+    #[getter]
+    fn parent(&self) -> PyResult<Option<(String, String, String)>> {
+        let open = self.get()?;
+        Ok(open.reader.parent().map(|p| {
+            let found = open.reader.chain().get(1).map(ToString::to_string).unwrap_or_default();
+            (hex(&p.identity), p.hint.clone(), found)
+        }))
+    }
+
+    /// Where each member of the chain is: this archive, its parent, ...
+    #[getter]
+    fn chain(&self) -> PyResult<Vec<String>> {
+        Ok(self.get()?.reader.chain().iter().map(ToString::to_string).collect())
+    }
+
+    /// Every tensor in file order: (name, dtype, ggml_type or None, shape,
+    /// offset, length, storage, file index or None).
+    #[allow(clippy::type_complexity)]
+    fn tensors(&self) -> PyResult<Vec<(String, String, Option<u32>, Vec<u64>, u64, u64, &'static str, Option<u32>)>> {
+        let open = self.get()?;
+        Ok(open
+            .reader
+            .tensors()
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.dtype.clone(),
+                    t.ggml_type,
+                    t.shape.clone(),
+                    t.offset,
+                    t.length,
+                    t.storage_kind.name(),
+                    t.file,
+                )
+            })
+            .collect())
+    }
+
+    /// Folder archives: every entry as (path, kind, offset, length, mode,
+    /// mtime_ns, source format).
+    #[allow(clippy::type_complexity)]
+    fn files(&self) -> PyResult<Vec<(String, &'static str, u64, u64, u32, i64, &'static str)>> {
+        let open = self.get()?;
+        Ok(open
+            .reader
+            .files()
+            .iter()
+            .map(|f| (f.path.clone(), f.kind.name(), f.offset, f.length, f.mode, f.mtime_ns, f.source_format.name()))
+            .collect())
+    }
+
+    /// User metadata as (key, is_json, text).
+    fn user_metadata(&self) -> PyResult<Vec<(String, bool, String)>> {
+        let open = self.get()?;
+        Ok(open
+            .reader
+            .metadata()
+            .iter()
+            .map(|(k, v)| match v {
+                MetadataValue::String(s) => (k.clone(), false, s.clone()),
+                MetadataValue::Json(s) => (k.clone(), true, s.clone()),
+            })
+            .collect())
+    }
+
+    /// The source file's own header bytes (safetensors JSON, GGUF header).
+    fn source_header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let open = self.get()?;
+        let header = py.detach(|| open.reader.source_header()).map_err(py_error)?;
+        Ok(PyBytes::new(py, &header))
+    }
+
+    /// GGUF key/values as (key, type id, element type id or None, value).
+    /// Scalar arrays come as raw little-endian bytes.
+    #[allow(clippy::type_complexity)]
+    fn gguf_kv<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, u32, Option<u32>, Bound<'py, PyAny>)>> {
+        let open = self.get()?;
+        if open.reader.source_format() != hexz_format::SourceFormat::Gguf {
+            return Ok(Vec::new());
+        }
+        let header = py.detach(|| open.reader.source_header()).map_err(py_error)?;
+        let parsed =
+            hexz_format::gguf::parse(&header, open.reader.size()).map_err(|e| py_error(open.reader.error(e)))?;
+        parsed
+            .kvs
+            .iter()
+            .map(|kv| {
+                let elem = match &kv.value {
+                    GgufValue::Array(a) => Some(a.elem_type),
+                    _ => None,
+                };
+                Ok((kv.key.clone(), kv.value.type_id(), elem, gguf_value(py, &header, &kv.value)?))
+            })
+            .collect()
+    }
+
+    /// The bytes of the source file's range `[offset, offset + size)`.
+    fn read<'py>(&self, py: Python<'py>, offset: u64, size: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let open = self.get()?;
+        let end = offset.checked_add(size as u64);
+        if end.is_none_or(|e| e > open.reader.size()) {
+            let size_all = open.reader.size();
+            return Err(py_error(open.reader.error(hexz_format::Error::OutOfRange {
+                offset,
+                length: size as u64,
+                size: size_all,
+            })));
+        }
+        PyBytes::new_with(py, size, |buf: &mut [u8]| {
+            py.detach(|| read_into(&open.reader, offset, buf, 0)).map_err(py_error)
+        })
+    }
+
+    /// Decode `[offset, offset + length)` into the buffer at `address`.
+    /// Private: `hexz.Archive.readinto` passes a buffer it holds.
+    #[pyo3(signature = (address, length, offset, threads=0))]
+    fn _read_into_address(
+        &self,
+        py: Python<'_>,
+        address: usize,
+        length: usize,
+        offset: u64,
+        threads: usize,
+    ) -> PyResult<()> {
+        let open = self.get()?;
+        // SAFETY: see `buffer`; the package passes only buffers it holds.
+        let dst = unsafe { buffer(address, length) }?;
+        py.detach(|| read_into(&open.reader, offset, dst, threads)).map_err(py_error)
+    }
+
+    /// Decode several ranges, each `(address, length, offset)`, sharing
+    /// the threads among all their blocks (loading a whole checkpoint).
+    #[pyo3(signature = (jobs, threads=0))]
+    fn _read_many_into_addresses(
+        &self,
+        py: Python<'_>,
+        jobs: Vec<(usize, usize, u64)>,
+        threads: usize,
+    ) -> PyResult<()> {
+        let open = self.get()?;
+        let mut ranges = Vec::with_capacity(jobs.len());
+        for (address, length, offset) in jobs {
+            // SAFETY: see `buffer`; the package passes only buffers it holds,
+            // one per job, never overlapping.
+            ranges.push((offset, unsafe { buffer(address, length) }?));
+        }
+        py.detach(|| open.reader.read_many_into_parallel(ranges, threads, &|_| ControlFlow::Continue(())))
+            .map_err(py_error)
+    }
+
+    /// (reads, bytes) made of the archive file since it was opened.
+    fn io_stats(&self) -> PyResult<(u64, u64)> {
+        Ok(self.get()?.counting.totals())
+    }
+
+    /// Bytes the reader holds (metadata, tables, read scratch).
+    fn memory_bytes(&self) -> PyResult<u64> {
+        Ok(self.get()?.reader.memory_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn compression(name: &str, level: Option<i32>) -> PyResult<Compression> {
+    match (name, level) {
+        ("zstd", None) => Ok(Compression::DEFAULT),
+        ("zstd", Some(level)) => Ok(Compression::zstd(level)),
+        ("lz4", None) => Ok(Compression::Lz4),
+        ("none", None) => Ok(Compression::None),
+        ("lz4" | "none", Some(_)) => Err(invalid("level applies to zstd only")),
+        _ => Err(invalid("compression must be \"zstd\", \"lz4\" or \"none\"")),
+    }
+}
+
+/// Store options from the Python keywords.
+struct Store {
+    opts: StoreOptions,
+    base: Option<Location>,
+    open: OpenOptions,
+    force: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store_options(
+    compression_name: &str,
+    level: Option<i32>,
+    metadata: Vec<(String, bool, String)>,
+    base: Option<PathBuf>,
+    parent_dirs: Option<Vec<PathBuf>>,
+    force: bool,
+    threads: usize,
+    block_size: Option<u32>,
+    raw: bool,
+    chunking: &str,
+) -> PyResult<Store> {
+    let chunking = match chunking {
+        "cdc" => Chunking::ContentDefined,
+        "fixed" => Chunking::Fixed,
+        _ => return Err(invalid("chunking must be \"cdc\" or \"fixed\"")),
+    };
+    let defaults = StoreOptions::default();
+    let opts = StoreOptions {
+        compression: compression(compression_name, level)?,
+        block_size: block_size.unwrap_or(defaults.block_size),
+        metadata: metadata
+            .into_iter()
+            .map(|(k, json, v)| (k, if json { MetadataValue::Json(v) } else { MetadataValue::String(v) }))
+            .collect(),
+        threads,
+        raw,
+        chunking,
+        ..defaults
+    };
+    opts.validate().map_err(format_error)?;
+    Ok(Store { opts, base: base.map(Location::Path), open: open_options(parent_dirs, true, 0), force })
+}
+
+fn report_dict<'py>(py: Python<'py>, r: &StoreReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("source_format", r.source_format.name())?;
+    d.set_item("source_size", r.source_size)?;
+    d.set_item("archive_size", r.archive_size)?;
+    d.set_item("blocks", r.blocks)?;
+    d.set_item("stored_blocks", r.stored_blocks)?;
+    d.set_item("deduplicated_blocks", r.deduplicated_blocks)?;
+    d.set_item("deduplicated_bytes", r.deduplicated_bytes)?;
+    d.set_item("parent_blocks", r.parent_blocks)?;
+    d.set_item("parent_bytes", r.parent_bytes)?;
+    d.set_item("delta_blocks", r.delta_blocks)?;
+    d.set_item("tensors", r.tensors)?;
+    d.set_item("source_hash", hex(&r.source_hash))?;
+    d.set_item("warnings", r.warnings.clone())?;
+    Ok(d)
+}
+
+/// Store the file or folder `src` as the archive `dst`.
+#[pyfunction]
+#[pyo3(signature = (src, dst, base=None, compression="zstd", level=None, metadata=Vec::new(), parent_dirs=None,
+                    force=false, threads=0, block_size=None, raw=false, chunking="cdc"))]
+#[allow(clippy::too_many_arguments)]
+fn store<'py>(
+    py: Python<'py>,
+    src: PathBuf,
+    dst: PathBuf,
+    base: Option<PathBuf>,
+    compression: &str,
+    level: Option<i32>,
+    metadata: Vec<(String, bool, String)>,
+    parent_dirs: Option<Vec<PathBuf>>,
+    force: bool,
+    threads: usize,
+    block_size: Option<u32>,
+    raw: bool,
+    chunking: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let s = store_options(compression, level, metadata, base, parent_dirs, force, threads, block_size, raw, chunking)?;
+    let report = py
+        .detach(|| {
+            let go = |_| ControlFlow::Continue(());
+            if std::fs::metadata(&src).is_ok_and(|m| m.is_dir()) {
+                hexz_io::store_folder(&src, &dst, &s.opts, s.base.as_ref(), &s.open, s.force, &go)
+            } else {
+                hexz_io::store_file(&src, &dst, &s.opts, s.base.as_ref(), &s.open, s.force, &go)
+            }
+        })
+        .map_err(py_error)?;
+    report_dict(py, &report)
+}
+
+/// A source made of a header and arrays laid end to end, read in place.
+struct Segments {
+    header: Vec<u8>,
+    /// (start in the source, address, length) of each array.
+    parts: Vec<(u64, usize, usize)>,
+    len: u64,
+}
+
+// SAFETY: the addresses point into arrays the Python caller keeps alive and
+// unchanged for the whole store; they are only read.
+unsafe impl Send for Segments {}
+// SAFETY: as above; reads through shared references only.
+unsafe impl Sync for Segments {}
+
+impl ReadAt for Segments {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.len);
+        let Some(end) = end else {
+            return Err(hexz_format::Error::Truncated {
+                what: "arrays",
+                offset,
+                needed: buf.len() as u64,
+                available: self.len.saturating_sub(offset),
+            });
+        };
+        let mut pos = offset;
+        let mut out = &mut buf[..];
+        let header_len = self.header.len() as u64;
+        if pos < header_len {
+            let n = (header_len.min(end) - pos) as usize;
+            out[..n].copy_from_slice(&self.header[pos as usize..pos as usize + n]);
+            out = &mut out[n..];
+            pos += n as u64;
+        }
+        let mut k = self.parts.partition_point(|p| p.0 + p.2 as u64 <= pos);
+        while !out.is_empty() {
+            let (start, address, length) = self.parts[k];
+            let within = (pos - start) as usize;
+            let n = (length - within).min(out.len());
+            // SAFETY: `address..address + length` is a live array (see the
+            // Send/Sync impls); `within + n <= length`.
+            let src = unsafe { std::slice::from_raw_parts((address as *const u8).add(within), n) };
+            out[..n].copy_from_slice(src);
+            out = &mut out[n..];
+            pos += n as u64;
+            k += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Store a safetensors file given as its header and its arrays (address,
+/// length), laid end to end, without writing it anywhere first. Private:
+/// `hexz.checkpoint.save` builds the header and holds the arrays.
+#[pyfunction]
+#[pyo3(signature = (header, arrays, dst, base=None, compression="zstd", level=None, metadata=Vec::new(),
+                    parent_dirs=None, force=false, threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn _store_arrays<'py>(
+    py: Python<'py>,
+    header: Vec<u8>,
+    arrays: Vec<(usize, usize)>,
+    dst: PathBuf,
+    base: Option<PathBuf>,
+    compression: &str,
+    level: Option<i32>,
+    metadata: Vec<(String, bool, String)>,
+    parent_dirs: Option<Vec<PathBuf>>,
+    force: bool,
+    threads: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let s = store_options(compression, level, metadata, base, parent_dirs, force, threads, None, false, "cdc")?;
+    let mut parts = Vec::with_capacity(arrays.len());
+    let mut len = header.len() as u64;
+    for (address, length) in arrays {
+        if length == 0 {
+            continue;
+        }
+        if address == 0 {
+            return Err(invalid("array address is NULL"));
+        }
+        parts.push((len, address, length));
+        len += length as u64;
+    }
+    let segments = Segments { header, parts, len };
+    let input = StoreInput {
+        bytes: &segments,
+        name: Location::Label("the arrays given to checkpoint.save".into()),
+        file: None,
+        unchanged: &|| Ok(()),
+    };
+    let report = py
+        .detach(|| {
+            hexz_io::store_source(&input, &dst, &s.opts, s.base.as_ref(), &s.open, s.force, &|_| {
+                ControlFlow::Continue(())
+            })
+        })
+        .map_err(py_error)?;
+    report_dict(py, &report)
+}
+
+/// Extract the whole archive to `dst` (the file, or the folder).
+#[pyfunction]
+#[pyo3(signature = (archive, dst, force=false, threads=0, parent_dirs=None))]
+fn extract(
+    py: Python<'_>,
+    archive: PathBuf,
+    dst: PathBuf,
+    force: bool,
+    threads: usize,
+    parent_dirs: Option<Vec<PathBuf>>,
+) -> PyResult<()> {
+    let opts = open_options(parent_dirs, true, 0);
+    py.detach(|| {
+        let reader = Reader::open(archive, &opts)?;
+        hexz_io::extract_to(&reader, &dst, force, threads, &|_| ControlFlow::Continue(()))
+    })
+    .map_err(py_error)
+}
+
+/// Verify the archive and its chain: (problems as (where, message),
+/// blocks checked, blocks decoded, tensors checked). Raises when the file
+/// cannot be opened at all.
+#[pyfunction]
+#[pyo3(signature = (archive, deep=false, threads=0, parent_dirs=None))]
+#[allow(clippy::type_complexity)]
+fn verify(
+    py: Python<'_>,
+    archive: PathBuf,
+    deep: bool,
+    threads: usize,
+    parent_dirs: Option<Vec<PathBuf>>,
+) -> PyResult<(Vec<(String, String)>, u64, u64, u64)> {
+    let opts = open_options(parent_dirs, true, 0);
+    let report = py
+        .detach(|| -> hexz_io::Result<_> {
+            // Unreadable (missing, a directory, no permission): an exception, not a report.
+            drop(FileSource::open(&archive)?);
+            let depth = if deep { hexz_io::Depth::Deep } else { hexz_io::Depth::Quick };
+            Ok(hexz_io::verify_location(&Location::Path(archive), &opts, depth, threads, &|_, _| {}))
+        })
+        .map_err(py_error)?;
+    let problems = report.problems.iter().map(|p| (p.location.clone(), p.message.clone())).collect();
+    Ok((problems, report.blocks_checked, report.blocks_decoded, report.tensors_checked))
+}
+
+#[pymodule]
+fn _hexz(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Archive>()?;
+    m.add_function(wrap_pyfunction!(store, m)?)?;
+    m.add_function(wrap_pyfunction!(_store_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(extract, m)?)?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FORMAT_VERSION", "1.1")?;
+    let ggml: Vec<(u32, &str, u32, u32)> =
+        hexz_format::dtype::GGML_TYPES.iter().map(|t| (t.id, t.name, t.block_elements, t.block_bytes)).collect();
+    m.add("GGML_TYPES", ggml)?;
+    Ok(())
+}
