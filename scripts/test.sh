@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, MSRV and no_std builds, Rust tests (unit, real
 # models, sweeps, faults, CLI end to end), oracle checks against gguf-py and
-# safetensors, the C ABI suite, a fuzz smoke run.
+# safetensors, the Python package (pytest), the C ABI suite, a fuzz smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,11 @@ cargo test --workspace
 step "oracles: gguf-py and safetensors"
 cargo build --release -p hexz-cli
 python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
+
+step "Python package: pip install ./bindings/python (maturin, abi3), pytest on the real models (torch included)"
+python3 -m pip install --quiet --disable-pip-version-check -r bindings/python/tests/requirements.txt
+python3 -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings/python
+python3 -m pytest -q bindings/python/tests
 
 step "C ABI: header freshness, C11/C++17 builds, valgrind suite, gguf-py comparison, no-allocation reads"
 ./scripts/c-tests.sh
