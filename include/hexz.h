@@ -46,7 +46,7 @@
 #define HEXZ_VERSION_MAJOR 0
 
 // Minor version.
-#define HEXZ_VERSION_MINOR 2
+#define HEXZ_VERSION_MINOR 3
 
 // Patch version.
 #define HEXZ_VERSION_PATCH 0
@@ -350,7 +350,7 @@ extern "C" {
 // HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
 uint32_t hexz_version(void);
 
-// Runtime version as a static NUL-terminated string, e.g. "0.2.0". Never NULL.
+// Runtime version as a static NUL-terminated string, e.g. "0.3.0". Never NULL.
 const char *hexz_version_string(void);
 
 // A static, NUL-terminated description of a status code ("unknown status"
@@ -447,6 +447,20 @@ hexz_status hexz_file_count(const hexz_archive *archive, size_t *out_count);
 //
 // Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (index out of range).
 hexz_status hexz_file_get_info(const hexz_archive *archive, size_t index, hexz_file_info *out);
+
+// Number of user metadata entries stored with the archive (`hexz store
+// --metadata`), in the order they were given.
+//
+// Statuses: OK; NULL_ARGUMENT.
+hexz_status hexz_metadata_count(const hexz_archive *archive, size_t *out_count);
+
+// User metadata entry `index` (0 ≤ index < hexz_metadata_count): its key
+// and value, NUL-terminated and borrowed until hexz_close, and whether the
+// value is JSON text (`--metadata KEY:=JSON`) rather than a plain string.
+// Any of the outputs may be NULL.
+//
+// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (index out of range).
+hexz_status hexz_metadata_get(const hexz_archive *archive, size_t index, const char **out_key, size_t *out_key_len, const char **out_value, size_t *out_value_len, bool *out_is_json);
 
 // Index of the file at `path` (NUL-terminated, `/`-separated, as
 // hexz_file_get_info gives it).

@@ -30,7 +30,8 @@ readelf -d "$prefix/lib/libhexz.so" | grep -q 'SONAME.*libhexz.so.0' || { echo "
 make -s -C bindings/c OUT="$work/build" all
 
 cargo build --release -q -p hexz-cli
-target/release/hexz -q store "$models/gemma.gguf" "$work/gemma-lz4.hxz" --compression lz4
+target/release/hexz -q store "$models/gemma.gguf" "$work/gemma-lz4.hxz" --compression lz4 \
+  --metadata run=c-tests --metadata 'cfg:={"lr":0.001}'
 target/release/hexz -q store "$models/gemma.gguf" "$work/gemma-zstd.hxz" --compression zstd
 
 "$work/build/header_cpp"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, MSRV and no_std builds, Rust tests (unit, real
 # models, sweeps, faults, CLI end to end), oracle checks against gguf-py and
-# safetensors, the Python package (pytest), the C ABI suite, a fuzz smoke run.
+# safetensors, the Python package (pytest), the C ABI suite, the Go package
+# (go test -race), a fuzz smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,9 +44,17 @@ step "Python package: pip install ./bindings/python (maturin, abi3), pytest on t
 python3 -m pip install --quiet --disable-pip-version-check -r bindings/python/tests/requirements.txt
 python3 -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings/python
 python3 -m pytest -q bindings/python/tests
+python3 -m mypy --strict -p hexz   # the installed package's annotations and stubs
 
 step "C ABI: header freshness, C11/C++17 builds, valgrind suite, gguf-py comparison, no-allocation reads"
 ./scripts/c-tests.sh
+
+step "Go package: go vet, go test -race against the installed libhexz"
+go_prefix="$PWD/target/go-prefix"
+./scripts/install-ffi.sh "$go_prefix" >/dev/null
+(cd bindings/go && PKG_CONFIG_PATH="$go_prefix/lib/pkgconfig" go vet ./... \
+  && test -z "$(gofmt -l .)" \
+  && PKG_CONFIG_PATH="$go_prefix/lib/pkgconfig" go test -race -count=1 ./...)
 
 step "fuzz smoke: every cargo-fuzz target for ${HEXZ_FUZZ_SECONDS:-10}s"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

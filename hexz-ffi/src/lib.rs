@@ -29,7 +29,7 @@ use tables::{ArchiveHandle, CallbackSource};
 /// Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
 pub const HEXZ_VERSION_MAJOR: u32 = 0;
 /// Minor version.
-pub const HEXZ_VERSION_MINOR: u32 = 2;
+pub const HEXZ_VERSION_MINOR: u32 = 3;
 /// Patch version.
 pub const HEXZ_VERSION_PATCH: u32 = 0;
 /// `(major << 16) | (minor << 8) | patch`, as hexz_version() returns.
@@ -279,10 +279,10 @@ pub extern "C" fn hexz_version() -> u32 {
     HEXZ_VERSION_NUMBER
 }
 
-/// Runtime version as a static NUL-terminated string, e.g. "0.2.0". Never NULL.
+/// Runtime version as a static NUL-terminated string, e.g. "0.3.0". Never NULL.
 #[no_mangle]
 pub extern "C" fn hexz_version_string() -> *const c_char {
-    c"0.2.0".as_ptr()
+    c"0.3.0".as_ptr()
 }
 
 /// A static, NUL-terminated description of a status code ("unknown status"
@@ -669,6 +669,54 @@ pub unsafe extern "C" fn hexz_file_get_info(
         };
         // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out, info) }
+    })
+}
+
+/// Number of user metadata entries stored with the archive (`hexz store
+/// --metadata`), in the order they were given.
+///
+/// Statuses: OK; NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn hexz_metadata_count(archive: *const hexz_archive, out_count: *mut usize) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
+        unsafe { write_out(out_count, h.metadata.len()) }
+    })
+}
+
+/// User metadata entry `index` (0 ≤ index < hexz_metadata_count): its key
+/// and value, NUL-terminated and borrowed until hexz_close, and whether the
+/// value is JSON text (`--metadata KEY:=JSON`) rather than a plain string.
+/// Any of the outputs may be NULL.
+///
+/// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (index out of range).
+#[no_mangle]
+pub unsafe extern "C" fn hexz_metadata_get(
+    archive: *const hexz_archive,
+    index: usize,
+    out_key: *mut *const c_char,
+    out_key_len: *mut usize,
+    out_value: *mut *const c_char,
+    out_value_len: *mut usize,
+    out_is_json: *mut bool,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        let m = h.metadata.get(index).ok_or_else(|| FfiError::invalid("metadata index out of range"))?;
+        let (key, key_len) = tables::c_str_view(&m.key);
+        let (value, value_len) = tables::c_str_view(&m.value);
+        // SAFETY: output pointers are NULL or writable (the header's contract).
+        unsafe {
+            write_optional(out_key, key);
+            write_optional(out_key_len, key_len);
+            write_optional(out_value, value);
+            write_optional(out_value_len, value_len);
+            write_optional(out_is_json, m.is_json);
+        }
+        Ok(())
     })
 }
 

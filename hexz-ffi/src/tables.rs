@@ -186,11 +186,19 @@ pub struct FileEntry {
     pub mtime_ns: i64,
 }
 
+/// A user metadata entry with NUL-terminated strings.
+pub struct MetadataEntry {
+    pub key: Box<[u8]>,
+    pub value: Box<[u8]>,
+    pub is_json: bool,
+}
+
 /// An open archive and everything built at open.
 pub struct ArchiveHandle {
     pub reader: Reader,
     pub tensors: Vec<TensorEntry>,
     pub files: Vec<FileEntry>,
+    pub metadata: Vec<MetadataEntry>,
     pub source_header: Vec<u8>,
     pub gguf: Option<GgufTable>,
 }
@@ -237,6 +245,19 @@ impl ArchiveHandle {
                 mtime_ns: f.mtime_ns,
             });
         }
+        let mut metadata = Vec::new();
+        metadata.try_reserve_exact(reader.metadata().len()).map_err(|_| oom())?;
+        for (key, value) in reader.metadata() {
+            let (value, is_json) = match value {
+                hexz_format::manifest::MetadataValue::String(s) => (s, false),
+                hexz_format::manifest::MetadataValue::Json(s) => (s, true),
+            };
+            metadata.push(MetadataEntry {
+                key: nul_terminated(key.as_bytes())?,
+                value: nul_terminated(value.as_bytes())?,
+                is_json,
+            });
+        }
         let source_header = reader.source_header()?;
         let gguf = match reader.source_format() {
             SourceFormat::Gguf => Some(
@@ -245,14 +266,15 @@ impl ArchiveHandle {
             ),
             _ => None,
         };
-        Ok(ArchiveHandle { reader, tensors, files, source_header, gguf })
+        Ok(ArchiveHandle { reader, tensors, files, metadata, source_header, gguf })
     }
 
     /// Bytes held: tables, metadata and read scratch created so far.
     pub fn memory_bytes(&self) -> u64 {
         let tables: usize =
             self.tensors.iter().map(|t| t.name.len() + t.dtype.len() + t.dims.len() * 8 + 64).sum::<usize>()
-                + self.files.iter().map(|f| f.path.len() + 48).sum::<usize>();
+                + self.files.iter().map(|f| f.path.len() + 48).sum::<usize>()
+                + self.metadata.iter().map(|m| m.key.len() + m.value.len() + 40).sum::<usize>();
         self.reader.memory_bytes() + (tables + self.source_header.len() * 2) as u64
     }
 

@@ -398,6 +398,20 @@ int main(int argc, char **argv) {
     if (!a) return 1;
     hexz_archive_info info;
     CHECK_STATUS(hexz_archive_get_info(a, &info), HEXZ_STATUS_OK);
+
+    /* User metadata, as c-tests.sh stored it: run=c-tests, cfg:={"lr":0.001}. */
+    size_t md_count = 0;
+    CHECK_STATUS(hexz_metadata_count(a, &md_count), HEXZ_STATUS_OK);
+    CHECK(md_count == 2);
+    const char *key = NULL, *value = NULL;
+    size_t key_len = 0, value_len = 0;
+    bool is_json = true;
+    CHECK_STATUS(hexz_metadata_get(a, 0, &key, &key_len, &value, &value_len, &is_json), HEXZ_STATUS_OK);
+    CHECK(key && strcmp(key, "run") == 0 && key_len == 3 && value && strcmp(value, "c-tests") == 0 && !is_json);
+    CHECK_STATUS(hexz_metadata_get(a, 1, &key, NULL, &value, &value_len, &is_json), HEXZ_STATUS_OK);
+    CHECK(key && strcmp(key, "cfg") == 0 && value && strcmp(value, "{\"lr\":0.001}") == 0 && is_json);
+    CHECK_STATUS(hexz_metadata_get(a, 2, &key, NULL, NULL, NULL, NULL), HEXZ_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(hexz_metadata_count(NULL, &md_count), HEXZ_STATUS_NULL_ARGUMENT);
     CHECK(info.source_format == HEXZ_SOURCE_GGUF);
     CHECK(info.original_size == orig_len);
     CHECK(info.archive_size == hxz_len);

@@ -125,7 +125,8 @@ class safe_open:
         if self._archive.source_format != "safetensors":
             return None
         header = self._archive.source_header()
-        return json.loads(header[8:].decode("utf-8")).get("__metadata__")
+        found: Optional[Dict[str, str]] = json.loads(header[8:].decode("utf-8")).get("__metadata__")
+        return found
 
     def _place(self, t: Any) -> Any:
         return t if self._framework == "np" or self._device == "cpu" else t.to(self._device)

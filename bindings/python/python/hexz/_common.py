@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import CorruptArchiveError, InvalidInputError
 
@@ -68,7 +68,7 @@ class VerifyReport:
         return self
 
 
-def metadata_items(metadata: Optional[Mapping[str, Any]]) -> List[tuple]:
+def metadata_items(metadata: Optional[Mapping[str, Any]]) -> List[Tuple[str, bool, str]]:
     """User metadata as (key, is_json, text): strings as they are, anything
     else as JSON."""
     items = []

@@ -10,6 +10,7 @@ import numpy as np
 from ._hexz import GGML_TYPES
 from .errors import InvalidInputError, UnsupportedError
 
+_ml: Any
 try:  # bfloat16 and float8 for numpy, when installed
     import ml_dtypes as _ml
 except ImportError:  # pragma: no cover - exercised where ml_dtypes is absent
@@ -50,7 +51,7 @@ _GGML_BLOCKS: Dict[int, Tuple[int, int]] = {
 }
 
 
-def numpy_dtype(name: str) -> np.dtype:
+def numpy_dtype(name: str) -> "np.dtype[Any]":
     """The numpy dtype of safetensors dtype `name`."""
     kind = _NUMPY.get(name)
     if kind is None:
@@ -60,8 +61,10 @@ def numpy_dtype(name: str) -> np.dtype:
             raise UnsupportedError(
                 f"dtype {name} needs ml_dtypes for numpy (pip install ml_dtypes), or framework='pt'"
             )
-        return np.dtype(getattr(_ml, kind))
-    return np.dtype(kind)
+        extended: np.dtype[Any] = np.dtype(getattr(_ml, kind))
+        return extended
+    plain: np.dtype[Any] = np.dtype(kind)
+    return plain
 
 
 def torch_dtype(name: str) -> Any:

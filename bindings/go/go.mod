@@ -1,0 +1,3 @@
+module github.com/hexz-dev/hexz/bindings/go
+
+go 1.19

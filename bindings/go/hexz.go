@@ -1,0 +1,603 @@
+// Package hexz reads .hxz archives of ML model checkpoints (safetensors,
+// GGUF, whole checkpoint folders) through libhexz, the Hexz C ABI: any
+// tensor or byte range is decoded on demand, straight into the caller's
+// slice, without unpacking the rest.
+//
+//	a, err := hexz.Open("model.hxz")
+//	if err != nil { ... }
+//	defer a.Close()
+//	t, _ := a.Tensor("token_embd.weight")
+//	buf := make([]byte, t.Length)
+//	_, err = a.ReadTensor(t.Name, buf)
+//	http.ServeContent(w, r, "model.gguf", time.Time{}, a.NewReader())
+//
+// An *Archive is safe for concurrent use by many goroutines. The package
+// builds against an installed libhexz found by pkg-config (see README.md).
+package hexz
+
+/*
+#cgo pkg-config: hexz
+#include <stdlib.h>
+#include <hexz.h>
+*/
+import "C"
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// call runs one libhexz call and, when it fails, takes hexz_last_error()
+// on the same OS thread (the message is per thread).
+func call(f func() C.hexz_status) *Error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st := f()
+	if st == C.HEXZ_STATUS_OK {
+		return nil
+	}
+	return &Error{Status: Status(st), Msg: C.GoString(C.hexz_last_error())}
+}
+
+// errOrNil turns a nil *Error into a nil error interface.
+func errOrNil(e *Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+// Version is the libhexz version string ("0.3.0").
+func Version() string { return C.GoString(C.hexz_version_string()) }
+
+// SourceFormat is what an archive holds.
+type SourceFormat uint32
+
+const (
+	SourceRaw         SourceFormat = C.HEXZ_SOURCE_RAW
+	SourceSafetensors SourceFormat = C.HEXZ_SOURCE_SAFETENSORS
+	SourceGGUF        SourceFormat = C.HEXZ_SOURCE_GGUF
+	SourceFolder      SourceFormat = C.HEXZ_SOURCE_FOLDER
+)
+
+func (f SourceFormat) String() string {
+	switch f {
+	case SourceRaw:
+		return "raw"
+	case SourceSafetensors:
+		return "safetensors"
+	case SourceGGUF:
+		return "gguf"
+	case SourceFolder:
+		return "folder"
+	}
+	return fmt.Sprintf("SourceFormat(%d)", uint32(f))
+}
+
+// NoGGMLType is TensorInfo.GGMLType for tensors that do not come from GGUF.
+const NoGGMLType = uint32(C.HEXZ_NO_GGML_TYPE)
+
+// TensorInfo describes one tensor.
+type TensorInfo struct {
+	Name string
+	// DType as the source names it: "F32", "BF16" (safetensors) or the GGML
+	// type name "Q4_K", "F16", ... (GGUF).
+	DType string
+	// GGMLType is the GGML type id of GGUF tensors, NoGGMLType otherwise.
+	GGMLType uint32
+	// Shape as the source lists it (GGUF: ne[0] first).
+	Shape []uint64
+	// Offset of the tensor's bytes in the original file; Length their count.
+	Offset int64
+	Length int64
+	// Storage: "stored", "deduplicated", "parent", "delta" or "empty".
+	Storage string
+	index   int
+}
+
+// FileInfo describes one entry of a folder archive.
+type FileInfo struct {
+	Path string
+	// Dir is true for a directory (no bytes).
+	Dir bool
+	// SourceFormat says what the file is.
+	SourceFormat SourceFormat
+	// Offset of the file's bytes in the archive's virtual space (what
+	// ReadAt reads and tensor offsets point into); Length their count.
+	Offset  int64
+	Length  int64
+	Mode    fs.FileMode
+	MtimeNs int64
+}
+
+// Info is what an archive is.
+type Info struct {
+	SourceFormat SourceFormat
+	// Size of the original file (the virtual space ReadAt reads).
+	Size int64
+	// ArchiveSize of the .hxz file.
+	ArchiveSize int64
+	Blocks      int64
+	// Identity is the archive's BLAKE3 identity (hex), which children name.
+	Identity string
+	// ParentIdentity is the identity of the parent it was stored against,
+	// or "" when it has none.
+	ParentIdentity string
+	// SourceHash is the BLAKE3 of the original file (hex).
+	SourceHash string
+}
+
+// OpenOptions tune Open. The zero value is the default.
+type OpenOptions struct {
+	// ParentDir is an extra folder to look for parent archives in.
+	ParentDir string
+	// ReadSlots bounds the reads that run at once (0: 4, at most 256).
+	ReadSlots int
+	// SkipHashCheck turns off the BLAKE3 check of decoded blocks.
+	SkipHashCheck bool
+	// MemoryBudget caps read scratch memory in bytes (0: 256 MiB).
+	MemoryBudget uint64
+	// MaxMetadataBytes caps directory, manifest and header memory (0: 256 MiB).
+	MaxMetadataBytes uint64
+}
+
+// Archive is an open .hxz archive with its parent chain. Close it when
+// done; a finalizer closes a forgotten one, as a safety net only.
+type Archive struct {
+	mu      sync.RWMutex // read-held by every call, write-held by Close
+	h       *C.hexz_archive
+	path    string
+	info    Info
+	tensors []TensorInfo
+	byName  map[string]int
+}
+
+// Open opens the archive at path and its parent chain (parents are found
+// beside it by their recorded path).
+func Open(path string) (*Archive, error) { return OpenWithOptions(path, nil) }
+
+// OpenWithOptions opens the archive at path with options (nil: defaults).
+func OpenWithOptions(path string, o *OpenOptions) (*Archive, error) {
+	var opts C.hexz_open_options
+	opts.struct_size = C.sizeof_hexz_open_options
+	if o != nil {
+		if o.ReadSlots < 0 || o.ReadSlots > 256 {
+			return nil, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "ReadSlots must be 0..256"}
+		}
+		opts.read_slots = C.uint32_t(o.ReadSlots)
+		if o.SkipHashCheck {
+			opts.skip_hash_check = 1
+		}
+		opts.memory_budget = C.uint64_t(o.MemoryBudget)
+		opts.max_metadata_bytes = C.uint64_t(o.MaxMetadataBytes)
+		if o.ParentDir != "" {
+			dir := C.CString(o.ParentDir)
+			defer C.free(unsafe.Pointer(dir))
+			opts.parent_dir = dir
+		}
+	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var h *C.hexz_archive
+	if e := call(func() C.hexz_status { return C.hexz_open_path(cpath, &opts, &h) }); e != nil {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, missing(e, path)
+		}
+		return nil, e
+	}
+	a := &Archive{h: h, path: path}
+	if err := a.load(); err != nil {
+		C.hexz_close(h)
+		return nil, err
+	}
+	runtime.SetFinalizer(a, (*Archive).Close)
+	return a, nil
+}
+
+var storageNames = []string{"stored", "deduplicated", "parent", "delta", "empty"}
+
+// load reads the archive's info and tensor table into Go memory.
+func (a *Archive) load() error {
+	var ci C.hexz_archive_info
+	if e := call(func() C.hexz_status { return C.hexz_archive_get_info(a.h, &ci) }); e != nil {
+		return e
+	}
+	a.info = Info{
+		SourceFormat: SourceFormat(ci.source_format),
+		Size:         int64(ci.original_size),
+		ArchiveSize:  int64(ci.archive_size),
+		Blocks:       int64(ci.block_count),
+		Identity:     hexBytes(ci.identity[:]),
+		SourceHash:   hexBytes(ci.source_blake3[:]),
+	}
+	if ci.has_parent != 0 {
+		a.info.ParentIdentity = hexBytes(ci.parent_identity[:])
+	}
+	var n C.size_t
+	if e := call(func() C.hexz_status { return C.hexz_tensor_count(a.h, &n) }); e != nil {
+		return e
+	}
+	a.tensors = make([]TensorInfo, 0, int(n))
+	a.byName = make(map[string]int, int(n))
+	for i := 0; i < int(n); i++ {
+		var t C.hexz_tensor_info
+		if e := call(func() C.hexz_status { return C.hexz_tensor_get_info(a.h, C.size_t(i), &t) }); e != nil {
+			return e
+		}
+		shape := make([]uint64, int(t.n_dims))
+		if t.n_dims > 0 {
+			copy(shape, unsafe.Slice((*uint64)(unsafe.Pointer(t.dims)), int(t.n_dims)))
+		}
+		storage := "unknown"
+		if int(t.storage_kind) < len(storageNames) {
+			storage = storageNames[t.storage_kind]
+		}
+		info := TensorInfo{
+			Name:     C.GoStringN(t.name, C.int(t.name_len)),
+			DType:    C.GoStringN(t.dtype, C.int(t.dtype_len)),
+			GGMLType: uint32(t.ggml_type),
+			Shape:    shape,
+			Offset:   int64(t.offset),
+			Length:   int64(t.length),
+			Storage:  storage,
+			index:    i,
+		}
+		if _, dup := a.byName[info.Name]; !dup {
+			a.byName[info.Name] = i
+		}
+		a.tensors = append(a.tensors, info)
+	}
+	return nil
+}
+
+func hexBytes(b []C.uint8_t) string {
+	out := make([]byte, len(b))
+	for i, v := range b {
+		out[i] = byte(v)
+	}
+	return hex.EncodeToString(out)
+}
+
+// Close releases the archive. It is idempotent and waits for reads in
+// flight on other goroutines; later calls fail with ErrClosed.
+func (a *Archive) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.h != nil {
+		C.hexz_close(a.h)
+		a.h = nil
+		runtime.SetFinalizer(a, nil)
+	}
+	return nil
+}
+
+// handle returns the live handle with the read lock held; the caller
+// must call a.mu.RUnlock.
+func (a *Archive) handle() (*C.hexz_archive, error) {
+	a.mu.RLock()
+	if a.h == nil {
+		a.mu.RUnlock()
+		return nil, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: a.path + ": archive is closed", Err: ErrClosed}
+	}
+	return a.h, nil
+}
+
+// Path is the path the archive was opened from.
+func (a *Archive) Path() string { return a.path }
+
+// Info describes the archive.
+func (a *Archive) Info() Info { return a.info }
+
+// Size is the length of the original file: the range ReadAt reads.
+func (a *Archive) Size() int64 { return a.info.Size }
+
+// Tensors lists every tensor in file order (a copy).
+func (a *Archive) Tensors() []TensorInfo {
+	out := make([]TensorInfo, len(a.tensors))
+	copy(out, a.tensors)
+	return out
+}
+
+// Tensor describes the tensor called name.
+func (a *Archive) Tensor(name string) (TensorInfo, bool) {
+	i, ok := a.byName[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	return a.tensors[i], true
+}
+
+// ReadAt reads len(p) bytes of the original file at off (io.ReaderAt):
+// decoded straight into p. Reading past the end returns the bytes there
+// are and io.EOF.
+func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "negative offset"}
+	}
+	if off >= a.info.Size {
+		return 0, io.EOF
+	}
+	n := len(p)
+	var eof error
+	if rest := a.info.Size - off; int64(n) > rest {
+		n, eof = int(rest), io.EOF
+	}
+	if n == 0 {
+		return 0, eof
+	}
+	h, err := a.handle()
+	if err != nil {
+		return 0, err
+	}
+	defer a.mu.RUnlock()
+	buf := (*C.uint8_t)(unsafe.Pointer(&p[0]))
+	if e := call(func() C.hexz_status { return C.hexz_read_range(h, C.uint64_t(off), buf, C.size_t(n)) }); e != nil {
+		return 0, e
+	}
+	return n, eof
+}
+
+// NewReader reads the original file from the start: an io.Reader and
+// io.Seeker (for io.Copy, http.ServeContent) over ReadAt.
+func (a *Archive) NewReader() *io.SectionReader { return io.NewSectionReader(a, 0, a.info.Size) }
+
+// ReadTensor reads tensor name into the start of dst and returns its
+// length. A dst shorter than the tensor gives an error matching
+// ErrShortBuffer whose Need is the length.
+func (a *Archive) ReadTensor(name string, dst []byte) (int, error) {
+	t, ok := a.Tensor(name)
+	if !ok {
+		return 0, &Error{Status: C.HEXZ_STATUS_NOT_FOUND, Msg: fmt.Sprintf("%s: no tensor named %q", a.path, name)}
+	}
+	if int64(len(dst)) < t.Length {
+		return 0, shortBuffer(int(t.Length), len(dst), fmt.Sprintf("%s: tensor %q", a.path, name))
+	}
+	if t.Length == 0 {
+		return 0, nil
+	}
+	h, err := a.handle()
+	if err != nil {
+		return 0, err
+	}
+	defer a.mu.RUnlock()
+	var got C.size_t
+	buf := (*C.uint8_t)(unsafe.Pointer(&dst[0]))
+	if e := call(func() C.hexz_status {
+		return C.hexz_read_tensor(h, C.size_t(t.index), buf, C.size_t(len(dst)), &got)
+	}); e != nil {
+		return 0, e
+	}
+	return int(got), nil
+}
+
+// Files lists a folder archive's files and directories, sorted by path
+// (empty for a single-file archive).
+func (a *Archive) Files() ([]FileInfo, error) {
+	h, err := a.handle()
+	if err != nil {
+		return nil, err
+	}
+	defer a.mu.RUnlock()
+	var n C.size_t
+	if e := call(func() C.hexz_status { return C.hexz_file_count(h, &n) }); e != nil {
+		return nil, e
+	}
+	out := make([]FileInfo, 0, int(n))
+	for i := 0; i < int(n); i++ {
+		var f C.hexz_file_info
+		if e := call(func() C.hexz_status { return C.hexz_file_get_info(h, C.size_t(i), &f) }); e != nil {
+			return nil, e
+		}
+		out = append(out, FileInfo{
+			Path:         C.GoStringN(f.path, C.int(f.path_len)),
+			Dir:          f.kind == C.HEXZ_FILE_DIRECTORY,
+			SourceFormat: SourceFormat(f.source_format),
+			Offset:       int64(f.offset),
+			Length:       int64(f.length),
+			Mode:         fs.FileMode(f.mode & 0o7777),
+			MtimeNs:      int64(f.mtime_ns),
+		})
+	}
+	return out, nil
+}
+
+// SourceHeader is the original file's own header, verbatim (safetensors:
+// the 8-byte length and JSON; GGUF: everything before the tensor data).
+func (a *Archive) SourceHeader() ([]byte, error) {
+	h, err := a.handle()
+	if err != nil {
+		return nil, err
+	}
+	defer a.mu.RUnlock()
+	var data *C.uint8_t
+	var n C.size_t
+	if e := call(func() C.hexz_status { return C.hexz_source_header(h, &data, &n) }); e != nil {
+		return nil, e
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return C.GoBytes(unsafe.Pointer(data), C.int(n)), nil
+}
+
+// UserMetadata is the metadata given when the archive was stored (`hexz
+// store --metadata`); JSON values (KEY:=JSON) as their JSON text.
+func (a *Archive) UserMetadata() (map[string]string, error) {
+	h, err := a.handle()
+	if err != nil {
+		return nil, err
+	}
+	defer a.mu.RUnlock()
+	var n C.size_t
+	if e := call(func() C.hexz_status { return C.hexz_metadata_count(h, &n) }); e != nil {
+		return nil, e
+	}
+	out := make(map[string]string, int(n))
+	for i := 0; i < int(n); i++ {
+		var key, value *C.char
+		var keyLen, valueLen C.size_t
+		if e := call(func() C.hexz_status {
+			return C.hexz_metadata_get(h, C.size_t(i), &key, &keyLen, &value, &valueLen, nil)
+		}); e != nil {
+			return nil, e
+		}
+		out[C.GoStringN(key, C.int(keyLen))] = C.GoStringN(value, C.int(valueLen))
+	}
+	return out, nil
+}
+
+// Metadata merges the source's metadata (safetensors __metadata__; GGUF
+// keys whose values are strings or numbers, formatted as text; see GGUF
+// for every key typed) with the user metadata, which wins on a clash.
+func (a *Archive) Metadata() (map[string]string, error) {
+	out := map[string]string{}
+	switch a.info.SourceFormat {
+	case SourceSafetensors:
+		header, err := a.SourceHeader()
+		if err != nil {
+			return nil, err
+		}
+		if len(header) >= 8 {
+			var doc struct {
+				Meta map[string]string `json:"__metadata__"`
+			}
+			if err := json.Unmarshal(header[8:], &doc); err != nil {
+				return nil, &Error{Status: C.HEXZ_STATUS_SOURCE_FORMAT, Msg: a.path + ": safetensors header: " + err.Error()}
+			}
+			for k, v := range doc.Meta {
+				out[k] = v
+			}
+		}
+	case SourceGGUF:
+		g, err := a.GGUF()
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range g.KV {
+			if kv.Type != GGUFTypeArray {
+				out[kv.Key] = fmt.Sprint(kv.Value)
+			}
+		}
+	}
+	user, err := a.UserMetadata()
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range user {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Report is what Verify found.
+type Report struct {
+	// OK is true when no problem was found.
+	OK bool
+	// Problems is how many were found; Message names the first.
+	Problems int
+	Message  string
+}
+
+// Verify checks the archive at path and its parent chain: the structure,
+// and with deep every block's BLAKE3 and the whole file's. Problems are in
+// the Report; the error is for an archive that cannot be opened at all.
+func Verify(path string, deep bool) (Report, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var problems C.size_t
+	e := call(func() C.hexz_status { return C.hexz_verify(cpath, C.bool(deep), &problems) })
+	switch {
+	case e == nil:
+		return Report{OK: true}, nil
+	case e.Status == C.HEXZ_STATUS_VERIFY_FAILED:
+		return Report{Problems: int(problems), Message: e.Msg}, nil
+	default:
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return Report{}, missing(e, path)
+		}
+		return Report{}, e
+	}
+}
+
+// Compression for Store.
+type Compression uint32
+
+const (
+	Zstd Compression = C.HEXZ_COMPRESSION_ZSTD
+	LZ4  Compression = C.HEXZ_COMPRESSION_LZ4
+	None Compression = C.HEXZ_COMPRESSION_NONE
+)
+
+// StoreOptions tune Store. The zero value is the default: zstd at the
+// default levels, 1 MiB blocks, one thread per core, replace dst.
+type StoreOptions struct {
+	Compression Compression
+	// Level is the zstd level for every block (0: 3 plain, 1 numeric).
+	Level int
+	// BlockSize in bytes (0: 1 MiB).
+	BlockSize int
+	Threads   int
+	// Base is an archive to store against: its blocks are referenced and
+	// changed tensors stored as deltas.
+	Base string
+	// ParentDir is an extra folder to look for the base's parents in.
+	ParentDir string
+	// NoClobber refuses an existing dst.
+	NoClobber bool
+}
+
+// StoreReport is what Store wrote.
+type StoreReport struct {
+	SourceSize, ArchiveSize             int64
+	Blocks, DeduplicatedBlocks, Tensors int64
+	ParentBlocks, DeltaBlocks           int64
+}
+
+// Store archives the file or folder src as dst (as `hexz store`). dst
+// appears only when whole.
+func Store(src, dst string, o *StoreOptions) (StoreReport, error) {
+	var opts C.hexz_store_options
+	opts.struct_size = C.sizeof_hexz_store_options
+	if o != nil {
+		opts.compression = C.uint32_t(o.Compression)
+		opts.level = C.int32_t(o.Level)
+		opts.block_size = C.uint32_t(o.BlockSize)
+		opts.threads = C.uint32_t(o.Threads)
+		if o.NoClobber {
+			opts.no_clobber = 1
+		}
+		if o.Base != "" {
+			base := C.CString(o.Base)
+			defer C.free(unsafe.Pointer(base))
+			opts.base = base
+		}
+		if o.ParentDir != "" {
+			dir := C.CString(o.ParentDir)
+			defer C.free(unsafe.Pointer(dir))
+			opts.parent_dir = dir
+		}
+	}
+	csrc, cdst := C.CString(src), C.CString(dst)
+	defer C.free(unsafe.Pointer(csrc))
+	defer C.free(unsafe.Pointer(cdst))
+	var r C.hexz_store_report
+	if e := call(func() C.hexz_status { return C.hexz_store(csrc, cdst, &opts, &r) }); e != nil {
+		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+			return StoreReport{}, missing(e, src)
+		}
+		return StoreReport{}, e
+	}
+	return StoreReport{
+		SourceSize: int64(r.source_size), ArchiveSize: int64(r.archive_size), Blocks: int64(r.blocks),
+		DeduplicatedBlocks: int64(r.deduplicated_blocks), Tensors: int64(r.tensors),
+		ParentBlocks: int64(r.parent_blocks), DeltaBlocks: int64(r.delta_blocks),
+	}, nil
+}
