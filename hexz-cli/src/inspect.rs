@@ -9,7 +9,7 @@ use hexz_format::gguf::{self, GgufHeader, GgufValue};
 use hexz_format::layout::BlockEntry;
 use hexz_format::manifest::{MetadataValue, TensorInfo};
 use hexz_format::{Archive, CodecId, FilterId, ReadAt, SourceFormat};
-use hexz_io::{FileSource, OpenOptions, RangeSink, Reader};
+use hexz_io::{OpenOptions, RangeSink, Reader};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -85,6 +85,10 @@ struct TensorJson {
     offset: u64,
     length: u64,
     storage: &'static str,
+    /// Bytes of this archive's blocks that hold the tensor (what reading it
+    /// fetches; a block shared with a neighbour counts whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored_bytes: Option<u64>,
 }
 
 impl TensorJson {
@@ -98,8 +102,17 @@ impl TensorJson {
             offset: t.offset,
             length: t.length,
             storage: t.storage_kind.name(),
+            stored_bytes: None,
         }
     }
+}
+
+/// Stored bytes of the blocks (of this archive) overlapping each range;
+/// `blocks` are (virtual offset, virtual end, stored length or 0 when in a
+/// parent), in order.
+fn stored_bytes_of(blocks: &[(u64, u64, u64)], offset: u64, length: u64) -> u64 {
+    let first = blocks.partition_point(|b| b.1 <= offset);
+    blocks[first..].iter().take_while(|b| b.0 < offset + length).map(|b| b.2).sum()
 }
 
 /// Block entries covering `[offset, offset + length)`, in order.
@@ -119,7 +132,11 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
     let mut filters: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut stored = HashSet::new();
     let (mut dedup_blocks, mut dedup_bytes, mut stored_bytes, mut parent_blocks, mut delta_blocks) = (0, 0, 0, 0, 0);
+    let mut spans = Vec::new();
     for e in entries_in(reader, 0, reader.size())? {
+        let start = e.virtual_offset.get();
+        let here = if e.location > 0 { 0 } else { u64::from(e.stored_length.get()) };
+        spans.push((start, start + u64::from(e.virtual_length.get()), here));
         *codecs.entry(CodecId::from_u8(e.codec).map_or("unknown", CodecId::name)).or_default() += 1;
         let filter = FilterId::from_u8(e.filter);
         *filters.entry(filter.map_or("unknown", FilterId::name)).or_default() += 1;
@@ -181,7 +198,14 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
         delta_blocks,
         metadata,
         tensor_count: manifest.tensors.len(),
-        tensors: manifest.tensors.iter().map(|t| TensorJson::new(t, &manifest.files)).collect(),
+        tensors: manifest
+            .tensors
+            .iter()
+            .map(|t| TensorJson {
+                stored_bytes: Some(stored_bytes_of(&spans, t.offset, t.length)),
+                ..TensorJson::new(t, &manifest.files)
+            })
+            .collect(),
         files: manifest
             .files
             .iter()
@@ -291,7 +315,7 @@ fn gguf_json(reader: &Reader) -> Result<Value, CliError> {
 }
 
 pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Result<Exit, CliError> {
-    let reader = Reader::open(path, open)?;
+    let reader = Reader::open(crate::util::location(path), open)?;
     let mut s = summary(path, &reader)?;
     if kv && reader.source_format() == SourceFormat::Gguf {
         s.gguf = Some(gguf_json(&reader)?);
@@ -375,14 +399,27 @@ struct LsJson {
     children: Vec<LsJson>,
 }
 
-pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| hexz_io::Error::file(dir, "list", e))?;
+pub fn ls(dir: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliError> {
+    let remote = matches!(crate::util::location(dir), hexz_io::Location::Url(_));
+    let paths: Vec<PathBuf> = if let hexz_io::Location::Url(prefix) = crate::util::location(dir) {
+        // Objects named *.hxz under the prefix; each opened with two requests.
+        hexz_remote::list(&prefix, &crate::util::remote_options())?.into_iter().map(|(u, _)| PathBuf::from(u)).collect()
+    } else {
+        let entries = std::fs::read_dir(dir).map_err(|e| hexz_io::Error::file(dir, "list", e))?;
+        let mut paths: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+        paths.sort();
+        paths
+    };
     let mut found = Vec::new();
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
-    paths.sort();
     for path in paths {
         // Archives are recognised by content; other files are skipped quietly.
-        let Ok(archive) = FileSource::open(&path).map_err(|_| ()).and_then(|s| Archive::open(s).map_err(|_| ())) else {
+        let Ok(archive) = open
+            .resolver
+            .open(&crate::util::location(&path))
+            .map_err(|_| ())
+            .and_then(|s| Archive::open(s).map_err(|_| ()))
+        else {
             continue;
         };
         found.push(Listed {
@@ -394,7 +431,8 @@ pub fn ls(dir: &Path, as_json: bool) -> Result<Exit, CliError> {
             path,
         });
     }
-    for stale in hexz_io::output::stale_temporaries(dir) {
+    let stale = if remote { Vec::new() } else { hexz_io::output::stale_temporaries(dir) };
+    for stale in stale {
         eprintln!(
             "hexz: note: {} is a temporary left by a hexz process that is gone; the next store or extract into this folder removes it",
             stale.display()
@@ -545,8 +583,8 @@ struct DiffRow {
 /// delta kinds B used and the bytes B stores for it), added, removed,
 /// reshaped; and totals.
 pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliError> {
-    let a = Reader::open(path_a, open)?;
-    let b = Reader::open(path_b, open)?;
+    let a = Reader::open(crate::util::location(path_a), open)?;
+    let b = Reader::open(crate::util::location(path_b), open)?;
     let by_name: BTreeMap<&str, &TensorInfo> = a.tensors().iter().map(|t| (t.name.as_str(), t)).collect();
     let mut rows = Vec::new();
     let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();

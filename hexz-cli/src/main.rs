@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hexz_format::manifest::MetadataValue;
 use hexz_format::writer::StoreOptions;
 use hexz_format::{Compression, ErrorCode};
-use hexz_io::{Location, OpenOptions, Reader};
+use hexz_io::{OpenOptions, Reader};
 
 use crate::util::{human_bytes, progress_bar, CliError, Exit};
 
@@ -195,14 +195,17 @@ struct Context {
 fn main() -> ExitCode {
     util::install_signal_cleanup();
     let cli = Cli::parse();
-    let open = OpenOptions { search: cli.parent_dirs.iter().map(Location::from).collect(), ..OpenOptions::default() };
+    let open = OpenOptions {
+        search: cli.parent_dirs.iter().map(|d| util::location(d)).collect(),
+        ..hexz_remote::open_options(util::remote_options())
+    };
     let ctx = Context { quiet: cli.quiet, verbose: cli.verbose, open };
     let (result, json) = match cli.command {
         Command::Store(a) => (store(a, &ctx), false),
         Command::Extract(a) => (extract(a, &ctx), false),
         Command::Inspect(a) => (inspect::inspect(&a.archive, a.json, a.kv, &ctx.open), a.json),
         Command::Diff(a) => (inspect::diff(&a.a, &a.b, a.json, &ctx.open), a.json),
-        Command::Ls(a) => (inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json), a.json),
+        Command::Ls(a) => (inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json, &ctx.open), a.json),
         Command::Verify(a) => (verify(&a, &ctx), a.json),
     };
     match result {
@@ -263,12 +266,19 @@ fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
     let size = if is_folder { 0 } else { std::fs::metadata(&a.src).map(|m| m.len()).unwrap_or(0) };
     let bar = progress_bar(ctx.quiet, size, "storing");
     let started = Instant::now();
-    let base = a.base.as_ref().map(Location::from);
+    let base = a.base.as_deref().map(util::location);
     let progress = |done| {
         bar.set_position(done);
         ControlFlow::Continue(())
     };
-    let stored = if is_folder {
+    let stored = if let hexz_io::Location::Url(url) = util::location(&a.dst) {
+        if is_folder {
+            return Err(CliError::usage(
+                "storing a folder to a URL is not supported yet; store it locally, then upload",
+            ));
+        }
+        hexz_remote::store_to_url(&a.src, &url, &opts, base.as_ref(), &ctx.open, &util::remote_options(), &progress)
+    } else if is_folder {
         hexz_io::store_folder(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &progress)
     } else {
         hexz_io::store_file(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &progress)
@@ -322,7 +332,7 @@ fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
 /// Open an archive file with its chain; the files of the chain are inputs
 /// no output may overwrite.
 fn open_reader(path: &Path, ctx: &Context) -> Result<Reader, CliError> {
-    let reader = Reader::open(path, &ctx.open)?;
+    let reader = Reader::open(util::location(path), &ctx.open)?;
     if ctx.verbose > 0 && !ctx.quiet {
         for (depth, location) in reader.chain().iter().enumerate().skip(1) {
             eprintln!("  parent {depth}: {location}");
@@ -407,7 +417,7 @@ fn verify(a: &VerifyArgs, ctx: &Context) -> Result<Exit, CliError> {
     let depth = if a.quick { hexz_io::Depth::Quick } else { hexz_io::Depth::Deep };
     let size = std::fs::metadata(&a.archive).map(|m| m.len()).unwrap_or(0);
     let bar = progress_bar(ctx.quiet || depth == hexz_io::Depth::Quick, size, "verifying");
-    let location = Location::from(&a.archive);
+    let location = util::location(&a.archive);
     let report = hexz_io::verify_location(&location, &ctx.open, depth, usize::from(a.threads), &|done, total| {
         bar.set_length(total);
         bar.set_position(done);

@@ -226,3 +226,30 @@ impl VerifyJson {
         }
     }
 }
+
+/// Where a command-line argument points: a URL (`s3://`, `http(s)://`) or
+/// a local path.
+pub fn location(arg: &std::path::Path) -> hexz_io::Location {
+    match arg.to_str() {
+        Some(text) => hexz_io::Location::parse(text),
+        None => hexz_io::Location::Path(arg.to_path_buf()),
+    }
+}
+
+/// Remote options from the environment: `HEXZ_CACHE_BYTES` (bytes of
+/// fetched ranges kept), `HEXZ_TIMEOUT_SECS`, `HEXZ_RETRIES`; S3 endpoint,
+/// region and credentials come from the standard AWS variables.
+pub fn remote_options() -> hexz_remote::RemoteOptions {
+    let mut o = hexz_remote::RemoteOptions::default();
+    let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = num("HEXZ_CACHE_BYTES") {
+        o.cache_bytes = n as usize;
+    }
+    if let Some(n) = num("HEXZ_TIMEOUT_SECS") {
+        o.timeout = std::time::Duration::from_secs(n.max(1));
+    }
+    if let Some(n) = num("HEXZ_RETRIES") {
+        o.retries = n as usize;
+    }
+    o
+}
