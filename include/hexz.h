@@ -40,6 +40,7 @@
    default (0 or NULL); valid C and C++. */
 #define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0 }
 #define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0 }
+#define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL }
 
 
 // Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
@@ -229,6 +230,32 @@ typedef struct {
   uint64_t memory_budget;
 } hexz_open_options;
 
+// Options for hexz_open_url. Initialize with HEXZ_URL_OPTIONS_INIT, then
+// set fields; every 0 or NULL means the default. Pass NULL for all
+// defaults. S3 credentials come from the standard AWS variables
+// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), profiles
+// and instance metadata.
+typedef struct {
+  // sizeof(hexz_url_options) as the caller compiled it (set by the _INIT macro).
+  size_t struct_size;
+  // S3 endpoint, e.g. "http://127.0.0.1:9000" for a local S3 server
+  // (plain HTTP allowed); NULL: AWS_ENDPOINT_URL, else AWS.
+  const char *endpoint;
+  // S3 region; NULL: AWS_REGION, else us-east-1.
+  const char *region;
+  // Bytes of fetched ranges kept for repeated reads; 0 means 64 MiB.
+  uint64_t cache_bytes;
+  // Timeout of one request in milliseconds; 0 means 60 s.
+  uint32_t timeout_ms;
+  // Connect timeout in milliseconds; 0 means 10 s.
+  uint32_t connect_timeout_ms;
+  // Extra place to look for parents: a URL prefix or a local folder; or NULL.
+  const char *parent_location;
+  // Read slots, hash checks and memory caps as for hexz_open_path; NULL
+  // for the defaults (its parent_dir and parents apply too).
+  const hexz_open_options *open;
+} hexz_url_options;
+
 // Reads `len` bytes (never 0) at `offset` of the archive into `buf`;
 // returns 0 on success, nonzero on failure (short reads are failures).
 // Called from the threads that read the archive, possibly at once. It must
@@ -374,6 +401,18 @@ const char *hexz_last_error(void);
 // blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
 // CHAIN_TOO_DEEP; CHAIN_CYCLE; PANIC. Errors of a parent name the parent.
 hexz_status hexz_open_path(const char *path, const hexz_open_options *opts, hexz_archive **out);
+
+// Open the archive at `url` (NUL-terminated: `s3://bucket/key`,
+// `http://...`, `https://...`, or a local path) with its parent chain,
+// reading on demand: opening costs two requests (header and a 256 KiB
+// suffix, sent together), a tensor read fetches only its index pages and
+// blocks. Parents named relative to the archive are looked for beside it
+// at the same kind of location. Failed and short responses are retried;
+// an object that changes while open is an IO error naming the URL.
+//
+// Statuses: as hexz_open_path, plus NOT_FOUND (no such object) and
+// UNSUPPORTED (a URL scheme this build cannot read).
+hexz_status hexz_open_url(const char *url, const hexz_url_options *opts, hexz_archive **out);
 
 // Open an archive held in memory. The `len` bytes at `data` are borrowed,
 // not copied: they must stay valid and unchanged until hexz_close. A child

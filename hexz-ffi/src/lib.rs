@@ -395,6 +395,109 @@ pub unsafe extern "C" fn hexz_open_path(
     })
 }
 
+/// Options for hexz_open_url. Initialize with HEXZ_URL_OPTIONS_INIT, then
+/// set fields; every 0 or NULL means the default. Pass NULL for all
+/// defaults. S3 credentials come from the standard AWS variables
+/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), profiles
+/// and instance metadata.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hexz_url_options {
+    /// sizeof(hexz_url_options) as the caller compiled it (set by the _INIT macro).
+    pub struct_size: usize,
+    /// S3 endpoint, e.g. "http://127.0.0.1:9000" for a local S3 server
+    /// (plain HTTP allowed); NULL: AWS_ENDPOINT_URL, else AWS.
+    pub endpoint: *const c_char,
+    /// S3 region; NULL: AWS_REGION, else us-east-1.
+    pub region: *const c_char,
+    /// Bytes of fetched ranges kept for repeated reads; 0 means 64 MiB.
+    pub cache_bytes: u64,
+    /// Timeout of one request in milliseconds; 0 means 60 s.
+    pub timeout_ms: u32,
+    /// Connect timeout in milliseconds; 0 means 10 s.
+    pub connect_timeout_ms: u32,
+    /// Extra place to look for parents: a URL prefix or a local folder; or NULL.
+    pub parent_location: *const c_char,
+    /// Read slots, hash checks and memory caps as for hexz_open_path; NULL
+    /// for the defaults (its parent_dir and parents apply too).
+    pub open: *const hexz_open_options,
+}
+
+// SAFETY: repr(C), integers and raw pointers: every bit pattern is valid.
+unsafe impl Versioned for hexz_url_options {
+    fn defaults() -> Self {
+        hexz_url_options {
+            struct_size: std::mem::size_of::<Self>(),
+            endpoint: std::ptr::null(),
+            region: std::ptr::null(),
+            cache_bytes: 0,
+            timeout_ms: 0,
+            connect_timeout_ms: 0,
+            parent_location: std::ptr::null(),
+            open: std::ptr::null(),
+        }
+    }
+}
+
+/// Open the archive at `url` (NUL-terminated: `s3://bucket/key`,
+/// `http://...`, `https://...`, or a local path) with its parent chain,
+/// reading on demand: opening costs two requests (header and a 256 KiB
+/// suffix, sent together), a tensor read fetches only its index pages and
+/// blocks. Parents named relative to the archive are looked for beside it
+/// at the same kind of location. Failed and short responses are retried;
+/// an object that changes while open is an IO error naming the URL.
+///
+/// Statuses: as hexz_open_path, plus NOT_FOUND (no such object) and
+/// UNSUPPORTED (a URL scheme this build cannot read).
+#[no_mangle]
+pub unsafe extern "C" fn hexz_open_url(
+    url: *const c_char,
+    opts: *const hexz_url_options,
+    out: *mut *mut hexz_archive,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+        let url = unsafe { cstr(url, "url") }?.to_str().map_err(|_| FfiError::invalid("url is not UTF-8"))?;
+        if out.is_null() {
+            return Err(FfiError::null("out"));
+        }
+        // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
+        let o = unsafe { read_options(opts, "hexz_url_options") }?;
+        // SAFETY: as above, for the nested open options.
+        let (mut open, max_metadata) = unsafe { open_options(o.open) }?;
+        let text = |p: *const c_char, what: &str| -> Result<Option<String>, FfiError> {
+            if p.is_null() {
+                return Ok(None);
+            }
+            // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+            let s =
+                unsafe { cstr(p, what) }?.to_str().map_err(|_| FfiError::invalid(&format!("{what} is not UTF-8")))?;
+            Ok(Some(s.to_string()))
+        };
+        let mut remote = hexz_remote::RemoteOptions {
+            endpoint: text(o.endpoint, "endpoint")?,
+            region: text(o.region, "region")?,
+            ..Default::default()
+        };
+        if o.cache_bytes > 0 {
+            remote.cache_bytes = usize::try_from(o.cache_bytes).unwrap_or(usize::MAX);
+        }
+        if o.timeout_ms > 0 {
+            remote.timeout = std::time::Duration::from_millis(u64::from(o.timeout_ms));
+        }
+        if o.connect_timeout_ms > 0 {
+            remote.connect_timeout = std::time::Duration::from_millis(u64::from(o.connect_timeout_ms));
+        }
+        if let Some(extra) = text(o.parent_location, "parent_location")? {
+            open.search.push(Location::parse(&extra));
+        }
+        open.resolver = Arc::new(hexz_remote::RemoteResolver { options: remote });
+        let reader = Reader::open(Location::parse(url), &open)?;
+        // SAFETY: `out` was checked non-NULL; it is writable (the header's contract).
+        unsafe { finish_open(reader, max_metadata, out) }
+    })
+}
+
 /// Open an archive held in memory. The `len` bytes at `data` are borrowed,
 /// not copied: they must stay valid and unchanged until hexz_close. A child
 /// archive needs its parents attached (hexz_open_options.parents) or

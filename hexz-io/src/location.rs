@@ -25,9 +25,15 @@ pub enum Location {
 }
 
 impl Location {
-    /// A path, or a URL when `text` has a URL scheme.
+    /// A path, or a URL when `text` starts with a URL scheme (`s3://`,
+    /// `https://`, ...; one a resolver cannot read is refused by it, not
+    /// taken for a local path).
     pub fn parse(text: &str) -> Location {
-        let is_url = ["s3://", "http://", "https://", "gs://", "az://"].iter().any(|s| text.starts_with(s));
+        let is_url = text.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.len() > 1
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        });
         if is_url {
             Location::Url(text.to_string())
         } else {

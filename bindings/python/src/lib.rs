@@ -16,7 +16,7 @@ use hexz_format::gguf::{GgufValue, Span};
 use hexz_format::manifest::MetadataValue;
 use hexz_format::writer::{Chunking, StoreOptions, StoreReport};
 use hexz_format::{Compression, ErrorCode, ReadAt};
-use hexz_io::{CountingSource, FileSource, Location, OpenOptions, Reader, Source, StoreInput};
+use hexz_io::{CountingSource, Location, OpenOptions, Reader, Source, StoreInput};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -64,19 +64,36 @@ fn invalid(what: &'static str) -> PyErr {
     format_error(hexz_format::Error::InvalidArgument(what))
 }
 
+/// A path, or a URL (`s3://`, `http(s)://`) given as a path-like.
+fn location(path: &std::path::Path) -> Location {
+    match path.to_str() {
+        Some(text) => Location::parse(text),
+        None => Location::Path(path.to_path_buf()),
+    }
+}
+
 fn open_options(parent_dirs: Option<Vec<PathBuf>>, verify_hashes: bool, read_slots: usize) -> OpenOptions {
+    remote_open_options(parent_dirs, verify_hashes, read_slots, hexz_remote::RemoteOptions::default())
+}
+
+fn remote_open_options(
+    parent_dirs: Option<Vec<PathBuf>>,
+    verify_hashes: bool,
+    read_slots: usize,
+    remote: hexz_remote::RemoteOptions,
+) -> OpenOptions {
     OpenOptions {
-        search: parent_dirs.unwrap_or_default().into_iter().map(Location::Path).collect(),
+        search: parent_dirs.unwrap_or_default().iter().map(|p| location(p)).collect(),
         verify_hashes,
         read_slots,
-        ..OpenOptions::default()
+        ..hexz_remote::open_options(remote)
     }
 }
 
 /// An archive open for reading: the reader and the counter of its reads.
 struct Open {
     reader: Reader,
-    counting: Arc<CountingSource<FileSource>>,
+    counting: Arc<CountingSource<Source>>,
 }
 
 /// An open `.hxz` archive (native half of `hexz.Archive`).
@@ -167,22 +184,40 @@ fn gguf_value<'py>(py: Python<'py>, header: &[u8], value: &GgufValue) -> PyResul
 impl Archive {
     /// Open the archive at `path` and its parent chain (parents are looked
     /// for beside it, then in `parent_dirs`).
+    /// `path` may be a URL: `s3://bucket/key` (credentials and endpoint
+    /// from the AWS variables, or `endpoint_url` / `region`), `http(s)://`.
     #[new]
-    #[pyo3(signature = (path, parent_dirs=None, verify_hashes=true, read_slots=0))]
+    #[pyo3(signature = (path, parent_dirs=None, verify_hashes=true, read_slots=0, endpoint_url=None, region=None,
+                        cache_bytes=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         parent_dirs: Option<Vec<PathBuf>>,
         verify_hashes: bool,
         read_slots: usize,
+        endpoint_url: Option<String>,
+        region: Option<String>,
+        cache_bytes: Option<usize>,
+        timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let opts = open_options(parent_dirs, verify_hashes, read_slots);
-        let p = path.clone();
+        let mut remote = hexz_remote::RemoteOptions { endpoint: endpoint_url, region, ..Default::default() };
+        if let Some(n) = cache_bytes {
+            remote.cache_bytes = n;
+        }
+        if let Some(t) = timeout {
+            if !(t > 0.0 && t.is_finite()) {
+                return Err(invalid("timeout must be a positive number of seconds"));
+            }
+            remote.timeout = std::time::Duration::from_secs_f64(t);
+        }
+        let opts = remote_open_options(parent_dirs, verify_hashes, read_slots, remote);
+        let at = location(&path);
         let open = py
             .detach(move || -> hexz_io::Result<Open> {
-                let counting = Arc::new(CountingSource::new(FileSource::open(&p)?));
+                let counting = Arc::new(CountingSource::new(opts.resolver.open(&at)?));
                 let source: Source = counting.clone();
-                let reader = Reader::open_source(Location::Path(p), source, &opts)?;
+                let reader = Reader::open_source(at, source, &opts)?;
                 Ok(Open { reader, counting })
             })
             .map_err(py_error)?;
@@ -620,7 +655,7 @@ fn extract(
 ) -> PyResult<()> {
     let opts = open_options(parent_dirs, true, 0);
     py.detach(|| {
-        let reader = Reader::open(archive, &opts)?;
+        let reader = Reader::open(location(&archive), &opts)?;
         hexz_io::extract_to(&reader, &dst, force, threads, &|_| ControlFlow::Continue(()))
     })
     .map_err(py_error)
@@ -643,9 +678,10 @@ fn verify(
     let report = py
         .detach(|| -> hexz_io::Result<_> {
             // Unreadable (missing, a directory, no permission): an exception, not a report.
-            drop(FileSource::open(&archive)?);
+            let at = location(&archive);
+            drop(opts.resolver.open(&at)?);
             let depth = if deep { hexz_io::Depth::Deep } else { hexz_io::Depth::Quick };
-            Ok(hexz_io::verify_location(&Location::Path(archive), &opts, depth, threads, &|_, _| {}))
+            Ok(hexz_io::verify_location(&at, &opts, depth, threads, &|_, _| {}))
         })
         .map_err(py_error)?;
     let problems = report.problems.iter().map(|p| (p.location.clone(), p.message.clone())).collect();

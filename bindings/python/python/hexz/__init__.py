@@ -77,11 +77,22 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     *,
     verify_hashes: bool = True,
     read_slots: int = 0,
+    endpoint_url: Optional[str] = None,
+    region: Optional[str] = None,
+    cache_bytes: Optional[int] = None,
+    timeout: Optional[float] = None,
 ) -> Archive:
     """Open the archive at `path` with its parent chain. Parents are found
     beside it by their recorded path, then in `parent_dirs`; each is checked
-    by identity. `read_slots` bounds the reads running at once (0: 4)."""
-    return Archive(path, parent_dirs, verify_hashes=verify_hashes, read_slots=read_slots)
+    by identity. `read_slots` bounds the reads running at once (0: 4).
+
+    `path` may be a URL: ``s3://bucket/key`` (credentials from the standard
+    AWS variables; `endpoint_url` for a local S3 server, `region`) or
+    ``http(s)://``. Only the index pages and blocks a read needs are
+    fetched; `cache_bytes` of them are kept (64 MiB); `timeout` is per
+    request, in seconds."""
+    return Archive(path, parent_dirs, verify_hashes=verify_hashes, read_slots=read_slots, endpoint_url=endpoint_url,
+                   region=region, cache_bytes=cache_bytes, timeout=timeout)
 
 
 class safe_open:

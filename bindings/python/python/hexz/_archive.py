@@ -99,9 +99,14 @@ class Archive:
         *,
         verify_hashes: bool = True,
         read_slots: int = 0,
+        endpoint_url: Optional[str] = None,
+        region: Optional[str] = None,
+        cache_bytes: Optional[int] = None,
+        timeout: Optional[float] = None,
     ) -> None:
         dirs = None if parent_dirs is None else [os.fspath(d) for d in parent_dirs]
-        self._native = _NativeArchive(os.fspath(path), dirs, verify_hashes, read_slots)
+        self._native = _NativeArchive(os.fspath(path), dirs, verify_hashes, read_slots, endpoint_url, region,
+                                      cache_bytes, timeout)
         self._tensors = [
             TensorInfo(n, d, tuple(s), o, ln, g, st, f) for (n, d, g, s, o, ln, st, f) in self._native.tensors()
         ]

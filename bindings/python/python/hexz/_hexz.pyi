@@ -20,6 +20,10 @@ class Archive:
         parent_dirs: Optional[Sequence[_Path]] = None,
         verify_hashes: bool = True,
         read_slots: int = 0,
+        endpoint_url: Optional[str] = None,
+        region: Optional[str] = None,
+        cache_bytes: Optional[int] = None,
+        timeout: Optional[float] = None,
     ) -> None: ...
     def close(self) -> None: ...
     @property

@@ -1,0 +1,98 @@
+"""Remote archives from the Python package and through the C ABI
+(hexz_open_url, called with ctypes), against the same loopback servers."""
+
+import ctypes
+import os
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import hexz
+from conftest import ROOT, hexz as run_hexz
+
+
+def test_python_reads_http_and_s3(models, served, s3, tmp_path):
+    ref = load_file(models / "minilm-ft.safetensors")
+    with hexz.open(f"{served.url}/ft.hxz") as a:  # its parent minilm.hxz is fetched beside it
+        assert a.chain[1] == f"{served.url}/minilm.hxz"
+        before = a.io_stats()
+        assert before["reads"] == 2  # open: header and suffix, together
+        name = "encoder.layer.5.output.dense.weight"
+        assert np.array_equal(a.get_tensor(name), ref[name])
+        assert np.array_equal(a.get_slice(name)[3:5], ref[name][3:5])
+        assert hexz.checkpoint.load(f"{served.url}/ft.hxz", keys=[name])[name].tobytes() == ref[name].tobytes()
+    run_hexz("-q", "store", models / "minilm-ft.safetensors", "s3://models/py/ft.hxz", env=s3["env"])
+    # Credentials from the environment; endpoint and region as arguments.
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    try:
+        with hexz.open("s3://models/py/ft.hxz", endpoint_url=s3["endpoint"], region="us-east-1") as a:
+            for k in list(ref)[:20]:
+                assert np.array_equal(a.get_tensor(k), ref[k]), k
+        with pytest.raises(hexz.ArchiveNotFoundError):
+            hexz.open("s3://models/py/nope.hxz", endpoint_url=s3["endpoint"], region="us-east-1")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with pytest.raises(hexz.UnsupportedError):
+        hexz.open("ftp://example.invalid/m.hxz")
+
+
+class UrlOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("endpoint", ctypes.c_char_p),
+        ("region", ctypes.c_char_p),
+        ("cache_bytes", ctypes.c_uint64),
+        ("timeout_ms", ctypes.c_uint32),
+        ("connect_timeout_ms", ctypes.c_uint32),
+        ("parent_location", ctypes.c_char_p),
+        ("open", ctypes.c_void_p),
+    ]
+
+
+class TensorInfo(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p), ("name_len", ctypes.c_size_t), ("dtype", ctypes.c_char_p),
+        ("dtype_len", ctypes.c_size_t), ("ggml_type", ctypes.c_uint32), ("n_dims", ctypes.c_uint32),
+        ("dims", ctypes.POINTER(ctypes.c_uint64)), ("offset", ctypes.c_uint64), ("length", ctypes.c_uint64),
+        ("storage_kind", ctypes.c_uint32),
+    ]
+
+
+def test_c_abi_open_url(models, served, s3):
+    lib = ctypes.CDLL(str(ROOT / "target" / "release" / "libhexz.so"))
+    lib.hexz_last_error.restype = ctypes.c_char_p
+    archive = ctypes.c_void_p()
+    opts = UrlOptions(struct_size=ctypes.sizeof(UrlOptions), timeout_ms=20000)
+    status = lib.hexz_open_url(f"{served.url}/gemma.hxz".encode(), ctypes.byref(opts), ctypes.byref(archive))
+    assert status == 0, lib.hexz_last_error()
+    try:
+        count = ctypes.c_size_t()
+        assert lib.hexz_tensor_count(archive, ctypes.byref(count)) == 0 and count.value == 236
+        index = ctypes.c_size_t()
+        assert lib.hexz_find_tensor(archive, b"blk.0.attn_q.weight", ctypes.byref(index)) == 0
+        info = TensorInfo()
+        assert lib.hexz_tensor_get_info(archive, index, ctypes.byref(info)) == 0
+        buf = ctypes.create_string_buffer(info.length)
+        got = ctypes.c_size_t()
+        assert lib.hexz_read_tensor(archive, index, buf, info.length, ctypes.byref(got)) == 0
+        with open(models / "gemma.gguf", "rb") as f:
+            f.seek(info.offset)
+            assert buf.raw == f.read(info.length)
+    finally:
+        lib.hexz_close(archive)
+    # S3 with the endpoint and region in the options.
+    run_hexz("-q", "store", models / "minilm.safetensors", "s3://models/c/m.hxz", env=s3["env"])
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    opts = UrlOptions(struct_size=ctypes.sizeof(UrlOptions), endpoint=s3["endpoint"].encode(), region=b"us-east-1")
+    archive = ctypes.c_void_p()
+    assert lib.hexz_open_url(b"s3://models/c/m.hxz", ctypes.byref(opts), ctypes.byref(archive)) == 0, \
+        lib.hexz_last_error()
+    lib.hexz_close(archive)
+    status = lib.hexz_open_url(b"s3://models/c/none.hxz", ctypes.byref(opts), ctypes.byref(archive))
+    assert status == 6 and b"none.hxz" in lib.hexz_last_error()  # NOT_FOUND, naming the object
