@@ -474,24 +474,27 @@ pub unsafe extern "C" fn hexz_open_url(
                 unsafe { cstr(p, what) }?.to_str().map_err(|_| FfiError::invalid(&format!("{what} is not UTF-8")))?;
             Ok(Some(s.to_string()))
         };
-        let mut remote = hexz_remote::RemoteOptions {
-            endpoint: text(o.endpoint, "endpoint")?,
-            region: text(o.region, "region")?,
-            ..Default::default()
-        };
-        if o.cache_bytes > 0 {
-            remote.cache_bytes = usize::try_from(o.cache_bytes).unwrap_or(usize::MAX);
-        }
-        if o.timeout_ms > 0 {
-            remote.timeout = std::time::Duration::from_millis(u64::from(o.timeout_ms));
-        }
-        if o.connect_timeout_ms > 0 {
-            remote.connect_timeout = std::time::Duration::from_millis(u64::from(o.connect_timeout_ms));
-        }
         if let Some(extra) = text(o.parent_location, "parent_location")? {
             open.search.push(Location::parse(&extra));
         }
-        open.resolver = Arc::new(hexz_remote::RemoteResolver { options: remote });
+        #[cfg(feature = "remote")]
+        {
+            let mut remote = hexz_remote::RemoteOptions {
+                endpoint: text(o.endpoint, "endpoint")?,
+                region: text(o.region, "region")?,
+                ..Default::default()
+            };
+            if o.cache_bytes > 0 {
+                remote.cache_bytes = usize::try_from(o.cache_bytes).unwrap_or(usize::MAX);
+            }
+            if o.timeout_ms > 0 {
+                remote.timeout = std::time::Duration::from_millis(u64::from(o.timeout_ms));
+            }
+            if o.connect_timeout_ms > 0 {
+                remote.connect_timeout = std::time::Duration::from_millis(u64::from(o.connect_timeout_ms));
+            }
+            open.resolver = Arc::new(hexz_remote::RemoteResolver { options: remote });
+        }
         let reader = Reader::open(Location::parse(url), &open)?;
         // SAFETY: `out` was checked non-NULL; it is writable (the header's contract).
         unsafe { finish_open(reader, max_metadata, out) }

@@ -131,3 +131,21 @@ def test_persistent_faults_fail_clearly(served, proxy, tmp_path):
     assert res.returncode != 0
     assert b"gemma.hxz" in res.stderr, res.stderr
     assert not out.exists(), "a failed extract left its output"
+
+
+def test_object_changed_under_the_reader_is_an_error(served):
+    import shutil
+
+    import hexz as hx
+
+    target = served.root / "changing.hxz"
+    shutil.copy(served.root / "minilm.hxz", target)
+    a = hx.open(f"{served.url}/changing.hxz")
+    name = "encoder.layer.2.output.dense.weight"
+    a.get_tensor(name)
+    shutil.copy(served.root / "gemma.hxz", target.with_suffix(".tmp"))
+    os.replace(target.with_suffix(".tmp"), target)  # another object at the same URL
+    with pytest.raises(hx.HexzError) as e:
+        a.get_tensor("encoder.layer.3.output.dense.weight")
+    assert "changing.hxz" in str(e.value) and "changed" in str(e.value), str(e.value)
+    a.close()
