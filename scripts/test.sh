@@ -46,9 +46,9 @@ python3 -m pip install --quiet --disable-pip-version-check --force-reinstall --n
 python3 -m pytest -q bindings/python/tests
 python3 -m mypy --strict -p hexz   # the installed package's annotations and stubs
 
-step "remote archives: moto's S3 server, nginx and a fault-injecting proxy on loopback (CLI, Python, C ABI)"
+step "remote archives (moto's S3 server, nginx, a fault-injecting proxy on loopback) and hexz mount (FUSE)"
 cargo build --release -q -p hexz-ffi
-python3 -m pytest -q tests/remote
+python3 -m pytest -q tests/remote tests/mount
 
 step "C ABI: header freshness, C11/C++17 builds, valgrind suite, gguf-py comparison, no-allocation reads"
 ./scripts/c-tests.sh

@@ -1,6 +1,8 @@
 //! `hexz`: store, extract, inspect, diff, list and verify `.hxz` archives.
 
 mod inspect;
+#[cfg(target_os = "linux")]
+mod mount;
 mod util;
 
 use std::ops::ControlFlow;
@@ -66,6 +68,36 @@ enum Command {
     Ls(LsArgs),
     /// Check an archive: every block's BLAKE3 and the whole file's (--quick: structure only).
     Verify(VerifyArgs),
+    /// Mount an archive read-only (FUSE): its file, or its folder tree, decoded on demand.
+    #[cfg(target_os = "linux")]
+    Mount(MountArgs),
+    /// Unmount what `hexz mount` mounted.
+    #[cfg(target_os = "linux")]
+    Unmount(UnmountArgs),
+}
+
+#[derive(Args)]
+struct MountArgs {
+    /// The archive (a path or a URL).
+    archive: PathBuf,
+    /// An existing empty folder to mount it on.
+    mountpoint: PathBuf,
+    /// Serve in this process until SIGINT/SIGTERM or an unmount (default:
+    /// return once the mount is ready, serving from a background process).
+    #[arg(short, long)]
+    foreground: bool,
+    /// Where the background process writes its messages (read errors, with
+    /// the reason); default: hexz-mount-PID.log in the temporary folder.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Decoded blocks kept for the reads that follow, in MiB.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    cache_mib: u32,
+}
+
+#[derive(Args)]
+struct UnmountArgs {
+    mountpoint: PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -193,8 +225,15 @@ struct Context {
 }
 
 fn main() -> ExitCode {
-    util::install_signal_cleanup();
     let cli = Cli::parse();
+    #[cfg(target_os = "linux")]
+    let serving = matches!(cli.command, Command::Mount(_));
+    #[cfg(not(target_os = "linux"))]
+    let serving = false;
+    if !serving {
+        // (The mount daemon unmounts on these signals instead.)
+        util::install_signal_cleanup();
+    }
     let open = OpenOptions {
         search: cli.parent_dirs.iter().map(|d| util::location(d)).collect(),
         ..hexz_remote::open_options(util::remote_options())
@@ -207,6 +246,10 @@ fn main() -> ExitCode {
         Command::Diff(a) => (inspect::diff(&a.a, &a.b, a.json, &ctx.open), a.json),
         Command::Ls(a) => (inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json, &ctx.open), a.json),
         Command::Verify(a) => (verify(&a, &ctx), a.json),
+        #[cfg(target_os = "linux")]
+        Command::Mount(a) => (mount_command(&a, &cli.parent_dirs, &ctx), false),
+        #[cfg(target_os = "linux")]
+        Command::Unmount(a) => (mount::unmount(&a.mountpoint).map(|()| Exit::Ok), false),
     };
     match result {
         Ok(exit) => exit.code(),
@@ -411,6 +454,75 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
         );
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(target_os = "linux")]
+fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Result<Exit, CliError> {
+    if !a.mountpoint.is_dir() {
+        return Err(CliError::new(&a.mountpoint, "mount point is not a folder"));
+    }
+    if mount::is_mounted(&a.mountpoint) {
+        return Err(CliError::new(&a.mountpoint, "something is mounted there already"));
+    }
+    if a.foreground {
+        let reader = open_reader(&a.archive, ctx)?;
+        let mtime = std::fs::metadata(&a.archive).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+        let archive = a.archive.to_string_lossy();
+        mount::serve(reader, &archive, mtime, &a.mountpoint, a.cache_mib as usize * (1 << 20))?;
+        return Ok(Exit::Ok);
+    }
+    // Serve from a detached copy of this program; return once the mount
+    // is there (or the copy failed, with its error on stderr).
+    let exe = std::env::current_exe().map_err(|e| CliError::usage(format!("cannot find this program: {e}")))?;
+    let mut cmd = std::process::Command::new(exe);
+    for d in parent_dirs {
+        cmd.arg("--parent-dir").arg(d);
+    }
+    cmd.arg("-q").arg("mount").arg("--foreground").arg("--cache-mib").arg(a.cache_mib.to_string());
+    cmd.arg(&a.archive).arg(&a.mountpoint);
+    // The background process keeps none of our descriptors (a caller
+    // waiting for our output to end would wait for the unmount).
+    let log_path =
+        a.log.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("hexz-mount-{}.log", std::process::id())));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| hexz_io::Error::file(&log_path, "open the log", e))?;
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log);
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe; the child only calls it before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            })
+        };
+    }
+    let mut child = cmd.spawn().map_err(|e| CliError::usage(format!("cannot start the mount process: {e}")))?;
+    loop {
+        if mount::is_mounted(&a.mountpoint) {
+            if !ctx.quiet {
+                eprintln!(
+                    "mounted {} at {} (process {}, log {})",
+                    a.archive.display(),
+                    a.mountpoint.display(),
+                    child.id(),
+                    log_path.display()
+                );
+            }
+            return Ok(Exit::Ok);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(CliError::new(
+                &a.mountpoint,
+                format!("the mount process ended ({status}) before the mount was ready: {}", said.trim()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn verify(a: &VerifyArgs, ctx: &Context) -> Result<Exit, CliError> {

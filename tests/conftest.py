@@ -1,4 +1,6 @@
-"""Real servers on loopback for the remote tests: moto's S3 server, nginx
+"""Fixtures of the pytest suites under tests/ (remote archives, mounts).
+
+Real servers on loopback for the remote tests: moto's S3 server, nginx
 serving a folder of archives (with an access log of every request's range
 and bytes), and a fault-injecting proxy of our own in front of nginx."""
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HEXZ = ROOT / "target" / "release" / "hexz"
 
 
