@@ -32,6 +32,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -194,6 +195,88 @@ func OpenWithOptions(path string, o *OpenOptions) (*Archive, error) {
 		return nil, e
 	}
 	a := &Archive{h: h, path: path}
+	if err := a.load(); err != nil {
+		C.hexz_close(h)
+		return nil, err
+	}
+	runtime.SetFinalizer(a, (*Archive).Close)
+	return a, nil
+}
+
+// URLOptions tune OpenURL. The zero value is the default; S3 credentials
+// come from the standard AWS variables (AWS_ACCESS_KEY_ID, ...).
+type URLOptions struct {
+	// Endpoint of an S3-compatible server ("http://127.0.0.1:9000"); "":
+	// AWS_ENDPOINT_URL, else AWS.
+	Endpoint string
+	// Region; "": AWS_REGION, else us-east-1.
+	Region string
+	// CacheBytes of fetched ranges kept for repeated reads (0: 64 MiB).
+	CacheBytes uint64
+	// Timeout of one request and of connecting (0: 60 s and 10 s).
+	Timeout, ConnectTimeout time.Duration
+	// ParentLocation is an extra URL prefix or folder to look for parents in.
+	ParentLocation string
+	// Open carries the options of Open (read slots, hash checks, caps).
+	Open *OpenOptions
+}
+
+// OpenURL opens the archive at url (s3://bucket/key, http://, https://, or
+// a local path) with its parent chain, reading on demand: opening costs
+// two requests, a tensor its index pages and blocks.
+func OpenURL(url string, o *URLOptions) (*Archive, error) {
+	var opts C.hexz_url_options
+	opts.struct_size = C.sizeof_hexz_url_options
+	var open C.hexz_open_options
+	open.struct_size = C.sizeof_hexz_open_options
+	var frees []unsafe.Pointer
+	defer func() {
+		for _, p := range frees {
+			C.free(p)
+		}
+	}()
+	cstr := func(s string) *C.char {
+		if s == "" {
+			return nil
+		}
+		c := C.CString(s)
+		frees = append(frees, unsafe.Pointer(c))
+		return c
+	}
+	if o != nil {
+		opts.endpoint = cstr(o.Endpoint)
+		opts.region = cstr(o.Region)
+		opts.cache_bytes = C.uint64_t(o.CacheBytes)
+		opts.timeout_ms = C.uint32_t(o.Timeout.Milliseconds())
+		opts.connect_timeout_ms = C.uint32_t(o.ConnectTimeout.Milliseconds())
+		opts.parent_location = cstr(o.ParentLocation)
+		if oo := o.Open; oo != nil {
+			if oo.ReadSlots < 0 || oo.ReadSlots > 256 {
+				return nil, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "ReadSlots must be 0..256"}
+			}
+			open.read_slots = C.uint32_t(oo.ReadSlots)
+			if oo.SkipHashCheck {
+				open.skip_hash_check = 1
+			}
+			open.memory_budget = C.uint64_t(oo.MemoryBudget)
+			open.max_metadata_bytes = C.uint64_t(oo.MaxMetadataBytes)
+			open.parent_dir = cstr(oo.ParentDir)
+			// C memory: cgo forbids passing Go memory that holds C pointers.
+			p := (*C.hexz_open_options)(C.malloc(C.sizeof_hexz_open_options))
+			frees = append(frees, unsafe.Pointer(p))
+			*p = open
+			opts.open = p
+		}
+	}
+	curl := cstr(url)
+	if curl == nil {
+		return nil, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "empty URL"}
+	}
+	var h *C.hexz_archive
+	if e := call(func() C.hexz_status { return C.hexz_open_url(curl, &opts, &h) }); e != nil {
+		return nil, e
+	}
+	a := &Archive{h: h, path: url}
 	if err := a.load(); err != nil {
 		C.hexz_close(h)
 		return nil, err

@@ -466,3 +466,29 @@ func BenchmarkFileReadAtGGUF(b *testing.B) {
 		}
 	}
 }
+
+func TestOpenURL(t *testing.T) {
+	orig, err := os.ReadFile(filepath.Join(models, "gemma.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A real HTTP server with range requests (net/http's file server).
+	srv := httptest.NewServer(http.FileServer(http.Dir(work)))
+	defer srv.Close()
+	a, err := OpenURL(srv.URL+"/gemma.hxz", &URLOptions{Timeout: 30 * time.Second, Open: &OpenOptions{ReadSlots: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ti, _ := a.Tensor("blk.0.attn_q.weight")
+	buf := make([]byte, ti.Length)
+	if _, err := a.ReadTensor(ti.Name, buf); err != nil || !bytes.Equal(buf, orig[ti.Offset:ti.Offset+ti.Length]) {
+		t.Fatalf("remote tensor: %v", err)
+	}
+	if _, err := OpenURL(srv.URL+"/nope.hxz", nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing object: %v", err)
+	}
+	if _, err := OpenURL("ftp://example.invalid/m.hxz", nil); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("unknown scheme: %v", err)
+	}
+}

@@ -1,9 +1,9 @@
 //! `hexz mount`: the archive's file (or a folder archive's tree) as a
 //! read-only FUSE filesystem, decoded on demand by the shared Reader.
 //!
-//! Reads are served on several FUSE threads at once with 1 MiB kernel
-//! requests and kernel read-ahead, so a sequential reader keeps both cores
-//! decoding; files are opened with FOPEN_KEEP_CACHE, so the kernel page
+//! Reads are served on two FUSE threads with 1 MiB kernel requests through
+//! a bounded cache of decoded blocks; for a sequential reader, the next
+//! blocks are decoded ahead on two more threads, so both cores decode; files are opened with FOPEN_KEEP_CACHE, so the kernel page
 //! cache holds what was read across opens (a second load costs what a plain
 //! file costs). A block that fails its hash gives EIO for the reads that
 //! touch it, with the reason on the daemon's stderr; never wrong bytes.
@@ -79,18 +79,98 @@ impl BlockCache {
 
 /// The mounted archive: inodes 1 (the root) and up.
 pub struct HexzFs {
-    reader: Reader,
+    shared: std::sync::Arc<Shared>,
     nodes: Vec<Node>,
     uid: u32,
     gid: u32,
-    cache: std::sync::Mutex<BlockCache>,
+    /// Where each open file's last read ended: a read starting there is
+    /// sequential, and the blocks after it are decoded ahead.
+    last_end: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+    ahead: std::sync::Mutex<std::sync::mpsc::Sender<u64>>,
 }
+
+/// What the FUSE threads and the read-ahead threads share.
+struct Shared {
+    reader: Reader,
+    cache: std::sync::Mutex<BlockCache>,
+    /// Blocks being decoded now (by start), so none is decoded twice at once.
+    inflight: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+/// Blocks decoded ahead of a sequential reader, on their own threads.
+const READ_AHEAD_BLOCKS: usize = 3;
+const READ_AHEAD_THREADS: usize = 2;
 
 fn time_of(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
         UNIX_EPOCH
+    }
+}
+
+impl Shared {
+    /// The decoded block starting at `start`, `len` bytes: from the cache,
+    /// or decoded now (and kept).
+    fn block(&self, start: u64, len: usize) -> hexz_io::Result<std::sync::Arc<Vec<u8>>> {
+        if let Some(b) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(start) {
+            return Ok(b);
+        }
+        let mut buf = hexz_format::error::try_zeroed(len, "block")?;
+        self.reader.read_at(start, &mut buf)?;
+        let b = std::sync::Arc::new(buf);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(start, b.clone());
+        Ok(b)
+    }
+
+    /// Fill `out` from virtual `offset`, block by block through the cache;
+    /// returns where the last block touched ends.
+    fn read_cached(&self, offset: u64, out: &mut [u8]) -> hexz_io::Result<u64> {
+        let archive = self.reader.archive();
+        let mut page = vec![0u8; archive.page_bytes()];
+        let mut done = 0usize;
+        let mut last_end = offset;
+        for block in archive.blocks(offset, out.len() as u64, &mut page).map_err(|e| self.reader.error(e))? {
+            let block = block.map_err(|e| self.reader.error(e))?;
+            let start = block.entry.virtual_offset.get();
+            let len = block.entry.virtual_length.get() as usize;
+            let bytes = self.block(start, len)?;
+            let from = (offset + done as u64 - start) as usize;
+            let n = (len - from).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&bytes[from..from + n]);
+            done += n;
+            last_end = block.end();
+        }
+        Ok(last_end)
+    }
+
+    /// Decode the blocks from `offset` on (a few) into the cache.
+    fn read_ahead(&self, offset: u64) -> hexz_io::Result<()> {
+        let size = self.reader.size();
+        if offset >= size {
+            return Ok(());
+        }
+        let archive = self.reader.archive();
+        let mut page = vec![0u8; archive.page_bytes()];
+        let span = (u64::from(archive.footer().max_block_length.get()) * READ_AHEAD_BLOCKS as u64).min(size - offset);
+        let blocks: Vec<_> = archive
+            .blocks(offset, span, &mut page)
+            .map_err(|e| self.reader.error(e))?
+            .take(READ_AHEAD_BLOCKS)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.reader.error(e))?;
+        for b in blocks {
+            let start = b.entry.virtual_offset.get();
+            if !self.inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(start) {
+                continue;
+            }
+            let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).blocks.contains_key(&start);
+            let result =
+                if cached { Ok(()) } else { self.block(start, b.entry.virtual_length.get() as usize).map(drop) };
+            self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&start);
+            result?;
+        }
+        Ok(())
     }
 }
 
@@ -111,15 +191,38 @@ impl HexzFs {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let cache = BlockCache { budget: cache_bytes, held: 0, tick: 0, blocks: BTreeMap::new() };
-        let mut fs = HexzFs { reader, nodes: vec![root], uid, gid, cache: std::sync::Mutex::new(cache) };
-        if fs.reader.source_format() == SourceFormat::Folder {
-            let files: Vec<_> = fs.reader.files().to_vec();
+        let shared = std::sync::Arc::new(Shared {
+            reader,
+            cache: std::sync::Mutex::new(cache),
+            inflight: std::sync::Mutex::new(std::collections::HashSet::new()),
+        });
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for _ in 0..READ_AHEAD_THREADS {
+            let (shared, rx) = (shared.clone(), rx.clone());
+            std::thread::spawn(move || loop {
+                let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok(offset) = next else { return };
+                // Errors surface when the reader gets there.
+                let _ = shared.read_ahead(offset);
+            });
+        }
+        let mut fs = HexzFs {
+            shared,
+            nodes: vec![root],
+            uid,
+            gid,
+            last_end: std::sync::Mutex::new(std::collections::HashMap::new()),
+            ahead: std::sync::Mutex::new(tx),
+        };
+        if fs.shared.reader.source_format() == SourceFormat::Folder {
+            let files: Vec<_> = fs.shared.reader.files().to_vec();
             for f in files {
                 let dir = f.kind == FileKind::Directory;
                 fs.insert(&f.path, dir, f.offset, f.length, f.mode & 0o7777, time_of(f.mtime_ns));
             }
         } else {
-            let size = fs.reader.size();
+            let size = fs.shared.reader.size();
             fs.insert(file_name, false, 0, size, 0o444, archive_mtime);
         }
         fs
@@ -160,34 +263,6 @@ impl HexzFs {
             };
         }
         at
-    }
-
-    /// Fill `out` from virtual `offset`, block by block through the cache.
-    fn read_cached(&self, offset: u64, out: &mut [u8]) -> hexz_io::Result<()> {
-        let archive = self.reader.archive();
-        let mut page = vec![0u8; archive.page_bytes()];
-        let mut done = 0usize;
-        for block in archive.blocks(offset, out.len() as u64, &mut page).map_err(|e| self.reader.error(e))? {
-            let block = block.map_err(|e| self.reader.error(e))?;
-            let start = block.entry.virtual_offset.get();
-            let len = block.entry.virtual_length.get() as usize;
-            let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(start);
-            let bytes = match cached {
-                Some(b) => b,
-                None => {
-                    let mut buf = hexz_format::error::try_zeroed(len, "block")?;
-                    self.reader.read_at(start, &mut buf)?;
-                    let b = std::sync::Arc::new(buf);
-                    self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(start, b.clone());
-                    b
-                }
-            };
-            let from = (offset + done as u64 - start) as usize;
-            let n = (len - from).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&bytes[from..from + n]);
-            done += n;
-        }
-        Ok(())
     }
 
     fn node(&self, ino: INodeNo) -> Option<&Node> {
@@ -271,10 +346,20 @@ impl Filesystem for HexzFs {
         }
         let len = u64::from(size.min(MAX_READ)).min(n.length - offset) as usize;
         let mut buf = vec![0u8; len];
-        match self.read_cached(n.offset + offset, &mut buf) {
-            Ok(()) => reply.data(&buf),
+        match self.shared.read_cached(n.offset + offset, &mut buf) {
+            Ok(block_end) => {
+                let sequential = {
+                    let mut last = self.last_end.lock().unwrap_or_else(|e| e.into_inner());
+                    let was = last.insert(u64::from(ino), offset + len as u64);
+                    was == Some(offset) || offset == 0
+                };
+                if sequential && block_end < n.offset + n.length {
+                    let _ = self.ahead.lock().unwrap_or_else(|e| e.into_inner()).send(block_end);
+                }
+                reply.data(&buf)
+            }
             Err(e) => {
-                eprintln!("hexz mount: {}: read of {} at {offset}: {e}", self.reader.location(), n.name);
+                eprintln!("hexz mount: {}: read of {} at {offset}: {e}", self.shared.reader.location(), n.name);
                 reply.error(Errno::EIO)
             }
         }
@@ -336,7 +421,7 @@ pub fn serve(
         MountOption::CUSTOM(format!("max_read={MAX_READ}")),
     ];
     // Several reads decode at once (the kernel sends read-ahead in parallel).
-    config.n_threads = Some(4);
+    config.n_threads = Some(2);
     let session = fuser::spawn_mount(fs, mountpoint, &config)
         .map_err(|e| CliError::new(mountpoint, format!("cannot mount: {e}")))?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
