@@ -36,6 +36,17 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float =
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
+def sha256(path) -> str:
+    """sha256 of a file, read in 1 MiB pieces."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def hexz(*args, env=None, check=True):
     """Run the hexz binary; returns the CompletedProcess."""
     out = subprocess.run([str(HEXZ), *map(str, args)], env=env, capture_output=True)

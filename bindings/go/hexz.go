@@ -161,39 +161,38 @@ type Archive struct {
 	byName  map[string]int
 }
 
-// Open opens the archive at path and its parent chain (parents are found
-// beside it by their recorded path).
-func Open(path string) (*Archive, error) { return OpenWithOptions(path, nil) }
+// cOptions fills the C open options from o (nil: defaults); C strings it
+// allocates are appended to frees, for the caller to free after the call.
+func cOptions(o *OpenOptions, c *C.hexz_open_options, frees *[]unsafe.Pointer) *Error {
+	c.struct_size = C.sizeof_hexz_open_options
+	if o == nil {
+		return nil
+	}
+	if o.ReadSlots < 0 || o.ReadSlots > 256 {
+		return &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "ReadSlots must be 0..256"}
+	}
+	c.read_slots = C.uint32_t(o.ReadSlots)
+	if o.SkipHashCheck {
+		c.skip_hash_check = 1
+	}
+	c.memory_budget = C.uint64_t(o.MemoryBudget)
+	c.max_metadata_bytes = C.uint64_t(o.MaxMetadataBytes)
+	if o.ParentDir != "" {
+		dir := C.CString(o.ParentDir)
+		*frees = append(*frees, unsafe.Pointer(dir))
+		c.parent_dir = dir
+	}
+	return nil
+}
 
-// OpenWithOptions opens the archive at path with options (nil: defaults).
-func OpenWithOptions(path string, o *OpenOptions) (*Archive, error) {
-	var opts C.hexz_open_options
-	opts.struct_size = C.sizeof_hexz_open_options
-	if o != nil {
-		if o.ReadSlots < 0 || o.ReadSlots > 256 {
-			return nil, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "ReadSlots must be 0..256"}
-		}
-		opts.read_slots = C.uint32_t(o.ReadSlots)
-		if o.SkipHashCheck {
-			opts.skip_hash_check = 1
-		}
-		opts.memory_budget = C.uint64_t(o.MemoryBudget)
-		opts.max_metadata_bytes = C.uint64_t(o.MaxMetadataBytes)
-		if o.ParentDir != "" {
-			dir := C.CString(o.ParentDir)
-			defer C.free(unsafe.Pointer(dir))
-			opts.parent_dir = dir
-		}
+func freeAll(frees []unsafe.Pointer) {
+	for _, p := range frees {
+		C.free(p)
 	}
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
-	var h *C.hexz_archive
-	if e := call(func() C.hexz_status { return C.hexz_open_path(cpath, &opts, &h) }); e != nil {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, missing(e, path)
-		}
-		return nil, e
-	}
+}
+
+// opened wraps a new handle: its tables loaded into Go, a finalizer set.
+func opened(h *C.hexz_archive, path string) (*Archive, error) {
 	a := &Archive{h: h, path: path}
 	if err := a.load(); err != nil {
 		C.hexz_close(h)
@@ -201,6 +200,30 @@ func OpenWithOptions(path string, o *OpenOptions) (*Archive, error) {
 	}
 	runtime.SetFinalizer(a, (*Archive).Close)
 	return a, nil
+}
+
+// Open opens the archive at path and its parent chain (parents are found
+// beside it by their recorded path).
+func Open(path string) (*Archive, error) { return OpenWithOptions(path, nil) }
+
+// OpenWithOptions opens the archive at path with options (nil: defaults).
+func OpenWithOptions(path string, o *OpenOptions) (*Archive, error) {
+	var opts C.hexz_open_options
+	var frees []unsafe.Pointer
+	defer func() { freeAll(frees) }()
+	if e := cOptions(o, &opts, &frees); e != nil {
+		return nil, e
+	}
+	cpath := C.CString(path)
+	frees = append(frees, unsafe.Pointer(cpath))
+	var h *C.hexz_archive
+	if e := call(func() C.hexz_status { return C.hexz_open_path(cpath, &opts, &h) }); e != nil {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, missing(e, path)
+		}
+		return nil, e
+	}
+	return opened(h, path)
 }
 
 // URLOptions tune OpenURL. The zero value is the default; S3 credentials
@@ -227,14 +250,8 @@ type URLOptions struct {
 func OpenURL(url string, o *URLOptions) (*Archive, error) {
 	var opts C.hexz_url_options
 	opts.struct_size = C.sizeof_hexz_url_options
-	var open C.hexz_open_options
-	open.struct_size = C.sizeof_hexz_open_options
 	var frees []unsafe.Pointer
-	defer func() {
-		for _, p := range frees {
-			C.free(p)
-		}
-	}()
+	defer func() { freeAll(frees) }()
 	cstr := func(s string) *C.char {
 		if s == "" {
 			return nil
@@ -250,21 +267,13 @@ func OpenURL(url string, o *URLOptions) (*Archive, error) {
 		opts.timeout_ms = C.uint32_t(o.Timeout.Milliseconds())
 		opts.connect_timeout_ms = C.uint32_t(o.ConnectTimeout.Milliseconds())
 		opts.parent_location = cstr(o.ParentLocation)
-		if oo := o.Open; oo != nil {
-			if oo.ReadSlots < 0 || oo.ReadSlots > 256 {
-				return nil, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "ReadSlots must be 0..256"}
-			}
-			open.read_slots = C.uint32_t(oo.ReadSlots)
-			if oo.SkipHashCheck {
-				open.skip_hash_check = 1
-			}
-			open.memory_budget = C.uint64_t(oo.MemoryBudget)
-			open.max_metadata_bytes = C.uint64_t(oo.MaxMetadataBytes)
-			open.parent_dir = cstr(oo.ParentDir)
+		if o.Open != nil {
 			// C memory: cgo forbids passing Go memory that holds C pointers.
-			p := (*C.hexz_open_options)(C.malloc(C.sizeof_hexz_open_options))
+			p := (*C.hexz_open_options)(C.calloc(1, C.sizeof_hexz_open_options))
 			frees = append(frees, unsafe.Pointer(p))
-			*p = open
+			if e := cOptions(o.Open, p, &frees); e != nil {
+				return nil, e
+			}
 			opts.open = p
 		}
 	}
@@ -276,13 +285,7 @@ func OpenURL(url string, o *URLOptions) (*Archive, error) {
 	if e := call(func() C.hexz_status { return C.hexz_open_url(curl, &opts, &h) }); e != nil {
 		return nil, e
 	}
-	a := &Archive{h: h, path: url}
-	if err := a.load(); err != nil {
-		C.hexz_close(h)
-		return nil, err
-	}
-	runtime.SetFinalizer(a, (*Archive).Close)
-	return a, nil
+	return opened(h, url)
 }
 
 var storageNames = []string{"stored", "deduplicated", "parent", "delta", "empty"}

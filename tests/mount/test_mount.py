@@ -1,30 +1,20 @@
 """`hexz mount`: real archives mounted with FUSE, read by tools that know
 nothing of hexz (sha256, os.stat, the safetensors library)."""
 
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors
 from safetensors.numpy import load_file
 
-from conftest import HEXZ, hexz
+from conftest import HEXZ, hexz, sha256
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this machine")
 
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def daemon_pid(mountpoint):

