@@ -141,3 +141,18 @@ def test_object_changed_under_the_reader_is_an_error(served):
         a.get_tensor("encoder.layer.3.output.dense.weight")
     assert "changing.hxz" in str(e.value) and "changed" in str(e.value), str(e.value)
     a.close()
+
+
+def test_s3_parent_found_through_a_url_prefix(models, s3, tmp_path):
+    env, client = s3["env"], s3["client"]
+    hexz("-q", "store", models / "minilm.safetensors", "s3://models/moved/base.hxz", env=env)
+    hexz("-q", "store", models / "minilm-ft.safetensors", "s3://models/moved/ft.hxz",
+         "--base", "s3://models/moved/base.hxz", env=env)
+    client.copy_object(Bucket="models", Key="elsewhere/base.hxz",
+                       CopySource={"Bucket": "models", "Key": "moved/base.hxz"})
+    client.delete_object(Bucket="models", Key="moved/base.hxz")
+    out = hexz("inspect", "s3://models/moved/ft.hxz", env=env, check=False)
+    assert out.returncode != 0 and b"base.hxz" in out.stderr, out.stderr
+    dst = tmp_path / "ft.out"
+    hexz("-q", "--parent-dir", "s3://models/elsewhere/", "extract", "s3://models/moved/ft.hxz", dst, env=env)
+    assert sha256(dst) == sha256(models / "minilm-ft.safetensors")
