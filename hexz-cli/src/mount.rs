@@ -19,7 +19,7 @@ use fuser::{
 };
 use hexz_format::layout::FileKind;
 use hexz_format::SourceFormat;
-use hexz_io::Reader;
+use hexz_io::{RangeCache, Reader};
 
 use crate::util::CliError;
 
@@ -42,41 +42,6 @@ struct Node {
     children: BTreeMap<String, u64>,
 }
 
-/// Decoded blocks kept for the reads that follow (the kernel reads a block
-/// in several requests; each would otherwise decode all of it again).
-struct BlockCache {
-    budget: usize,
-    held: usize,
-    tick: u64,
-    /// block start -> (bytes, last use)
-    blocks: BTreeMap<u64, (std::sync::Arc<Vec<u8>>, u64)>,
-}
-
-impl BlockCache {
-    fn get(&mut self, start: u64) -> Option<std::sync::Arc<Vec<u8>>> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.blocks.get_mut(&start).map(|e| {
-            e.1 = tick;
-            e.0.clone()
-        })
-    }
-
-    fn put(&mut self, start: u64, bytes: std::sync::Arc<Vec<u8>>) {
-        self.tick += 1;
-        self.held += bytes.len();
-        if let Some((old, _)) = self.blocks.insert(start, (bytes, self.tick)) {
-            self.held -= old.len();
-        }
-        while self.held > self.budget && self.blocks.len() > 1 {
-            let oldest = self.blocks.iter().min_by_key(|(_, (_, t))| *t).map(|(&k, _)| k);
-            if let Some((b, _)) = oldest.and_then(|k| self.blocks.remove(&k)) {
-                self.held -= b.len();
-            }
-        }
-    }
-}
-
 /// The mounted archive: inodes 1 (the root) and up.
 pub struct HexzFs {
     shared: std::sync::Arc<Shared>,
@@ -92,7 +57,9 @@ pub struct HexzFs {
 /// What the FUSE threads and the read-ahead threads share.
 struct Shared {
     reader: Reader,
-    cache: std::sync::Mutex<BlockCache>,
+    /// Decoded blocks kept for the reads that follow (the kernel reads a
+    /// block in several requests; each would otherwise decode all of it).
+    cache: std::sync::Mutex<RangeCache<bytes::Bytes>>,
     /// Blocks being decoded now (by start), so none is decoded twice at once.
     inflight: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
@@ -112,13 +79,13 @@ fn time_of(ns: i64) -> SystemTime {
 impl Shared {
     /// The decoded block starting at `start`, `len` bytes: from the cache,
     /// or decoded now (and kept).
-    fn block(&self, start: u64, len: usize) -> hexz_io::Result<std::sync::Arc<Vec<u8>>> {
-        if let Some(b) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(start) {
+    fn block(&self, start: u64, len: usize) -> hexz_io::Result<bytes::Bytes> {
+        if let Some((b, _)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(start, len) {
             return Ok(b);
         }
         let mut buf = hexz_format::error::try_zeroed(len, "block")?;
         self.reader.read_at(start, &mut buf)?;
-        let b = std::sync::Arc::new(buf);
+        let b = bytes::Bytes::from(buf);
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(start, b.clone());
         Ok(b)
     }
@@ -164,7 +131,7 @@ impl Shared {
             if !self.inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(start) {
                 continue;
             }
-            let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).blocks.contains_key(&start);
+            let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).contains(start);
             let result =
                 if cached { Ok(()) } else { self.block(start, b.entry.virtual_length.get() as usize).map(drop) };
             self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&start);
@@ -190,10 +157,9 @@ impl HexzFs {
         };
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let cache = BlockCache { budget: cache_bytes, held: 0, tick: 0, blocks: BTreeMap::new() };
         let shared = std::sync::Arc::new(Shared {
             reader,
-            cache: std::sync::Mutex::new(cache),
+            cache: std::sync::Mutex::new(RangeCache::new(cache_bytes)),
             inflight: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
         let (tx, rx) = std::sync::mpsc::channel::<u64>();

@@ -25,6 +25,7 @@
 //! # Ok::<(), hexz_io::Error>(())
 //! ```
 
+pub mod cache;
 mod error;
 mod extract;
 mod folder;
@@ -35,6 +36,7 @@ mod resolve;
 mod store;
 mod verify;
 
+pub use cache::RangeCache;
 pub use error::{at_chain, Error, Result};
 pub use extract::{extract_ranges, extract_to};
 pub use folder::{extract_folder, plan_folder, store_folder, walk, FolderSource};

@@ -4,7 +4,6 @@
 //! the chain), [`store_to_url`] (a multipart upload completed only when the
 //! archive is whole) and [`list`] (archives under a URL prefix).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -16,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use hexz_format::writer::{StoreOptions, StoreReport};
 use hexz_format::{ErrorCode, ReadAt};
-use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, Reader, Resolver, Result, Source};
+use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, RangeCache, Reader, Resolver, Result, Source};
 use object_store::aws::AmazonS3Builder;
 use object_store::http::HttpBuilder;
 use object_store::path::Path as ObjectPath;
@@ -128,47 +127,6 @@ pub fn store_for(url: &str, opts: &RemoteOptions) -> Result<(Arc<dyn ObjectStore
     Err(refused(url, "not a URL hexz can read (s3://, http://, https://)", ErrorCode::Unsupported))
 }
 
-/// Ranges fetched, kept for repeated reads: least recently used goes first.
-struct Cache {
-    budget: usize,
-    held: usize,
-    tick: u64,
-    /// start offset -> (bytes, last use)
-    ranges: BTreeMap<u64, (Bytes, u64)>,
-}
-
-impl Cache {
-    fn get(&mut self, offset: u64, len: usize) -> Option<Bytes> {
-        self.tick += 1;
-        let tick = self.tick;
-        let (&start, entry) = self.ranges.range_mut(..=offset).next_back()?;
-        let within = (offset - start) as usize;
-        if within + len > entry.0.len() {
-            return None;
-        }
-        entry.1 = tick;
-        Some(entry.0.slice(within..within + len))
-    }
-
-    fn put(&mut self, offset: u64, bytes: Bytes) {
-        if bytes.len() > self.budget {
-            return;
-        }
-        self.tick += 1;
-        if let Some((old, _)) = self.ranges.insert(offset, (bytes.clone(), self.tick)) {
-            self.held -= old.len();
-        }
-        self.held += bytes.len();
-        while self.held > self.budget {
-            let oldest = self.ranges.iter().min_by_key(|(_, (_, t))| *t).map(|(&k, _)| k);
-            match oldest.and_then(|k| self.ranges.remove(&k)) {
-                Some((b, _)) => self.held -= b.len(),
-                None => break,
-            }
-        }
-    }
-}
-
 /// Requests made and bytes received.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -187,7 +145,8 @@ pub struct RemoteSource {
     head: Bytes,
     tail_start: u64,
     tail: Bytes,
-    cache: Mutex<Cache>,
+    /// Ranges fetched, kept for repeated reads.
+    cache: Mutex<RangeCache<Bytes>>,
     retries: usize,
     stats: Arc<Stats>,
 }
@@ -239,7 +198,7 @@ impl RemoteSource {
             head,
             tail_start,
             tail,
-            cache: Mutex::new(Cache { budget: opts.cache_bytes, held: 0, tick: 0, ranges: BTreeMap::new() }),
+            cache: Mutex::new(RangeCache::new(opts.cache_bytes)),
             retries: opts.retries,
             stats,
         })
@@ -324,8 +283,8 @@ impl ReadAt for RemoteSource {
             buf.copy_from_slice(&self.tail[at..at + buf.len()]);
             return Ok(());
         }
-        if let Some(hit) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(offset, buf.len()) {
-            buf.copy_from_slice(&hit);
+        if let Some((hit, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(offset, buf.len()) {
+            buf.copy_from_slice(&hit[at..at + buf.len()]);
             return Ok(());
         }
         let bytes = self.fetch(offset, buf.len())?;
@@ -515,17 +474,5 @@ mod tests {
         assert_eq!(parent_hint(&l("s3://b/ft/x.hxz"), &l("s3://b/bases/base.hxz")), "../bases/base.hxz");
         assert_eq!(parent_hint(&l("s3://b/x.hxz"), &l("s3://c/base.hxz")), "base.hxz");
         assert_eq!(parent_hint(&l("s3://b/x.hxz"), &l("/tmp/base.hxz")), "base.hxz");
-    }
-
-    #[test]
-    fn the_cache_serves_contained_ranges_and_stays_in_budget() {
-        let mut c = Cache { budget: 100, held: 0, tick: 0, ranges: BTreeMap::new() };
-        c.put(10, Bytes::from(vec![1u8; 60]));
-        assert_eq!(c.get(20, 10).map(|b| b.len()), Some(10));
-        assert!(c.get(60, 20).is_none());
-        c.put(200, Bytes::from(vec![2u8; 60]));
-        assert!(c.held <= 100);
-        assert!(c.get(10, 5).is_none(), "the least recently used range went first");
-        assert!(c.get(200, 60).is_some());
     }
 }

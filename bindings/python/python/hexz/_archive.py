@@ -250,15 +250,19 @@ class Archive:
     def get_tensor(self, name: str, framework: str = "np") -> Any:
         """Tensor `name` as a numpy array (``framework="pt"``: a torch
         tensor), decoded straight into the array's memory."""
-        fw = _framework(framework)
         t = self.tensor_info(name)
-        kind, shape = _dtypes.layout(t.dtype, t.ggml_type, t.shape, t.length)
-        out, address, nbytes = _allocate(fw, kind, shape)
-        if nbytes != t.length:
-            raise CorruptArchiveError(f"{self.path}: tensor {name!r}: {kind} {list(shape)} is {nbytes} bytes, "
-                                      f"the archive records {t.length}")
-        self._native._read_into_address(address, nbytes, t.offset)
+        out, address = self._allocate_for(t, _framework(framework))
+        self._native._read_into_address(address, t.length, t.offset)
         return out
+
+    def _allocate_for(self, t: TensorInfo, framework: str) -> Tuple[Any, int]:
+        """An uninitialised array for tensor `t`, and its address."""
+        kind, shape = _dtypes.layout(t.dtype, t.ggml_type, t.shape, t.length)
+        out, address, nbytes = _allocate(framework, kind, shape)
+        if nbytes != t.length:
+            raise CorruptArchiveError(f"{self.path}: tensor {t.name!r}: {kind} {list(shape)} is {nbytes} bytes, "
+                                      f"the archive records {t.length}")
+        return out, address
 
     def read_tensor(self, name: str) -> bytes:
         """The raw bytes of tensor `name`, as in the source file."""
@@ -303,14 +307,9 @@ class Archive:
         jobs = []
         for name in names:
             t = self.tensor_info(name)
-            kind, shape = _dtypes.layout(t.dtype, t.ggml_type, t.shape, t.length)
-            arr, address, nbytes = _allocate(fw, kind, shape)
-            if nbytes != t.length:
-                raise CorruptArchiveError(f"{self.path}: tensor {name!r}: {kind} {list(shape)} is {nbytes} bytes, "
-                                          f"the archive records {t.length}")
-            out[name] = arr
-            if nbytes:
-                jobs.append((address, nbytes, t.offset))
+            out[name], address = self._allocate_for(t, fw)
+            if t.length:
+                jobs.append((address, t.length, t.offset))
         self._native._read_many_into_addresses(jobs, threads)
         return out
 
