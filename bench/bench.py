@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
-"""Hexz against zstd and lz4 on the same files, in the same run.
+"""Hexz against zstd, lz4 and cat on the same files, in the same run.
 
-For each real model: archive size (fraction of the source), store and
-extract MB/s, peak RSS of store and extract, and the time to read one tensor,
-for hexz (zstd, lz4) and the whole-file tools `zstd -3 -T2` and `lz4 -1`.
-Also the block-size sweep that chose the default.
+For each real model (MiniLM FP32 safetensors, gemma Q4_K_M GGUF, and a BF16
+safetensors file made from MiniLM): archive size (fraction of the source),
+and for store and extract the wall time, CPU time (user + system) and peak
+RSS, each the median of 5 runs, with hexz's wall times as ratios of zstd's
+(`zstd -3 -T2` to compress, `zstd -d` to decompress). `cat` is the floor:
+copying the bytes with no codec at all. Also one tensor read from the
+archive against decompressing the whole zstd file first.
 
+With --block-sizes: the block-size sweep that chose the default.
+With --big: peak RSS of store and extract on a synthetic 4 GB safetensors
+file (it must stay under 64 MiB at any model size).
 With --folders: a real checkpoint folder (MiniLM in 3 shards with its
 config and tokenizer, from tests/make_folders.py) stored and extracted by
 hexz against `tar -c | zstd -3 -T2` and `zstd -d | tar -x`, medians of 5.
 
-usage: bench/bench.py [--block-sizes] [--folders]   (needs zstd, lz4, GNU time)
+usage: bench/bench.py [--block-sizes] [--big] [--folders]   (needs zstd, lz4, GNU time)
 """
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,63 +27,112 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEXZ = os.path.join(ROOT, "target", "release", "hexz")
+RUNS = 5
 
 
 def models():
-    out = subprocess.run([os.path.join(ROOT, "scripts", "fetch-models.sh")], check=True, capture_output=True, text=True)
-    d = out.stdout.strip().splitlines()[-1]
-    return [("MiniLM safetensors", os.path.join(d, "minilm.safetensors"), "encoder.layer.0.attention.self.query.weight"),
-            ("gemma GGUF", os.path.join(d, "gemma.gguf"), "blk.0.attn_q.weight")]
+    d = models_dir()
+    return [("MiniLM FP32 safetensors", os.path.join(d, "minilm.safetensors"), "encoder.layer.0.attention.self.query.weight"),
+            ("gemma Q4_K_M GGUF", os.path.join(d, "gemma.gguf"), "blk.0.attn_q.weight"),
+            ("MiniLM BF16 safetensors", bf16_model(d), "encoder.layer.0.attention.self.query.weight")]
+
+
+def bf16_model(d):
+    """MiniLM's weights rounded to BF16 with the safetensors library (cached next to the models)."""
+    path = os.path.join(d, "minilm-bf16.safetensors")
+    if not os.path.exists(path):
+        code = ("import sys, numpy as np, ml_dtypes, safetensors.numpy as st\n"
+                "t = st.load_file(sys.argv[1])\n"
+                "st.save_file({k: v.astype(ml_dtypes.bfloat16) if v.dtype == np.float32 else v for k, v in t.items()}, sys.argv[2])\n")
+        subprocess.run([sys.executable, "-c", code, os.path.join(d, "minilm.safetensors"), path + ".tmp"], check=True)
+        os.replace(path + ".tmp", path)
+    return path
 
 
 def timed(cmd, stdout=None):
-    """Run cmd; return (seconds, peak RSS in MiB) measured by GNU time."""
-    with tempfile.NamedTemporaryFile("r") as rss:
+    """Run cmd; return (wall s, CPU s, peak RSS MiB), CPU and RSS from GNU time."""
+    with tempfile.NamedTemporaryFile("r") as stats:
         t0 = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd, check=True, stdout=stdout or subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        dt = time.perf_counter() - t0
-        kb = int(rss.read().strip().splitlines()[-1])
-    return dt, kb / 1024
+        subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", stats.name] + cmd, check=True,
+                       stdout=stdout or subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        user, system, kb = stats.read().strip().splitlines()[-1].split()
+    return wall, float(user) + float(system), int(kb) / 1024
+
+
+def median(fn, runs=RUNS):
+    """Medians of each of (wall, CPU, RSS) over `runs` runs."""
+    results = [fn() for _ in range(runs)]
+    return tuple(statistics.median(r[i] for r in results) for i in range(3))
 
 
 def best_of(n, fn):
     runs = [fn() for _ in range(n)]
-    return min(r[0] for r in runs), max(r[1] for r in runs)
-
-
-def row(name, size, src_size, store, extract):
-    mb = src_size / 1e6
-    print(f"| {name:<22} | {size / src_size:6.3f} | {mb / store[0]:7.0f} | {mb / extract[0]:8.0f} | {store[1]:6.0f} | {extract[1]:6.0f} |")
+    return min(r[0] for r in runs), max(r[2] for r in runs)
 
 
 def compare(tmp):
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "hexz-cli"], cwd=ROOT, check=True)
     for title, src, tensor in models():
         n = os.path.getsize(src)
-        print(f"\n### {title} ({n / 1e6:.1f} MB), best of 3\n")
-        print("| method                 |  ratio | store MB/s | extract MB/s | store RSS MiB | extract RSS MiB |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        mb = n / 1e6
         out = os.path.join(tmp, "out.bin")
+        print(f"\n### {title} ({mb:.1f} MB), medians of {RUNS}\n")
+        print("| method | size / source | store wall s | store CPU s | store RSS MiB | extract wall s | extract CPU s "
+              "| extract RSS MiB | store vs zstd | extract vs zstd -d | extract MB/s |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        z = os.path.join(tmp, "f.zst")
+        zstd_store = median(lambda: timed(["zstd", "-q", "-f", "-3", "-T2", src, "-o", z]))
+        zstd_extract = median(lambda: timed(["zstd", "-q", "-f", "-d", z, "-o", out]))
+        rows = []
         for codec in ["zstd", "lz4"]:
             hxz = os.path.join(tmp, f"m-{codec}.hxz")
-            store = best_of(3, lambda: timed([HEXZ, "-q", "store", src, hxz, "--compression", codec, "--force"]))
-            extract = best_of(3, lambda: timed([HEXZ, "-q", "extract", hxz, out, "--force"]))
-            row(f"hexz {codec}", os.path.getsize(hxz), n, store, extract)
-        z = os.path.join(tmp, "f.zst")
-        store = best_of(3, lambda: timed(["zstd", "-q", "-f", "-3", "-T2", src, "-o", z]))
-        extract = best_of(3, lambda: timed(["zstd", "-q", "-f", "-d", "-T2", z, "-o", out]))
-        row("zstd -3 -T2 (whole file)", os.path.getsize(z), n, store, extract)
+            store = median(lambda: timed([HEXZ, "-q", "store", src, hxz, "--compression", codec, "--force"]))
+            extract = median(lambda: timed([HEXZ, "-q", "extract", hxz, out, "--force"]))
+            subprocess.run(["cmp", "-s", src, out], check=True)
+            rows.append((f"hexz {codec}", os.path.getsize(hxz), store, extract))
+        rows.append(("zstd -3 -T2 / zstd -d", os.path.getsize(z), zstd_store, zstd_extract))
         l4 = os.path.join(tmp, "f.lz4")
-        store = best_of(3, lambda: timed(["lz4", "-q", "-f", "-1", src, l4]))
-        extract = best_of(3, lambda: timed(["lz4", "-q", "-f", "-d", l4, out]))
-        row("lz4 -1 (whole file)", os.path.getsize(l4), n, store, extract)
+        rows.append(("lz4 -1 / lz4 -d", None, median(lambda: timed(["lz4", "-q", "-f", "-1", src, l4])),
+                     median(lambda: timed(["lz4", "-q", "-f", "-d", l4, out]))))
+        rows[-1] = (rows[-1][0], os.path.getsize(l4), rows[-1][2], rows[-1][3])
+        cat = median(lambda: timed(["sh", "-c", f"cat '{src}' > '{out}'"]))
+        rows.append(("cat (no codec)", n, cat, cat))
+        for name, size, store, extract in rows:
+            print(f"| {name} | {size / n:.4f} | {store[0]:.3f} | {store[1]:.3f} | {store[2]:.0f} | {extract[0]:.3f} "
+                  f"| {extract[1]:.3f} | {extract[2]:.0f} | {store[0] / zstd_store[0]:.2f}x | {extract[0] / zstd_extract[0]:.2f}x "
+                  f"| {mb / extract[0]:.0f} |")
         # One tensor: hexz reads its blocks; whole-file tools must decompress everything before it.
         hxz = os.path.join(tmp, "m-zstd.hxz")
-        t_hexz = best_of(5, lambda: timed([HEXZ, "extract", hxz, "--tensor", tensor, "-o", out, "--force"]))
-        t_zstd = best_of(3, lambda: timed(["zstd", "-q", "-f", "-d", "-T2", z, "-o", out]))
+        t_hexz = median(lambda: timed([HEXZ, "extract", hxz, "--tensor", tensor, "-o", out, "--force"]))
         print(f"\nread one tensor ({tensor}): hexz {t_hexz[0] * 1000:.0f} ms (process start to file written) "
-              f"vs {t_zstd[0] * 1000:.0f} ms to decompress the whole zstd file first")
+              f"vs {zstd_extract[0] * 1000:.0f} ms to decompress the whole zstd file first")
+
+
+def big(tmp):
+    """Peak RSS at a size far above any buffer: a 4 GB FP32 safetensors file."""
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "hexz-cli"], cwd=ROOT, check=True)
+    src = os.path.join(tmp, "big.safetensors")
+    code = ("import sys, json, struct, numpy as np\n"
+            "n, rows = 16, 64 << 20\n"
+            "hdr = {f'layer.{i}.weight': {'dtype': 'F32', 'shape': [rows // 4], 'data_offsets': [i * rows, (i + 1) * rows]} for i in range(n)}\n"
+            "h = json.dumps(hdr).encode(); h += b' ' * (-len(h) % 8)\n"
+            "rng = np.random.default_rng(0)\n"
+            "with open(sys.argv[1], 'wb') as f:\n"
+            "    f.write(struct.pack('<Q', len(h)) + h)\n"
+            "    for i in range(n):\n"
+            "        f.write((rng.standard_normal(rows // 4, dtype=np.float32) * 0.02).tobytes())\n")
+    subprocess.run([sys.executable, "-c", code, src], check=True)
+    n = os.path.getsize(src)
+    hxz, out = os.path.join(tmp, "big.hxz"), os.path.join(tmp, "big.out")
+    store = timed([HEXZ, "-q", "store", src, hxz])
+    extract = timed([HEXZ, "-q", "extract", hxz, out])
+    subprocess.run(["cmp", "-s", src, out], check=True)
+    print(f"\n### synthetic FP32 safetensors, {n / 1e9:.2f} GB\n")
+    print("| step | wall s | CPU s | peak RSS MiB |")
+    print("| --- | --- | --- | --- |")
+    print(f"| hexz store | {store[0]:.2f} | {store[1]:.2f} | {store[2]:.0f} |")
+    print(f"| hexz extract | {extract[0]:.2f} | {extract[1]:.2f} | {extract[2]:.0f} |")
 
 
 def block_sizes(tmp):
@@ -148,5 +204,7 @@ if __name__ == "__main__":
             folders(tmp)
             sys.exit(0)
         compare(tmp)
+        if "--big" in sys.argv:
+            big(tmp)
         if "--block-sizes" in sys.argv:
             block_sizes(tmp)

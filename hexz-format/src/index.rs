@@ -125,8 +125,21 @@ impl<R: ReadAt> Archive<R> {
         if !filter.is_delta() && e.delta_base_offset.get() != 0 {
             return Err(Error::invalid("block delta_base_offset", at + 16, "set on a non-delta block"));
         }
-        if e.reserved != [0; 4] {
-            return Err(Error::invalid("block reserved bytes", at + 36, "must be zero"));
+        if filter == FilterId::Fields {
+            if self.header().incompat_features.get() & crate::layout::features::FIELDS == 0 {
+                return Err(Error::invalid("block filter", at + 33, "fields filter without the FIELDS feature"));
+            }
+            let ggml = e.filter_param.get();
+            let layout = crate::dtype::ggml_fields(ggml).ok_or(Error::invalid(
+                "block filter_param",
+                at + 36,
+                "not a GGML type with a field layout",
+            ))?;
+            if layout.iter().map(|&f| u32::from(f)).sum::<u32>() != u32::from(e.element_width) {
+                return Err(Error::invalid("block element_width", at + 34, "not the block size of the GGML type"));
+            }
+        } else if e.filter_param.get() != 0 {
+            return Err(Error::invalid("block filter_param", at + 36, "must be zero for this filter"));
         }
         if e.location == 0 {
             let send = e.stored_offset.get().checked_add(u64::from(slen));

@@ -98,6 +98,9 @@ byte_ids! {
         DeltaSub = 3 => "delta-sub",
         /// The delta-sub difference laid out in bit planes (sparse changes).
         DeltaSubBits = 4 => "delta-sub-bits",
+        /// Format 1.2: quantized GGML blocks split into their fields (the
+        /// GGML type in the entry's `filter_param`).
+        Fields = 5 => "fields",
     }
 }
 
@@ -155,16 +158,20 @@ pub mod features {
     /// Format 1.1: the manifest holds a file table; the virtual space is
     /// the files laid end to end (a folder archive).
     pub const FILES: u64 = 1 << 0;
+    /// Format 1.2: block entries may use the `fields` filter.
+    pub const FIELDS: u64 = 1 << 1;
     /// Incompatible feature bits this reader understands.
-    pub const KNOWN_INCOMPAT: u64 = FILES;
+    pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS;
     /// Minor version of the format this reader implements.
-    pub const KNOWN_MINOR: u16 = 1;
+    pub const KNOWN_MINOR: u16 = 2;
     /// The minor version an archive using `incompat` features declares.
     pub const fn minor_for(incompat: u64) -> u16 {
-        if incompat == 0 {
-            0
-        } else {
+        if incompat & FIELDS != 0 {
+            2
+        } else if incompat != 0 {
             1
+        } else {
+            0
         }
     }
 }
@@ -251,7 +258,9 @@ pub struct BlockEntry {
     pub element_width: u8,
     /// 0: stored in this archive; k: stored in the k-th ancestor.
     pub location: u8,
-    pub reserved: [u8; 4],
+    /// The `fields` filter (1.2): the GGML type whose layout splits the
+    /// block. Zero with every other filter.
+    pub filter_param: U32,
     /// BLAKE3 of the decoded block.
     pub hash: [u8; 32],
 }

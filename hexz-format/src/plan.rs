@@ -24,6 +24,9 @@ pub struct Segment {
     /// Grouping stride: the element width of floats, the block size of
     /// quantized GGUF types, 1 for headers, gaps and raw bytes.
     pub width: u8,
+    /// Quantized GGML blocks with a known field layout
+    /// ([`dtype::ggml_fields`]): their type, for the `fields` filter.
+    pub fields: Option<u32>,
     /// Index into the plan's tensors, when this segment is one.
     pub tensor: Option<usize>,
     /// Bytes with no structure to follow (a raw file): a content-defined
@@ -201,7 +204,14 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
     let content_defined = format == SourceFormat::Raw;
     let push_gap = |segments: &mut Vec<Segment>, from: u64, to: u64| {
         if to > from {
-            segments.push(Segment { start: from, len: to - from, width: 1, tensor: None, content_defined });
+            segments.push(Segment {
+                start: from,
+                len: to - from,
+                width: 1,
+                fields: None,
+                tensor: None,
+                content_defined,
+            });
         }
     };
     push_gap(&mut segments, 0, header_length);
@@ -221,7 +231,15 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
             Some(g) => dtype::ggml_group_width(g),
             None => dtype::float_width(&t.dtype),
         };
-        segments.push(Segment { start: t.offset, len: t.length, width, tensor: Some(i), content_defined: false });
+        let fields = t.ggml_type.filter(|&g| dtype::ggml_fields(g).is_some());
+        segments.push(Segment {
+            start: t.offset,
+            len: t.length,
+            width,
+            fields,
+            tensor: Some(i),
+            content_defined: false,
+        });
         pos = t.offset + t.length;
     }
     push_gap(&mut segments, pos, file_len);
@@ -332,6 +350,8 @@ pub struct BlockJob {
     pub index: u64,
     pub offset: u64,
     pub width: u8,
+    /// The segment's GGML type when it has a field layout.
+    pub fields: Option<u32>,
     pub tensor: Option<usize>,
     /// Virtual offset in the parent of this block's counterpart, for deltas.
     pub base: Option<u64>,
@@ -404,6 +424,7 @@ impl<'a, R: ReadAt + ?Sized, C: Chunker> Cutter<'a, R, C> {
             index: self.index,
             offset: self.pos,
             width: seg.width,
+            fields: seg.fields,
             tensor: seg.tensor,
             base: seg.tensor.and_then(|t| self.bases.get(t).copied().flatten()).map(|b| b + (self.pos - seg.start)),
             leads: (self.index - self.segment_first).is_multiple_of(BLOCKS_PER_CHOICE),

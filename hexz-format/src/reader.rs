@@ -618,6 +618,17 @@ impl<R: ReadAt> Archive<R> {
                 codec::decompress(codec, stored, tmp, zstd).map_err(fail)?;
                 codec::ungroup_into(tmp, width, out);
             }
+            FilterId::Fields => {
+                // Checked when the entry was parsed: a known layout of `width` bytes.
+                let fields = crate::dtype::ggml_fields(e.filter_param.get()).ok_or(Error::invalid(
+                    "block filter_param",
+                    voff,
+                    "not a GGML type with a field layout",
+                ))?;
+                let (tmp, _) = split_scratch(work, vlen)?;
+                codec::decompress(codec, stored, tmp, zstd).map_err(fail)?;
+                codec::join_fields_into(tmp, fields, out);
+            }
             FilterId::DeltaXor | FilterId::DeltaSub | FilterId::DeltaSubBits => {
                 let (tmp, work) = split_scratch(work, vlen)?;
                 codec::decompress(codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;

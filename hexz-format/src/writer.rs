@@ -61,6 +61,10 @@ pub struct StoreOptions {
     pub memory_budget: usize,
     /// How bytes without tensors (raw files) are cut.
     pub chunking: Chunking,
+    /// Split quantized GGML blocks into their fields (the `fields`
+    /// filter, format 1.2). Off: byte grouping, as format 1.1 readers
+    /// expect.
+    pub split_fields: bool,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +78,7 @@ impl Default for StoreOptions {
             raw: false,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             chunking: DEFAULT_CHUNKING,
+            split_fields: true,
         }
     }
 }
@@ -133,8 +138,8 @@ impl StoreOptions {
         if self.threads > MAX_THREADS {
             return Err(Error::InvalidArgument("threads must be at most 256"));
         }
-        if let Compression::Zstd { level, numeric_level } = self.compression {
-            if !(1..=22).contains(&level) || !(1..=22).contains(&numeric_level) {
+        if let Compression::Zstd { level, numeric_level, quantized_level } = self.compression {
+            if [level, numeric_level, quantized_level].iter().any(|l| !(1..=22).contains(l)) {
                 return Err(Error::InvalidArgument("zstd level must be 1 to 22"));
             }
         }
@@ -274,6 +279,8 @@ pub struct EncodedJob {
     pub hash: [u8; 32],
     pub codec: CodecId,
     pub filter: FilterId,
+    /// The entry's `filter_param`.
+    pub param: u32,
     pub delta_base: u64,
     /// Empty when the parent chain already holds these bytes.
     pub bytes: Vec<u8>,
@@ -289,15 +296,17 @@ impl EncodedJob {
 /// Per-thread state for [`encode_block`].
 pub struct EncodeState {
     pub encoder: BlockEncoder,
+    split_fields: bool,
     workspace: Option<Workspace>,
     base: Vec<u8>,
 }
 
 impl EncodeState {
-    /// State for encoding with `compression`, against `parent` if any.
-    pub fn new<P: ReadAt>(compression: Compression, parent: Option<&Archive<P>>) -> Result<Self> {
+    /// State for encoding as `opts` say, against `parent` if any.
+    pub fn new<P: ReadAt>(opts: &StoreOptions, parent: Option<&Archive<P>>) -> Result<Self> {
         Ok(EncodeState {
-            encoder: BlockEncoder::new(compression)?,
+            encoder: BlockEncoder::new(opts.compression)?,
+            split_fields: opts.split_fields,
             workspace: parent.map(|p| p.new_scratch()).transpose()?,
             base: Vec::new(),
         })
@@ -324,6 +333,7 @@ pub fn encode_block<P: ReadAt>(
         hash,
         codec: CodecId::None,
         filter: FilterId::None,
+        param: 0,
         delta_base: 0,
         bytes: Vec::new(),
     };
@@ -349,13 +359,15 @@ pub fn encode_block<P: ReadAt>(
             }
             e
         }
-        _ => match follow {
-            Some(f) => state.encoder.encode_as(&job.data, &[], job.width, f),
-            None => state.encoder.encode(&job.data, job.width),
+        _ => match (job.fields.filter(|_| state.split_fields), follow) {
+            (Some(ggml), _) => state.encoder.encode_ggml(&job.data, ggml, job.width),
+            (None, Some(f)) => state.encoder.encode_as(&job.data, &[], job.width, f),
+            (None, None) => state.encoder.encode(&job.data, job.width),
         },
     };
     done.codec = encoded.codec;
     done.filter = encoded.filter;
+    done.param = encoded.param;
     done.bytes = encoded.bytes.to_vec();
     Ok(done)
 }
@@ -388,7 +400,14 @@ pub struct ArchiveWriter {
 impl ArchiveWriter {
     /// A writer for a source planned as `plan` of `source_size` bytes.
     pub fn new(opts: &StoreOptions, plan: &Plan, source_size: u64) -> Self {
-        let incompat = if plan.files.is_empty() { 0 } else { crate::layout::features::FILES };
+        use crate::layout::features::{FIELDS, FILES};
+        // The header goes out first, so the features come from the plan: a
+        // segment with a field layout may use the `fields` filter.
+        let files = if plan.files.is_empty() { 0 } else { FILES };
+        let fields = opts.split_fields
+            && opts.compression != Compression::None
+            && plan.segments.iter().any(|s| s.fields.is_some());
+        let incompat = files | if fields { FIELDS } else { 0 };
         ArchiveWriter {
             entries_per_page: opts.entries_per_page,
             incompat,
@@ -465,7 +484,7 @@ impl ArchiveWriter {
                 filter: block.filter as u8,
                 element_width: if block.filter == FilterId::None { 1 } else { block.width },
                 location: 0,
-                reserved: [0; 4],
+                filter_param: U32::new(block.param),
                 hash: block.hash,
             };
             self.first_location.insert(block.hash, e);
@@ -621,7 +640,7 @@ where
     }
     let parent_archive = parent.as_ref().map(|p| p.archive);
     let index = ParentIndex::build(parent_archive, &plan)?;
-    let mut state = EncodeState::new(opts.compression, parent_archive)?;
+    let mut state = EncodeState::new(opts, parent_archive)?;
     let mut writer = ArchiveWriter::new(opts, &plan, src.len());
     out(&writer.header_bytes())?;
     let mut cutter = Cutter::new(src, &plan, &index.bases, chunker(opts)?);

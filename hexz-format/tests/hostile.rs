@@ -302,7 +302,8 @@ fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) 
     use hexz_format::layout::SourceFormat;
     use hexz_format::plan::{Plan, Segment};
     use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
-    let seg = Segment { start: 0, len: data.len() as u64, width: 1, tensor: None, content_defined: false };
+    let seg =
+        Segment { start: 0, len: data.len() as u64, width: 1, fields: None, tensor: None, content_defined: false };
     let plan = Plan {
         format: SourceFormat::Raw,
         header_length: 0,
@@ -321,6 +322,7 @@ fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) 
         hash: *blake3::hash(data).as_bytes(),
         codec,
         filter: hexz_format::FilterId::None,
+        param: 0,
         delta_base: 0,
         bytes: stored,
     };
@@ -421,4 +423,39 @@ fn unknown_feature_bits() {
     compat[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
     let archive = Archive::open(compat.as_slice()).unwrap();
     assert_eq!(archive.read_vec(0, src.len() as u64).unwrap(), src);
+}
+
+/// Format 1.2's `fields` entries: the GGML type in `filter_param` must
+/// have a layout the width matches, the archive must declare FIELDS, and
+/// every other filter keeps `filter_param` zero.
+#[test]
+fn fields_entries_are_checked() {
+    use hexz_format::layout::{features, FilterId};
+    let hxz = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/gguf-fields-zstd.hxz")).unwrap();
+    let entries = all_entries(&Archive::open(hxz.as_slice()).unwrap());
+    let fields = entries.iter().position(|e| e.filter == FilterId::Fields as u8).unwrap() as u64;
+    let plain = entries.iter().position(|e| e.filter != FilterId::Fields as u8).unwrap() as u64;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("unknown type", forge_entry(&hxz, fields, |e| set_u32(e, 36, 9999)), "filter_param"),
+        ("type without a layout", forge_entry(&hxz, fields, |e| set_u32(e, 36, 0)), "filter_param"),
+        ("width not the type's", forge_entry(&hxz, fields, |e| e[34] = 33), "element_width"),
+        ("param on another filter", forge_entry(&hxz, plain, |e| set_u32(e, 36, 8)), "filter_param"),
+    ];
+    for (what, bad, field) in cases {
+        let err = read_err(&bad);
+        assert!(err.to_string().contains(field), "{what}: {err}");
+    }
+    // Without the feature bit (and as 1.1) the entry is invalid, not read.
+    let mut undeclared = hxz.clone();
+    undeclared[10] = 1;
+    set_u64(&mut undeclared, 16, 0);
+    let c = short_checksum(&undeclared[..HEADER_SIZE - 8]);
+    undeclared[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
+    let err = read_err(&undeclared);
+    assert!(err.to_string().contains("FIELDS"), "{err}");
+    // Declared: FIELDS and version 1.2 (a 1.1 reader, not knowing the bit,
+    // refuses with "needs format 1.2": `unknown_feature_bits`).
+    let archive = Archive::open(hxz.as_slice()).unwrap();
+    assert_eq!(archive.header().incompat_features.get(), features::FIELDS);
+    assert_eq!(archive.header().version_minor.get(), 2);
 }

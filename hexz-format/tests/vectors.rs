@@ -15,6 +15,8 @@ struct Vector {
     name: &'static str,
     source: fn() -> Vec<u8>,
     compression: Compression,
+    /// Format 1.2's `fields` filter for quantized GGML blocks.
+    split_fields: bool,
 }
 
 fn raw_repeating() -> Vec<u8> {
@@ -23,12 +25,47 @@ fn raw_repeating() -> Vec<u8> {
     [chunk.clone(), chunk.clone(), b"end of file\n".to_vec()].concat()
 }
 
+/// Quantized GGML blocks as real ones look: half-float scales of one
+/// magnitude, then quants. Q8_0 over several 4 KiB blocks (the last one
+/// cut short), Q4_K and Q6_K over one each.
+fn quantized_gguf() -> Vec<u8> {
+    let mut rng = Rng(31);
+    let mut blocks = |count: usize, width: usize, scales: &[usize]| -> Vec<u8> {
+        let mut out = Vec::with_capacity(count * width);
+        for _ in 0..count {
+            // Quants bunched around zero, as trained weights give.
+            let mut block: Vec<u8> =
+                (0..width).map(|_| (0..4).map(|_| rng.below(32) as u8).sum::<u8>().wrapping_sub(62)).collect();
+            for &at in scales {
+                let half = 0x2000u16 + rng.below(0x400) as u16;
+                block[at..at + 2].copy_from_slice(&half.to_le_bytes());
+            }
+            out.extend_from_slice(&block);
+        }
+        out
+    };
+    let q8 = blocks(300, 34, &[0]);
+    let q4k = blocks(20, 144, &[0, 2]);
+    let q6k = blocks(12, 210, &[208]);
+    gguf_file(&[
+        ("token_embd.weight", vec![32 * 300], 8, &q8),
+        ("blk.0.ffn_up.weight", vec![256 * 20], 12, &q4k),
+        ("blk.0.ffn_down.weight", vec![256 * 12], 14, &q6k),
+    ])
+}
+
 const VECTORS: &[Vector] = &[
-    Vector { name: "safetensors-zstd", source: tiny_safetensors, compression: Compression::zstd(3) },
-    Vector { name: "gguf-lz4", source: tiny_gguf, compression: Compression::Lz4 },
-    Vector { name: "gguf-none", source: tiny_gguf, compression: Compression::None },
-    Vector { name: "raw-dedup-zstd", source: raw_repeating, compression: Compression::zstd(3) },
-    Vector { name: "empty-none", source: Vec::new, compression: Compression::None },
+    Vector {
+        name: "safetensors-zstd",
+        source: tiny_safetensors,
+        compression: Compression::zstd(3),
+        split_fields: false,
+    },
+    Vector { name: "gguf-lz4", source: tiny_gguf, compression: Compression::Lz4, split_fields: false },
+    Vector { name: "gguf-none", source: tiny_gguf, compression: Compression::None, split_fields: false },
+    Vector { name: "raw-dedup-zstd", source: raw_repeating, compression: Compression::zstd(3), split_fields: false },
+    Vector { name: "empty-none", source: Vec::new, compression: Compression::None, split_fields: false },
+    Vector { name: "gguf-fields-zstd", source: quantized_gguf, compression: Compression::zstd(3), split_fields: true },
 ];
 
 /// Settings all vectors use: small blocks and pages so that several pages
@@ -40,6 +77,7 @@ fn options(compression: Compression) -> StoreOptions {
         entries_per_page: 2,
         threads: 2,
         chunking: Chunking::Fixed,
+        split_fields: false,
         ..StoreOptions::default()
     }
 }
@@ -53,7 +91,8 @@ fn spec_vectors_decode_and_reproduce() {
     let regenerate = std::env::var_os("HEXZ_REGENERATE_VECTORS").is_some();
     for v in VECTORS {
         let source = (v.source)();
-        let built = store_vec::<_, &[u8]>(source.as_slice(), &options(v.compression), None).unwrap().0;
+        let opts = StoreOptions { split_fields: v.split_fields, ..options(v.compression) };
+        let built = store_vec::<_, &[u8]>(source.as_slice(), &opts, None).unwrap().0;
         let hxz_path = dir().join(format!("{}.hxz", v.name));
         let expected_path = dir().join(format!("{}.expected", v.name));
         if regenerate {
@@ -203,7 +242,7 @@ fn spec_tail_vector_decodes_and_reproduces() {
         for i in 0..len {
             src.push(((i % usize::from(width)) as u8).wrapping_mul(16).wrapping_add(rng.below(3) as u8));
         }
-        segments.push(Segment { start, len: len as u64, width, tensor: None, content_defined: false });
+        segments.push(Segment { start, len: len as u64, width, fields: None, tensor: None, content_defined: false });
     }
     let plan = Plan { format: SourceFormat::Raw, header_length: 0, tensors: Vec::new(), segments, files: Vec::new() };
     let opts = options(Compression::zstd(3));
@@ -224,6 +263,7 @@ fn spec_tail_vector_decodes_and_reproduces() {
             hash: *blake3::hash(data).as_bytes(),
             codec: e.codec,
             filter: e.filter,
+            param: 0,
             delta_base: 0,
             bytes: e.bytes.to_vec(),
         };
@@ -390,4 +430,21 @@ fn spec_folder_vector_decodes_and_reproduces() {
     assert!(m.tensors.iter().all(|t| t.file == Some(3)));
     assert_eq!(archive.find_file("run.sh").unwrap(), 4);
     assert!(hexz_format::verify::verify(stored.as_slice(), true, &|_| {}).is_ok());
+}
+
+/// `gguf-fields-zstd` splits each quantized type into its fields
+/// (format 1.2), and declares it.
+#[test]
+fn fields_vector_uses_the_fields_filter() {
+    let hxz = std::fs::read(dir().join("gguf-fields-zstd.hxz")).unwrap();
+    let archive = Archive::open(hxz.as_slice()).unwrap();
+    assert_eq!(archive.header().version_minor.get(), 2);
+    assert_eq!(archive.header().incompat_features.get(), hexz_format::layout::features::FIELDS);
+    let mut types: Vec<(u32, u8)> = entries_of(&archive)
+        .iter()
+        .filter(|e| e.filter == FilterId::Fields as u8)
+        .map(|e| (e.filter_param.get(), e.element_width))
+        .collect();
+    types.dedup();
+    assert_eq!(types, [(8, 34), (12, 144), (14, 210)]);
 }

@@ -174,7 +174,7 @@ pub fn store_plan_parallel(
             let job_rx = job_rx.clone();
             let done_tx = done_tx.clone();
             scope.spawn(move || {
-                let mut state = match EncodeState::new(opts.compression, parent_archive) {
+                let mut state = match EncodeState::new(opts, parent_archive) {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = done_tx.send(Err(Fault::Other(Error::Format(e))));

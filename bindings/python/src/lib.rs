@@ -696,7 +696,7 @@ fn _hexz(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(extract, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("FORMAT_VERSION", "1.1")?;
+    m.add("FORMAT_VERSION", format!("1.{}", hexz_format::layout::features::KNOWN_MINOR))?;
     let ggml: Vec<(u32, &str, u32, u32)> =
         hexz_format::dtype::GGML_TYPES.iter().map(|t| (t.id, t.name, t.block_elements, t.block_bytes)).collect();
     m.add("GGML_TYPES", ggml)?;

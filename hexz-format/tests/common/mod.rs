@@ -109,6 +109,13 @@ pub fn tiny_gguf() -> Vec<u8> {
         ("blk.0.q8", vec![256], 8, &q8),
         ("blk.1.weight", vec![16, 16], 0, &f32_data),
     ];
+    gguf_file(&tensors)
+}
+
+/// A GGUF v3 file with a fixed set of keys and `tensors` (name, dims, GGML
+/// type, data), aligned to 64.
+#[allow(clippy::type_complexity)]
+pub fn gguf_file(tensors: &[(&str, Vec<u64>, u32, &[u8])]) -> Vec<u8> {
     let mut h = Vec::new();
     h.extend_from_slice(b"GGUF");
     h.extend_from_slice(&3u32.to_le_bytes());
@@ -151,7 +158,7 @@ pub fn tiny_gguf() -> Vec<u8> {
     h[kv_count_at..kv_count_at + 8].copy_from_slice(&kvs.to_le_bytes());
     let mut offset = 0u64;
     let mut offsets = Vec::new();
-    for (name, dims, ty, data) in &tensors {
+    for (name, dims, ty, data) in tensors {
         gguf_string(&mut h, name);
         h.extend_from_slice(&(dims.len() as u32).to_le_bytes());
         for d in dims {
