@@ -276,7 +276,9 @@ impl Output {
     /// A sequential writer (archives being stored).
     pub fn writer(&self) -> Box<dyn Write + '_> {
         match self {
-            Output::File(f) => Box::new(std::io::BufWriter::with_capacity(1 << 20, f.file())),
+            Output::File(f) => {
+                Box::new(std::io::BufWriter::with_capacity(1 << 20, WritebackFile { file: f.file(), at: 0, kicked: 0 }))
+            }
             Output::Stream { file, .. } => Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
             Output::Stdout => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
         }
@@ -288,6 +290,49 @@ impl Output {
             Output::File(f) => f.commit(),
             Output::Stream { .. } | Output::Stdout => Ok(()),
         }
+    }
+}
+
+/// Ask the kernel to start writing `[offset, offset + len)` of `file` to
+/// disk now, without waiting. The commit's `fsync` must wait only for the
+/// tail, not for the whole file (gemma: 0.11 s of a 0.6 s store was that
+/// wait). Only advice: errors are the `fsync`'s to report.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        if let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) {
+            // SAFETY: a plain system call on an open descriptor.
+            unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+/// Start writeback every this many bytes of a sequentially written file.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// A file written in order that starts writeback behind itself.
+struct WritebackFile<'a> {
+    file: &'a File,
+    at: u64,
+    kicked: u64,
+}
+
+impl Write for WritebackFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = (&*self.file).write(buf)?;
+        self.at += n as u64;
+        if self.at - self.kicked >= WRITEBACK_EVERY {
+            start_writeback(self.file, self.kicked, self.at - self.kicked);
+            self.kicked = self.at;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.file).flush()
     }
 }
 
@@ -334,6 +379,7 @@ impl RangeSink for OutputSink<'_> {
                     let at = offset + (i * HOLE) as u64;
                     write_all_at(file, piece, at).map_err(|e| Error::file(*path, "write", e))?;
                 }
+                start_writeback(file, offset, data.len() as u64);
                 let mut end = end.lock().unwrap_or_else(|p| p.into_inner());
                 *end = (*end).max(offset + data.len() as u64);
                 Ok(())
