@@ -10,8 +10,8 @@ copying the bytes with no codec at all. Also one tensor read from the
 archive against decompressing the whole zstd file first.
 
 With --block-sizes: the block-size sweep that chose the default.
-With --big: peak RSS of store and extract on a synthetic 4 GB safetensors
-file (it must stay under 64 MiB at any model size).
+With --big (alone): peak RSS of store and extract on a synthetic 4 GB
+safetensors file (it must stay under 64 MiB at any model size).
 With --folders: a real checkpoint folder (MiniLM in 3 shards with its
 config and tokenizer, from tests/make_folders.py) stored and extracted by
 hexz against `tar -c | zstd -3 -T2` and `zstd -d | tar -x`, medians of 5.
@@ -114,7 +114,7 @@ def big(tmp):
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "hexz-cli"], cwd=ROOT, check=True)
     src = os.path.join(tmp, "big.safetensors")
     code = ("import sys, json, struct, numpy as np\n"
-            "n, rows = 16, 64 << 20\n"
+            "n, rows = 64, 64 << 20\n"
             "hdr = {f'layer.{i}.weight': {'dtype': 'F32', 'shape': [rows // 4], 'data_offsets': [i * rows, (i + 1) * rows]} for i in range(n)}\n"
             "h = json.dumps(hdr).encode(); h += b' ' * (-len(h) % 8)\n"
             "rng = np.random.default_rng(0)\n"
@@ -203,8 +203,9 @@ if __name__ == "__main__":
             subprocess.run(["cargo", "build", "--release", "-q", "-p", "hexz-cli"], cwd=ROOT, check=True)
             folders(tmp)
             sys.exit(0)
-        compare(tmp)
         if "--big" in sys.argv:
             big(tmp)
+            sys.exit(0)
+        compare(tmp)
         if "--block-sizes" in sys.argv:
             block_sizes(tmp)

@@ -1,22 +1,13 @@
 #!/usr/bin/env bash
 # End to end with a real engine: build llama.cpp's unmodified llama-simple
-# from the llama-cpp-python sdist on PyPI (cached, never committed; about 10
-# minutes on 2 cores the first time), then generate from gemma twice, once
+# (scripts/llama-build.sh: cached, about 10 minutes on 2 cores the first
+# time), then generate from gemma twice, once
 # from the .gguf and once from a .hxz through hexz_exec (memfd, nothing
 # written to disk). Greedy sampling: the two outputs must be identical.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models="${HEXZ_MODELS:-$(./scripts/fetch-models.sh)}"
-cache="${HEXZ_LLAMA_CACHE:-$HOME/.cache/hexz-llama}"
-mkdir -p "$cache"
-if [ ! -x "$cache/build/bin/llama-simple" ]; then
-  python3 -m pip install --quiet scikit-build-core cmake ninja
-  (cd "$cache" && python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation llama-cpp-python==0.3.36 -d .)
-  tar -xzf "$cache/llama_cpp_python-0.3.36.tar.gz" -C "$cache"
-  src="$cache/llama_cpp_python-0.3.36/vendor/llama.cpp"
-  cmake -S "$src" -B "$cache/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF >/dev/null
-  cmake --build "$cache/build" -j2 --target llama-simple >/dev/null
-fi
+llama="$(./scripts/llama-build.sh)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 prefix="$(./scripts/install-ffi.sh "$work/prefix" | tail -1)"
@@ -25,8 +16,8 @@ make -s -C bindings/c OUT="$work/build" "$work/build/hexz_exec"
 cargo build --release -q -p hexz-cli
 target/release/hexz -q store "$models/gemma.gguf" "$work/gemma.hxz"
 prompt="The capital of France is"
-"$cache/build/bin/llama-simple" -m "$models/gemma.gguf" -n 24 "$prompt" > "$work/direct.txt" 2>/dev/null
-"$work/build/hexz_exec" "$work/gemma.hxz" "$cache/build/bin/llama-simple" -m {} -n 24 "$prompt" > "$work/hxz.txt" 2>/dev/null
+"$llama" -m "$models/gemma.gguf" -n 24 "$prompt" > "$work/direct.txt" 2>/dev/null
+"$work/build/hexz_exec" "$work/gemma.hxz" "$llama" -m {} -n 24 "$prompt" > "$work/hxz.txt" 2>/dev/null
 echo "from .gguf: $(cat "$work/direct.txt")"
 echo "from .hxz:  $(cat "$work/hxz.txt")"
 cmp -s "$work/direct.txt" "$work/hxz.txt" && echo "identical output" || { echo "outputs differ" >&2; exit 1; }

@@ -60,8 +60,10 @@ struct Shared {
     /// Decoded blocks kept for the reads that follow (the kernel reads a
     /// block in several requests; each would otherwise decode all of it).
     cache: std::sync::Mutex<RangeCache<bytes::Bytes>>,
-    /// Blocks being decoded now (by start), so none is decoded twice at once.
+    /// Blocks being decoded now (by start), so none is decoded twice at
+    /// once: a reader wanting one waits for `decoded` instead.
     inflight: std::sync::Mutex<std::collections::HashSet<u64>>,
+    decoded: std::sync::Condvar,
 }
 
 /// Blocks decoded ahead of a sequential reader, on their own threads.
@@ -78,16 +80,31 @@ fn time_of(ns: i64) -> SystemTime {
 
 impl Shared {
     /// The decoded block starting at `start`, `len` bytes: from the cache,
-    /// or decoded now (and kept).
+    /// after the thread decoding it now (read-ahead) is done, or decoded
+    /// here (and kept).
     fn block(&self, start: u64, len: usize) -> hexz_io::Result<bytes::Bytes> {
-        if let Some((b, _)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(start, len) {
-            return Ok(b);
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some((b, _)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(start, len) {
+                return Ok(b);
+            }
+            if inflight.insert(start) {
+                break;
+            }
+            // Being decoded by another thread: its result lands in the
+            // cache (or it failed, and this thread tries itself).
+            inflight = self.decoded.wait(inflight).unwrap_or_else(|e| e.into_inner());
         }
-        let mut buf = hexz_format::error::try_zeroed(len, "block")?;
-        self.reader.read_at(start, &mut buf)?;
-        let b = bytes::Bytes::from(buf);
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(start, b.clone());
-        Ok(b)
+        drop(inflight);
+        let decoded = hexz_format::error::try_zeroed(len, "block")
+            .map_err(hexz_io::Error::from)
+            .and_then(|mut buf| self.reader.read_at(start, &mut buf).map(|()| bytes::Bytes::from(buf)));
+        if let Ok(b) = &decoded {
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(start, b.clone());
+        }
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&start);
+        self.decoded.notify_all();
+        decoded
     }
 
     /// Fill `out` from virtual `offset`, block by block through the cache;
@@ -128,14 +145,12 @@ impl Shared {
             .map_err(|e| self.reader.error(e))?;
         for b in blocks {
             let start = b.entry.virtual_offset.get();
-            if !self.inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(start) {
-                continue;
+            // Skip blocks already there or on their way.
+            let busy = self.inflight.lock().unwrap_or_else(|e| e.into_inner()).contains(&start)
+                || self.cache.lock().unwrap_or_else(|e| e.into_inner()).contains(start);
+            if !busy {
+                self.block(start, b.entry.virtual_length.get() as usize)?;
             }
-            let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).contains(start);
-            let result =
-                if cached { Ok(()) } else { self.block(start, b.entry.virtual_length.get() as usize).map(drop) };
-            self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&start);
-            result?;
         }
         Ok(())
     }
@@ -161,6 +176,7 @@ impl HexzFs {
             reader,
             cache: std::sync::Mutex::new(RangeCache::new(cache_bytes)),
             inflight: std::sync::Mutex::new(std::collections::HashSet::new()),
+            decoded: std::sync::Condvar::new(),
         });
         let (tx, rx) = std::sync::mpsc::channel::<u64>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));

@@ -1,6 +1,8 @@
 //! Throughput of the per-block transforms on one 1 MiB block of float-like
 //! data: byte grouping and its inverse, the delta filters, BLAKE3 and the
-//! block encoder; and content-defined cutting (CDC) throughput.
+//! block encoder; content-defined cutting (CDC); and, per quantized GGML
+//! type, whole-block decode (codec, filter, hash) of a GGUF tensor stored
+//! with the `fields` filter against byte grouping.
 //! `cargo bench -p hexz-format --bench codec`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -124,5 +126,83 @@ fn chunking(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transforms, encoder, chunking);
+/// Quantized blocks as real ones look: half-float scales of one magnitude
+/// at `scales`, quants bunched around zero elsewhere.
+fn quantized(width: usize, scales: &[usize], bytes: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9u32;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    let mut out = Vec::with_capacity(bytes);
+    while out.len() + width <= bytes {
+        let mut block: Vec<u8> =
+            (0..width).map(|_| (0..4).map(|_| (next() % 32) as u8).sum::<u8>().wrapping_sub(62)).collect();
+        for &at in scales {
+            block[at..at + 2].copy_from_slice(&(0x2000u16 + (next() % 0x400) as u16).to_le_bytes());
+        }
+        out.extend_from_slice(&block);
+    }
+    out
+}
+
+/// A GGUF v3 file holding one tensor of GGML type `ty`.
+fn one_tensor_gguf(ty: u32, elements: u64, data: &[u8]) -> Vec<u8> {
+    let mut h = b"GGUF".to_vec();
+    h.extend_from_slice(&3u32.to_le_bytes());
+    h.extend_from_slice(&1u64.to_le_bytes()); // tensors
+    h.extend_from_slice(&0u64.to_le_bytes()); // key/values
+    h.extend_from_slice(&1u64.to_le_bytes());
+    h.push(b't');
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&elements.to_le_bytes());
+    h.extend_from_slice(&ty.to_le_bytes());
+    h.extend_from_slice(&0u64.to_le_bytes());
+    h.resize(h.len().next_multiple_of(32), 0);
+    h.extend_from_slice(data);
+    h
+}
+
+/// Decode throughput per GGML type: 8 MiB of the type stored (zstd
+/// default levels) with `fields` and with byte grouping, read back whole.
+fn ggml_decode(c: &mut Criterion) {
+    use hexz_format::dtype::{ggml_type, GGML_TYPES};
+    use hexz_format::writer::{store_vec, StoreOptions};
+    use hexz_format::Archive;
+    let scales_of = |id: u32| -> &'static [usize] {
+        match id {
+            8 | 2 | 6 | 20 => &[0],
+            3 | 7 | 12 | 13 | 23 => &[0, 2],
+            10 => &[80, 82],
+            11 => &[108],
+            14 => &[208],
+            _ => &[],
+        }
+    };
+    let mut g = c.benchmark_group("decode_ggml");
+    g.sample_size(10);
+    for t in GGML_TYPES.iter().filter(|t| hexz_format::dtype::ggml_fields(t.id).is_some()) {
+        let width = t.block_bytes as usize;
+        let data = quantized(width, scales_of(t.id), 8 << 20);
+        let elements = (data.len() / width) as u64 * u64::from(ggml_type(t.id).unwrap().block_elements);
+        let src = one_tensor_gguf(t.id, elements, &data);
+        g.throughput(Throughput::Bytes(src.len() as u64));
+        for (filter, split_fields) in [("fields", true), ("byte-group", false)] {
+            let opts = StoreOptions { split_fields, threads: 1, ..StoreOptions::default() };
+            let hxz = store_vec::<_, &[u8]>(src.as_slice(), &opts, None).unwrap().0;
+            let archive = Archive::open(hxz.as_slice()).unwrap();
+            let mut out = vec![0u8; src.len()];
+            let mut scratch = archive.new_scratch().unwrap();
+            g.bench_function(BenchmarkId::new(filter, t.name), |b| {
+                b.iter(|| archive.read_at(0, &mut out, &mut scratch).unwrap())
+            });
+            assert_eq!(out, src, "{} {filter}", t.name);
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, transforms, encoder, chunking, ggml_decode);
 criterion_main!(benches);
