@@ -411,3 +411,27 @@ fn killed_store_never_leaves_a_valid_looking_destination() {
     let left = leftovers(".existing.hxz.hexz-tmp-");
     assert!(left.is_empty(), "stale temporaries {left:?} (had {stale:?})");
 }
+
+/// `--format 1.1`: quantized GGUF blocks byte-grouped, no 1.2 feature
+/// (the archive declares 1.0, as a single file needs nothing newer), and
+/// the same bytes back; the default splits them into fields (1.2).
+#[test]
+fn store_format_1_1_leaves_out_the_fields_filter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model("gemma.gguf");
+    for (format, version, fields) in [("1.1", "1.0", false), ("1.2", "1.2", true)] {
+        let hxz = tmp.path().join(format!("g-{format}.hxz"));
+        let o = hexz(&[&"--quiet", &"store", &src, &hxz, &"--format", &format]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = hexz(&[&"inspect", &"--json", &hxz]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["format_version"], version);
+        assert_eq!(v["filters"].get("fields").is_some(), fields, "{}", v["filters"]);
+        let out = tmp.path().join("out.gguf");
+        let o = hexz(&[&"--quiet", &"extract", &hxz, &out, &"--force"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(sha(&out), sha(&src));
+    }
+    let o = hexz(&[&"store", &src, &tmp.path().join("x.hxz"), &"--format", &"1.0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
