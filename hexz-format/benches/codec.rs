@@ -195,10 +195,11 @@ fn ggml_decode(c: &mut Criterion) {
             let archive = Archive::open(hxz.as_slice()).unwrap();
             let mut out = vec![0u8; src.len()];
             let mut scratch = archive.new_scratch().unwrap();
+            archive.read_at(0, &mut out, &mut scratch).unwrap();
+            assert!(out == src, "{} {filter}: decoded bytes differ", t.name);
             g.bench_function(BenchmarkId::new(filter, t.name), |b| {
                 b.iter(|| archive.read_at(0, &mut out, &mut scratch).unwrap())
             });
-            assert_eq!(out, src, "{} {filter}", t.name);
         }
     }
     g.finish();
