@@ -214,7 +214,11 @@ pub fn store_plan_parallel(
                 if permit_tx.send(()).is_err() || stop.load(Ordering::Relaxed) {
                     return Err(hexz_format::Error::Cancelled);
                 }
-                let choice = if job.leads {
+                // Blocks split into fields choose nothing: none waits for a leader.
+                let alone = opts.split_fields && job.fields.is_some() && job.base.is_none();
+                let choice = if alone {
+                    Choice::Lead(Arc::new(Decision::default()))
+                } else if job.leads {
                     decision = Arc::new(Decision::default());
                     Choice::Lead(decision.clone())
                 } else {
