@@ -537,6 +537,11 @@ pub struct BlockEncoder {
     zstd: Option<zstd_safe::CCtx<'static>>,
 }
 
+/// Numeric blocks this long are byte-grouped without a trial: on the real
+/// models no float block of 64 KiB or more compressed smaller plain.
+#[cfg(feature = "alloc")]
+pub const GROUP_ALWAYS: usize = 64 << 10;
+
 /// What a block holds after its filter, for the zstd level.
 #[cfg(feature = "alloc")]
 #[derive(Clone, Copy)]
@@ -667,7 +672,9 @@ impl BlockEncoder {
 
     /// The candidates of [`encode`](Self::encode), as [`best_of`](Self::best_of).
     fn plain_candidates(&mut self, data: &[u8], width: u8) -> (FilterId, usize) {
-        let candidates: &[FilterId] = if width > 1 && data.len() >= 2 * usize::from(width) {
+        let candidates: &[FilterId] = if width > 1 && data.len() >= GROUP_ALWAYS {
+            &[FilterId::ByteGroup]
+        } else if width > 1 && data.len() >= 2 * usize::from(width) {
             &[FilterId::None, FilterId::ByteGroup]
         } else {
             &[FilterId::None]
