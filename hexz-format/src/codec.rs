@@ -214,28 +214,29 @@ pub fn join_fields(input: &[u8], fields: &[u8], out: &mut [u8]) -> Result<()> {
 }
 
 pub(crate) fn split_fields_into(input: &[u8], fields: &[u8], out: &mut [u8]) {
-    let width = fields.iter().map(|&f| usize::from(f)).sum::<usize>().max(1);
-    let count = input.len() / width;
-    let body = count * width;
-    let (mut at, mut offset) = (0, 0);
-    for &size in fields {
-        let size = usize::from(size);
-        let stream = &mut out[at..at + count * size];
-        move_field(&input[..body], width, offset, size, FieldMove::Gather(stream));
-        (at, offset) = (at + count * size, offset + size);
-    }
-    out[body..].copy_from_slice(&input[body..]);
+    move_fields(input, fields, out, true);
 }
 
 pub(crate) fn join_fields_into(input: &[u8], fields: &[u8], out: &mut [u8]) {
+    move_fields(input, fields, out, false);
+}
+
+/// Both directions of field splitting: `split` gathers each field of the
+/// elements in `input` into its stream in `out`; otherwise the streams in
+/// `input` are scattered back into the elements in `out`.
+fn move_fields(input: &[u8], fields: &[u8], out: &mut [u8], split: bool) {
     let width = fields.iter().map(|&f| usize::from(f)).sum::<usize>().max(1);
     let count = input.len() / width;
     let body = count * width;
     let (mut at, mut offset) = (0, 0);
     for &size in fields {
         let size = usize::from(size);
-        let stream = &input[at..at + count * size];
-        move_field(stream, width, offset, size, FieldMove::Scatter(&mut out[..body]));
+        let stream = at..at + count * size;
+        if split {
+            move_field(&input[..body], width, offset, size, FieldMove::Gather(&mut out[stream]));
+        } else {
+            move_field(&input[stream], width, offset, size, FieldMove::Scatter(&mut out[..body]));
+        }
         (at, offset) = (at + count * size, offset + size);
     }
     out[body..].copy_from_slice(&input[body..]);
