@@ -36,14 +36,7 @@ impl ReadAt for CallbackSource {
         if buf.is_empty() {
             return Ok(());
         }
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.size) {
-            return Err(hexz_format::Error::Truncated {
-                what: "read",
-                offset,
-                needed: buf.len() as u64,
-                available: self.size.saturating_sub(offset),
-            });
-        }
+        hexz_format::source::checked_end("read", offset, buf.len(), self.size)?;
         // SAFETY: buf is valid for buf.len() bytes; the callback's contract is the header's.
         match unsafe { (self.read_at)(self.user, offset, buf.as_mut_ptr(), buf.len()) } {
             0 => Ok(()),

@@ -538,10 +538,13 @@ pub struct BlockEncoder {
     zstd: Option<zstd_safe::CCtx<'static>>,
 }
 
-/// Numeric blocks this long are byte-grouped without a trial: on the real
-/// models no float block of 64 KiB or more compressed smaller plain.
+/// Whether a plain block of `len` bytes with elements `width` bytes wide
+/// is byte-grouped without a trial: on the real models no float block of
+/// 64 KiB or more compressed smaller plain.
 #[cfg(feature = "alloc")]
-pub const GROUP_ALWAYS: usize = 64 << 10;
+pub(crate) fn groups_without_trial(len: usize, width: u8) -> bool {
+    width > 1 && len >= 64 << 10
+}
 
 /// What a block holds after its filter, for the zstd level.
 #[cfg(feature = "alloc")]
@@ -673,7 +676,7 @@ impl BlockEncoder {
 
     /// The candidates of [`encode`](Self::encode), as [`best_of`](Self::best_of).
     fn plain_candidates(&mut self, data: &[u8], width: u8) -> (FilterId, usize) {
-        let candidates: &[FilterId] = if width > 1 && data.len() >= GROUP_ALWAYS {
+        let candidates: &[FilterId] = if groups_without_trial(data.len(), width) {
             &[FilterId::ByteGroup]
         } else if width > 1 && data.len() >= 2 * usize::from(width) {
             &[FilterId::None, FilterId::ByteGroup]

@@ -27,6 +27,18 @@ pub trait ReadAt {
     }
 }
 
+/// The end of `[offset, offset + len)` when it lies inside a source of
+/// `size` bytes; otherwise the `Truncated` error every source reports for
+/// a read past its end, naming `what` was read.
+pub fn checked_end(what: &'static str, offset: u64, len: usize, size: u64) -> Result<u64> {
+    offset.checked_add(len as u64).filter(|&end| end <= size).ok_or(Error::Truncated {
+        what,
+        offset,
+        needed: len as u64,
+        available: size.saturating_sub(offset),
+    })
+}
+
 impl ReadAt for [u8] {
     fn len(&self) -> u64 {
         <[u8]>::len(self) as u64

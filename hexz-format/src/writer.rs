@@ -313,6 +313,15 @@ impl EncodeState {
     }
 }
 
+/// Whether encoding `job` as `opts` say chooses among filters. When it
+/// does not (no base, and split into fields or byte-grouped without a
+/// trial), its choice is fixed: it need not wait for a leader's.
+pub fn chooses_filter(job: &BlockJob, opts: &StoreOptions) -> bool {
+    job.base.is_some()
+        || !((opts.split_fields && job.fields.is_some())
+            || crate::codec::groups_without_trial(job.data.len(), job.width))
+}
+
 /// Hash and encode one block: nothing when the parent chain holds it;
 /// against its base in the parent when it has one; plainly otherwise.
 /// A parent's fault comes back marked with [`Error::Ancestor`].

@@ -46,15 +46,7 @@ impl ReadAt for FolderSource {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
-        let end = offset.checked_add(buf.len() as u64);
-        if end.is_none_or(|end| end > self.len) {
-            return Err(hexz_format::Error::Truncated {
-                what: "read",
-                offset,
-                needed: buf.len() as u64,
-                available: self.len.saturating_sub(offset),
-            });
-        }
+        hexz_format::source::checked_end("read", offset, buf.len(), self.len)?;
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset + done as u64;

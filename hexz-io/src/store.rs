@@ -214,15 +214,11 @@ pub fn store_plan_parallel(
                 if permit_tx.send(()).is_err() || stop.load(Ordering::Relaxed) {
                     return Err(hexz_format::Error::Cancelled);
                 }
-                // Blocks with one candidate (split into fields, or numeric
-                // and long enough to be grouped without a trial) need no
-                // leader's choice, so they never wait for one.
-                let one_candidate = (opts.split_fields && job.fields.is_some())
-                    || (job.width > 1 && job.data.len() >= hexz_format::codec::GROUP_ALWAYS);
+                // A block with nothing to choose never waits for a leader.
                 let choice = if job.leads {
                     decision = Arc::new(Decision::default());
                     Choice::Lead(decision.clone())
-                } else if one_candidate && job.base.is_none() {
+                } else if !hexz_format::writer::chooses_filter(&job, opts) {
                     Choice::Lead(Arc::new(Decision::default()))
                 } else {
                     Choice::Follow(decision.clone())

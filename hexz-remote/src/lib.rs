@@ -265,15 +265,7 @@ impl ReadAt for RemoteSource {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
-        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.size);
-        let Some(end) = end else {
-            return Err(hexz_format::Error::Truncated {
-                what: "read",
-                offset,
-                needed: buf.len() as u64,
-                available: self.size.saturating_sub(offset),
-            });
-        };
+        let end = hexz_format::source::checked_end("read", offset, buf.len(), self.size)?;
         if end <= self.head.len() as u64 {
             buf.copy_from_slice(&self.head[offset as usize..end as usize]);
             return Ok(());

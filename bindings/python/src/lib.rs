@@ -557,15 +557,7 @@ impl ReadAt for Segments {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
-        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.len);
-        let Some(end) = end else {
-            return Err(hexz_format::Error::Truncated {
-                what: "arrays",
-                offset,
-                needed: buf.len() as u64,
-                available: self.len.saturating_sub(offset),
-            });
-        };
+        let end = hexz_format::source::checked_end("arrays", offset, buf.len(), self.len)?;
         let mut pos = offset;
         let mut out = &mut buf[..];
         let header_len = self.header.len() as u64;
