@@ -31,14 +31,16 @@ CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --workspace --quiet
 step "no_std builds"
 cargo build -p hexz-format --no-default-features --features lz4 --target x86_64-unknown-none
 cargo build -p hexz-format --no-default-features --features alloc,lz4 --target x86_64-unknown-none
+cargo build -p hexz-format --no-default-features --features alloc,lz4,ans --target x86_64-unknown-none
 cargo build -p hexz-format --no-default-features
 
 step "Rust tests"
 cargo test --workspace
 
-step "oracles: gguf-py and safetensors"
+step "oracles: gguf-py and safetensors; the spec's entropy coding decoded from its text alone"
 cargo build --release -p hexz-cli
 python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
+python3 tests/oracle/spec_ans.py spec/vectors
 
 step "Python package: pip install ./bindings/python (maturin, abi3), pytest on the real models (torch included)"
 python3 -m pip install --quiet --disable-pip-version-check -r bindings/python/tests/requirements.txt

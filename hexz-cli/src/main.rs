@@ -150,10 +150,12 @@ struct StoreArgs {
     /// How bytes that are not tensors (raw files) are cut into blocks.
     #[arg(long, value_enum, default_value = "cdc")]
     chunking: ChunkingArg,
-    /// Write only what readers of this format version read: 1.1 leaves out
-    /// 1.2's field splitting of quantized GGUF blocks (byte grouping
-    /// instead; a little larger and slower to decode). Folders need 1.1.
-    #[arg(long, value_name = "VERSION", value_parser = ["1.1", "1.2"], default_value = "1.2")]
+    /// Write only what readers of this format version read: 1.2 leaves out
+    /// 1.3's entropy coding of float and delta blocks (zstd instead;
+    /// larger); 1.1 also 1.2's field splitting of quantized GGUF blocks
+    /// (byte grouping instead; a little larger and slower to decode).
+    /// Folders need 1.1.
+    #[arg(long, value_name = "VERSION", value_parser = ["1.1", "1.2", "1.3"], default_value = "1.3")]
     format: String,
 }
 
@@ -310,6 +312,7 @@ fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
             ChunkingArg::Fixed => hexz_format::writer::Chunking::Fixed,
         },
         split_fields: a.format != "1.1",
+        entropy: a.format == "1.3",
         ..StoreOptions::default()
     };
     let is_folder = std::fs::metadata(&a.src).is_ok_and(|m| m.is_dir());

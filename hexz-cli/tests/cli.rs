@@ -64,11 +64,19 @@ fn store_inspect_extract_real_models_with_every_codec() {
             assert!(o.status.success(), "{}", stderr(&o));
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             assert_eq!(v["source_format"], format);
-            // Quantized GGUF blocks split into fields need format 1.2.
-            let version = if format == "gguf" && codec != "none" { "1.2" } else { "1.0" };
+            // Quantized GGUF blocks split into fields need format 1.2;
+            // entropy-coded F32 blocks (both models have some; zstd only) 1.3.
+            let version = match (format, codec) {
+                (_, "zstd") => "1.3",
+                ("gguf", "lz4") => "1.2",
+                _ => "1.0",
+            };
             assert_eq!(v["format_version"], version, "{name} {codec}");
-            if version == "1.2" {
+            if format == "gguf" && codec != "none" {
                 assert!(v["filters"]["fields"].as_u64().unwrap() > 0, "{}", v["filters"]);
+            }
+            if codec == "zstd" {
+                assert!(v["filters"]["float-ans"].as_u64().unwrap() > 0, "{}", v["filters"]);
             }
             assert_eq!(v["original_size"], std::fs::metadata(&src).unwrap().len());
             assert_eq!(v["archive_size"], std::fs::metadata(&hxz).unwrap().len());
@@ -414,12 +422,13 @@ fn killed_store_never_leaves_a_valid_looking_destination() {
 
 /// `--format 1.1`: quantized GGUF blocks byte-grouped, no 1.2 feature
 /// (the archive declares 1.0, as a single file needs nothing newer), and
-/// the same bytes back; the default splits them into fields (1.2).
+/// the same bytes back; 1.2 splits them into fields; the default (1.3)
+/// also entropy-codes the F32 blocks.
 #[test]
 fn store_format_1_1_leaves_out_the_fields_filter() {
     let tmp = tempfile::tempdir().unwrap();
     let src = model("gemma.gguf");
-    for (format, version, fields) in [("1.1", "1.0", false), ("1.2", "1.2", true)] {
+    for (format, version, fields) in [("1.1", "1.0", false), ("1.2", "1.2", true), ("1.3", "1.3", true)] {
         let hxz = tmp.path().join(format!("g-{format}.hxz"));
         let o = hexz(&[&"--quiet", &"store", &src, &hxz, &"--format", &format]);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -427,6 +436,7 @@ fn store_format_1_1_leaves_out_the_fields_filter() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["format_version"], version);
         assert_eq!(v["filters"].get("fields").is_some(), fields, "{}", v["filters"]);
+        assert_eq!(v["filters"].get("float-ans").is_some(), format == "1.3", "{}", v["filters"]);
         let out = tmp.path().join("out.gguf");
         let o = hexz(&[&"--quiet", &"extract", &hxz, &out, &"--force"]);
         assert!(o.status.success(), "{}", stderr(&o));

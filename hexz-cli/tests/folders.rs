@@ -68,7 +68,8 @@ fn a_sharded_checkpoint_folder_round_trips() {
 
     // inspect lists the files; tensors name their shard; one file and one tensor come out alone.
     let v: serde_json::Value = serde_json::from_slice(&hexz(&[&"inspect", &"--json", &hxz]).stdout).unwrap();
-    assert_eq!(v["format_version"], "1.1");
+    // A folder (1.1) of F32 shards, entropy-coded (1.3).
+    assert_eq!(v["format_version"], "1.3");
     assert_eq!(v["source_format"], "folder");
     let files: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert!(files.contains(&"config.json") && files.contains(&"model-00002-of-00003.safetensors"), "{files:?}");
@@ -206,6 +207,7 @@ fn crafted(files: &[(&str, u64)], fake_total: Option<u64>) -> Vec<u8> {
                 len: *len,
                 width: 1,
                 fields: None,
+                floats: false,
                 tensor: None,
                 content_defined: false,
             });

@@ -2,7 +2,8 @@
 //! data: byte grouping and its inverse, the delta filters, BLAKE3 and the
 //! block encoder; content-defined cutting (CDC); and, per quantized GGML
 //! type, whole-block decode (codec, filter, hash) of a GGUF tensor stored
-//! with the `fields` filter against byte grouping.
+//! with the `fields` filter against byte grouping; entropy-coded blocks
+//! (`float-ans`, `delta-ans`) on real MiniLM blocks.
 //! `cargo bench -p hexz-format --bench codec`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -111,6 +112,7 @@ fn chunking(c: &mut Criterion) {
                 len: data.len() as u64,
                 width: 1,
                 fields: None,
+                floats: false,
                 tensor: None,
                 content_defined: true,
             };
@@ -205,5 +207,69 @@ fn ggml_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transforms, encoder, chunking, ggml_decode);
+/// One 1 MiB block of tensor `name` from a model in the model cache
+/// (`scripts/fetch-models.sh`, `bench/make_finetunes.py`), if there.
+fn real_block(file: &str, name: &str, skip_blocks: usize) -> Option<Vec<u8>> {
+    let dir = std::env::var_os("HEXZ_MODELS")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/hexz-models")))?;
+    let bytes = std::fs::read(dir.join(file)).ok()?;
+    let header = hexz_format::safetensors::parse(&bytes, bytes.len() as u64).ok()?;
+    let t = header.tensors.iter().find(|t| t.name == name)?;
+    let start = (t.offset as usize).checked_add(skip_blocks * BLOCK)?;
+    bytes.get(start..start + BLOCK.min(t.length as usize)).map(<[u8]>::to_vec)
+}
+
+/// Entropy-coded blocks (codec `ans`): decode and encode throughput of
+/// `float-ans` on real MiniLM weights (FP32 and its BF16 cast) and of
+/// `delta-ans` on a real AdamW fine-tune against its base (a dense layer
+/// and the word embeddings). Generated floats stand in when the models
+/// are not cached (the figures are then not the real ones).
+fn entropy(c: &mut Criterion) {
+    use hexz_format::entropy::{decode_delta, decode_float, EntropyEncoder};
+    let f32_block = real_block("minilm.safetensors", "embeddings.word_embeddings.weight", 3).unwrap_or_else(|| {
+        eprintln!("entropy bench: models not cached, using generated floats");
+        floats(3)
+    });
+    let bf16_block: Vec<u8> = f32_block.chunks_exact(4).flat_map(|c| [c[2], c[3]]).collect();
+    let pair = |name: &str| {
+        Some((real_block("minilm.safetensors", name, 0)?, real_block("minilm-adamw-fp32.safetensors", name, 0)?))
+    };
+    let dense = pair("encoder.layer.2.intermediate.dense.weight").unwrap_or_else(|| (floats(4), floats(5)));
+    let embed = pair("embeddings.word_embeddings.weight").unwrap_or_else(|| (floats(6), floats(7)));
+    let mut enc = EntropyEncoder::default();
+    let mut g = c.benchmark_group("entropy");
+    g.sample_size(20);
+    for (name, data, width) in [("f32", &f32_block, 4usize), ("bf16", &bf16_block, 2)] {
+        let mut stored = Vec::new();
+        enc.encode_float(data, width, &mut stored).unwrap();
+        eprintln!("float-ans {name}: {:.4} of the block", stored.len() as f64 / data.len() as f64);
+        let (mut out, mut scratch) = (vec![0u8; data.len()], vec![0u8; data.len()]);
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(BenchmarkId::new("decode_float", name), |b| {
+            b.iter(|| decode_float(&stored, width, &mut out, &mut scratch).unwrap())
+        });
+        assert!(&out == data);
+        g.bench_function(BenchmarkId::new("encode_float", name), |b| {
+            b.iter(|| enc.encode_float(data, width, &mut stored).unwrap())
+        });
+    }
+    for (name, (base, fine)) in [("dense", &dense), ("embeddings", &embed)] {
+        let mut stored = Vec::new();
+        enc.encode_delta(fine, base, 4, &mut stored).unwrap();
+        eprintln!("delta-ans {name}: {:.4} of the block", stored.len() as f64 / fine.len() as f64);
+        let (mut out, mut scratch) = (vec![0u8; fine.len()], vec![0u8; fine.len()]);
+        g.throughput(Throughput::Bytes(fine.len() as u64));
+        g.bench_function(BenchmarkId::new("decode_delta", name), |b| {
+            b.iter(|| decode_delta(&stored, 4, &mut out, base, &mut scratch).unwrap())
+        });
+        assert!(&out == fine);
+        g.bench_function(BenchmarkId::new("encode_delta", name), |b| {
+            b.iter(|| enc.encode_delta(fine, base, 4, &mut stored).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, transforms, encoder, chunking, ggml_decode, entropy);
 criterion_main!(benches);

@@ -51,6 +51,7 @@ pub fn codec_available(codec: CodecId) -> bool {
         CodecId::None => true,
         CodecId::Lz4 => cfg!(feature = "lz4"),
         CodecId::Zstd => cfg!(feature = "zstd"),
+        CodecId::Ans => cfg!(feature = "ans"),
     }
 }
 
@@ -536,6 +537,9 @@ pub struct BlockEncoder {
     spare: alloc::vec::Vec<u8>,
     #[cfg(feature = "zstd")]
     zstd: Option<zstd_safe::CCtx<'static>>,
+    /// Entropy coding (codec `ans`), when enabled.
+    #[cfg(feature = "ans")]
+    entropy: Option<crate::entropy::EntropyEncoder>,
 }
 
 /// Whether a plain block of `len` bytes with elements `width` bytes wide
@@ -582,7 +586,50 @@ impl BlockEncoder {
             spare: alloc::vec::Vec::new(),
             #[cfg(feature = "zstd")]
             zstd: None,
+            #[cfg(feature = "ans")]
+            entropy: None,
         })
+    }
+
+    /// Let this encoder use entropy-coded blocks (format 1.3: `float-ans`
+    /// for [`encode_floats`](Self::encode_floats), `delta-ans` among the
+    /// delta candidates). Only with zstd: lz4 is chosen for speed.
+    #[cfg_attr(not(feature = "ans"), allow(unused_mut))]
+    pub fn with_entropy(mut self, on: bool) -> Self {
+        #[cfg(feature = "ans")]
+        {
+            let zstd = matches!(self.compression, Compression::Zstd { .. });
+            self.entropy = (on && zstd).then(crate::entropy::EntropyEncoder::default);
+        }
+        #[cfg(not(feature = "ans"))]
+        let _ = on;
+        self
+    }
+
+    /// Whether entropy-coded blocks are enabled.
+    pub fn entropy(&self) -> bool {
+        #[cfg(feature = "ans")]
+        return self.entropy.is_some();
+        #[cfg(not(feature = "ans"))]
+        false
+    }
+
+    /// Encode a block of IEEE floats with 8-bit exponents (BF16, F32) of
+    /// `width` bytes: `float-ans` when entropy coding is on, without a trial
+    /// for large blocks (on the real models it beat byte grouping with zstd
+    /// on every float tensor); small ones also try the plain candidates.
+    /// Otherwise as [`encode`](Self::encode).
+    pub fn encode_floats<'a>(&'a mut self, data: &'a [u8], width: u8) -> EncodedBlock<'a> {
+        if !self.entropy() || data.is_empty() || !matches!(width, 2 | 4) {
+            return self.encode(data, width);
+        }
+        let candidates: &[FilterId] = if groups_without_trial(data.len(), width) {
+            &[FilterId::FloatAns]
+        } else {
+            &[FilterId::FloatAns, FilterId::None, FilterId::ByteGroup]
+        };
+        let best = self.best_of(data, &[], width, candidates);
+        self.finish(data, best)
     }
 
     /// Encode `data`; `width` > 1 (numeric elements of that many bytes)
@@ -632,6 +679,8 @@ impl BlockEncoder {
             FilterId::ByteGroup => width > 1,
             // Needs its GGML type: `encode_ggml`.
             FilterId::Fields => false,
+            FilterId::FloatAns => self.entropy() && matches!(width, 2 | 4),
+            FilterId::DeltaAns => self.entropy() && base.len() == data.len(),
             f => f.is_delta() && base.len() == data.len(),
         };
         if self.compression == Compression::None || data.is_empty() || !usable {
@@ -650,7 +699,12 @@ impl BlockEncoder {
         if self.compression == Compression::None || data.is_empty() || data.len() != base.len() {
             return self.encode(data, width);
         }
-        let mut delta = self.best_of(data, base, width, &[FilterId::DeltaXor, FilterId::DeltaSub]);
+        let candidates: &[FilterId] = if self.entropy() {
+            &[FilterId::DeltaAns, FilterId::DeltaXor, FilterId::DeltaSub]
+        } else {
+            &[FilterId::DeltaXor, FilterId::DeltaSub]
+        };
+        let mut delta = self.best_of(data, base, width, candidates);
         if delta.1.saturating_mul(SPARSE_DELTA) < data.len() {
             // Few bits changed per element: bit planes usually win (BF16 with
             // mostly unchanged weights: 0.09 -> 0.05 of the block).
@@ -692,7 +746,8 @@ impl BlockEncoder {
         if best.1 >= data.len() {
             return EncodedBlock { codec: CodecId::None, filter: FilterId::None, param: 0, bytes: data };
         }
-        EncodedBlock { codec: self.compression.codec_id(), filter: best.0, param: 0, bytes: &self.out[..best.1] }
+        let codec = if best.0.is_entropy_coded() { CodecId::Ans } else { self.compression.codec_id() };
+        EncodedBlock { codec, filter: best.0, param: 0, bytes: &self.out[..best.1] }
     }
 
     /// Compress `data` with the best of `candidates` into `self.out`;
@@ -720,6 +775,15 @@ impl BlockEncoder {
     /// Apply `filter` (against `base` for deltas) and compress into
     /// `self.out`; the compressed length, or `usize::MAX` on codec failure.
     fn filter_and_compress(&mut self, filter: FilterId, data: &[u8], base: &[u8], width: u8) -> usize {
+        #[cfg(feature = "ans")]
+        if filter.is_entropy_coded() {
+            let Some(entropy) = self.entropy.as_mut() else { return usize::MAX };
+            let n = match filter {
+                FilterId::FloatAns => entropy.encode_float(data, usize::from(width), &mut self.out),
+                _ => entropy.encode_delta(data, base, usize::from(delta_width(usize::from(width))), &mut self.out),
+            };
+            return n.unwrap_or(usize::MAX);
+        }
         let w = match filter {
             FilterId::None | FilterId::ByteGroup => usize::from(width.max(1)),
             _ => usize::from(delta_width(usize::from(width))),

@@ -97,6 +97,12 @@ pub fn float_width(dtype: &str) -> u8 {
     }
 }
 
+/// Whether a dtype name (safetensors, or a GGML type's name) is an IEEE
+/// float with an 8-bit exponent, whose blocks the `float-ans` filter codes.
+pub fn has_8bit_exponent(dtype: &str) -> bool {
+    matches!(dtype, "BF16" | "F32")
+}
+
 /// Grouping width for a GGML type: the element width of float types, the
 /// block size in bytes of quantized types (so scales group with scales), or
 /// 1 when a block is wider than the 255 an entry can record.

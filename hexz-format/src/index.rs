@@ -119,6 +119,23 @@ impl<R: ReadAt> Archive<R> {
                 "uncompressed block must be unfiltered and full length",
             ));
         }
+        if (codec == CodecId::Ans) != filter.is_entropy_coded() {
+            return Err(Error::invalid(
+                "block codec",
+                at + 32,
+                "codec ans goes with filters float-ans and delta-ans only",
+            ));
+        }
+        if codec == CodecId::Ans {
+            // Features are declared by the archive holding the stored bytes:
+            // an entry kept in an ancestor was checked against that one.
+            if e.location == 0 && self.header().incompat_features.get() & crate::layout::features::ENTROPY == 0 {
+                return Err(Error::invalid("block codec", at + 32, "codec ans without the ENTROPY feature"));
+            }
+            if filter == FilterId::FloatAns && !matches!(e.element_width, 2 | 4) {
+                return Err(Error::invalid("block element_width", at + 34, "not 2 or 4 on a float-ans block"));
+            }
+        }
         if e.location >= crate::layout::limits::MAX_CHAIN_DEPTH {
             return Err(Error::invalid("block location", at + 35, "deeper than the chain limit"));
         }
@@ -126,7 +143,7 @@ impl<R: ReadAt> Archive<R> {
             return Err(Error::invalid("block delta_base_offset", at + 16, "set on a non-delta block"));
         }
         if filter == FilterId::Fields {
-            if self.header().incompat_features.get() & crate::layout::features::FIELDS == 0 {
+            if e.location == 0 && self.header().incompat_features.get() & crate::layout::features::FIELDS == 0 {
                 return Err(Error::invalid("block filter", at + 33, "fields filter without the FIELDS feature"));
             }
             let ggml = e.filter_param.get();

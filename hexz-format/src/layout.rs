@@ -82,6 +82,9 @@ byte_ids! {
         Lz4 = 1 => "lz4",
         /// Exactly one zstd frame.
         Zstd = 2 => "zstd",
+        /// Format 1.3: rANS-coded symbol streams (spec section 7.2); only
+        /// with the `float-ans` and `delta-ans` filters.
+        Ans = 3 => "ans",
     }
 }
 
@@ -101,13 +104,23 @@ byte_ids! {
         /// Format 1.2: quantized GGML blocks split into their fields (the
         /// GGML type in the entry's `filter_param`).
         Fields = 5 => "fields",
+        /// Format 1.3: float exponents entropy-coded (codec `ans`).
+        FloatAns = 6 => "float-ans",
+        /// Format 1.3: the SUB delta's differences entropy-coded by size
+        /// class, their low bits raw (codec `ans`).
+        DeltaAns = 7 => "delta-ans",
     }
 }
 
 impl FilterId {
+    /// Whether this filter's blocks are coded by codec `ans` (and only by it).
+    pub const fn is_entropy_coded(self) -> bool {
+        matches!(self, FilterId::FloatAns | FilterId::DeltaAns)
+    }
+
     /// Whether this filter is a delta against a base in the parent.
     pub const fn is_delta(self) -> bool {
-        matches!(self, FilterId::DeltaXor | FilterId::DeltaSub | FilterId::DeltaSubBits)
+        matches!(self, FilterId::DeltaXor | FilterId::DeltaSub | FilterId::DeltaSubBits | FilterId::DeltaAns)
     }
 }
 
@@ -160,13 +173,17 @@ pub mod features {
     pub const FILES: u64 = 1 << 0;
     /// Format 1.2: block entries may use the `fields` filter.
     pub const FIELDS: u64 = 1 << 1;
+    /// Format 1.3: block entries may use codec `ans` (filters `float-ans`, `delta-ans`).
+    pub const ENTROPY: u64 = 1 << 2;
     /// Incompatible feature bits this reader understands.
-    pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS;
+    pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS | ENTROPY;
     /// Minor version of the format this reader implements.
-    pub const KNOWN_MINOR: u16 = 2;
+    pub const KNOWN_MINOR: u16 = 3;
     /// The minor version an archive using `incompat` features declares.
     pub const fn minor_for(incompat: u64) -> u16 {
-        if incompat & FIELDS != 0 {
+        if incompat & ENTROPY != 0 {
+            3
+        } else if incompat & FIELDS != 0 {
             2
         } else if incompat != 0 {
             1

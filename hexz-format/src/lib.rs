@@ -11,6 +11,8 @@
 //! - `alloc`: the directory and manifest held in memory (fewer reads),
 //!   owned manifest, parsers for safetensors and GGUF, the writer,
 //!   verification.
+//! - `ans`: entropy-coded blocks (codec `ans`, format 1.3) with rANS
+//!   from `constriction`; needs `alloc`.
 //! - `std`: I/O errors keep the OS error.
 //!
 //! Files, parent resolution, threads and atomic output live in `hexz-io`.
@@ -27,6 +29,8 @@ extern crate std;
 
 pub mod codec;
 pub mod dtype;
+#[cfg(feature = "ans")]
+pub mod entropy;
 pub mod error;
 #[cfg(feature = "alloc")]
 pub mod gguf;

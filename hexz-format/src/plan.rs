@@ -27,6 +27,8 @@ pub struct Segment {
     /// Quantized GGML blocks with a known field layout
     /// ([`dtype::ggml_fields`]): their type, for the `fields` filter.
     pub fields: Option<u32>,
+    /// IEEE floats with an 8-bit exponent (BF16, F32), for `float-ans`.
+    pub floats: bool,
     /// Index into the plan's tensors, when this segment is one.
     pub tensor: Option<usize>,
     /// Bytes with no structure to follow (a raw file): a content-defined
@@ -209,6 +211,7 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
                 len: to - from,
                 width: 1,
                 fields: None,
+                floats: false,
                 tensor: None,
                 content_defined,
             });
@@ -237,6 +240,7 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
             len: t.length,
             width,
             fields,
+            floats: t.ggml_type.is_none_or(|g| matches!(g, 0 | 30)) && dtype::has_8bit_exponent(&t.dtype),
             tensor: Some(i),
             content_defined: false,
         });
@@ -352,6 +356,8 @@ pub struct BlockJob {
     pub width: u8,
     /// The segment's GGML type when it has a field layout.
     pub fields: Option<u32>,
+    /// The segment holds IEEE floats with an 8-bit exponent.
+    pub floats: bool,
     pub tensor: Option<usize>,
     /// Virtual offset in the parent of this block's counterpart, for deltas.
     pub base: Option<u64>,
@@ -425,6 +431,7 @@ impl<'a, R: ReadAt + ?Sized, C: Chunker> Cutter<'a, R, C> {
             offset: self.pos,
             width: seg.width,
             fields: seg.fields,
+            floats: seg.floats,
             tensor: seg.tensor,
             base: seg.tensor.and_then(|t| self.bases.get(t).copied().flatten()).map(|b| b + (self.pos - seg.start)),
             leads: (self.index - self.segment_first).is_multiple_of(BLOCKS_PER_CHOICE),

@@ -629,16 +629,17 @@ impl<R: ReadAt> Archive<R> {
                 codec::decompress(codec, stored, tmp, zstd).map_err(fail)?;
                 codec::join_fields_into(tmp, fields, out);
             }
-            FilterId::DeltaXor | FilterId::DeltaSub | FilterId::DeltaSubBits => {
+            #[cfg(feature = "ans")]
+            FilterId::FloatAns => {
+                let (tmp, _) = split_scratch(work, vlen)?;
+                crate::entropy::decode_float(stored, width, out, tmp).map_err(fail)?;
+            }
+            // Unreachable: codec `ans` is checked above to be available.
+            #[cfg(not(feature = "ans"))]
+            FilterId::FloatAns => return Err(Error::CodecUnavailable(codec.name())),
+            FilterId::DeltaXor | FilterId::DeltaSub | FilterId::DeltaSubBits | FilterId::DeltaAns => {
                 let (tmp, work) = split_scratch(work, vlen)?;
-                codec::decompress(codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
                 let (base, _) = split_scratch(work, vlen)?;
-                if filter == FilterId::DeltaSubBits {
-                    // The base buffer is free until the base is read.
-                    codec::bit_ungroup_into(tmp, width, out, base);
-                } else {
-                    codec::ungroup_into(tmp, width, out);
-                }
                 // The base is in the archive one below the one holding the
                 // delta. Its blocks' hashes are not checked on the way: this
                 // block's hash covers the result, and a mismatch re-reads the
@@ -654,8 +655,24 @@ impl<R: ReadAt> Archive<R> {
                         },
                     )
                 };
-                base_at(base, rest, zstd.as_deref_mut(), false)?;
-                codec::delta_apply_into(filter, out, base, width);
+                match filter {
+                    #[cfg(feature = "ans")]
+                    FilterId::DeltaAns => {
+                        base_at(base, rest, zstd.as_deref_mut(), false)?;
+                        crate::entropy::decode_delta(stored, width, out, base, tmp).map_err(fail)?;
+                    }
+                    _ => {
+                        codec::decompress(codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
+                        if filter == FilterId::DeltaSubBits {
+                            // `base` is free until the base is read.
+                            codec::bit_ungroup_into(tmp, width, out, base);
+                        } else {
+                            codec::ungroup_into(tmp, width, out);
+                        }
+                        base_at(base, rest, zstd.as_deref_mut(), false)?;
+                        codec::delta_apply_into(filter, out, base, width);
+                    }
+                }
                 if !hash_ok(out) {
                     base_at(base, rest, zstd, true)?;
                     return Err(mismatch());

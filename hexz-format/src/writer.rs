@@ -65,6 +65,9 @@ pub struct StoreOptions {
     /// filter, format 1.2). Off: byte grouping, as format 1.1 readers
     /// expect.
     pub split_fields: bool,
+    /// Entropy-code float and delta blocks where that is smaller (codec
+    /// `ans`, format 1.3; only with zstd). Off: as format 1.2 readers expect.
+    pub entropy: bool,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +82,7 @@ impl Default for StoreOptions {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             chunking: DEFAULT_CHUNKING,
             split_fields: true,
+            entropy: cfg!(feature = "ans"),
         }
     }
 }
@@ -212,6 +216,11 @@ pub struct ParentIndex {
 }
 
 impl ParentIndex {
+    /// Whether any tensor has a base in the parent (delta blocks may follow).
+    pub fn has_bases(&self) -> bool {
+        self.bases.iter().any(Option::is_some)
+    }
+
     /// Index `parent` (every block, one walk) against the child's `plan`.
     pub fn build<P: ReadAt>(parent: Option<&Archive<P>>, plan: &Plan) -> Result<Self> {
         let mut index = ParentIndex { bases: alloc::vec![None; plan.tensors.len()], ..ParentIndex::default() };
@@ -305,7 +314,7 @@ impl EncodeState {
     /// State for encoding as `opts` say, against `parent` if any.
     pub fn new<P: ReadAt>(opts: &StoreOptions, parent: Option<&Archive<P>>) -> Result<Self> {
         Ok(EncodeState {
-            encoder: BlockEncoder::new(opts.compression)?,
+            encoder: BlockEncoder::new(opts.compression)?.with_entropy(opts.entropy),
             split_fields: opts.split_fields,
             workspace: parent.map(|p| p.new_scratch()).transpose()?,
             base: Vec::new(),
@@ -370,6 +379,7 @@ pub fn encode_block<P: ReadAt>(
         }
         _ => match (job.fields.filter(|_| state.split_fields), follow) {
             (Some(ggml), _) => state.encoder.encode_ggml(&job.data, ggml, job.width),
+            (None, _) if job.floats && state.encoder.entropy() => state.encoder.encode_floats(&job.data, job.width),
             (None, Some(f)) => state.encoder.encode_as(&job.data, &[], job.width, f),
             (None, None) => state.encoder.encode(&job.data, job.width),
         },
@@ -407,16 +417,22 @@ pub struct ArchiveWriter {
 }
 
 impl ArchiveWriter {
-    /// A writer for a source planned as `plan` of `source_size` bytes.
-    pub fn new(opts: &StoreOptions, plan: &Plan, source_size: u64) -> Self {
-        use crate::layout::features::{FIELDS, FILES};
+    /// A writer for a source planned as `plan` of `source_size` bytes;
+    /// `deltas`: some tensors have a base in the parent.
+    pub fn new(opts: &StoreOptions, plan: &Plan, source_size: u64, deltas: bool) -> Self {
+        use crate::layout::features::{ENTROPY, FIELDS, FILES};
         // The header goes out first, so the features come from the plan: a
         // segment with a field layout may use the `fields` filter.
         let files = if plan.files.is_empty() { 0 } else { FILES };
         let fields = opts.split_fields
             && opts.compression != Compression::None
             && plan.segments.iter().any(|s| s.fields.is_some());
-        let incompat = files | if fields { FIELDS } else { 0 };
+        // Entropy coding may be used for float segments and for deltas.
+        let entropy = opts.entropy
+            && cfg!(feature = "ans")
+            && matches!(opts.compression, Compression::Zstd { .. })
+            && (deltas || plan.segments.iter().any(|s| s.floats));
+        let incompat = files | if fields { FIELDS } else { 0 } | if entropy { ENTROPY } else { 0 };
         ArchiveWriter {
             entries_per_page: opts.entries_per_page,
             incompat,
@@ -650,7 +666,7 @@ where
     let parent_archive = parent.as_ref().map(|p| p.archive);
     let index = ParentIndex::build(parent_archive, &plan)?;
     let mut state = EncodeState::new(opts, parent_archive)?;
-    let mut writer = ArchiveWriter::new(opts, &plan, src.len());
+    let mut writer = ArchiveWriter::new(opts, &plan, src.len(), index.has_bases());
     out(&writer.header_bytes())?;
     let mut cutter = Cutter::new(src, &plan, &index.bases, chunker(opts)?);
     let mut decision = None;

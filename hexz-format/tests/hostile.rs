@@ -302,8 +302,15 @@ fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) 
     use hexz_format::layout::SourceFormat;
     use hexz_format::plan::{Plan, Segment};
     use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
-    let seg =
-        Segment { start: 0, len: data.len() as u64, width: 1, fields: None, tensor: None, content_defined: false };
+    let seg = Segment {
+        start: 0,
+        len: data.len() as u64,
+        width: 1,
+        fields: None,
+        floats: false,
+        tensor: None,
+        content_defined: false,
+    };
     let plan = Plan {
         format: SourceFormat::Raw,
         header_length: 0,
@@ -311,7 +318,7 @@ fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) 
         segments: vec![seg],
         files: Vec::new(),
     };
-    let mut writer = ArchiveWriter::new(&StoreOptions::default(), &plan, data.len() as u64);
+    let mut writer = ArchiveWriter::new(&StoreOptions::default(), &plan, data.len() as u64, false);
     let mut out = writer.header_bytes().to_vec();
     let job = EncodedJob {
         index: 0,
@@ -458,4 +465,47 @@ fn fields_entries_are_checked() {
     let archive = Archive::open(hxz.as_slice()).unwrap();
     assert_eq!(archive.header().incompat_features.get(), features::FIELDS);
     assert_eq!(archive.header().version_minor.get(), 2);
+}
+
+/// Format 1.3's entropy-coded entries: codec `ans` goes with `float-ans`
+/// and `delta-ans` only (and they with it), needs the ENTROPY feature, and
+/// `float-ans` elements are 2 or 4 bytes.
+#[test]
+fn entropy_entries_are_checked() {
+    use hexz_format::layout::{features, CodecId, FilterId};
+    let hxz = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/ans-floats.hxz")).unwrap();
+    let entries = all_entries(&Archive::open(hxz.as_slice()).unwrap());
+    let ans = entries.iter().position(|e| e.filter == FilterId::FloatAns as u8).unwrap() as u64;
+    let zstd = entries.iter().position(|e| e.codec == CodecId::Zstd as u8).unwrap() as u64;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("ans with byte-group", forge_entry(&hxz, ans, |e| e[33] = FilterId::ByteGroup as u8), "codec"),
+        ("float-ans with zstd", forge_entry(&hxz, ans, |e| e[32] = CodecId::Zstd as u8), "codec"),
+        ("zstd block marked float-ans", forge_entry(&hxz, zstd, |e| e[33] = FilterId::FloatAns as u8), "codec"),
+        ("float-ans of width 3", forge_entry(&hxz, ans, |e| e[34] = 3), "element_width"),
+    ];
+    for (what, bad, field) in cases {
+        let err = read_err(&bad);
+        assert!(err.to_string().contains(field), "{what}: {err}");
+    }
+    let mut undeclared = hxz.clone();
+    undeclared[10] = 2;
+    set_u64(&mut undeclared, 16, 0);
+    let c = short_checksum(&undeclared[..HEADER_SIZE - 8]);
+    undeclared[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
+    let err = read_err(&undeclared);
+    assert!(err.to_string().contains("ENTROPY"), "{err}");
+    let archive = Archive::open(hxz.as_slice()).unwrap();
+    assert_eq!(archive.header().incompat_features.get(), features::ENTROPY);
+    assert_eq!(archive.header().version_minor.get(), 3);
+}
+
+/// Every bit of the entropy-coded vectors flipped: an error, or (a flip
+/// that decodes the same) the right bytes; never a panic or wrong bytes.
+#[test]
+fn every_bit_flip_of_entropy_coded_archives() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/");
+    let read = |name: &str| std::fs::read(format!("{dir}{name}")).unwrap();
+    bit_flip_sweep("ans-floats", &read("ans-floats.hxz"), &read("ans-floats.expected"), &[]);
+    let parent = read("delta-parent.hxz");
+    bit_flip_sweep("ans-delta-child", &read("ans-delta-child.hxz"), &read("ans-delta-child.expected"), &[&parent]);
 }

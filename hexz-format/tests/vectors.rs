@@ -78,6 +78,7 @@ fn options(compression: Compression) -> StoreOptions {
         threads: 2,
         chunking: Chunking::Fixed,
         split_fields: false,
+        entropy: false,
         ..StoreOptions::default()
     }
 }
@@ -206,6 +207,66 @@ fn spec_delta_vector_decodes_and_reproduces() {
     assert!(entries.iter().any(|e| e.location == 1), "no block kept in the parent");
 }
 
+/// Format 1.3's entropy-coded blocks: `ans-floats` (a safetensors file of
+/// an F32 and a BF16 tensor, their blocks as `float-ans`) and `ans-delta-child`
+/// (the delta vector's fine-tune, with weight decay on one more tensor,
+/// stored with entropy coding against `delta-parent`, hint
+/// "delta-parent.hxz": its dense small steps and the decay as `delta-ans`,
+/// the decay's few differences through the dictionary).
+#[test]
+fn spec_entropy_vectors_decode_and_reproduce() {
+    let opts = StoreOptions { entropy: true, ..options(Compression::zstd(3)) };
+    let mut rng = Rng(41);
+    let f32s = weights(&mut rng, 3000);
+    let bf16: Vec<u8> = weights(&mut rng, 2500).chunks_exact(4).flat_map(|c| [c[2], c[3]]).collect();
+    let src = write_safetensors(&[
+        StTensor { name: "layer.weight".into(), dtype: "F32".into(), shape: vec![3000], data: f32s },
+        StTensor { name: "layer.bf16".into(), dtype: "BF16".into(), shape: vec![2500], data: bf16 },
+    ]);
+    let built = store_vec::<_, &[u8]>(src.as_slice(), &opts, None).unwrap().0;
+    let stored = pin("ans-floats", &built, &src);
+    let archive = Archive::open(stored.as_slice()).unwrap();
+    assert_eq!(archive.header().incompat_features.get(), hexz_format::layout::features::ENTROPY);
+    assert_eq!(archive.header().version_minor.get(), 3);
+    assert_eq!(archive.read_vec(0, archive.virtual_size()).unwrap(), src);
+    let entries = entries_of(&archive);
+    for width in [2, 4] {
+        assert!(
+            entries.iter().any(|e| e.filter == FilterId::FloatAns as u8 && e.element_width == width),
+            "no float-ans block of width {width}"
+        );
+    }
+
+    let parent_hxz = std::fs::read(dir().join("delta-parent.hxz")).unwrap();
+    let parent = Archive::open(parent_hxz.as_slice()).unwrap();
+    // The delta vector's fine-tune, plus weight decay alone on `same.weight`
+    // (every weight times 1 - 3e-5, IEEE-exact): few distinct differences,
+    // which the dictionary names.
+    let mut tensors = read_safetensors(&delta_child_source());
+    for t in tensors.iter_mut().filter(|t| t.name == "same.weight") {
+        t.data.chunks_exact_mut(4).for_each(|c| {
+            let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * (1.0 - 3e-5);
+            c.copy_from_slice(&v.to_le_bytes());
+        });
+    }
+    let child_src = write_safetensors(&tensors);
+    let spec = ParentSpec { archive: &parent, hint: "delta-parent.hxz".into() };
+    let built = store_vec(child_src.as_slice(), &opts, Some(spec)).unwrap().0;
+    let stored = pin("ans-delta-child", &built, &child_src);
+    let child = Archive::open(stored.as_slice())
+        .unwrap()
+        .with_ancestors(vec![Archive::open(parent_hxz.as_slice()).unwrap()])
+        .unwrap();
+    assert_eq!(child.read_vec(0, child.virtual_size()).unwrap(), child_src);
+    let mut report = hexz_format::verify::Report::default();
+    hexz_format::verify::verify_open(&child, true, &mut report, &|_| {});
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let ans: Vec<_> = entries_of(&child).into_iter().filter(|e| e.filter == FilterId::DeltaAns as u8).collect();
+    assert!(!ans.is_empty(), "no delta-ans block");
+    // The first stored byte of a delta-ans block counts its dictionary.
+    assert!(ans.iter().any(|e| stored[e.stored_offset.get() as usize] > 0), "no delta-ans block with a dictionary");
+}
+
 /// Regenerate (with HEXZ_REGENERATE_VECTORS) or compare one vector: the
 /// stored `.hxz` must be what the writer builds now, `.expected` the source.
 fn pin(name: &str, built: &[u8], src: &[u8]) -> Vec<u8> {
@@ -242,11 +303,19 @@ fn spec_tail_vector_decodes_and_reproduces() {
         for i in 0..len {
             src.push(((i % usize::from(width)) as u8).wrapping_mul(16).wrapping_add(rng.below(3) as u8));
         }
-        segments.push(Segment { start, len: len as u64, width, fields: None, tensor: None, content_defined: false });
+        segments.push(Segment {
+            start,
+            len: len as u64,
+            width,
+            fields: None,
+            floats: false,
+            tensor: None,
+            content_defined: false,
+        });
     }
     let plan = Plan { format: SourceFormat::Raw, header_length: 0, tensors: Vec::new(), segments, files: Vec::new() };
     let opts = options(Compression::zstd(3));
-    let mut writer = ArchiveWriter::new(&opts, &plan, src.len() as u64);
+    let mut writer = ArchiveWriter::new(&opts, &plan, src.len() as u64, false);
     let mut built = writer.header_bytes().to_vec();
     let mut encoder = BlockEncoder::new(opts.compression).unwrap();
     let index = ParentIndex::default();

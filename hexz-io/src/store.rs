@@ -157,7 +157,7 @@ pub fn store_plan_parallel(
     // Blocks between the cutter and the writer: enough to keep workers fed.
     let in_flight = (opts.memory_budget / 2 / opts.block_size as usize).clamp(workers + 1, 4 * workers + 4);
 
-    let mut writer = ArchiveWriter::new(opts, &plan, src.len());
+    let mut writer = ArchiveWriter::new(opts, &plan, src.len(), index.has_bases());
     let write = |out: &mut dyn Write, bytes: &[u8]| out.write_all(bytes).map_err(|e| Error::file(out_name, "write", e));
     write(out, &writer.header_bytes())?;
 
