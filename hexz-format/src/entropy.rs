@@ -268,16 +268,28 @@ fn slot_of(m: u64) -> (u8, u32) {
     ((2 * bits - 2 + ((m >> extra) & 1) as u32) as u8, extra)
 }
 
-/// Raw bit count and the implied high part of slot `slot`.
+/// Raw bit count and the implied high part of slot `slot` (a table: the
+/// decoder's inner loop then has no branch on small slots).
 #[inline(always)]
 fn slot_base(slot: u8) -> (u32, u64) {
-    if slot < 4 {
-        (0, u64::from(slot))
-    } else {
-        let extra = u32::from(slot >> 1) - 1;
-        (extra, (2 | u64::from(slot & 1)) << extra)
-    }
+    let (extra, high) = SLOT_BASES[usize::from(slot & 127)];
+    (u32::from(extra), high)
 }
+
+const SLOT_BASES: [(u8, u64); 128] = {
+    let mut t = [(0u8, 0u64); 128];
+    let mut slot = 0;
+    while slot < 128 {
+        t[slot] = if slot < 4 {
+            (0, slot as u64)
+        } else {
+            let extra = (slot >> 1) - 1;
+            (extra as u8, (2 | (slot as u64 & 1)) << extra)
+        };
+        slot += 1;
+    }
+    t
+};
 
 /// Little-endian bit reader over one lane's raw bits.
 struct Bits<'a> {
@@ -373,7 +385,8 @@ macro_rules! delta_lane_apply {
                     <$t>::from_le_bytes(v.try_into().unwrap_or_default())
                 } else {
                     let (extra, high) = slot_base(sym >> 1);
-                    let m = if extra == 0 { high } else { high | bits.read_wide(extra)? };
+                    // (Reading 0 bits reads nothing: no branch on it.)
+                    let m = high | if $n <= 4 { bits.read(extra)? } else { bits.read_wide(extra)? };
                     if sym & 1 != 0 {
                         (m as $t).wrapping_neg()
                     } else {
@@ -474,9 +487,22 @@ mod encode {
     /// Append one symbol stream, choosing raw, constant or rANS by size.
     fn encode_stream(symbols: &[u8], words: &mut [Vec<u32>; LANES], out: &mut Vec<u8>) -> Option<()> {
         let n = symbols.len();
+        // Four tables, summed after: a run of one symbol (exponents) would
+        // otherwise make every increment wait for the one before.
+        let mut tables = [[0u32; 256]; 4];
+        let mut quads = symbols.chunks_exact(4);
+        for q in &mut quads {
+            tables[0][usize::from(q[0])] += 1;
+            tables[1][usize::from(q[1])] += 1;
+            tables[2][usize::from(q[2])] += 1;
+            tables[3][usize::from(q[3])] += 1;
+        }
+        for &s in quads.remainder() {
+            tables[0][usize::from(s)] += 1;
+        }
         let mut counts = [0u32; 256];
-        for &s in symbols {
-            counts[usize::from(s)] += 1;
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = tables[0][i] + tables[1][i] + tables[2][i] + tables[3][i];
         }
         let present: Vec<u8> = (0..=255u8).filter(|&s| counts[usize::from(s)] > 0).collect();
         if present.len() <= 1 {
