@@ -202,15 +202,7 @@ fn crafted(files: &[(&str, u64)], fake_total: Option<u64>) -> Vec<u8> {
             source_header_length: 0,
         });
         if *len > 0 {
-            segments.push(Segment {
-                start: offset,
-                len: *len,
-                width: 1,
-                fields: None,
-                floats: false,
-                tensor: None,
-                content_defined: false,
-            });
+            segments.push(Segment::unstructured(offset, *len, false));
         }
         offset += len;
     }

@@ -107,15 +107,7 @@ fn chunking(c: &mut Criterion) {
     g.bench_function("cdc-1MiB", |b| {
         b.iter(|| {
             let mut chunker = CdcChunker::new(1 << 20);
-            let seg = Segment {
-                start: 0,
-                len: data.len() as u64,
-                width: 1,
-                fields: None,
-                floats: false,
-                tensor: None,
-                content_defined: true,
-            };
+            let seg = Segment::unstructured(0, data.len() as u64, true);
             let (mut at, mut blocks) = (0usize, 0usize);
             while at < data.len() {
                 let window = &data[at..(at + chunker.max_block()).min(data.len())];

@@ -37,6 +37,14 @@ pub struct Segment {
     pub content_defined: bool,
 }
 
+impl Segment {
+    /// Bytes with no element structure (headers, gaps, raw files): width
+    /// 1, no filter hints, no tensor.
+    pub fn unstructured(start: u64, len: u64, content_defined: bool) -> Self {
+        Segment { start, len, width: 1, fields: None, floats: false, tensor: None, content_defined }
+    }
+}
+
 /// What the source file is, and how to cut it.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -206,15 +214,7 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
     let content_defined = format == SourceFormat::Raw;
     let push_gap = |segments: &mut Vec<Segment>, from: u64, to: u64| {
         if to > from {
-            segments.push(Segment {
-                start: from,
-                len: to - from,
-                width: 1,
-                fields: None,
-                floats: false,
-                tensor: None,
-                content_defined,
-            });
+            segments.push(Segment::unstructured(from, to - from, content_defined));
         }
     };
     push_gap(&mut segments, 0, header_length);

@@ -302,15 +302,7 @@ fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) 
     use hexz_format::layout::SourceFormat;
     use hexz_format::plan::{Plan, Segment};
     use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
-    let seg = Segment {
-        start: 0,
-        len: data.len() as u64,
-        width: 1,
-        fields: None,
-        floats: false,
-        tensor: None,
-        content_defined: false,
-    };
+    let seg = Segment::unstructured(0, data.len() as u64, false);
     let plan = Plan {
         format: SourceFormat::Raw,
         header_length: 0,
@@ -432,6 +424,24 @@ fn unknown_feature_bits() {
     assert_eq!(archive.read_vec(0, src.len() as u64).unwrap(), src);
 }
 
+/// Each forged archive fails to read with an error naming its field.
+fn assert_each_refused<const N: usize>(cases: [(&str, Vec<u8>, &str); N]) {
+    for (what, bad, field) in cases {
+        let err = read_err(&bad);
+        assert!(err.to_string().contains(field), "{what}: {err}");
+    }
+}
+
+/// `hxz` with no incompatible feature declared, as version 1.`minor`.
+fn without_features(hxz: &[u8], minor: u8) -> Vec<u8> {
+    let mut bytes = hxz.to_vec();
+    bytes[10] = minor;
+    set_u64(&mut bytes, 16, 0);
+    let c = short_checksum(&bytes[..HEADER_SIZE - 8]);
+    bytes[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
+    bytes
+}
+
 /// Format 1.2's `fields` entries: the GGML type in `filter_param` must
 /// have a layout the width matches, the archive must declare FIELDS, and
 /// every other filter keeps `filter_param` zero.
@@ -448,17 +458,9 @@ fn fields_entries_are_checked() {
         ("width not the type's", forge_entry(&hxz, fields, |e| e[34] = 33), "element_width"),
         ("param on another filter", forge_entry(&hxz, plain, |e| set_u32(e, 36, 8)), "filter_param"),
     ];
-    for (what, bad, field) in cases {
-        let err = read_err(&bad);
-        assert!(err.to_string().contains(field), "{what}: {err}");
-    }
+    assert_each_refused(cases);
     // Without the feature bit (and as 1.1) the entry is invalid, not read.
-    let mut undeclared = hxz.clone();
-    undeclared[10] = 1;
-    set_u64(&mut undeclared, 16, 0);
-    let c = short_checksum(&undeclared[..HEADER_SIZE - 8]);
-    undeclared[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
-    let err = read_err(&undeclared);
+    let err = read_err(&without_features(&hxz, 1));
     assert!(err.to_string().contains("FIELDS"), "{err}");
     // Declared: FIELDS and version 1.2 (a 1.1 reader, not knowing the bit,
     // refuses with "needs format 1.2": `unknown_feature_bits`).
@@ -483,16 +485,9 @@ fn entropy_entries_are_checked() {
         ("zstd block marked float-ans", forge_entry(&hxz, zstd, |e| e[33] = FilterId::FloatAns as u8), "codec"),
         ("float-ans of width 3", forge_entry(&hxz, ans, |e| e[34] = 3), "element_width"),
     ];
-    for (what, bad, field) in cases {
-        let err = read_err(&bad);
-        assert!(err.to_string().contains(field), "{what}: {err}");
-    }
-    let mut undeclared = hxz.clone();
-    undeclared[10] = 2;
-    set_u64(&mut undeclared, 16, 0);
-    let c = short_checksum(&undeclared[..HEADER_SIZE - 8]);
-    undeclared[HEADER_SIZE - 8..HEADER_SIZE].copy_from_slice(&c.to_le_bytes());
-    let err = read_err(&undeclared);
+    assert_each_refused(cases);
+    // Without the feature bit (and as 1.2) the entry is invalid, not read.
+    let err = read_err(&without_features(&hxz, 2));
     assert!(err.to_string().contains("ENTROPY"), "{err}");
     let archive = Archive::open(hxz.as_slice()).unwrap();
     assert_eq!(archive.header().incompat_features.get(), features::ENTROPY);

@@ -191,14 +191,7 @@ fn spec_delta_vector_decodes_and_reproduces() {
     }
     let parent_hxz = std::fs::read(dir().join("delta-parent.hxz")).unwrap();
     let child_hxz = std::fs::read(dir().join("delta-child.hxz")).unwrap();
-    let child = Archive::open(child_hxz.as_slice())
-        .unwrap()
-        .with_ancestors(vec![Archive::open(parent_hxz.as_slice()).unwrap()])
-        .unwrap();
-    assert_eq!(child.read_vec(0, child.virtual_size()).unwrap(), child_src);
-    let mut report = hexz_format::verify::Report::default();
-    hexz_format::verify::verify_open(&child, true, &mut report, &|_| {});
-    assert!(report.is_ok(), "{:?}", report.problems);
+    let child = checked_child(&child_hxz, &parent_hxz, &child_src);
     let mut page = vec![0u8; child.page_bytes()];
     let entries: Vec<_> = child.blocks(0, child.virtual_size(), &mut page).unwrap().map(|b| b.unwrap().entry).collect();
     for filter in [FilterId::DeltaXor, FilterId::DeltaSub, FilterId::DeltaSubBits] {
@@ -253,18 +246,21 @@ fn spec_entropy_vectors_decode_and_reproduce() {
     let spec = ParentSpec { archive: &parent, hint: "delta-parent.hxz".into() };
     let built = store_vec(child_src.as_slice(), &opts, Some(spec)).unwrap().0;
     let stored = pin("ans-delta-child", &built, &child_src);
-    let child = Archive::open(stored.as_slice())
-        .unwrap()
-        .with_ancestors(vec![Archive::open(parent_hxz.as_slice()).unwrap()])
-        .unwrap();
-    assert_eq!(child.read_vec(0, child.virtual_size()).unwrap(), child_src);
-    let mut report = hexz_format::verify::Report::default();
-    hexz_format::verify::verify_open(&child, true, &mut report, &|_| {});
-    assert!(report.is_ok(), "{:?}", report.problems);
+    let child = checked_child(&stored, &parent_hxz, &child_src);
     let ans: Vec<_> = entries_of(&child).into_iter().filter(|e| e.filter == FilterId::DeltaAns as u8).collect();
     assert!(!ans.is_empty(), "no delta-ans block");
     // The first stored byte of a delta-ans block counts its dictionary.
     assert!(ans.iter().any(|e| stored[e.stored_offset.get() as usize] > 0), "no delta-ans block with a dictionary");
+}
+
+/// `child` opened over `parent`: it must read back as `src` and verify.
+fn checked_child<'a>(child: &'a [u8], parent: &'a [u8], src: &[u8]) -> Archive<&'a [u8]> {
+    let child = Archive::open(child).unwrap().with_ancestors(vec![Archive::open(parent).unwrap()]).unwrap();
+    assert_eq!(child.read_vec(0, child.virtual_size()).unwrap(), src);
+    let mut report = hexz_format::verify::Report::default();
+    hexz_format::verify::verify_open(&child, true, &mut report, &|_| {});
+    assert!(report.is_ok(), "{:?}", report.problems);
+    child
 }
 
 /// Regenerate (with HEXZ_REGENERATE_VECTORS) or compare one vector: the
