@@ -476,8 +476,6 @@ mod encode {
     #[derive(Default)]
     pub struct EntropyEncoder {
         streams: Vec<u8>,
-        /// Differences of a delta block, sign-extended.
-        diffs: Vec<u64>,
         sample: Vec<u64>,
         dictionary: Vec<u64>,
         words: [Vec<u32>; LANES],
@@ -628,35 +626,64 @@ mod encode {
             out.clear();
             let n = fine.len() / width;
             let body = n * width;
-            self.diffs.clear();
             match width {
-                1 => push_diffs::<1>(&fine[..body], &base[..body], &mut self.diffs),
-                2 => push_diffs::<2>(&fine[..body], &base[..body], &mut self.diffs),
-                4 => push_diffs::<4>(&fine[..body], &base[..body], &mut self.diffs),
-                _ => push_diffs::<8>(&fine[..body], &base[..body], &mut self.diffs),
+                1 => self.classify::<1>(&fine[..body], &base[..body]),
+                2 => self.classify::<2>(&fine[..body], &base[..body]),
+                4 => self.classify::<4>(&fine[..body], &base[..body]),
+                _ => self.classify::<8>(&fine[..body], &base[..body]),
             }
-            self.choose_dictionary(width);
             out.push(self.dictionary.len() as u8);
             for &v in &self.dictionary {
                 out.extend_from_slice(&v.to_le_bytes()[..width]);
             }
+            encode_stream(&self.streams, &mut self.words, out)?;
+            for bits in &self.bits {
+                out.extend_from_slice(&(bits.len() as u32).to_le_bytes());
+            }
+            for bits in &self.bits {
+                out.extend_from_slice(bits);
+            }
+            out.extend(fine[body..].iter().zip(&base[body..]).map(|(f, b)| f ^ b));
+            Some(out.len())
+        }
+
+        /// Choose the block's dictionary, then give every element of `fine`
+        /// against `base` (whole `W`-byte elements) its symbol in
+        /// `self.streams` and its raw bits in its lane of `self.bits`.
+        /// Differences are computed where used, not stored (8 bytes each).
+        fn classify<const W: usize>(&mut self, fine: &[u8], base: &[u8]) {
+            let n = fine.len() / W;
+            let diff = |i: usize| difference::<W>(&fine[i * W..(i + 1) * W], &base[i * W..(i + 1) * W]);
+            self.choose_dictionary(W, (0..n).step_by(SAMPLE_STRIDE).map(diff));
             self.streams.clear();
             self.streams.resize(n, 0);
-            for bits in &mut self.bits {
-                bits.clear();
-            }
             for k in 0..LANES {
                 let (a, b) = lane(n, k);
                 let mut acc = 0u128;
                 let mut count = 0u32;
                 let lane_bits = &mut self.bits[k];
+                lane_bits.clear();
                 let dictionary = &self.dictionary;
-                for (&d, sym) in self.diffs[a..b].iter().zip(&mut self.streams[a..b]) {
-                    if !dictionary.is_empty() {
-                        if let Ok(at) = dictionary.binary_search(&d) {
-                            *sym = DICTIONARY_SYMBOL + at as u8;
-                            continue;
-                        }
+                // The dictionary as an open-addressed hash table (at most 128
+                // entries in 512 slots): one probe or two per element.
+                let mut keys = [0u64; 512];
+                let mut index = [u8::MAX; 512];
+                for (at, &v) in dictionary.iter().enumerate() {
+                    let mut h = hash_slot(v);
+                    while index[h] != u8::MAX {
+                        h = (h + 1) & 511;
+                    }
+                    (keys[h], index[h]) = (v, at as u8);
+                }
+                for (i, sym) in (a..b).zip(&mut self.streams[a..b]) {
+                    let d = diff(i);
+                    let mut h = hash_slot(d);
+                    while index[h] != u8::MAX && keys[h] != d {
+                        h = (h + 1) & 511;
+                    }
+                    if index[h] != u8::MAX {
+                        *sym = DICTIONARY_SYMBOL + index[h];
+                        continue;
                     }
                     let d = d as i64;
                     let m = d.unsigned_abs();
@@ -676,31 +703,21 @@ mod encode {
                     lane_bits.push(acc as u8);
                 }
             }
-            encode_stream(&self.streams, &mut self.words, out)?;
-            for bits in &self.bits {
-                out.extend_from_slice(&(bits.len() as u32).to_le_bytes());
-            }
-            for bits in &self.bits {
-                out.extend_from_slice(bits);
-            }
-            out.extend(fine[body..].iter().zip(&base[body..]).map(|(f, b)| f ^ b));
-            Some(out.len())
         }
 
         /// The block's frequent differences that carry raw bits (so naming
-        /// them saves bits), sorted: found on a sample of every
-        /// [`SAMPLE_STRIDE`]th element, kept when seen at least
+        /// them saves bits), sorted: found in `sample` (every
+        /// [`SAMPLE_STRIDE`]th element), kept when seen at least
         /// [`SAMPLE_MIN`] times. AdamW's weight decay alone moves every weight
         /// by the same factor, so most differences of rows it did not
         /// otherwise touch (embeddings) take a handful of values.
-        fn choose_dictionary(&mut self, width: usize) {
+        fn choose_dictionary(&mut self, width: usize, sample: impl Iterator<Item = u64>) {
             self.dictionary.clear();
             if max_dictionary(width) == 0 {
                 return;
             }
             self.sample.clear();
-            self.sample
-                .extend(self.diffs.iter().step_by(SAMPLE_STRIDE).copied().filter(|&d| (d as i64).unsigned_abs() >= 4));
+            self.sample.extend(sample.filter(|&d| (d as i64).unsigned_abs() >= 4));
             self.sample.sort_unstable();
             let mut runs: Vec<(usize, u64)> = Vec::new();
             for run in self.sample.chunk_by(|a, b| a == b) {
@@ -714,16 +731,21 @@ mod encode {
         }
     }
 
-    /// Append the differences `fine - base` of `W`-byte little-endian
-    /// integers, wrapped at the width and sign-extended.
-    fn push_diffs<const W: usize>(fine: &[u8], base: &[u8], out: &mut Vec<u64>) {
+    /// The home slot of difference `d` in the 512-slot dictionary table.
+    #[inline(always)]
+    fn hash_slot(d: u64) -> usize {
+        (d.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 55) as usize
+    }
+
+    /// The difference `fine - base` of one `W`-byte little-endian integer,
+    /// wrapped at the width and sign-extended.
+    #[inline(always)]
+    fn difference<const W: usize>(fine: &[u8], base: &[u8]) -> u64 {
         let shift = 64 - 8 * W as u32;
-        out.extend(fine.chunks_exact(W).zip(base.chunks_exact(W)).map(|(f, b)| {
-            let (mut fb, mut bb) = ([0u8; 8], [0u8; 8]);
-            fb[..W].copy_from_slice(f);
-            bb[..W].copy_from_slice(b);
-            (((u64::from_le_bytes(fb).wrapping_sub(u64::from_le_bytes(bb)) << shift) as i64) >> shift) as u64
-        }));
+        let (mut fb, mut bb) = ([0u8; 8], [0u8; 8]);
+        fb[..W].copy_from_slice(fine);
+        bb[..W].copy_from_slice(base);
+        (((u64::from_le_bytes(fb).wrapping_sub(u64::from_le_bytes(bb)) << shift) as i64) >> shift) as u64
     }
 
     /// Every how many elements the dictionary sample takes one.

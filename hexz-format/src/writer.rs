@@ -167,9 +167,10 @@ impl StoreOptions {
     }
 
     /// Bytes one encoding worker holds: its block, the encoder's buffers,
-    /// and a delta base.
+    /// a delta base, and with entropy coding its symbol streams, words and
+    /// raw bits (about a block each).
     pub fn worker_bytes(&self) -> usize {
-        self.block_size as usize * 7
+        self.block_size as usize * if self.entropy { 10 } else { 7 }
     }
 }
 
