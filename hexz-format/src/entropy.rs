@@ -438,7 +438,9 @@ pub fn decode_delta(
         let (a, b) = lane(n, k);
         let syms = &symbols[a..b];
         // (Slot codes below 128 cannot exceed the slots of 4- and 8-byte elements.)
-        if width <= 2 && syms.iter().any(|&s| s < DICTIONARY_SYMBOL && s >> 1 > max_slot) {
+        // Branch-free (it vectorizes): the largest slot code, dictionary symbols as 0.
+        let largest = syms.iter().fold(0u8, |m, &s| m.max(s & (s >> 7).wrapping_sub(1)));
+        if width <= 2 && largest >> 1 > max_slot {
             return Err("delta-ans slot too large for the element width");
         }
         let (o, bs) = (&mut out[a * width..b * width], &base[a * width..b * width]);
