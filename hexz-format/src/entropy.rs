@@ -223,23 +223,31 @@ pub fn decode_float(stored: &[u8], width: usize, out: &mut [u8], scratch: &mut [
     }
     let n = out.len() / width;
     let body = n * width;
-    let streams = scratch.get_mut(..body).ok_or("scratch too small")?;
     let mut cur = Cursor { bytes: stored, at: 0 };
-    for k in 0..width {
-        decode_stream(&mut cur, &mut streams[k * n..(k + 1) * n])?;
+    // Each stream's symbols: raw ones straight from the stored bytes (the
+    // low mantissa bytes mostly are), others decoded into `scratch`.
+    let mut free = scratch.get_mut(..body).ok_or("scratch too small")?;
+    let mut streams: [&[u8]; 4] = [&[]; 4];
+    for s in streams.iter_mut().take(width) {
+        let (mine, rest) = free.split_at_mut(n);
+        free = rest;
+        *s = if stored.get(cur.at) == Some(&RAW) {
+            cur.at += 1;
+            cur.take(n)?
+        } else {
+            decode_stream(&mut cur, mine)?;
+            mine
+        };
     }
-    let streams = &scratch[..body];
+    let [e, sm, b1, b0] = streams;
     // Byte by byte (element byte 0 is the least significant): the exponent
     // straddles the top two bytes.
-    let (e, rest) = streams.split_at(n);
-    let (sm, rest) = rest.split_at(n);
     if width == 2 {
         for ((o, &e), &sm) in out[..body].chunks_exact_mut(2).zip(e).zip(sm) {
             o[0] = (e << 7) | (sm & 0x7F);
             o[1] = (sm & 0x80) | (e >> 1);
         }
     } else {
-        let (b1, b0) = rest.split_at(n);
         for ((((o, &e), &sm), &b1), &b0) in out[..body].chunks_exact_mut(4).zip(e).zip(sm).zip(b1).zip(b0) {
             o[0] = b0;
             o[1] = b1;

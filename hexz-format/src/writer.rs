@@ -166,11 +166,17 @@ impl StoreOptions {
         Ok(())
     }
 
+    /// Whether blocks may be entropy-coded: asked for, compiled in, and
+    /// with zstd (lz4 is chosen for speed).
+    pub fn entropy_coding(&self) -> bool {
+        self.entropy && cfg!(feature = "ans") && matches!(self.compression, Compression::Zstd { .. })
+    }
+
     /// Bytes one encoding worker holds: its block, the encoder's buffers,
     /// a delta base, and with entropy coding its symbol streams, words and
     /// raw bits (about a block each).
     pub fn worker_bytes(&self) -> usize {
-        self.block_size as usize * if self.entropy { 10 } else { 7 }
+        self.block_size as usize * if self.entropy_coding() { 10 } else { 7 }
     }
 }
 
@@ -315,7 +321,7 @@ impl EncodeState {
     /// State for encoding as `opts` say, against `parent` if any.
     pub fn new<P: ReadAt>(opts: &StoreOptions, parent: Option<&Archive<P>>) -> Result<Self> {
         Ok(EncodeState {
-            encoder: BlockEncoder::new(opts.compression)?.with_entropy(opts.entropy),
+            encoder: BlockEncoder::new(opts.compression)?.with_entropy(opts.entropy_coding()),
             split_fields: opts.split_fields,
             workspace: parent.map(|p| p.new_scratch()).transpose()?,
             base: Vec::new(),
@@ -324,11 +330,13 @@ impl EncodeState {
 }
 
 /// Whether encoding `job` as `opts` say chooses among filters. When it
-/// does not (no base, and split into fields or byte-grouped without a
-/// trial), its choice is fixed: it need not wait for a leader's.
+/// does not (no base, and split into fields, float blocks with entropy
+/// coding, which choose on their own, or byte-grouped without a trial),
+/// its choice is fixed: it need not wait for a leader's.
 pub fn chooses_filter(job: &BlockJob, opts: &StoreOptions) -> bool {
     job.base.is_some()
         || !((opts.split_fields && job.fields.is_some())
+            || (job.floats && opts.entropy_coding())
             || crate::codec::groups_without_trial(job.data.len(), job.width))
 }
 
@@ -429,10 +437,7 @@ impl ArchiveWriter {
             && opts.compression != Compression::None
             && plan.segments.iter().any(|s| s.fields.is_some());
         // Entropy coding may be used for float segments and for deltas.
-        let entropy = opts.entropy
-            && cfg!(feature = "ans")
-            && matches!(opts.compression, Compression::Zstd { .. })
-            && (deltas || plan.segments.iter().any(|s| s.floats));
+        let entropy = opts.entropy_coding() && (deltas || plan.segments.iter().any(|s| s.floats));
         let incompat = files | if fields { FIELDS } else { 0 } | if entropy { ENTROPY } else { 0 };
         ArchiveWriter {
             entries_per_page: opts.entries_per_page,
