@@ -524,8 +524,8 @@ hexz_status hexz_source_header(const hexz_archive *archive, const uint8_t **out_
 
 // Linux: an anonymous in-memory file (memfd) holding the whole original
 // file, for engines that only accept a path: pass "/proc/self/fd/N". The
-// blocks are decoded in parallel (one thread per core) straight into the
-// memfd's pages. The descriptor is close-on-exec (clear FD_CLOEXEC to hand
+// blocks are decoded in parallel (one thread per core) and written into the
+// memfd at their offsets; runs of zeros are left as holes. The descriptor is close-on-exec (clear FD_CLOEXEC to hand
 // it to a child), its offset is 0, and it is sealed against writes and
 // resizing. The caller owns it and closes it. It uses as much memory as
 // the original file. Elsewhere: UNSUPPORTED.

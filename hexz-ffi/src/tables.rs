@@ -4,10 +4,12 @@
 //! archive is fallible and capped.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::path::Path;
+use std::sync::Mutex;
 
 use hexz_format::gguf::{self, GgufHeader, GgufValue};
 use hexz_format::{ErrorCode, ReadAt, SourceFormat};
-use hexz_io::Reader;
+use hexz_io::{OutputSink, Reader};
 
 use crate::status::FfiError;
 
@@ -87,11 +89,33 @@ pub enum Value {
         len: u64,
         data: Box<[u8]>,
     },
-    StringArray(Vec<Box<[u8]>>),
+    StringArray(Strings),
     /// Arrays of arrays: type and length only (gguf.h does not read them either).
     NestedArray {
         len: u64,
     },
+}
+
+/// An array of strings, each NUL-terminated, in one allocation: a
+/// tokenizer's vocabulary is 10^5 strings and more (gemma: 262,144), which
+/// one allocation each made most of the time to open an archive.
+pub struct Strings {
+    bytes: Box<[u8]>,
+    /// Where each string ends, after its NUL.
+    ends: Box<[usize]>,
+}
+
+impl Strings {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// String `i`, with its NUL.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.bytes[start..end])
+    }
 }
 
 pub struct Kv {
@@ -123,16 +147,21 @@ impl GgufTable {
             let value = match &kv.value {
                 GgufValue::String(s) => Value::String(nul_terminated(span(*s))?),
                 GgufValue::Array(a) if a.elem_type == gguf::value_type::STRING => {
-                    let mut items = Vec::new();
-                    items.try_reserve_exact(a.items.len()).map_err(|_| oom())?;
-                    for item in &a.items {
-                        let bytes = match item {
-                            GgufValue::String(s) => span(*s),
-                            _ => b"",
-                        };
-                        items.push(nul_terminated(bytes)?);
+                    let item = |v: &GgufValue| match v {
+                        GgufValue::String(s) => span(*s),
+                        _ => &b""[..],
+                    };
+                    let total: usize = a.items.iter().map(|v| item(v).len() + 1).sum();
+                    let mut bytes = Vec::new();
+                    bytes.try_reserve_exact(total).map_err(|_| oom())?;
+                    let mut ends = Vec::new();
+                    ends.try_reserve_exact(a.items.len()).map_err(|_| oom())?;
+                    for v in &a.items {
+                        bytes.extend_from_slice(item(v));
+                        bytes.push(0);
+                        ends.push(bytes.len());
                     }
-                    Value::StringArray(items)
+                    Value::StringArray(Strings { bytes: bytes.into_boxed_slice(), ends: ends.into_boxed_slice() })
                 }
                 GgufValue::Array(a) if a.elem_type == gguf::value_type::ARRAY => Value::NestedArray { len: a.len },
                 GgufValue::Array(a) => {
@@ -272,7 +301,7 @@ impl ArchiveHandle {
     }
 
     /// A sealed, close-on-exec memfd holding the whole original file,
-    /// decoded in parallel straight into its pages.
+    /// decoded in parallel and written into it at its offsets.
     #[cfg(target_os = "linux")]
     pub fn memfd(&self, threads: usize) -> Result<c_int, FfiError> {
         use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
@@ -289,29 +318,15 @@ impl ArchiveHandle {
         let file = std::fs::File::from(fd);
         file.set_len(size).map_err(|e| FfiError::new(ErrorCode::Io, format!("memfd size: {e}")))?;
         if len > 0 {
-            // SAFETY: a shared read-write mapping of a file of exactly `len` bytes.
-            let map = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    file.as_raw_fd(),
-                    0,
-                )
-            };
-            if map == libc::MAP_FAILED {
-                return Err(io("mmap of the memfd"));
-            }
-            // SAFETY: the mapping is `len` writable bytes, used only here, unmapped below.
-            let pages = unsafe { std::slice::from_raw_parts_mut(map as *mut u8, len) };
-            let filled = self.reader.read_into_parallel(0, pages, threads, &|_| std::ops::ControlFlow::Continue(()));
-            // SAFETY: the mapping made above, not used after this.
-            unsafe { libc::munmap(map, len) };
-            filled?;
+            // Positioned writes from every worker, as extract makes: the
+            // same decoder, and zero runs left as holes (no memory). Measured
+            // faster than decoding into a shared mapping of the memfd, whose
+            // page faults cost more than the copy (gemma: 0.23 -> 0.20 s lz4,
+            // 0.35 -> 0.30 s zstd).
+            let sink = OutputSink::Positioned { file: &file, path: Path::new("memfd"), end: Mutex::new(0) };
+            self.reader.read_range_parallel(0, size, &sink, threads, &|_| std::ops::ControlFlow::Continue(()))?;
         }
-        // No one may change it now: sealed against writes and resizing (the
-        // writable mapping is gone, as F_SEAL_WRITE requires).
+        // No one may change it now: sealed against writes and resizing.
         let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
         // SAFETY: fcntl on a descriptor owned here.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {

@@ -268,6 +268,11 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, depth: u32) -> Result<GgufValue> {
                         });
                     }
                     let mut items = Vec::new();
+                    // Bounded by the bytes left (checked above).
+                    items.try_reserve_exact(len as usize).map_err(|_| Error::OutOfMemory {
+                        what: "GGUF array",
+                        bytes: len.saturating_mul(core::mem::size_of::<GgufValue>() as u64),
+                    })?;
                     for _ in 0..len {
                         push(&mut items, read_value(c, elem_type, depth + 1)?, "GGUF array")?;
                     }
