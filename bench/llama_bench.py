@@ -10,6 +10,10 @@ Methods:
 - `hexz mount`: a fresh mount per round, llama run twice on it (the first
   load decodes on demand; the second finds the kernel page cache kept).
 
+Also, without the engine: the memfd fill alone (hexz_exec running `true`)
+and the time to copy the plain `.gguf` into tmpfs with `cat`, which any
+design that puts 253 MB of decoded bytes into fresh pages pays first.
+
 Also: the text each method generates (greedy, 24 tokens) must be the
 `.gguf`'s; peak RSS of the engine process (GNU time; with hexz_exec it
 includes the memfd the model lives in) and of the mount daemon (VmHWM).
@@ -88,12 +92,21 @@ def main():
         one = ["-n", "1", PROMPT]
         rows = {k: [] for k in ["gguf", "exec zstd", "exec lz4", "mount zstd first", "mount zstd later",
                                 "mount lz4 first", "mount lz4 later"]}
+        # What the memfd costs without the engine: the fill alone (hexz_exec
+        # running `true`), and copying the plain file into tmpfs (the floor of
+        # any design that must put decoded bytes into fresh pages).
+        floors = {k: [] for k in ["fill zstd", "fill lz4", "copy"]}
+        shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp
         daemon = {"zstd": [], "lz4": []}
         timed([llama, "-m", gguf] + one)  # warm the page cache
         for _ in range(rounds):
             rows["gguf"].append(timed([llama, "-m", gguf] + one))
             for c, a in archives.items():
                 rows[f"exec {c}"].append(timed([exec_bin, a, llama, "-m", "{}"] + one))
+                floors[f"fill {c}"].append(timed([exec_bin, a, "true", "{}"]))
+            copy = shm / f"hexz-llama-bench-{os.getpid()}"
+            floors["copy"].append(timed(["sh", "-c", f"cat '{gguf}' > '{copy}'"]))
+            copy.unlink()
             if mount_ok:
                 for c, a in archives.items():
                     sh(HEXZ, "-q", "mount", a, mp)
@@ -119,6 +132,10 @@ def main():
             wall = statistics.median(r[0] for r in runs)
             rss = statistics.median(r[1] for r in runs)
             print(f"| {names[key]} | {wall:.3f} | {wall / base:.2f}x | {rss:.0f} |")
+        fill = {k: statistics.median(r[0] for r in runs) for k, runs in floors.items()}
+        print(f"\nwithout the engine: hexz_memfd fill (hexz_exec running `true`) {fill['fill zstd']:.3f} s zstd, "
+              f"{fill['fill lz4']:.3f} s lz4; copying the .gguf into tmpfs (`cat`) {fill['copy']:.3f} s "
+              f"= {fill['copy'] / base:.2f} of the .gguf run")
         for c, rss in daemon.items():
             if rss:
                 print(f"\nmount daemon ({c}) peak RSS: {max(rss):.0f} MiB (cache setting 32 MiB)")
