@@ -8,7 +8,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hexz_format::codec::{
-    bit_group, bit_ungroup, delta_apply, delta_encode, group, ungroup, BlockEncoder, Compression,
+    bit_group, bit_ungroup, delta_apply, delta_encode, group, join_fields, split_fields, ungroup, BlockEncoder,
+    Compression,
 };
 use hexz_format::FilterId;
 
@@ -60,6 +61,16 @@ fn transforms(c: &mut Criterion) {
                 out.copy_from_slice(&data);
                 delta_apply(filter, &mut out, &base, 4).unwrap()
             })
+        });
+    }
+    for (name, fields) in
+        [("Q8_0", &[1u8, 1, 32][..]), ("Q4_K", &[1, 1, 1, 1, 12, 128]), ("Q6_K", &[128, 64, 16, 1, 1])]
+    {
+        g.bench_function(BenchmarkId::new("split_fields", name), |b| {
+            b.iter(|| split_fields(&data, fields, &mut out).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("join_fields", name), |b| {
+            b.iter(|| join_fields(&data, fields, &mut out).unwrap())
         });
     }
     g.bench_function("blake3", |b| b.iter(|| blake3::hash(&data)));

@@ -224,8 +224,74 @@ pub(crate) fn join_fields_into(input: &[u8], fields: &[u8], out: &mut [u8]) {
 
 /// Both directions of field splitting: `split` gathers each field of the
 /// elements in `input` into its stream in `out`; otherwise the streams in
-/// `input` are scattered back into the elements in `out`.
+/// `input` are scattered back into the elements in `out`. Every GGML
+/// layout gets its own copy of the one-pass loop, with the field sizes
+/// constants; other layouts take one strided pass per field.
 fn move_fields(input: &[u8], fields: &[u8], out: &mut [u8], split: bool) {
+    macro_rules! layouts {
+        ($($n:literal: [$($size:literal),+]),+ $(,)?) => {
+            match fields {
+                $([$($size),+] => fields_in_one_pass::<$n>(input, [$($size),+], out, split),)+
+                _ => fields_by_passes(input, fields, out, split),
+            }
+        };
+    }
+    layouts! {
+        3: [1, 1, 16],
+        5: [1, 1, 1, 1, 16],
+        4: [1, 1, 4, 16],
+        6: [1, 1, 1, 1, 4, 16],
+        3: [1, 1, 32],
+        6: [16, 64, 1, 1, 1, 1],
+        5: [32, 64, 12, 1, 1],
+        6: [1, 1, 1, 1, 12, 128],
+        7: [1, 1, 1, 1, 12, 32, 128],
+        5: [128, 64, 16, 1, 1],
+        6: [1, 1, 1, 1, 4, 128],
+        2: [1, 16],
+    }
+}
+
+/// [`move_fields`] element by element: each element is read or written
+/// once, whole, where one pass per field touched every cache line of the
+/// elements once per field.
+#[inline(always)]
+fn fields_in_one_pass<const N: usize>(input: &[u8], sizes: [usize; N], out: &mut [u8], split: bool) {
+    let width: usize = sizes.iter().sum();
+    let count = input.len() / width;
+    let body = count * width;
+    if split {
+        let mut streams: [&mut [u8]; N] = core::array::from_fn(|_| &mut [][..]);
+        let mut rest = &mut out[..body];
+        for (stream, size) in streams.iter_mut().zip(sizes) {
+            (*stream, rest) = core::mem::take(&mut rest).split_at_mut(count * size);
+        }
+        for (i, element) in input[..body].chunks_exact(width).enumerate() {
+            let mut at = 0;
+            for (stream, size) in streams.iter_mut().zip(sizes) {
+                stream[i * size..(i + 1) * size].copy_from_slice(&element[at..at + size]);
+                at += size;
+            }
+        }
+    } else {
+        let mut streams: [&[u8]; N] = [&[]; N];
+        let mut rest = &input[..body];
+        for (stream, size) in streams.iter_mut().zip(sizes) {
+            (*stream, rest) = rest.split_at(count * size);
+        }
+        for (i, element) in out[..body].chunks_exact_mut(width).enumerate() {
+            let mut at = 0;
+            for (stream, size) in streams.iter().zip(sizes) {
+                element[at..at + size].copy_from_slice(&stream[i * size..(i + 1) * size]);
+                at += size;
+            }
+        }
+    }
+    out[body..].copy_from_slice(&input[body..]);
+}
+
+/// [`move_fields`] one strided pass per field, for any layout.
+fn fields_by_passes(input: &[u8], fields: &[u8], out: &mut [u8], split: bool) {
     let width = fields.iter().map(|&f| usize::from(f)).sum::<usize>().max(1);
     let count = input.len() / width;
     let body = count * width;
