@@ -3,9 +3,10 @@
 //!
 //! Reads are served on two FUSE threads with 1 MiB kernel requests through
 //! a bounded cache of decoded blocks; for a sequential reader, the next
-//! blocks are decoded ahead on two more threads, so both cores decode; files are opened with FOPEN_KEEP_CACHE, so the kernel page
-//! cache holds what was read across opens (a second load costs what a plain
-//! file costs). A block that fails its hash gives EIO for the reads that
+//! 16 MiB are decoded ahead on two more threads, so both cores decode.
+//! Files are opened with FOPEN_KEEP_CACHE, so the kernel page cache holds
+//! what was read across opens (a second load costs what a plain file
+//! costs). A block that fails its hash gives EIO for the reads that
 //! touch it, with the reason on the daemon's stderr; never wrong bytes.
 
 use std::collections::BTreeMap;
@@ -64,10 +65,17 @@ struct Shared {
     /// once: a reader wanting one waits for `decoded` instead.
     inflight: std::sync::Mutex<std::collections::HashSet<u64>>,
     decoded: std::sync::Condvar,
+    /// Bytes decoded ahead of a sequential reader.
+    ahead_bytes: u64,
 }
 
-/// Blocks decoded ahead of a sequential reader, on their own threads.
-const READ_AHEAD_BLOCKS: usize = 3;
+/// How far ahead of a sequential reader blocks are decoded, on their own
+/// threads: at most this, and at most half the block cache (so read-ahead
+/// does not evict its own blocks before they are read). Measured on gemma
+/// (`cat` of a fresh mount): 3 blocks ahead took 0.41 s (zstd) and 0.27 s
+/// (lz4), 8 blocks 0.34 and 0.22, 16 blocks 0.35 and 0.20; the memfd fill,
+/// with no FUSE in the way, takes 0.33 and 0.20.
+const READ_AHEAD_BYTES: u64 = 16 << 20;
 const READ_AHEAD_THREADS: usize = 2;
 
 fn time_of(ns: i64) -> SystemTime {
@@ -136,11 +144,10 @@ impl Shared {
         }
         let archive = self.reader.archive();
         let mut page = vec![0u8; archive.page_bytes()];
-        let span = (u64::from(archive.footer().max_block_length.get()) * READ_AHEAD_BLOCKS as u64).min(size - offset);
+        let span = self.ahead_bytes.max(u64::from(archive.footer().max_block_length.get())).min(size - offset);
         let blocks: Vec<_> = archive
             .blocks(offset, span, &mut page)
             .map_err(|e| self.reader.error(e))?
-            .take(READ_AHEAD_BLOCKS)
             .collect::<Result<_, _>>()
             .map_err(|e| self.reader.error(e))?;
         for b in blocks {
@@ -177,6 +184,7 @@ impl HexzFs {
             cache: std::sync::Mutex::new(RangeCache::new(cache_bytes)),
             inflight: std::sync::Mutex::new(std::collections::HashSet::new()),
             decoded: std::sync::Condvar::new(),
+            ahead_bytes: READ_AHEAD_BYTES.min(cache_bytes as u64 / 2),
         });
         let (tx, rx) = std::sync::mpsc::channel::<u64>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
