@@ -222,34 +222,40 @@ pub(crate) fn join_fields_into(input: &[u8], fields: &[u8], out: &mut [u8]) {
     move_fields(input, fields, out, false);
 }
 
-/// Both directions of field splitting: `split` gathers each field of the
-/// elements in `input` into its stream in `out`; otherwise the streams in
-/// `input` are scattered back into the elements in `out`. Every GGML
-/// layout gets its own copy of the one-pass loop, with the field sizes
-/// constants; other layouts take one strided pass per field.
-fn move_fields(input: &[u8], fields: &[u8], out: &mut [u8], split: bool) {
-    macro_rules! layouts {
-        ($($n:literal: [$($size:literal),+]),+ $(,)?) => {
+/// `move_fields` with a copy of the one-pass loop per GGML layout, its
+/// field sizes constants; and the list of those layouts, for the test that
+/// [`crate::dtype::ggml_fields`] has none outside it.
+macro_rules! one_pass_layouts {
+    ($($n:literal: [$($size:literal),+]),+ $(,)?) => {
+        /// Both directions of field splitting: `split` gathers each field of
+        /// the elements in `input` into its stream in `out`; otherwise the
+        /// streams in `input` are scattered back into the elements in `out`,
+        /// each element read or written once, whole.
+        fn move_fields(input: &[u8], fields: &[u8], out: &mut [u8], split: bool) {
             match fields {
                 $([$($size),+] => fields_in_one_pass::<$n>(input, [$($size),+], out, split),)+
-                _ => fields_by_passes(input, fields, out, split),
+                _ => fields_by_layout(input, fields, out, split),
             }
-        };
-    }
-    layouts! {
-        3: [1, 1, 16],
-        5: [1, 1, 1, 1, 16],
-        4: [1, 1, 4, 16],
-        6: [1, 1, 1, 1, 4, 16],
-        3: [1, 1, 32],
-        6: [16, 64, 1, 1, 1, 1],
-        5: [32, 64, 12, 1, 1],
-        6: [1, 1, 1, 1, 12, 128],
-        7: [1, 1, 1, 1, 12, 32, 128],
-        5: [128, 64, 16, 1, 1],
-        6: [1, 1, 1, 1, 4, 128],
-        2: [1, 16],
-    }
+        }
+
+        #[cfg(test)]
+        const ONE_PASS_LAYOUTS: &[&[u8]] = &[$(&[$($size),+]),+];
+    };
+}
+
+one_pass_layouts! {
+    3: [1, 1, 16],
+    5: [1, 1, 1, 1, 16],
+    4: [1, 1, 4, 16],
+    6: [1, 1, 1, 1, 4, 16],
+    3: [1, 1, 32],
+    6: [16, 64, 1, 1, 1, 1],
+    5: [32, 64, 12, 1, 1],
+    6: [1, 1, 1, 1, 12, 128],
+    7: [1, 1, 1, 1, 12, 32, 128],
+    5: [128, 64, 16, 1, 1],
+    6: [1, 1, 1, 1, 4, 128],
+    2: [1, 16],
 }
 
 /// [`move_fields`] element by element: each element is read or written
@@ -290,63 +296,28 @@ fn fields_in_one_pass<const N: usize>(input: &[u8], sizes: [usize; N], out: &mut
     out[body..].copy_from_slice(&input[body..]);
 }
 
-/// [`move_fields`] one strided pass per field, for any layout.
-fn fields_by_passes(input: &[u8], fields: &[u8], out: &mut [u8], split: bool) {
+/// [`move_fields`] for any other layout: the same single pass, with the
+/// field sizes read as it goes (only the public [`split_fields`] and
+/// [`join_fields`] reach it; archives hold GGML layouts only).
+fn fields_by_layout(input: &[u8], fields: &[u8], out: &mut [u8], split: bool) {
     let width = fields.iter().map(|&f| usize::from(f)).sum::<usize>().max(1);
     let count = input.len() / width;
     let body = count * width;
-    let (mut at, mut offset) = (0, 0);
-    for &size in fields {
-        let size = usize::from(size);
-        let stream = at..at + count * size;
-        if split {
-            move_field(&input[..body], width, offset, size, FieldMove::Gather(&mut out[stream]));
-        } else {
-            move_field(&input[stream], width, offset, size, FieldMove::Scatter(&mut out[..body]));
+    for i in 0..count {
+        // `at`: the field's place in element i; `stream`: where its stream starts.
+        let (mut at, mut stream) = (i * width, 0);
+        for &size in fields {
+            let size = usize::from(size);
+            let (element, field) = (at..at + size, stream + i * size..stream + (i + 1) * size);
+            if split {
+                out[field].copy_from_slice(&input[element]);
+            } else {
+                out[element].copy_from_slice(&input[field]);
+            }
+            (at, stream) = (at + size, stream + count * size);
         }
-        (at, offset) = (at + count * size, offset + size);
     }
     out[body..].copy_from_slice(&input[body..]);
-}
-
-/// One field's bytes between the elements and its stream: gathered from
-/// the elements into the stream, or scattered from the stream back.
-enum FieldMove<'a> {
-    Gather(&'a mut [u8]),
-    Scatter(&'a mut [u8]),
-}
-
-/// One field of every element, moved between the elements and its stream.
-/// The common sizes get their own copy of the loop with the size a
-/// constant: the compiler turns each copy into a few moves instead of a
-/// `memcpy` call (Q8_0 decode 442 -> 621 MiB/s with byte grouping gone).
-fn move_field(from: &[u8], width: usize, offset: usize, size: usize, how: FieldMove<'_>) {
-    #[inline(always)]
-    fn moves(from: &[u8], width: usize, offset: usize, size: usize, how: FieldMove<'_>) {
-        match how {
-            FieldMove::Gather(stream) => {
-                for (dst, element) in stream.chunks_exact_mut(size).zip(from.chunks_exact(width)) {
-                    dst.copy_from_slice(&element[offset..offset + size]);
-                }
-            }
-            FieldMove::Scatter(elements) => {
-                for (src, element) in from.chunks_exact(size).zip(elements.chunks_exact_mut(width)) {
-                    element[offset..offset + size].copy_from_slice(src);
-                }
-            }
-        }
-    }
-    match size {
-        0 => {}
-        1 => moves(from, width, offset, 1, how),
-        4 => moves(from, width, offset, 4, how),
-        12 => moves(from, width, offset, 12, how),
-        16 => moves(from, width, offset, 16, how),
-        32 => moves(from, width, offset, 32, how),
-        64 => moves(from, width, offset, 64, how),
-        128 => moves(from, width, offset, 128, how),
-        _ => moves(from, width, offset, size, how),
-    }
 }
 
 /// The element width delta filters work at: `width` when it is 1, 2, 4 or
@@ -1062,6 +1033,15 @@ mod tests {
             let mut back = alloc::vec![0u8; len];
             join_fields(&split, fields, &mut back).unwrap();
             assert_eq!(back, input, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn every_ggml_layout_has_its_own_one_pass_loop() {
+        for t in crate::dtype::GGML_TYPES {
+            if let Some(fields) = crate::dtype::ggml_fields(t.id) {
+                assert!(ONE_PASS_LAYOUTS.contains(&fields), "{}: {fields:?} takes the generic loop", t.name);
+            }
         }
     }
 }

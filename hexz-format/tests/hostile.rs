@@ -442,6 +442,18 @@ fn without_features(hxz: &[u8], minor: u8) -> Vec<u8> {
     bytes
 }
 
+/// `hxz` declares the incompatible feature `bit` (named `name`) and version
+/// 1.`minor` (an older reader, not knowing the bit, refuses with "needs
+/// format 1.`minor`": `unknown_feature_bits`); without the bit, as version
+/// 1.`minor - 1`, its entries are invalid, not read.
+fn assert_feature_needed(hxz: &[u8], name: &str, bit: u64, minor: u8) {
+    let err = read_err(&without_features(hxz, minor - 1));
+    assert!(err.to_string().contains(name), "{err}");
+    let archive = Archive::open(hxz).unwrap();
+    assert_eq!(archive.header().incompat_features.get(), bit);
+    assert_eq!(archive.header().version_minor.get(), u16::from(minor));
+}
+
 /// Format 1.2's `fields` entries: the GGML type in `filter_param` must
 /// have a layout the width matches, the archive must declare FIELDS, and
 /// every other filter keeps `filter_param` zero.
@@ -459,14 +471,7 @@ fn fields_entries_are_checked() {
         ("param on another filter", forge_entry(&hxz, plain, |e| set_u32(e, 36, 8)), "filter_param"),
     ];
     assert_each_refused(cases);
-    // Without the feature bit (and as 1.1) the entry is invalid, not read.
-    let err = read_err(&without_features(&hxz, 1));
-    assert!(err.to_string().contains("FIELDS"), "{err}");
-    // Declared: FIELDS and version 1.2 (a 1.1 reader, not knowing the bit,
-    // refuses with "needs format 1.2": `unknown_feature_bits`).
-    let archive = Archive::open(hxz.as_slice()).unwrap();
-    assert_eq!(archive.header().incompat_features.get(), features::FIELDS);
-    assert_eq!(archive.header().version_minor.get(), 2);
+    assert_feature_needed(&hxz, "FIELDS", features::FIELDS, 2);
 }
 
 /// Format 1.3's entropy-coded entries: codec `ans` goes with `float-ans`
@@ -486,12 +491,7 @@ fn entropy_entries_are_checked() {
         ("float-ans of width 3", forge_entry(&hxz, ans, |e| e[34] = 3), "element_width"),
     ];
     assert_each_refused(cases);
-    // Without the feature bit (and as 1.2) the entry is invalid, not read.
-    let err = read_err(&without_features(&hxz, 2));
-    assert!(err.to_string().contains("ENTROPY"), "{err}");
-    let archive = Archive::open(hxz.as_slice()).unwrap();
-    assert_eq!(archive.header().incompat_features.get(), features::ENTROPY);
-    assert_eq!(archive.header().version_minor.get(), 3);
+    assert_feature_needed(&hxz, "ENTROPY", features::ENTROPY, 3);
 }
 
 /// Every bit of the entropy-coded vectors flipped: an error, or (a flip
