@@ -335,7 +335,7 @@ typedef struct {
   // HEXZ_COMPRESSION_ZSTD (0, the default), _LZ4 or _NONE.
   uint32_t compression;
   // zstd level 1..=22 for every block; 0 means the default: 3 for plain
-  // blocks, 1 for byte-grouped and delta blocks, 5 for quantized GGML
+  // blocks, 1 for byte-grouped and delta blocks, 2 for quantized GGML
   // blocks split into their fields. Only with zstd.
   int32_t level;
   // Block size in bytes, 4 KiB..=64 MiB (0 means 1 MiB).

@@ -125,7 +125,7 @@ struct StoreArgs {
     compression: CompressionArg,
     /// zstd level (1-22) for every block. Default: 3 for headers and other
     /// plain blocks, 1 for byte-grouped and delta blocks (measured smaller and faster there),
-    /// 5 for quantized GGUF blocks split into their fields.
+    /// 2 for quantized GGUF blocks split into their fields.
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: Option<i32>,
     /// Block size, e.g. 1M, 256K, 4MiB (4 KiB to 64 MiB).

@@ -547,6 +547,17 @@ impl<R: ReadAt> Archive<R> {
         let len = e.stored_length.get() as usize;
         let stored: &[u8] = match target.src.borrow_at(e.stored_offset.get(), len) {
             Some(bytes) => bytes,
+            // A block stored as it is (incompressible quants, mostly) is
+            // read straight into place: one copy fewer.
+            None if e.codec == CodecId::None as u8 && e.filter == FilterId::None as u8 && len == out.len() => {
+                target.src.read_exact_at(e.stored_offset.get(), out).map_err(|err| err.at_depth(target_depth))?;
+                if verify && *blake3::hash(out).as_bytes() != e.hash {
+                    return Err(
+                        Error::HashMismatch { block: index, offset: e.virtual_offset.get() }.at_depth(target_depth)
+                    );
+                }
+                return Ok(());
+            }
             None => {
                 let buf = split_scratch(stored_buf, len)?.0;
                 target.src.read_exact_at(e.stored_offset.get(), buf).map_err(|err| err.at_depth(target_depth))?;
