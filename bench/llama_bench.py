@@ -8,7 +8,9 @@ Methods:
 - `hexz_exec` (bindings/c/examples): the archive rebuilt in a memfd by
   `hexz_memfd`, zstd and lz4 archives;
 - `hexz mount`: a fresh mount per round, llama run twice on it (the first
-  load decodes on demand; the second finds the kernel page cache kept).
+  load decodes on demand; the second finds the kernel page cache kept);
+  and once on an archive stored without compression, the floor of the
+  mount path (no decoding: the daemon reads, hashes and replies).
 
 Also, without the engine: the memfd fill alone (hexz_exec running `true`)
 and the time to copy the plain `.gguf` into tmpfs with `cat`, which any
@@ -71,6 +73,10 @@ def main():
         for c in ["zstd", "lz4"]:
             archives[c] = tmp / f"gemma-{c}.hxz"
             sh(HEXZ, "-q", "store", gguf, archives[c], "--compression", c)
+        # The floor of the mount path: an archive stored without compression
+        # (the daemon only reads, hashes and replies).
+        plain = tmp / "gemma-none.hxz"
+        sh(HEXZ, "-q", "store", gguf, plain, "--compression", "none")
         mp = tmp / "mnt"
         mp.mkdir()
 
@@ -91,7 +97,7 @@ def main():
 
         one = ["-n", "1", PROMPT]
         rows = {k: [] for k in ["gguf", "exec zstd", "exec lz4", "mount zstd first", "mount zstd later",
-                                "mount lz4 first", "mount lz4 later"]}
+                                "mount lz4 first", "mount lz4 later", "mount none first"]}
         # What the memfd costs without the engine: the fill alone (hexz_exec
         # running `true`), and copying the plain file into tmpfs (the floor of
         # any design that must put decoded bytes into fresh pages).
@@ -118,6 +124,12 @@ def main():
                     finally:
                         sh(HEXZ, "unmount", mp)
                     time.sleep(0.3)
+                sh(HEXZ, "-q", "mount", plain, mp)
+                try:
+                    rows["mount none first"].append(timed([llama, "-m", mp / "gemma-none.gguf"] + one))
+                finally:
+                    sh(HEXZ, "unmount", mp)
+                time.sleep(0.3)
         base = statistics.median(r[0] for r in rows["gguf"])
         print(f"llama-simple, load + 1 token, median of {rounds} paired rounds\n")
         print("| source | wall s | vs .gguf | engine peak RSS MiB |")
@@ -125,7 +137,8 @@ def main():
         names = {"gguf": "`gemma.gguf` (mmap)", "exec zstd": "`.hxz` zstd via hexz_exec (memfd)",
                  "exec lz4": "`.hxz` lz4 via hexz_exec (memfd)",
                  "mount zstd first": "`hexz mount` zstd, first load", "mount zstd later": "`hexz mount` zstd, next load",
-                 "mount lz4 first": "`hexz mount` lz4, first load", "mount lz4 later": "`hexz mount` lz4, next load"}
+                 "mount lz4 first": "`hexz mount` lz4, first load", "mount lz4 later": "`hexz mount` lz4, next load",
+                 "mount none first": "`hexz mount`, no compression, first load (the mount's floor)"}
         for key, runs in rows.items():
             if not runs:
                 continue

@@ -198,6 +198,7 @@ impl Reader {
         if buf.is_empty() {
             return self.check_range(offset, 0);
         }
+        populate(buf);
         let mut ws = self.pool.acquire().map_err(|e| self.error(e))?;
         self.archive.read_at(offset, buf, &mut *ws).map_err(|e| self.error(e))
     }
@@ -510,6 +511,30 @@ fn run_parallel<T: Send, S>(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Fault in the whole pages of a large destination with one call before
+/// the decoder writes them: a caller's fresh buffer (an engine's tensor
+/// memory, a new vector) otherwise takes a page fault per 4 KiB inside the
+/// decode. On gemma through the C API, two threads: 69,000 faults become
+/// 24,000 and CPU time drops 5–13%. Only advice: an error (a kernel before
+/// 5.14, memory that cannot be populated) changes nothing, and no byte
+/// changes.
+fn populate(buf: &mut [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let (at, len) = (buf.as_mut_ptr() as usize, buf.len());
+        let start = at.next_multiple_of(PAGE);
+        let end = (at + len) & !(PAGE - 1);
+        if end > start + (1 << 20) {
+            // SAFETY: [start, end) lies inside `buf`, which is ours to write;
+            // populating changes no byte of it.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
 }
 
 /// Read workspaces, created on demand up to `max`, each `size` bytes.
