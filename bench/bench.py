@@ -6,7 +6,9 @@ safetensors file made from MiniLM): archive size (fraction of the source),
 and for store and extract the wall time, CPU time (user + system) and peak
 RSS, each the median of 5 runs, with hexz's wall times as ratios of zstd's
 (`zstd -3 -T2` to compress, `zstd -d` to decompress). `cat` is the floor:
-copying the bytes with no codec at all. Also one tensor read from the
+copying the bytes with no codec at all. hexz fsyncs its output before it
+renames it into place; zstd and cat do not, so both are also timed
+followed by `sync FILE` (an fsync of that file), the same durability. Also one tensor read from the
 archive against decompressing the whole zstd file first.
 
 With --block-sizes: the block-size sweep that chose the default.
@@ -84,6 +86,11 @@ def compare(tmp):
         z = os.path.join(tmp, "f.zst")
         zstd_store = median(lambda: timed(["zstd", "-q", "-f", "-3", "-T2", src, "-o", z]))
         zstd_extract = median(lambda: timed(["zstd", "-q", "-f", "-d", z, "-o", out]))
+        # hexz fsyncs what it writes before renaming it into place (a crash
+        # never leaves a partial file under the final name); zstd does not.
+        # The same tools made as durable, with coreutils' `sync FILE` (fsync):
+        durable_store = median(lambda: timed(["sh", "-c", f"zstd -q -f -3 -T2 '{src}' -o '{z}' && sync '{z}'"]))
+        durable_extract = median(lambda: timed(["sh", "-c", f"zstd -q -f -d '{z}' -o '{out}' && sync '{out}'"]))
         rows = []
         for codec in ["zstd", "lz4"]:
             hxz = os.path.join(tmp, f"m-{codec}.hxz")
@@ -98,10 +105,16 @@ def compare(tmp):
         rows[-1] = (rows[-1][0], os.path.getsize(l4), rows[-1][2], rows[-1][3])
         cat = median(lambda: timed(["sh", "-c", f"cat '{src}' > '{out}'"]))
         rows.append(("cat (no codec)", n, cat, cat))
+        rows.append(("zstd, then fsync (durable)", os.path.getsize(z), durable_store, durable_extract))
+        cat_sync = median(lambda: timed(["sh", "-c", f"cat '{src}' > '{out}' && sync '{out}'"]))
+        rows.append(("cat, then fsync (durable)", n, cat_sync, cat_sync))
         for name, size, store, extract in rows:
             print(f"| {name} | {size / n:.4f} | {store[0]:.3f} | {store[1]:.3f} | {store[2]:.0f} | {extract[0]:.3f} "
                   f"| {extract[1]:.3f} | {extract[2]:.0f} | {store[0] / zstd_store[0]:.2f}x | {extract[0] / zstd_extract[0]:.2f}x "
                   f"| {mb / extract[0]:.0f} |")
+        hexz = rows[0]
+        print(f"\nhexz zstd against zstd made as durable: store {hexz[2][0] / durable_store[0]:.2f}x, "
+              f"extract {hexz[3][0] / durable_extract[0]:.2f}x")
         # One tensor: hexz reads its blocks; whole-file tools must decompress everything before it.
         hxz = os.path.join(tmp, "m-zstd.hxz")
         t_hexz = median(lambda: timed([HEXZ, "extract", hxz, "--tensor", tensor, "-o", out, "--force"]))

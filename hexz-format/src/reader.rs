@@ -567,6 +567,28 @@ impl<R: ReadAt> Archive<R> {
         self.decode_loaded(depth, index, e, stored, out, work, rest, zstd, verify)
     }
 
+    /// The codec step alone: `stored` decoded into the first
+    /// `virtual_length` bytes of `work`, for a filter to finish.
+    fn decode_codec(
+        &self,
+        target_depth: usize,
+        index: u64,
+        e: &crate::layout::BlockEntry,
+        stored: &[u8],
+        work: &mut [u8],
+        zstd: ZstdContext<'_>,
+    ) -> Result<()> {
+        let voff = e.virtual_offset.get();
+        let codec = CodecId::from_u8(e.codec).ok_or(Error::invalid("block codec", voff, "unknown codec"))?;
+        if !codec_available(codec) {
+            return Err(Error::CodecUnavailable(codec.name()));
+        }
+        let (tmp, _) = split_scratch(work, e.virtual_length.get() as usize)?;
+        codec::decompress(codec, stored, tmp, zstd).map_err(|reason| {
+            Error::Decode { block: index, offset: voff, codec: codec.name(), reason }.at_depth(target_depth)
+        })
+    }
+
     /// The chain member holding the stored bytes of an entry of member
     /// `target_depth - location`, with those bytes checked to lie in its data region.
     fn target(&self, target_depth: usize, e: &crate::layout::BlockEntry) -> Result<&Archive<R>> {
@@ -602,6 +624,23 @@ impl<R: ReadAt> Archive<R> {
         out: &mut [u8],
         work: &mut [u8],
         rest: &mut [u8],
+        zstd: ZstdContext<'_>,
+        verify: bool,
+    ) -> Result<()> {
+        self.decode_input(depth, index, e, Input::Stored(stored), out, work, rest, zstd, verify)
+    }
+
+    /// As [`decode_loaded`](Self::decode_loaded), from an [`Input`].
+    #[allow(clippy::too_many_arguments)]
+    fn decode_input(
+        &self,
+        depth: usize,
+        index: u64,
+        e: &crate::layout::BlockEntry,
+        input: Input<'_>,
+        out: &mut [u8],
+        work: &mut [u8],
+        rest: &mut [u8],
         mut zstd: ZstdContext<'_>,
         verify: bool,
     ) -> Result<()> {
@@ -622,12 +661,21 @@ impl<R: ReadAt> Archive<R> {
         let hash_ok = |out: &[u8]| !verify || *blake3::hash(out).as_bytes() == e.hash;
         let mismatch = || Error::HashMismatch { block: index, offset: voff }.at_depth(target_depth);
         let width = usize::from(e.element_width);
+        let stored = match input {
+            Input::Stored(stored) => stored,
+            Input::Decoded if Input::decoded_first(filter, codec) => &[],
+            Input::Decoded => return Err(Error::InvalidArgument("block input not decoded ahead")),
+        };
+        // The codec output of a filter that starts from it, unless already in `work`.
+        let codec_output = |work: &mut [u8], zstd: ZstdContext<'_>| match input {
+            Input::Stored(stored) => self.decode_codec(target_depth, index, e, stored, work, zstd),
+            Input::Decoded => Ok(()),
+        };
         match filter {
             FilterId::None => codec::decompress(codec, stored, out, zstd).map_err(fail)?,
             FilterId::ByteGroup => {
-                let (tmp, _) = split_scratch(work, vlen)?;
-                codec::decompress(codec, stored, tmp, zstd).map_err(fail)?;
-                codec::ungroup_into(tmp, width, out);
+                codec_output(work, zstd)?;
+                codec::ungroup_into(&work[..vlen], width, out);
             }
             FilterId::Fields => {
                 // Checked when the entry was parsed: a known layout of `width` bytes.
@@ -636,9 +684,8 @@ impl<R: ReadAt> Archive<R> {
                     voff,
                     "not a GGML type with a field layout",
                 ))?;
-                let (tmp, _) = split_scratch(work, vlen)?;
-                codec::decompress(codec, stored, tmp, zstd).map_err(fail)?;
-                codec::join_fields_into(tmp, fields, out);
+                codec_output(work, zstd)?;
+                codec::join_fields_into(&work[..vlen], fields, out);
             }
             #[cfg(feature = "ans")]
             FilterId::FloatAns => {
@@ -840,6 +887,33 @@ impl<R: ReadAt> Archive<R> {
                     } else if src_at >= dst_range.end {
                         let (low, high) = span.split_at_mut(src_at);
                         (&high[..slen], &mut low[dst_range])
+                    } else if Input::decoded_first(
+                        FilterId::from_u8(e.filter).unwrap_or(FilterId::None),
+                        CodecId::from_u8(e.codec).unwrap_or(CodecId::None),
+                    ) {
+                        // The block's input overlaps its output, but its codec
+                        // output goes to scratch first: decode that, then the
+                        // filter may overwrite the input.
+                        self.decode_codec(
+                            target_depth,
+                            index,
+                            &e,
+                            &span[src_at..src_at + slen],
+                            ctx.work,
+                            zstd.as_deref_mut(),
+                        )?;
+                        self.decode_input(
+                            ctx.depth,
+                            index,
+                            &e,
+                            Input::Decoded,
+                            &mut span[dst_range],
+                            &mut *ctx.work,
+                            &mut *ctx.rest,
+                            zstd.as_deref_mut(),
+                            ctx.verify,
+                        )?;
+                        continue;
                     } else {
                         // The block's own input overlaps its output: decode from a copy.
                         let copy = split_scratch(&mut *ctx.stored, slen)?.0;
@@ -995,6 +1069,24 @@ impl Run {
         self.count += 1;
         self.stored_len += block.entry.stored_length.get() as usize;
         self.virtual_len += block.entry.virtual_length.get() as usize;
+    }
+}
+
+/// A block's input to [`Archive::decode_input`].
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// Its stored bytes.
+    Stored(&'a [u8]),
+    /// Its codec output, already in the first bytes of the level's `work`
+    /// (only for [`decoded_first`](Input::decoded_first) blocks).
+    Decoded,
+}
+
+impl Input<'_> {
+    /// Whether a block's codec output goes to scratch before anything is
+    /// written to its output (so its stored bytes may lie under it).
+    fn decoded_first(filter: FilterId, codec: CodecId) -> bool {
+        matches!(filter, FilterId::ByteGroup | FilterId::Fields) && matches!(codec, CodecId::Lz4 | CodecId::Zstd)
     }
 }
 
