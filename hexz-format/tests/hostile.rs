@@ -267,6 +267,11 @@ fn every_bit_flip_of_small_archives() {
     bit_flip_sweep("gguf/lz4", &store_bytes(&gg, Compression::Lz4, 4096), &gg, &[]);
     let st = tiny_safetensors();
     bit_flip_sweep("safetensors/zstd", &store_bytes(&st, Compression::zstd(3), 4096), &st, &[]);
+    // Fields blocks, each run's last one decoded over its own stored bytes.
+    let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/gguf-fields-zstd");
+    let (fields, src) =
+        (std::fs::read(format!("{vectors}.hxz")).unwrap(), std::fs::read(format!("{vectors}.expected")).unwrap());
+    bit_flip_sweep("gguf fields/zstd", &fields, &src, &[]);
     // A child with a parent: flips in the child.
     let parent = store_bytes(&st, Compression::zstd(3), 4096);
     let mut fine = st.clone();
