@@ -1162,6 +1162,21 @@ mod tests {
                 assert_eq!(back, data, "{} {len}", t.name);
             }
         }
+        // Noise does not shrink: stored raw, whatever the cuts.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let noise: alloc::vec::Vec<u8> = (0..34 * 4000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        let mut encoder = BlockEncoder::new(Compression::DEFAULT).unwrap();
+        let q8_0 = crate::dtype::GGML_TYPES.iter().find(|t| t.name == "Q8_0").unwrap().id;
+        let raw = encoder.encode_ggml(&noise, q8_0, 34);
+        assert_eq!((raw.codec, raw.filter, raw.bytes), (CodecId::None, FilterId::None, &noise[..]));
+
         // Q8_0: noisy low scale bytes, high bytes of 4 values, 6-bit quants.
         // With a zstd block per stream each is coded near its entropy; in
         // one 128 KiB block they share a Huffman table.

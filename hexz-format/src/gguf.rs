@@ -167,7 +167,7 @@ impl<'a> Cursor<'a> {
             .ok()
             .and_then(|n| start.checked_add(n))
             .and_then(|end| self.bytes.get(start..end))
-            .ok_or(Error::Truncated {
+            .ok_or_else(|| Error::Truncated {
                 what,
                 offset: self.pos,
                 needed: n,
@@ -247,7 +247,8 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, depth: u32) -> Result<GgufValue> {
             let start = c.pos;
             match scalar_size(elem_type) {
                 Some(size) => {
-                    let bytes = len.checked_mul(size).ok_or(bad("array length", at + 4, "byte size overflows"))?;
+                    let bytes =
+                        len.checked_mul(size).ok_or_else(|| bad("array length", at + 4, "byte size overflows"))?;
                     c.take(bytes, "array data")?;
                     GgufValue::Array(GgufArray {
                         elem_type,
