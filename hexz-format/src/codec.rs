@@ -1133,6 +1133,13 @@ mod tests {
         }
     }
 
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     /// A fields block is one zstd frame (spec section 7) declaring its
     /// size, whatever the cuts, and each stream is coded on its own.
     #[cfg(feature = "zstd")]
@@ -1163,35 +1170,24 @@ mod tests {
             }
         }
         // Noise does not shrink: stored raw, whatever the cuts.
+        let q8 = crate::dtype::GGML_TYPES.iter().find(|t| t.name == "Q8_0").unwrap();
         let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let noise: alloc::vec::Vec<u8> = (0..34 * 4000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 32) as u8
-            })
-            .collect();
+        let noise: alloc::vec::Vec<u8> = (0..34 * 4000).map(|_| (xorshift(&mut state) >> 32) as u8).collect();
         let mut encoder = BlockEncoder::new(Compression::DEFAULT).unwrap();
-        let q8_0 = crate::dtype::GGML_TYPES.iter().find(|t| t.name == "Q8_0").unwrap().id;
-        let raw = encoder.encode_ggml(&noise, q8_0, 34);
+        let raw = encoder.encode_ggml(&noise, q8.id, 34);
         assert_eq!((raw.codec, raw.filter, raw.bytes), (CodecId::None, FilterId::None, &noise[..]));
 
         // Q8_0: noisy low scale bytes, high bytes of 4 values, 6-bit quants.
         // With a zstd block per stream each is coded near its entropy; in
         // one 128 KiB block they share a Huffman table.
-        let q8 = crate::dtype::GGML_TYPES.iter().find(|t| t.name == "Q8_0").unwrap();
         let n = 3000;
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let data: alloc::vec::Vec<u8> = (0..n * 34)
             .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let r = xorshift(&mut state) as u8;
                 match i % 34 {
-                    0 => state as u8,
-                    1 => 0x3c | (state as u8 & 3),
-                    _ => state as u8 & 0x3f,
+                    0 => r,
+                    1 => 0x3c | (r & 3),
+                    _ => r & 0x3f,
                 }
             })
             .collect();
