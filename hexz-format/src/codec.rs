@@ -593,34 +593,30 @@ pub(crate) fn groups_without_trial(len: usize, width: u8) -> bool {
 #[derive(Clone, Copy)]
 enum Content {
     Plain,
-    /// Byte-grouped (or delta) elements of this width, at most 8 bytes.
-    Numeric(usize),
-    /// Field streams, ending at these offsets (the last field's end is the
-    /// tail's start; unused entries are 0).
+    /// Byte-grouped (or delta) elements of at most 8 bytes, a stream per
+    /// byte, ending at these offsets.
+    Numeric(StreamCuts),
+    /// Field streams, ending at these offsets.
     Quantized(StreamCuts),
 }
 
-/// Where a filtered block's streams end: at most one per field or byte.
+/// Where a filtered block's streams end: one per field or byte (the last
+/// one's end is the tail's start; unused entries are 0).
+#[cfg(feature = "alloc")]
 type StreamCuts = [usize; MAX_FIELDS];
 
 /// The most streams a filter makes: 8 bytes of an element; GGML layouts
 /// have up to 7 fields (Q5_K).
+#[cfg(feature = "alloc")]
 const MAX_FIELDS: usize = 8;
 
-/// The stream ends of `len` bytes byte-grouped at `width` (at most 8).
+/// Byte grouping at width *w* is the layout of *w* one-byte fields.
 #[cfg(feature = "alloc")]
-fn byte_stream_cuts(len: usize, width: usize) -> StreamCuts {
-    let n = len / width.max(1);
-    let mut cuts = [0; MAX_FIELDS];
-    for (k, cut) in cuts.iter_mut().enumerate().take(width) {
-        *cut = n * (k + 1);
-    }
-    cuts
-}
+const ONE_BYTE_FIELDS: [u8; MAX_FIELDS] = [1; MAX_FIELDS];
 
-/// The stream ends of `len` bytes split into `fields` (filter `fields`).
+/// The stream ends of `len` bytes split into `fields`.
 #[cfg(feature = "alloc")]
-fn field_stream_cuts(len: usize, fields: &[u8]) -> StreamCuts {
+fn stream_cuts(len: usize, fields: &[u8]) -> StreamCuts {
     let width: usize = fields.iter().map(|&f| usize::from(f)).sum();
     let n = len / width.max(1);
     let mut cuts = [0; MAX_FIELDS];
@@ -732,7 +728,7 @@ impl BlockEncoder {
         filtered.resize(data.len(), 0);
         split_fields_into(data, fields, &mut filtered);
         let mut out = core::mem::take(&mut self.out);
-        let cuts = field_stream_cuts(data.len(), fields);
+        let cuts = stream_cuts(data.len(), fields);
         let n = self.compress(&filtered, &mut out, Content::Quantized(cuts)).unwrap_or(usize::MAX);
         (self.out, self.filtered) = (out, filtered);
         let mut block = self.finish(data, (FilterId::Fields, n));
@@ -887,7 +883,11 @@ impl BlockEncoder {
         };
         // Element streams of floats and integers; quantized blocks (wider
         // "elements") keep the plain level, measured better on them.
-        let content = if filter != FilterId::None && w <= 8 { Content::Numeric(w) } else { Content::Plain };
+        let content = if filter != FilterId::None && w <= MAX_FIELDS {
+            Content::Numeric(stream_cuts(input.len(), &ONE_BYTE_FIELDS[..w]))
+        } else {
+            Content::Plain
+        };
         let mut out = core::mem::take(&mut self.out);
         let n = self.compress(input, &mut out, content).unwrap_or(usize::MAX);
         (self.out, self.filtered) = (out, filtered);
@@ -914,9 +914,7 @@ impl BlockEncoder {
                 let cctx = self.zstd.as_mut()?;
                 match content {
                     Content::Plain => cctx.compress(&mut out[..], data, level).ok(),
-                    Content::Numeric(width) => {
-                        zstd_in_streams(cctx, data, &byte_stream_cuts(data.len(), width), numeric_level, out)
-                    }
+                    Content::Numeric(cuts) => zstd_in_streams(cctx, data, &cuts, numeric_level, out),
                     Content::Quantized(cuts) => zstd_in_streams(cctx, data, &cuts, quantized_level, out),
                 }
             }

@@ -551,12 +551,7 @@ impl<R: ReadAt> Archive<R> {
             // read straight into place: one copy fewer.
             None if e.codec == CodecId::None as u8 && e.filter == FilterId::None as u8 && len == out.len() => {
                 target.src.read_exact_at(e.stored_offset.get(), out).map_err(|err| err.at_depth(target_depth))?;
-                if verify && *blake3::hash(out).as_bytes() != e.hash {
-                    return Err(
-                        Error::HashMismatch { block: index, offset: e.virtual_offset.get() }.at_depth(target_depth)
-                    );
-                }
-                return Ok(());
+                return check_hash(verify, out, e, index, target_depth);
             }
             None => {
                 let buf = split_scratch(stored_buf, len)?.0;
@@ -565,28 +560,6 @@ impl<R: ReadAt> Archive<R> {
             }
         };
         self.decode_loaded(depth, index, e, stored, out, work, rest, zstd, verify)
-    }
-
-    /// The codec step alone: `stored` decoded into the first
-    /// `virtual_length` bytes of `work`, for a filter to finish.
-    fn decode_codec(
-        &self,
-        target_depth: usize,
-        index: u64,
-        e: &crate::layout::BlockEntry,
-        stored: &[u8],
-        work: &mut [u8],
-        zstd: ZstdContext<'_>,
-    ) -> Result<()> {
-        let voff = e.virtual_offset.get();
-        let codec = CodecId::from_u8(e.codec).ok_or(Error::invalid("block codec", voff, "unknown codec"))?;
-        if !codec_available(codec) {
-            return Err(Error::CodecUnavailable(codec.name()));
-        }
-        let (tmp, _) = split_scratch(work, e.virtual_length.get() as usize)?;
-        codec::decompress(codec, stored, tmp, zstd).map_err(|reason| {
-            Error::Decode { block: index, offset: voff, codec: codec.name(), reason }.at_depth(target_depth)
-        })
     }
 
     /// The chain member holding the stored bytes of an entry of member
@@ -656,10 +629,7 @@ impl<R: ReadAt> Archive<R> {
         if !codec_available(codec) {
             return Err(Error::CodecUnavailable(codec.name()));
         }
-        let fail =
-            |reason| Error::Decode { block: index, offset: voff, codec: codec.name(), reason }.at_depth(target_depth);
-        let hash_ok = |out: &[u8]| !verify || *blake3::hash(out).as_bytes() == e.hash;
-        let mismatch = || Error::HashMismatch { block: index, offset: voff }.at_depth(target_depth);
+        let fail = decode_error(e, index, codec, target_depth);
         let width = usize::from(e.element_width);
         let stored = match input {
             Input::Stored(stored) => stored,
@@ -668,7 +638,7 @@ impl<R: ReadAt> Archive<R> {
         };
         // The codec output of a filter that starts from it, unless already in `work`.
         let codec_output = |work: &mut [u8], zstd: ZstdContext<'_>| match input {
-            Input::Stored(stored) => self.decode_codec(target_depth, index, e, stored, work, zstd),
+            Input::Stored(stored) => decode_codec(e, index, codec, stored, work, zstd, target_depth),
             Input::Decoded => Ok(()),
         };
         match filter {
@@ -731,17 +701,14 @@ impl<R: ReadAt> Archive<R> {
                         codec::delta_apply_into(filter, out, base, width);
                     }
                 }
-                if !hash_ok(out) {
+                if let Err(mismatch) = check_hash(verify, out, e, index, target_depth) {
                     base_at(base, rest, zstd, true)?;
-                    return Err(mismatch());
+                    return Err(mismatch);
                 }
                 return Ok(());
             }
         }
-        if !hash_ok(out) {
-            return Err(mismatch());
-        }
-        Ok(())
+        check_hash(verify, out, e, index, target_depth)
     }
 
     /// Read virtual bytes [`offset`, `offset + out.len()`) into `out`.
@@ -879,29 +846,20 @@ impl<R: ReadAt> Archive<R> {
                     if e.codec == CodecId::None as u8 {
                         // Stored bytes are the block: move them into place (no-op when already there).
                         span.copy_within(src_at..src_at + slen, dst_at);
-                        if ctx.verify && *blake3::hash(&span[dst_range]).as_bytes() != e.hash {
-                            return Err(Error::HashMismatch { block: index, offset: e.virtual_offset.get() }
-                                .at_depth(target_depth));
-                        }
+                        check_hash(ctx.verify, &span[dst_range], &e, index, target_depth)?;
                         continue;
                     } else if src_at >= dst_range.end {
                         let (low, high) = span.split_at_mut(src_at);
                         (&high[..slen], &mut low[dst_range])
-                    } else if Input::decoded_first(
-                        FilterId::from_u8(e.filter).unwrap_or(FilterId::None),
-                        CodecId::from_u8(e.codec).unwrap_or(CodecId::None),
-                    ) {
+                    } else if let Some(codec) = CodecId::from_u8(e.codec).filter(|&c| {
+                        codec_available(c)
+                            && Input::decoded_first(FilterId::from_u8(e.filter).unwrap_or(FilterId::None), c)
+                    }) {
                         // The block's input overlaps its output, but its codec
                         // output goes to scratch first: decode that, then the
                         // filter may overwrite the input.
-                        self.decode_codec(
-                            target_depth,
-                            index,
-                            &e,
-                            &span[src_at..src_at + slen],
-                            ctx.work,
-                            zstd.as_deref_mut(),
-                        )?;
+                        let input = &span[src_at..src_at + slen];
+                        decode_codec(&e, index, codec, input, ctx.work, zstd.as_deref_mut(), target_depth)?;
                         self.decode_input(
                             ctx.depth,
                             index,
@@ -1088,6 +1046,48 @@ impl Input<'_> {
     fn decoded_first(filter: FilterId, codec: CodecId) -> bool {
         matches!(filter, FilterId::ByteGroup | FilterId::Fields) && matches!(codec, CodecId::Lz4 | CodecId::Zstd)
     }
+}
+
+/// The error for a block whose codec failed, with `reason`.
+fn decode_error(
+    e: &crate::layout::BlockEntry,
+    index: u64,
+    codec: CodecId,
+    target_depth: usize,
+) -> impl Fn(&'static str) -> Error + '_ {
+    move |reason| {
+        Error::Decode { block: index, offset: e.virtual_offset.get(), codec: codec.name(), reason }
+            .at_depth(target_depth)
+    }
+}
+
+/// The codec step alone: `stored` decoded into the first `virtual_length`
+/// bytes of `work`, for a filter to finish.
+fn decode_codec(
+    e: &crate::layout::BlockEntry,
+    index: u64,
+    codec: CodecId,
+    stored: &[u8],
+    work: &mut [u8],
+    zstd: ZstdContext<'_>,
+    target_depth: usize,
+) -> Result<()> {
+    let (tmp, _) = split_scratch(work, e.virtual_length.get() as usize)?;
+    codec::decompress(codec, stored, tmp, zstd).map_err(decode_error(e, index, codec, target_depth))
+}
+
+/// A decoded block checked against its BLAKE3 (unless `verify` is off).
+fn check_hash(
+    verify: bool,
+    block: &[u8],
+    e: &crate::layout::BlockEntry,
+    index: u64,
+    target_depth: usize,
+) -> Result<()> {
+    if verify && *blake3::hash(block).as_bytes() != e.hash {
+        return Err(Error::HashMismatch { block: index, offset: e.virtual_offset.get() }.at_depth(target_depth));
+    }
+    Ok(())
 }
 
 fn split_scratch(scratch: &mut [u8], n: usize) -> Result<(&mut [u8], &mut [u8])> {
