@@ -239,6 +239,9 @@ pub fn gguf_value_json(bytes: &[u8], v: &GgufValue) -> Value {
         GgufValue::I64(x) => json!(x),
         GgufValue::F64(x) => json!(x),
         GgufValue::String(s) => json!(String::from_utf8_lossy(GgufHeader::span(bytes, *s))),
+        GgufValue::Array(a) if a.elem_type == gguf::value_type::STRING => {
+            Value::Array(a.strings(bytes).map(|s| json!(String::from_utf8_lossy(s))).collect())
+        }
         GgufValue::Array(a) => {
             if !a.items.is_empty() || a.len == 0 {
                 Value::Array(a.items.iter().map(|i| gguf_value_json(bytes, i)).collect())

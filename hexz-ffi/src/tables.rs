@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::path::Path;
 use std::sync::Mutex;
 
-use hexz_format::gguf::{self, GgufHeader, GgufValue};
+use hexz_format::gguf::{self, GgufArray, GgufHeader, GgufValue};
 use hexz_format::{ErrorCode, ReadAt, SourceFormat};
 use hexz_io::{OutputSink, Reader};
 
@@ -98,23 +98,45 @@ pub enum Value {
 
 /// An array of strings, each NUL-terminated, in one allocation: a
 /// tokenizer's vocabulary is 10^5 strings and more (gemma: 262,144), which
-/// one allocation each made most of the time to open an archive.
+/// one allocation each made most of the time to open an archive. The bytes
+/// are the array as the header holds them, an 8-byte length before each
+/// string, so they are copied in one go; each string's NUL is written over
+/// the first byte of the next length (already parsed), the last one into a
+/// byte added at the end.
 pub struct Strings {
     bytes: Box<[u8]>,
-    /// Where each string ends, after its NUL.
-    ends: Box<[usize]>,
+    /// Where each string's NUL is.
+    nuls: Box<[usize]>,
 }
 
 impl Strings {
+    /// The string array `a` of the header `header_bytes`.
+    fn build(a: &GgufArray, header_bytes: &[u8]) -> Result<Self, FfiError> {
+        let raw = GgufHeader::span(header_bytes, a.data);
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(raw.len() + 1).map_err(|_| oom())?;
+        bytes.extend_from_slice(raw);
+        bytes.push(0);
+        let mut nuls = Vec::new();
+        nuls.try_reserve_exact(a.len as usize).map_err(|_| oom())?;
+        let mut at = 0;
+        for item in a.strings(header_bytes) {
+            at += 8 + item.len();
+            bytes[at] = 0;
+            nuls.push(at);
+        }
+        Ok(Strings { bytes: bytes.into_boxed_slice(), nuls: nuls.into_boxed_slice() })
+    }
+
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.nuls.len()
     }
 
     /// String `i`, with its NUL.
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        Some(&self.bytes[start..end])
+        let nul = *self.nuls.get(i)?;
+        let start = if i == 0 { 8 } else { self.nuls[i - 1] + 8 };
+        Some(&self.bytes[start..=nul])
     }
 }
 
@@ -147,21 +169,7 @@ impl GgufTable {
             let value = match &kv.value {
                 GgufValue::String(s) => Value::String(nul_terminated(span(*s))?),
                 GgufValue::Array(a) if a.elem_type == gguf::value_type::STRING => {
-                    let item = |v: &GgufValue| match v {
-                        GgufValue::String(s) => span(*s),
-                        _ => &b""[..],
-                    };
-                    let total: usize = a.items.iter().map(|v| item(v).len() + 1).sum();
-                    let mut bytes = Vec::new();
-                    bytes.try_reserve_exact(total).map_err(|_| oom())?;
-                    let mut ends = Vec::new();
-                    ends.try_reserve_exact(a.items.len()).map_err(|_| oom())?;
-                    for v in &a.items {
-                        bytes.extend_from_slice(item(v));
-                        bytes.push(0);
-                        ends.push(bytes.len());
-                    }
-                    Value::StringArray(Strings { bytes: bytes.into_boxed_slice(), ends: ends.into_boxed_slice() })
+                    Value::StringArray(Strings::build(a, header_bytes)?)
                 }
                 GgufValue::Array(a) if a.elem_type == gguf::value_type::ARRAY => Value::NestedArray { len: a.len },
                 GgufValue::Array(a) => {

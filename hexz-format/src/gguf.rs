@@ -94,14 +94,35 @@ pub enum GgufValue {
     Array(GgufArray),
 }
 
-/// An array value: scalar elements are the raw little-endian bytes at `data`;
-/// string and array elements are parsed into `items`.
+/// An array value. Scalar elements are the raw little-endian bytes at
+/// `data`; string elements are read from `data` by [`GgufArray::strings`]
+/// (a tokenizer holds hundreds of thousands, so they get no value each);
+/// only array elements are parsed into `items`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GgufArray {
     pub elem_type: u32,
     pub len: u64,
     pub data: Span,
     pub items: Vec<GgufValue>,
+}
+
+impl GgufArray {
+    /// The elements of a string array, from the buffer the header was
+    /// parsed from (validated then); nothing for other element types or a
+    /// buffer that does not hold the array.
+    pub fn strings<'b>(&self, bytes: &'b [u8]) -> impl Iterator<Item = &'b [u8]> + 'b {
+        let mut rest = match self.elem_type {
+            value_type::STRING => GgufHeader::span(bytes, self.data),
+            _ => &[],
+        };
+        (0..self.len).map_while(move |_| {
+            let (len, tail) = rest.split_first_chunk::<8>()?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+            let (item, tail) = tail.split_at_checked(len)?;
+            rest = tail;
+            Some(item)
+        })
+    }
 }
 
 impl GgufValue {
@@ -269,13 +290,20 @@ fn read_value(c: &mut Cursor<'_>, ty: u32, depth: u32) -> Result<GgufValue> {
                         });
                     }
                     let mut items = Vec::new();
-                    // Bounded by the bytes left (checked above).
-                    items.try_reserve_exact(len as usize).map_err(|_| Error::OutOfMemory {
-                        what: "GGUF array",
-                        bytes: len.saturating_mul(core::mem::size_of::<GgufValue>() as u64),
-                    })?;
-                    for _ in 0..len {
-                        push(&mut items, read_value(c, elem_type, depth + 1)?, "GGUF array")?;
+                    if elem_type == STRING {
+                        // Checked in place and kept as one span (see `GgufArray`).
+                        for _ in 0..len {
+                            c.string_span("string value")?;
+                        }
+                    } else {
+                        // Bounded by the bytes left (checked above).
+                        items.try_reserve_exact(len as usize).map_err(|_| Error::OutOfMemory {
+                            what: "GGUF array",
+                            bytes: len.saturating_mul(core::mem::size_of::<GgufValue>() as u64),
+                        })?;
+                        for _ in 0..len {
+                            push(&mut items, read_value(c, elem_type, depth + 1)?, "GGUF array")?;
+                        }
                     }
                     GgufValue::Array(GgufArray {
                         elem_type,

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use hexz_format::gguf::GgufValue;
 use hexz_format::layout::{limits, short_checksum, BLOCK_ENTRY_SIZE, FOOTER_SIZE, HEADER_SIZE};
 use hexz_format::writer::{store_vec, ParentSpec, StoreOptions};
 use hexz_format::{Archive, Compression, Error};
@@ -172,6 +173,57 @@ fn hostile_gguf_lengths_and_counts() {
     assert!(matches!(hexz_format::gguf::parse(&array_kv(8, u64::MAX - 1), 1 << 40), Err(Error::Truncated { .. })));
     // An array of u64 whose byte size overflows.
     assert!(hexz_format::gguf::parse(&array_kv(10, u64::MAX / 4), 1 << 40).is_err());
+
+    // String arrays are checked element by element, though kept as one span.
+    let strings = |items: &[&[u8]]| {
+        let mut f = array_kv(8, items.len() as u64);
+        for item in items {
+            f.extend_from_slice(&(item.len() as u64).to_le_bytes());
+            f.extend_from_slice(item);
+        }
+        f
+    };
+    let items: [&[u8]; 4] = [b"", b"a", b"", "wörld".as_bytes()];
+    let f = strings(&items);
+    let header = hexz_format::gguf::parse(&f, 1 << 40).unwrap();
+    let GgufValue::Array(a) = &header.kvs[0].value else { panic!("not an array") };
+    assert_eq!((a.len, a.data.offset + a.data.len), (4, f.len() as u64));
+    assert!(a.items.is_empty());
+    assert_eq!(a.strings(&f).collect::<Vec<_>>(), items);
+    // The last element's length runs past the buffer, by one byte or by far.
+    for cut in [1, 6] {
+        assert!(matches!(hexz_format::gguf::parse(&f[..f.len() - cut], 1 << 40), Err(Error::Truncated { .. })));
+    }
+    let mut long = f.clone();
+    let last_len_at = f.len() - "wörld".len() - 8;
+    long[last_len_at..last_len_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(hexz_format::gguf::parse(&long, 1 << 40), Err(Error::Truncated { .. })));
+    // Given a buffer too short for the array, there are no strings.
+    assert_eq!(a.strings(&f[..f.len() - 1]).count(), 0);
+    assert_eq!(a.strings(&[]).count(), 0);
+
+    // An array of arrays of strings: the inner arrays are parsed into items.
+    let mut nested = array_kv(9, 2);
+    let inners: [&[&[u8]]; 2] = [&[b"x"], &[b"", b"yz"]];
+    for inner in inners {
+        nested.extend_from_slice(&8u32.to_le_bytes());
+        nested.extend_from_slice(&(inner.len() as u64).to_le_bytes());
+        for item in inner {
+            nested.extend_from_slice(&(item.len() as u64).to_le_bytes());
+            nested.extend_from_slice(item);
+        }
+    }
+    let header = hexz_format::gguf::parse(&nested, 1 << 40).unwrap();
+    let GgufValue::Array(outer) = &header.kvs[0].value else { panic!("not an array") };
+    let inner: Vec<Vec<&[u8]>> = outer
+        .items
+        .iter()
+        .map(|v| match v {
+            GgufValue::Array(a) => a.strings(&nested).collect(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(inner, [vec![&b"x"[..]], vec![&b""[..], &b"yz"[..]]]);
 }
 
 #[test]

@@ -63,8 +63,8 @@ fn gguf_fixture_round_trips_and_deduplicates() {
     match &tokens.value {
         hexz_format::gguf::GgufValue::Array(a) => {
             assert_eq!(a.len, 2);
-            let hexz_format::gguf::GgufValue::String(s) = a.items[1] else { panic!("not a string") };
-            assert_eq!(hexz_format::gguf::GgufHeader::span(&bytes, s), "wörld".as_bytes());
+            let tokens: Vec<&[u8]> = a.strings(&bytes).collect();
+            assert_eq!(tokens, ["hello".as_bytes(), "wörld".as_bytes()]);
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use hexz_format::gguf::{GgufValue, Span};
+use hexz_format::gguf::GgufValue;
 use hexz_format::manifest::MetadataValue;
 use hexz_format::writer::{Chunking, StoreOptions, StoreReport};
 use hexz_format::{Compression, ErrorCode, ReadAt};
@@ -145,8 +145,7 @@ fn read_into(reader: &Reader, offset: u64, dst: &mut [u8], threads: usize) -> he
 }
 
 fn gguf_value<'py>(py: Python<'py>, header: &[u8], value: &GgufValue) -> PyResult<Bound<'py, PyAny>> {
-    let text = |span: &Span| -> Bound<'py, PyAny> {
-        let bytes = hexz_format::gguf::GgufHeader::span(header, *span);
+    let text = |bytes: &[u8]| -> Bound<'py, PyAny> {
         match std::str::from_utf8(bytes) {
             Ok(s) => s.into_pyobject(py).map(|s| s.into_any()).expect("str conversion is infallible"),
             Err(_) => PyBytes::new(py, bytes).into_any(),
@@ -164,11 +163,18 @@ fn gguf_value<'py>(py: Python<'py>, header: &[u8], value: &GgufValue) -> PyResul
         GgufValue::U64(v) => v.into_pyobject(py)?.into_any(),
         GgufValue::I64(v) => v.into_pyobject(py)?.into_any(),
         GgufValue::F64(v) => v.into_pyobject(py)?.into_any(),
-        GgufValue::String(span) => text(span),
-        GgufValue::Array(a) if a.items.is_empty() && a.len > 0 => {
+        GgufValue::String(span) => text(hexz_format::gguf::GgufHeader::span(header, *span)),
+        GgufValue::Array(a) if hexz_format::gguf::scalar_size(a.elem_type).is_some() => {
             // Scalar arrays: the raw little-endian bytes; Python views them
             // as a numpy array of the element type.
             PyBytes::new(py, hexz_format::gguf::GgufHeader::span(header, a.data)).into_any()
+        }
+        GgufValue::Array(a) if a.elem_type == hexz_format::gguf::value_type::STRING => {
+            let list = PyList::empty(py);
+            for item in a.strings(header) {
+                list.append(text(item))?;
+            }
+            list.into_any()
         }
         GgufValue::Array(a) => {
             let list = PyList::empty(py);
