@@ -231,21 +231,34 @@ impl Reader {
     }
 
     /// The source file's own header (safetensors JSON or GGUF header).
+    /// A tokenizer makes a GGUF header megabytes long (gemma: 6.5 MB), so
+    /// a long one is decoded on every core, within the read slots.
     pub fn source_header(&self) -> Result<Vec<u8>> {
-        self.read_vec(0, self.archive.source_header_length())
+        let length = self.archive.source_header_length();
+        if length < CHUNK {
+            return self.read_vec(0, length);
+        }
+        let len = usize::try_from(length)
+            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("range too large")))?;
+        let mut out = hexz_format::error::try_zeroed(len, "read buffer")?;
+        self.read_into_parallel(0, &mut out, 0, &|_| ControlFlow::Continue(()))?;
+        Ok(out)
     }
 
     /// Block-aligned pieces of `[offset, offset + length)` of about
-    /// `CHUNK` bytes, so parallel workers never decode a block twice.
-    fn chunks(&self, offset: u64, length: u64) -> Result<Vec<(u64, u64)>> {
-        let target = (u64::from(self.archive.footer().max_block_length.get())).max(CHUNK);
+    /// `target` bytes (at least a block), so parallel workers never decode
+    /// a block twice. Each is cut at the block end nearest its target, and
+    /// less than half a block is never left over for a piece of its own.
+    fn chunks(&self, offset: u64, length: u64, target: u64) -> Result<Vec<(u64, u64)>> {
+        let max_block = u64::from(self.archive.footer().max_block_length.get());
+        let cut = max_block.max(target) - max_block / 2;
         let mut page = hexz_format::error::try_zeroed(self.archive.page_bytes(), "index page")?;
         let mut chunks = Vec::new();
         let mut start = offset;
         let end = offset + length;
         for block in self.archive.blocks(offset, length, &mut page).map_err(|e| self.error(e))? {
             let block_end = block.map_err(|e| self.error(e))?.end().min(end);
-            if block_end - start >= target || block_end == end {
+            if (block_end - start >= cut && end - block_end >= max_block / 2) || block_end == end {
                 chunks.push((start, block_end - start));
                 start = block_end;
             }
@@ -267,7 +280,7 @@ impl Reader {
         progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
     ) -> Result<()> {
         self.check_range(offset, length)?;
-        let chunks = self.chunks(offset, length)?;
+        let chunks = self.chunks(offset, length, CHUNK)?;
         let turn = Turnstile::new(sink.ordered());
         let done = AtomicU64::new(0);
         let largest = chunks.iter().map(|c| c.1).max().unwrap_or(0) as usize;
@@ -311,15 +324,20 @@ impl Reader {
         threads: usize,
         progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
     ) -> Result<()> {
+        let threads = self.threads(threads);
+        // Pieces of CHUNK, smaller when that would leave a thread idle (a
+        // read of a few megabytes): then one piece a thread, for few reads.
+        let total: u64 = ranges.iter().map(|r| r.1.len() as u64).sum();
+        let target = (total / threads as u64).clamp(1, CHUNK);
         let mut work = Vec::with_capacity(ranges.len());
         for (offset, out) in ranges {
             self.check_range(offset, out.len() as u64)?;
-            if out.len() < CHUNK as usize {
+            if out.len() as u64 <= target {
                 work.push((offset, out));
                 continue;
             }
             let mut rest = out;
-            for (start, len) in self.chunks(offset, rest.len() as u64)? {
+            for (start, len) in self.chunks(offset, rest.len() as u64, target)? {
                 let (head, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
                 work.push((start, head));
                 rest = tail;
@@ -331,7 +349,7 @@ impl Reader {
         let turn = Turnstile::new(false);
         run_parallel(
             work,
-            self.threads(threads),
+            threads,
             &turn,
             || Ok(()),
             |_: &mut (), (start, dst): (u64, &mut [u8])| {
