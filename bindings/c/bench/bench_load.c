@@ -6,6 +6,9 @@
  *   bench_load threads N ARCHIVE.hxz    as "hxz" from N threads of the engine: each takes the next
  *                                       piece (a tensor, or 8 MiB of a larger one) and reads it
  *                                       with hexz_read_range; the archive opened with N read slots
+ *   bench_load threads N ARCHIVE.hxz FILE.gguf
+ *                                       the same pieces into the same held buffers, by pread()
+ *                                       from the .gguf (opening the archive is not timed)
  * Prints seconds, MB/s and peak RSS (getrusage). Buffers are freed as the
  * loop goes so RSS reflects the library, not the model.
  */
@@ -37,6 +40,7 @@ struct piece {
 };
 struct work {
     hexz_archive *archive;
+    int gguf_fd; /* >= 0: pread() the pieces from this .gguf instead */
     struct piece *pieces;
     size_t count;
     atomic_size_t next;
@@ -49,6 +53,18 @@ static void *worker(void *arg) {
         size_t k = atomic_fetch_add(&w->next, 1);
         if (k >= w->count) return NULL;
         struct piece *p = &w->pieces[k];
+        if (w->gguf_fd >= 0) {
+            for (size_t done = 0; done < p->length;) {
+                ssize_t n = pread(w->gguf_fd, p->dst + done, p->length - done, (off_t)(p->offset + done));
+                if (n <= 0) {
+                    perror("pread");
+                    atomic_store(&w->failed, 1);
+                    return NULL;
+                }
+                done += (size_t)n;
+            }
+            continue;
+        }
         if (hexz_read_range(w->archive, p->offset, p->dst, p->length) != HEXZ_STATUS_OK) {
             fprintf(stderr, "%s\n", hexz_last_error());
             atomic_store(&w->failed, 1);
@@ -57,7 +73,7 @@ static void *worker(void *arg) {
     }
 }
 
-static int threaded(int threads, const char *path) {
+static int threaded(int threads, const char *path, const char *gguf) {
     double t0 = now();
     hexz_open_options o = HEXZ_OPEN_OPTIONS_INIT;
     o.read_slots = (uint32_t)threads;
@@ -83,25 +99,36 @@ static int threaded(int threads, const char *path) {
         }
         total += t.length;
     }
-    struct work w = {a, list, pieces, 0, 0};
+    int fd = -1;
+    if (gguf) {
+        fd = open(gguf, O_RDONLY);
+        if (fd < 0) {
+            perror(gguf);
+            return 1;
+        }
+        t0 = now();
+    }
+    struct work w = {a, fd, list, pieces, 0, 0};
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     for (int k = 0; k < threads; k++) pthread_create(&ids[k], NULL, worker, &w);
     for (int k = 0; k < threads; k++) pthread_join(ids[k], NULL);
     double dt = now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("hexz C API, %d threads: %zu tensors, %.1f MB in %.3f s (%.0f MB/s), peak RSS %.1f MiB (the model held)\n",
-           threads, count, (double)total / 1e6, dt, (double)total / 1e6 / dt, (double)ru.ru_maxrss / 1024.0);
+    printf("%s, %d thread%s: %zu tensors, %.1f MB in %.3f s (%.0f MB/s), peak RSS %.1f MiB (the model held)\n",
+           gguf ? "read() .gguf" : "hexz C API", threads, threads == 1 ? "" : "s", count, (double)total / 1e6, dt, (double)total / 1e6 / dt, (double)ru.ru_maxrss / 1024.0);
     for (size_t i = 0; i < count; i++) free(bufs[i]);
     free(bufs);
     free(list);
     free(ids);
+    if (fd >= 0) close(fd);
     hexz_close(a);
     return atomic_load(&w.failed);
 }
 
 int main(int argc, char **argv) {
-    if (argc == 4 && strcmp(argv[1], "threads") == 0) return threaded(atoi(argv[2]), argv[3]);
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "threads") == 0)
+        return threaded(atoi(argv[2]), argv[3], argc == 5 ? argv[4] : NULL);
     if (argc < 3) {
         fprintf(stderr, "usage: %s hxz ARCHIVE | gguf ARCHIVE FILE.gguf\n", argv[0]);
         return 2;
