@@ -4,7 +4,8 @@
 For each real model (MiniLM FP32 safetensors, gemma Q4_K_M GGUF, and a BF16
 safetensors file made from MiniLM): archive size (fraction of the source),
 and for store and extract the wall time, CPU time (user + system) and peak
-RSS, each the median of 5 runs, with hexz's wall times as ratios of zstd's
+RSS, each the median of 5 rounds (each round runs every method; dirty pages
+are written out before each command), with hexz's wall times as ratios of zstd's
 (`zstd -3 -T2` to compress, `zstd -d` to decompress). `cat` is the floor:
 copying the bytes with no codec at all. hexz fsyncs its output before it
 renames it into place; zstd and cat do not, so both are also timed
@@ -51,8 +52,15 @@ def bf16_model(d):
     return path
 
 
-def timed(cmd, stdout=None):
-    """Run cmd; return (wall s, CPU s, peak RSS MiB), CPU and RSS from GNU time."""
+def timed(cmd, stdout=None, writes=None):
+    """Run cmd; return (wall s, CPU s, peak RSS MiB), CPU and RSS from GNU time.
+
+    Untimed first: the file the command `writes` is removed, and dirty pages
+    left by the command before are written out, so no command pays for
+    deleting another's output or for its writeback."""
+    if writes and os.path.exists(writes):
+        os.remove(writes)
+    os.sync()
     with tempfile.NamedTemporaryFile("r") as stats:
         t0 = time.perf_counter()
         subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", stats.name] + cmd, check=True,
@@ -62,10 +70,14 @@ def timed(cmd, stdout=None):
     return wall, float(user) + float(system), int(kb) / 1024
 
 
+def medians(results):
+    """Medians of each of (wall, CPU, RSS) over several runs' results."""
+    return tuple(statistics.median(r[i] for r in results) for i in range(3))
+
+
 def median(fn, runs=RUNS):
     """Medians of each of (wall, CPU, RSS) over `runs` runs."""
-    results = [fn() for _ in range(runs)]
-    return tuple(statistics.median(r[i] for r in results) for i in range(3))
+    return medians([fn() for _ in range(runs)])
 
 
 def best_of(n, fn):
@@ -84,30 +96,37 @@ def compare(tmp):
               "| extract RSS MiB | store vs zstd | extract vs zstd -d | extract MB/s |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         z = os.path.join(tmp, "f.zst")
-        zstd_store = median(lambda: timed(["zstd", "-q", "-f", "-3", "-T2", src, "-o", z]))
-        zstd_extract = median(lambda: timed(["zstd", "-q", "-f", "-d", z, "-o", out]))
-        # hexz fsyncs what it writes before renaming it into place (a crash
-        # never leaves a partial file under the final name); zstd does not.
-        # The same tools made as durable, with coreutils' `sync FILE` (fsync):
-        durable_store = median(lambda: timed(["sh", "-c", f"zstd -q -f -3 -T2 '{src}' -o '{z}' && sync '{z}'"]))
-        durable_extract = median(lambda: timed(["sh", "-c", f"zstd -q -f -d '{z}' -o '{out}' && sync '{out}'"]))
-        rows = []
-        for codec in ["zstd", "lz4"]:
-            hxz = os.path.join(tmp, f"m-{codec}.hxz")
-            store = median(lambda: timed([HEXZ, "-q", "store", src, hxz, "--compression", codec, "--force"]))
-            extract = median(lambda: timed([HEXZ, "-q", "extract", hxz, out, "--force"]))
-            subprocess.run(["cmp", "-s", src, out], check=True)
-            rows.append((f"hexz {codec}", os.path.getsize(hxz), store, extract))
-        rows.append(("zstd -3 -T2 / zstd -d", os.path.getsize(z), zstd_store, zstd_extract))
         l4 = os.path.join(tmp, "f.lz4")
-        rows.append(("lz4 -1 / lz4 -d", None, median(lambda: timed(["lz4", "-q", "-f", "-1", src, l4])),
-                     median(lambda: timed(["lz4", "-q", "-f", "-d", l4, out]))))
-        rows[-1] = (rows[-1][0], os.path.getsize(l4), rows[-1][2], rows[-1][3])
-        cat = median(lambda: timed(["sh", "-c", f"cat '{src}' > '{out}'"]))
-        rows.append(("cat (no codec)", n, cat, cat))
-        rows.append(("zstd, then fsync (durable)", os.path.getsize(z), durable_store, durable_extract))
-        cat_sync = median(lambda: timed(["sh", "-c", f"cat '{src}' > '{out}' && sync '{out}'"]))
-        rows.append(("cat, then fsync (durable)", n, cat_sync, cat_sync))
+        hxz = {codec: os.path.join(tmp, f"m-{codec}.hxz") for codec in ["zstd", "lz4"]}
+        sh = lambda script: ["sh", "-c", script]
+        # (name, store command, extract command, file the store makes;
+        # every extract writes `out`).
+        # hexz fsyncs what it writes before renaming it into place (a crash
+        # never leaves a partial file under the final name); zstd and cat do
+        # not, so they are also run followed by coreutils' `sync FILE`.
+        methods = [(f"hexz {codec}", [HEXZ, "-q", "store", src, hxz[codec], "--compression", codec, "--force"],
+                    [HEXZ, "-q", "extract", hxz[codec], out, "--force"], hxz[codec]) for codec in ["zstd", "lz4"]]
+        methods += [
+            ("zstd -3 -T2 / zstd -d", ["zstd", "-q", "-f", "-3", "-T2", src, "-o", z], ["zstd", "-q", "-f", "-d", z, "-o", out], z),
+            ("lz4 -1 / lz4 -d", ["lz4", "-q", "-f", "-1", src, l4], ["lz4", "-q", "-f", "-d", l4, out], l4),
+            ("cat (no codec)", sh(f"cat '{src}' > '{out}'"), sh(f"cat '{src}' > '{out}'"), src),
+            ("zstd, then fsync (durable)", sh(f"zstd -q -f -3 -T2 '{src}' -o '{z}' && sync '{z}'"),
+             sh(f"zstd -q -f -d '{z}' -o '{out}' && sync '{out}'"), z),
+            ("cat, then fsync (durable)", sh(f"cat '{src}' > '{out}' && sync '{out}'"),
+             sh(f"cat '{src}' > '{out}' && sync '{out}'"), src),
+        ]
+        # Rounds alternate the methods, so a drift in this VM's speed is
+        # shared out rather than landing on one method's five runs.
+        times = {name: ([], []) for name, *_ in methods}
+        for _ in range(RUNS):
+            for name, store_cmd, extract_cmd, made in methods:
+                times[name][0].append(timed(store_cmd, writes=out if made == src else made))
+                times[name][1].append(timed(extract_cmd, writes=out))
+                subprocess.run(["cmp", "-s", src, out], check=True)
+        rows = [(name, os.path.getsize(made), medians(times[name][0]), medians(times[name][1]))
+                for name, _s, _e, made in methods]
+        zstd_store, zstd_extract = rows[2][2], rows[2][3]
+        durable_store, durable_extract = rows[5][2], rows[5][3]
         for name, size, store, extract in rows:
             print(f"| {name} | {size / n:.4f} | {store[0]:.3f} | {store[1]:.3f} | {store[2]:.0f} | {extract[0]:.3f} "
                   f"| {extract[1]:.3f} | {extract[2]:.0f} | {store[0] / zstd_store[0]:.2f}x | {extract[0] / zstd_extract[0]:.2f}x "
@@ -116,8 +135,7 @@ def compare(tmp):
         print(f"\nhexz zstd against zstd made as durable: store {hexz[2][0] / durable_store[0]:.2f}x, "
               f"extract {hexz[3][0] / durable_extract[0]:.2f}x")
         # One tensor: hexz reads its blocks; whole-file tools must decompress everything before it.
-        hxz = os.path.join(tmp, "m-zstd.hxz")
-        t_hexz = median(lambda: timed([HEXZ, "extract", hxz, "--tensor", tensor, "-o", out, "--force"]))
+        t_hexz = median(lambda: timed([HEXZ, "extract", hxz["zstd"], "--tensor", tensor, "-o", out, "--force"]))
         print(f"\nread one tensor ({tensor}): hexz {t_hexz[0] * 1000:.0f} ms (process start to file written) "
               f"vs {zstd_extract[0] * 1000:.0f} ms to decompress the whole zstd file first")
 
