@@ -207,7 +207,10 @@ typedef struct {
   size_t struct_size;
   // How many reads may run at once; 0 means HEXZ_DEFAULT_READ_SLOTS; at
   // most 256. Each holds scratch allocated on first use; memory_budget
-  // lowers the number when the scratch would not fit.
+  // lowers the number when the scratch would not fit. Open decodes a
+  // source header of 4 MiB or more (a GGUF tokenizer's vocabulary) on up
+  // to this many threads, at most one per core, joined before it
+  // returns; 1 keeps open on the calling thread.
   uint32_t read_slots;
   // Nonzero: decoded blocks are not checked against their BLAKE3. This
   // also skips the check of the blocks holding the GGUF or safetensors
