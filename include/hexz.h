@@ -27,7 +27,8 @@
  *   parallel up to hexz_open_options.read_slots and wait beyond that.
  * - After open, the read path (find, info, read_tensor, read_range, the GGUF
  *   getters) allocates no memory, except the scratch of a further read slot
- *   the first time reads from several threads overlap.
+ *   the first time reads from several threads overlap. hexz_read_tensors,
+ *   which reads many tensors on several threads in one call, allocates.
  */
 
 #ifndef HEXZ_H
@@ -47,7 +48,7 @@
 #define HEXZ_VERSION_MAJOR 0
 
 // Minor version.
-#define HEXZ_VERSION_MINOR 3
+#define HEXZ_VERSION_MINOR 4
 
 // Patch version.
 #define HEXZ_VERSION_PATCH 0
@@ -309,6 +310,17 @@ typedef struct {
   uint32_t storage_kind;
 } hexz_tensor_info;
 
+// One tensor for hexz_read_tensors: which, and the engine's buffer for it.
+typedef struct {
+  // Tensor index, 0 ≤ index < hexz_tensor_count.
+  size_t index;
+  // Where its bytes go: at least the tensor's length (may be NULL for an
+  // empty tensor). Buffers of one call must not overlap.
+  uint8_t *buf;
+  // Size of `buf` in bytes.
+  size_t buf_len;
+} hexz_tensor_read;
+
 // One file of a folder archive. `path` is borrowed from the archive (valid until hexz_close).
 typedef struct {
   // Relative path with `/` separators, NUL-terminated (path_len bytes before the NUL).
@@ -381,7 +393,7 @@ extern "C" {
 // HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
 uint32_t hexz_version(void);
 
-// Runtime version as a static NUL-terminated string, e.g. "0.3.0". Never NULL.
+// Runtime version as a static NUL-terminated string, e.g. "0.4.0". Never NULL.
 const char *hexz_version_string(void);
 
 // A static, NUL-terminated description of a status code ("unknown status"
@@ -478,6 +490,22 @@ hexz_status hexz_read_tensor(const hexz_archive *archive, size_t index, uint8_t 
 //
 // Statuses: as hexz_read_tensor, plus OUT_OF_RANGE.
 hexz_status hexz_read_range(const hexz_archive *archive, uint64_t offset, uint8_t *buf, size_t len);
+
+// Read `count` tensors, each into its buffer, in one call: their blocks
+// are shared among up to `threads` threads (0: one per core; never more
+// than the handle's read_slots), largest pieces first, so an engine that
+// loads from one thread still decodes on every core (gemma, zstd, two
+// cores: 0.25 s, where a loop of hexz_read_tensor takes 0.43–0.47 s). Every
+// entry is checked before anything is read. Unlike the other read
+// functions it allocates (a work list) and, with more than one thread,
+// starts threads and joins them before it returns. When the reads fail
+// after they began, every buffer's tensor-length prefix is zeroed.
+//
+// Statuses: OK (also for `count` 0); NULL_ARGUMENT (`reads`, or a `buf`
+// of a non-empty tensor); INVALID_ARGUMENT (index out of range,
+// overlapping buffers); BUFFER_TOO_SMALL (the message names the entry);
+// and the read statuses of hexz_read_tensor.
+hexz_status hexz_read_tensors(const hexz_archive *archive, const hexz_tensor_read *reads, size_t count, uint32_t threads);
 
 // Number of files and directories of a folder archive (format 1.1),
 // sorted by path; 0 for a single-file archive, whose virtual space is its

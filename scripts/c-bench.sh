@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Loading all gemma tensors through the C API from .hxz (lz4 and zstd)
 # against pread() of the same bytes from the .gguf, same run, page cache warm:
-# on the caller's one thread, and from two engine threads taking 8 MiB pieces.
+# on the caller's one thread, from two engine threads taking 8 MiB pieces,
+# and in one hexz_read_tensors call on two threads.
 # Two pread() baselines: one buffer per tensor freed as the loop goes (the
 # heap reuses the memory of small tensors, so they fault no pages), and the
 # threaded mode's own pieces into held buffers, as an engine holds its model.
@@ -26,6 +27,8 @@ for run in $(seq "$rounds"); do
   "$work/bench_load" hxz "$work/g-zstd.hxz" | sed 's/^hexz C API/D hexz C API (zstd)/'
   "$work/bench_load" threads 2 "$work/g-lz4.hxz" | sed 's/^hexz C API/E hexz C API (lz4)/'
   "$work/bench_load" threads 2 "$work/g-zstd.hxz" | sed 's/^hexz C API/F hexz C API (zstd)/'
+  "$work/bench_load" batch 2 "$work/g-lz4.hxz" | sed 's/^hexz_read_tensors/G hexz_read_tensors (lz4), one call/'
+  "$work/bench_load" batch 2 "$work/g-zstd.hxz" | sed 's/^hexz_read_tensors/H hexz_read_tensors (zstd), one call/'
 done | sort -s -k1,1 | tee "$work/runs" | cut -c3-
 echo
 echo "medians of $rounds (seconds; ratio to read() with buffers freed / held):"
@@ -34,8 +37,8 @@ awk '{ for (i = 1; i <= NF; i++) if ($i == "in") t = $(i + 1); key = $1; sub(/^.
      END {
        for (k in n) { m = n[k]; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[k, j] < v[k, i]) { x = v[k, i]; v[k, i] = v[k, j]; v[k, j] = x }
                       med[k] = (m % 2) ? v[k, (m + 1) / 2] : (v[k, m / 2] + v[k, m / 2 + 1]) / 2 }
-       split("A B C D E F", keys, " ")
-       for (i = 1; i <= 6; i++) { k = keys[i]; printf "  %-44s %.3f s  %.2fx / %.2fx\n", name[k], med[k], med[k] / med["A"], med[k] / med["B"] }
+       split("A B C D E F G H", keys, " ")
+       for (i = 1; i <= 8; i++) { k = keys[i]; printf "  %-48s %.3f s  %.2fx / %.2fx\n", name[k], med[k], med[k] / med["A"], med[k] / med["B"] }
      }' "$work/runs"
 "$work/bench_load" one "$work/g-zstd.hxz" blk.0.attn_q.weight | sed 's/^/zstd: /'
 "$work/bench_load" one "$work/g-lz4.hxz" blk.0.attn_q.weight | sed 's/^/lz4: /'

@@ -56,7 +56,7 @@ func errOrNil(e *Error) error {
 	return e
 }
 
-// Version is the libhexz version string ("0.3.0").
+// Version is the libhexz version string ("0.4.0").
 func Version() string { return C.GoString(C.hexz_version_string()) }
 
 // SourceFormat is what an archive holds.

@@ -1,5 +1,6 @@
 //! The C ABI on any bytes: open from memory, enumerate tensors and GGUF
-//! keys, read every tensor and a range, call every getter.
+//! keys, read every tensor (one by one, then in one hexz_read_tensors call
+//! on two threads, which must agree) and a range, call every getter.
 #![no_main]
 use std::ffi::c_char;
 
@@ -25,6 +26,24 @@ fuzz_target!(|data: &[u8]| unsafe {
         }
         let mut got = 0usize;
         hexz_read_tensor(archive, i, buf.as_mut_ptr(), buf.len(), &mut got);
+    }
+    // The same tensors in one call: each into its own 4 KiB slice.
+    let n = count.min(32);
+    let mut one_by_one = vec![0u8; n << 12];
+    let mut ok = vec![false; n];
+    for (i, (dst, ok)) in one_by_one.chunks_mut(1 << 12).zip(&mut ok).enumerate() {
+        let mut got = 0usize;
+        *ok = hexz_read_tensor(archive, i, dst.as_mut_ptr(), dst.len(), &mut got) == ErrorCode::Ok;
+    }
+    let mut batch = vec![0u8; n << 12];
+    let reads: Vec<hexz_tensor_read> = batch
+        .chunks_mut(1 << 12)
+        .enumerate()
+        .map(|(index, dst)| hexz_tensor_read { index, buf: dst.as_mut_ptr(), buf_len: dst.len() })
+        .collect();
+    match hexz_read_tensors(archive, reads.as_ptr(), n, 2) {
+        ErrorCode::Ok => assert!(ok.iter().all(|&ok| ok) && batch == one_by_one),
+        _ => assert!(batch.iter().all(|&b| b == 0)),
     }
     hexz_read_range(archive, 0, buf.as_mut_ptr(), buf.len().min(info.original_size as usize));
     let mut kvs = 0usize;

@@ -6,6 +6,8 @@
  *   bench_load threads N ARCHIVE.hxz    as "hxz" from N threads of the engine: each takes the next
  *                                       piece (a tensor, or 8 MiB of a larger one) and reads it
  *                                       with hexz_read_range; the archive opened with N read slots
+ *   bench_load batch N ARCHIVE.hxz      every tensor into held buffers with one hexz_read_tensors
+ *                                       call on N threads (0: one per core), from the caller's thread
  *   bench_load threads N ARCHIVE.hxz FILE.gguf
  *                                       the same pieces into the same held buffers, by pread()
  *                                       from the .gguf (opening the archive is not timed)
@@ -126,7 +128,40 @@ static int threaded(int threads, const char *path, const char *gguf) {
     return atomic_load(&w.failed);
 }
 
+static int batch(uint32_t threads, const char *path) {
+    double t0 = now();
+    hexz_open_options o = HEXZ_OPEN_OPTIONS_INIT;
+    o.read_slots = threads;
+    hexz_archive *a = NULL;
+    if (hexz_open_path(path, &o, &a) != HEXZ_STATUS_OK) {
+        fprintf(stderr, "%s\n", hexz_last_error());
+        return 1;
+    }
+    size_t count = 0;
+    hexz_tensor_count(a, &count);
+    hexz_tensor_read *reads = calloc(count ? count : 1, sizeof *reads);
+    unsigned long long total = 0;
+    for (size_t i = 0; i < count; i++) {
+        hexz_tensor_info t;
+        hexz_tensor_get_info(a, i, &t);
+        reads[i] = (hexz_tensor_read){i, malloc(t.length ? t.length : 1), t.length};
+        total += t.length;
+    }
+    int failed = hexz_read_tensors(a, reads, count, threads) != HEXZ_STATUS_OK;
+    if (failed) fprintf(stderr, "%s\n", hexz_last_error());
+    double dt = now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("hexz_read_tensors, %u threads: %zu tensors, %.1f MB in %.3f s (%.0f MB/s), peak RSS %.1f MiB (the model held)\n",
+           threads, count, (double)total / 1e6, dt, (double)total / 1e6 / dt, (double)ru.ru_maxrss / 1024.0);
+    for (size_t i = 0; i < count; i++) free(reads[i].buf);
+    free(reads);
+    hexz_close(a);
+    return failed;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "batch") == 0) return batch((uint32_t)atoi(argv[2]), argv[3]);
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "threads") == 0)
         return threaded(atoi(argv[2]), argv[3], argc == 5 ? argv[4] : NULL);
     if (argc < 3) {

@@ -191,6 +191,24 @@ static void check_tensors(const hexz_archive *a, const unsigned char *orig, size
         CHECK(memcmp(buf, orig + t.offset, t.length) == 0);
         free(buf);
     }
+    /* Every tensor in one hexz_read_tensors call, on one thread and on one
+       per core, the first tensor twice (into two buffers). */
+    for (uint32_t threads = 0; threads <= 1; threads++) {
+        hexz_tensor_read *reads = calloc(count + 1, sizeof *reads);
+        for (size_t i = 0; i <= count; i++) {
+            hexz_tensor_info t;
+            hexz_tensor_get_info(a, i < count ? i : 0, &t);
+            reads[i] = (hexz_tensor_read){i < count ? i : 0, malloc(t.length + 1), t.length + 1};
+        }
+        CHECK_STATUS(hexz_read_tensors(a, reads, count + 1, threads), HEXZ_STATUS_OK);
+        for (size_t i = 0; i <= count; i++) {
+            hexz_tensor_info t;
+            hexz_tensor_get_info(a, reads[i].index, &t);
+            CHECK(memcmp(reads[i].buf, orig + t.offset, t.length) == 0);
+            free(reads[i].buf);
+        }
+        free(reads);
+    }
 }
 
 struct reader_args {
@@ -275,6 +293,23 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
             free(buf);
         }
         CHECK(failed >= 1 && failed < count);
+        /* All tensors in one call: it fails, and no buffer keeps a byte. */
+        hexz_tensor_read *reads = calloc(count, sizeof *reads);
+        for (size_t i = 0; i < count; i++) {
+            hexz_tensor_info t;
+            hexz_tensor_get_info(a, i, &t);
+            reads[i] = (hexz_tensor_read){i, malloc(t.length ? t.length : 1), t.length};
+            memset(reads[i].buf, 0xaa, t.length);
+        }
+        hexz_status s = hexz_read_tensors(a, reads, count, 0);
+        CHECK(s == HEXZ_STATUS_HASH_MISMATCH || s == HEXZ_STATUS_DECODE);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < count; i++) {
+            for (size_t k = 0; k < reads[i].buf_len; k++) nonzero += reads[i].buf[k] != 0;
+            free(reads[i].buf);
+        }
+        CHECK(nonzero == 0);
+        free(reads);
         hexz_close(a);
         a = NULL;
     }
@@ -296,6 +331,28 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
     CHECK_STATUS(hexz_tensor_get_info(a, 1u << 30, &t), HEXZ_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(hexz_read_range(a, (uint64_t)-8, small, 16), HEXZ_STATUS_OUT_OF_RANGE);
     CHECK_STATUS(hexz_read_range(a, 0, NULL, 16), HEXZ_STATUS_NULL_ARGUMENT);
+    /* hexz_read_tensors checks every entry before reading any. */
+    size_t norm = 0;
+    CHECK_STATUS(hexz_find_tensor(a, "output_norm.weight", &norm), HEXZ_STATUS_OK);
+    unsigned char norm_buf[2560], big[4096];
+    hexz_tensor_read two[2] = {{norm, norm_buf, sizeof norm_buf}, {index, small, sizeof small}};
+    CHECK_STATUS(hexz_read_tensors(a, NULL, 0, 0), HEXZ_STATUS_OK);
+    CHECK_STATUS(hexz_read_tensors(NULL, two, 1, 0), HEXZ_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(hexz_read_tensors(a, NULL, 1, 0), HEXZ_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(hexz_read_tensors(a, two, 2, 0), HEXZ_STATUS_BUFFER_TOO_SMALL);
+    CHECK(strstr(hexz_last_error(), "reads[1]") != NULL);
+    two[1] = (hexz_tensor_read){1u << 30, big, sizeof big};
+    CHECK_STATUS(hexz_read_tensors(a, two, 2, 0), HEXZ_STATUS_INVALID_ARGUMENT);
+    two[1] = (hexz_tensor_read){norm, NULL, 0};
+    CHECK_STATUS(hexz_read_tensors(a, two, 2, 0), HEXZ_STATUS_BUFFER_TOO_SMALL);
+    two[1] = (hexz_tensor_read){norm, NULL, 4096};
+    CHECK_STATUS(hexz_read_tensors(a, two, 2, 0), HEXZ_STATUS_NULL_ARGUMENT);
+    two[1] = (hexz_tensor_read){norm, norm_buf + 100, sizeof norm_buf};
+    CHECK_STATUS(hexz_read_tensors(a, two, 2, 0), HEXZ_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(hexz_last_error(), "overlap") != NULL);
+    two[1] = (hexz_tensor_read){norm, big, sizeof big};
+    CHECK_STATUS(hexz_read_tensors(a, two, 2, 2), HEXZ_STATUS_OK);
+    CHECK(memcmp(norm_buf, big, sizeof norm_buf) == 0);
     CHECK_STATUS(hexz_gguf_find_key(a, "no.such.key", &index), HEXZ_STATUS_NOT_FOUND);
     CHECK_STATUS(hexz_gguf_find_key(a, "general.architecture", &index), HEXZ_STATUS_OK);
     uint32_t u = 0;

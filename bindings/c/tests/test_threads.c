@@ -1,7 +1,8 @@
 /*
  * Many threads on one archive, built with -fsanitize=thread by
  * scripts/c-tests.sh: 8 threads read random tensors and ranges at once
- * (more threads than read slots), and every byte is compared with the
+ * (more threads than read slots; some through hexz_read_tensors, which
+ * starts threads of its own), and every byte is compared with the
  * original file. libhexz synchronizes with Rust's own locks, which
  * ThreadSanitizer cannot see in an uninstrumented library; tsan.supp holds
  * the suppressions an engine's CI needs for that (see its comments).
@@ -35,6 +36,26 @@ static void *work(void *p) {
     for (int k = 0; k < 60; k++) {
         if (plant_race) unsynchronized++;
         w->seed = w->seed * 1103515245u + 12345u;
+        if (k % 10 == 5) {
+            /* Three tensors in one call, decoded on two threads of libhexz's own. */
+            hexz_tensor_read reads[3];
+            for (int r = 0; r < 3; r++) {
+                w->seed = w->seed * 1103515245u + 12345u;
+                hexz_tensor_info t;
+                reads[r].index = (w->seed >> 8) % count;
+                hexz_tensor_get_info(w->archive, reads[r].index, &t);
+                reads[r].buf = malloc(t.length ? t.length : 1);
+                reads[r].buf_len = t.length;
+            }
+            if (hexz_read_tensors(w->archive, reads, 3, 2) != HEXZ_STATUS_OK) w->errors++;
+            for (int r = 0; r < 3; r++) {
+                hexz_tensor_info t;
+                hexz_tensor_get_info(w->archive, reads[r].index, &t);
+                if (memcmp(reads[r].buf, w->orig + t.offset, t.length) != 0) w->errors++;
+                free(reads[r].buf);
+            }
+            continue;
+        }
         if (k % 3 == 0) {
             size_t len = (w->seed >> 4) % (3u << 20);
             size_t at = (w->seed >> 2) % (w->orig_len - len);
