@@ -40,5 +40,7 @@ awk '{ for (i = 1; i <= NF; i++) if ($i == "in") t = $(i + 1); key = $1; sub(/^.
        split("A B C D E F G H", keys, " ")
        for (i = 1; i <= 8; i++) { k = keys[i]; printf "  %-48s %.3f s  %.2fx / %.2fx\n", name[k], med[k], med[k] / med["A"], med[k] / med["B"] }
      }' "$work/runs"
+"$work/bench_load" open "$work/g-zstd.hxz" | sed 's/^/zstd: /'
+"$work/bench_load" open "$work/g-lz4.hxz" | sed 's/^/lz4: /'
 "$work/bench_load" one "$work/g-zstd.hxz" blk.0.attn_q.weight | sed 's/^/zstd: /'
 "$work/bench_load" one "$work/g-lz4.hxz" blk.0.attn_q.weight | sed 's/^/lz4: /'

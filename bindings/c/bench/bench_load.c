@@ -3,6 +3,7 @@
  *   bench_load hxz ARCHIVE.hxz          through the C API (hexz_read_tensor)
  *   bench_load gguf ARCHIVE.hxz FILE.gguf   pread() of the same byte ranges from the .gguf
  *   bench_load one ARCHIVE.hxz NAME     read one tensor 50 times through the C API, average time
+ *   bench_load open ARCHIVE.hxz         open and close the archive 20 times, best time
  *   bench_load threads N ARCHIVE.hxz    as "hxz" from N threads of the engine: each takes the next
  *                                       piece (a tensor, or 8 MiB of a larger one) and reads it
  *                                       with hexz_read_range; the archive opened with N read slots
@@ -161,6 +162,22 @@ static int batch(uint32_t threads, const char *path) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "open") == 0) {
+        double best = 1e9;
+        for (int k = 0; k < 20; k++) {
+            double start = now();
+            hexz_archive *a = NULL;
+            if (hexz_open_path(argv[2], NULL, &a) != HEXZ_STATUS_OK) {
+                fprintf(stderr, "%s\n", hexz_last_error());
+                return 1;
+            }
+            double dt = now() - start;
+            best = dt < best ? dt : best;
+            hexz_close(a);
+        }
+        printf("open (and build the tensor and GGUF tables): %.1f ms, best of 20\n", best * 1000);
+        return 0;
+    }
     if (argc == 4 && strcmp(argv[1], "batch") == 0) return batch((uint32_t)atoi(argv[2]), argv[3]);
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "threads") == 0)
         return threaded(atoi(argv[2]), argv[3], argc == 5 ? argv[4] : NULL);
