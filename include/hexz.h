@@ -491,6 +491,16 @@ hexz_status hexz_read_tensor(const hexz_archive *archive, size_t index, uint8_t 
 // Statuses: as hexz_read_tensor, plus OUT_OF_RANGE.
 hexz_status hexz_read_range(const hexz_archive *archive, uint64_t offset, uint8_t *buf, size_t len);
 
+// The block holding byte `offset` of the original file: where it starts
+// and its length. Blocks are the unit of decoding: a read that covers
+// part of a block decodes all of it. An engine that splits a large tensor
+// among its threads should cut the pieces at block ends, so that no block
+// is decoded twice (see bench_load.c, `threads` mode).
+//
+// Statuses: OK; NULL_ARGUMENT; OUT_OF_RANGE (`offset` at or past the
+// end); IO, INVALID_FIELD, CHECKSUM (the index page holding it is read).
+hexz_status hexz_block_span(const hexz_archive *archive, uint64_t offset, uint64_t *out_start, uint64_t *out_length);
+
 // Read `count` tensors, each into its buffer, in one call: their blocks
 // are shared among up to `threads` threads (0: one per core; never more
 // than the handle's read_slots), largest pieces first, so an engine that

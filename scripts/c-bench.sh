@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Loading all gemma tensors through the C API from .hxz (lz4 and zstd)
 # against pread() of the same bytes from the .gguf, same run, page cache warm:
-# on the caller's one thread, from two engine threads taking 8 MiB pieces,
+# on the caller's one thread, from two engine threads taking 8 MiB pieces
+# cut at block ends (hexz_block_span),
 # and in one hexz_read_tensors call on two threads.
 # Two pread() baselines: one buffer per tensor freed as the loop goes (the
 # heap reuses the memory of small tensors, so they fault no pages), and the

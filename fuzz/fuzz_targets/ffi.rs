@@ -1,6 +1,7 @@
 //! The C ABI on any bytes: open from memory, enumerate tensors and GGUF
 //! keys, read every tensor (one by one, then in one hexz_read_tensors call
-//! on two threads, which must agree) and a range, call every getter.
+//! on two threads, which must agree) and a range, ask for block spans, call
+//! every getter.
 #![no_main]
 use std::ffi::c_char;
 
@@ -46,6 +47,12 @@ fuzz_target!(|data: &[u8]| unsafe {
         _ => assert!(batch.iter().all(|&b| b == 0)),
     }
     hexz_read_range(archive, 0, buf.as_mut_ptr(), buf.len().min(info.original_size as usize));
+    for offset in [0, info.original_size / 2, info.original_size.saturating_sub(1), info.original_size] {
+        let (mut start, mut length) = (0u64, 0u64);
+        if hexz_block_span(archive, offset, &mut start, &mut length) == ErrorCode::Ok {
+            assert!(start <= offset && offset - start < length);
+        }
+    }
     let mut kvs = 0usize;
     hexz_gguf_kv_count(archive, &mut kvs);
     for i in 0..kvs.min(64) {

@@ -738,6 +738,37 @@ pub unsafe extern "C" fn hexz_read_range(
     })
 }
 
+/// The block holding byte `offset` of the original file: where it starts
+/// and its length. Blocks are the unit of decoding: a read that covers
+/// part of a block decodes all of it. An engine that splits a large tensor
+/// among its threads should cut the pieces at block ends, so that no block
+/// is decoded twice (see bench_load.c, `threads` mode).
+///
+/// Statuses: OK; NULL_ARGUMENT; OUT_OF_RANGE (`offset` at or past the
+/// end); IO, INVALID_FIELD, CHECKSUM (the index page holding it is read).
+#[no_mangle]
+pub unsafe extern "C" fn hexz_block_span(
+    archive: *const hexz_archive,
+    offset: u64,
+    out_start: *mut u64,
+    out_length: *mut u64,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        if out_start.is_null() || out_length.is_null() {
+            return Err(FfiError::null("out_start/out_length"));
+        }
+        let (start, length) = h.reader.block_span(offset)?;
+        // SAFETY: both checked non-NULL; writable by the caller's promise.
+        unsafe {
+            out_start.write(start);
+            out_length.write(length);
+        }
+        Ok(())
+    })
+}
+
 /// One tensor for hexz_read_tensors: which, and the engine's buffer for it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

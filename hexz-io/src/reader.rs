@@ -221,6 +221,28 @@ impl Reader {
         Ok(len)
     }
 
+    /// The block holding virtual byte `offset`: its start and length.
+    /// Blocks are the unit of decoding, so the pieces of a range read from
+    /// several threads decode no block twice when cut at block ends.
+    pub fn block_span(&self, offset: u64) -> Result<(u64, u64)> {
+        self.check_range(offset, 1)?;
+        let mut ws = self.pool.acquire().map_err(|e| self.error(e))?;
+        let (scratch, _) = hexz_format::reader::Scratch::parts(&mut *ws);
+        let need = self.archive.page_bytes();
+        let got = scratch.len() as u64;
+        let page = scratch.get_mut(..need).ok_or(hexz_format::Error::BufferTooSmall {
+            what: "scratch",
+            needed: need as u64,
+            got,
+        })?;
+        let mut blocks = self.archive.blocks(offset, 1, page).map_err(|e| self.error(e))?;
+        let block = blocks
+            .next()
+            .ok_or(hexz_format::Error::InvalidArgument("no block holds this offset"))?
+            .map_err(|e| self.error(e))?;
+        Ok((block.entry.virtual_offset.get(), u64::from(block.entry.virtual_length.get())))
+    }
+
     /// Read a virtual range into a new vector (fallible allocation).
     pub fn read_vec(&self, offset: u64, length: u64) -> Result<Vec<u8>> {
         let len = usize::try_from(length)

@@ -55,6 +55,37 @@ fn check(name: &str) {
     }
 }
 
+/// `block_span` tiles the file with the index's blocks, at most one read
+/// (the index page) a call, and refuses the end of the file.
+fn check_block_spans(name: &str) {
+    let src = real_model(name);
+    let hxz = store_bytes(&src, &StoreOptions::default());
+    let counting = Counting::new(hxz);
+    let reader =
+        Reader::open_source(Location::Label(name.into()), as_source(&counting), &OpenOptions::default()).unwrap();
+    counting.take();
+    let (mut at, mut blocks) = (0u64, 0u64);
+    while at < reader.size() {
+        let (start, length) = reader.block_span(at).unwrap();
+        assert!(start == at && length > 0, "{name}: block at {at} is {start}+{length}");
+        // Any byte inside gives the same block.
+        assert_eq!(reader.block_span(start + length / 2).unwrap(), (start, length));
+        assert_eq!(reader.block_span(start + length - 1).unwrap(), (start, length));
+        at = start + length;
+        blocks += 1;
+    }
+    assert_eq!(blocks, reader.archive().block_count(), "{name}: spans and index disagree");
+    let (reads, _) = counting.take();
+    assert!(reads <= blocks * 3, "{name}: {reads} reads for {blocks} block spans");
+    assert!(reader.block_span(reader.size()).is_err());
+}
+
+#[test]
+fn block_spans_tile_the_file() {
+    check_block_spans("gemma.gguf");
+    check_block_spans("minilm.safetensors");
+}
+
 #[test]
 fn gemma_reads_are_few() {
     check("gemma.gguf");

@@ -5,8 +5,9 @@
  *   bench_load one ARCHIVE.hxz NAME     read one tensor 50 times through the C API, average time
  *   bench_load open ARCHIVE.hxz         open and close the archive 20 times, best time
  *   bench_load threads N ARCHIVE.hxz    as "hxz" from N threads of the engine: each takes the next
- *                                       piece (a tensor, or 8 MiB of a larger one) and reads it
- *                                       with hexz_read_range; the archive opened with N read slots
+ *                                       piece (a tensor, or about 8 MiB of a larger one, cut at a
+ *                                       block end; BENCH_UNALIGNED=1: at exactly 8 MiB) and reads
+ *                                       it with hexz_read_range; the archive opened with N read slots
  *   bench_load batch N ARCHIVE.hxz      every tensor into held buffers with one hexz_read_tensors
  *                                       call on N threads (0: one per core), from the caller's thread
  *   bench_load threads N ARCHIVE.hxz FILE.gguf
@@ -76,7 +77,7 @@ static void *worker(void *arg) {
     }
 }
 
-static int threaded(int threads, const char *path, const char *gguf) {
+static int threaded(int threads, const char *path, const char *gguf, int aligned) {
     double t0 = now();
     hexz_open_options o = HEXZ_OPEN_OPTIONS_INIT;
     o.read_slots = (uint32_t)threads;
@@ -94,12 +95,20 @@ static int threaded(int threads, const char *path, const char *gguf) {
         hexz_tensor_info t;
         hexz_tensor_get_info(a, i, &t);
         bufs[i] = malloc(t.length ? t.length : 1);
-        for (unsigned long long at = 0; at < t.length || (at == 0 && t.length == 0); at += PIECE) {
+        uint64_t at = 0;
+        do {
+            uint64_t end = t.length - at <= PIECE ? t.length : at + PIECE;
+            uint64_t start = 0, len = 0;
+            if (aligned && end < t.length && hexz_block_span(a, t.offset + end, &start, &len) == HEXZ_STATUS_OK) {
+                /* Cut at the nearer end of the block holding the cut, so no
+                   block is decoded by two pieces. */
+                uint64_t lo = start - t.offset, hi = lo + len < t.length ? lo + len : t.length;
+                end = (end - lo <= hi - end && lo > at) ? lo : hi;
+            }
             list = realloc(list, (pieces + 1) * sizeof *list);
-            size_t n = t.length - at < PIECE ? (size_t)(t.length - at) : PIECE;
-            list[pieces++] = (struct piece){t.offset + at, n, bufs[i] + at};
-            if (t.length == 0) break;
-        }
+            list[pieces++] = (struct piece){t.offset + at, (size_t)(end - at), bufs[i] + at};
+            at = end;
+        } while (at < t.length);
         total += t.length;
     }
     int fd = -1;
@@ -180,7 +189,7 @@ int main(int argc, char **argv) {
     }
     if (argc == 4 && strcmp(argv[1], "batch") == 0) return batch((uint32_t)atoi(argv[2]), argv[3]);
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "threads") == 0)
-        return threaded(atoi(argv[2]), argv[3], argc == 5 ? argv[4] : NULL);
+        return threaded(atoi(argv[2]), argv[3], argc == 5 ? argv[4] : NULL, getenv("BENCH_UNALIGNED") == NULL);
     if (argc < 3) {
         fprintf(stderr, "usage: %s hxz ARCHIVE | gguf ARCHIVE FILE.gguf\n", argv[0]);
         return 2;

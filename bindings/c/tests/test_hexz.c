@@ -331,6 +331,25 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
     CHECK_STATUS(hexz_tensor_get_info(a, 1u << 30, &t), HEXZ_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(hexz_read_range(a, (uint64_t)-8, small, 16), HEXZ_STATUS_OUT_OF_RANGE);
     CHECK_STATUS(hexz_read_range(a, 0, NULL, 16), HEXZ_STATUS_NULL_ARGUMENT);
+    /* Block spans: token_embd's blocks tile it; the end of the file has none. */
+    uint64_t at = t.offset, start = 0, length = 0, blocks = 0;
+    while (at < t.offset + t.length) {
+        CHECK_STATUS(hexz_block_span(a, at, &start, &length), HEXZ_STATUS_OK);
+        uint64_t mid_start = 0, mid_length = 0;
+        CHECK_STATUS(hexz_block_span(a, at + length / 2, &mid_start, &mid_length), HEXZ_STATUS_OK);
+        if (start != at || length == 0 || length > (2u << 20) || mid_start != start || mid_length != length) {
+            CHECK(start == at && length > 0 && length <= (2u << 20) && mid_start == start && mid_length == length);
+            break;
+        }
+        at += length;
+        blocks++;
+    }
+    CHECK(at == t.offset + t.length && blocks > 100);
+    hexz_archive_info ainfo;
+    CHECK_STATUS(hexz_archive_get_info(a, &ainfo), HEXZ_STATUS_OK);
+    CHECK_STATUS(hexz_block_span(a, ainfo.original_size, &start, &length), HEXZ_STATUS_OUT_OF_RANGE);
+    CHECK_STATUS(hexz_block_span(a, 0, NULL, &length), HEXZ_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(hexz_block_span(NULL, 0, &start, &length), HEXZ_STATUS_NULL_ARGUMENT);
     /* hexz_read_tensors checks every entry before reading any. */
     size_t norm = 0;
     CHECK_STATUS(hexz_find_tensor(a, "output_norm.weight", &norm), HEXZ_STATUS_OK);
