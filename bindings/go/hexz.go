@@ -431,6 +431,26 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 	return n, eof
 }
 
+// BlockSpan returns the block holding byte off of the original file: its
+// start and length. A read decodes every block it touches whole, so
+// goroutines that split a large tensor between them should cut their pieces
+// at block ends; then no block is decoded twice.
+func (a *Archive) BlockSpan(off int64) (start, length int64, err error) {
+	if off < 0 {
+		return 0, 0, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "negative offset"}
+	}
+	h, err := a.handle()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer a.mu.RUnlock()
+	var s, l C.uint64_t
+	if e := call(func() C.hexz_status { return C.hexz_block_span(h, C.uint64_t(off), &s, &l) }); e != nil {
+		return 0, 0, e
+	}
+	return int64(s), int64(l), nil
+}
+
 // NewReader reads the original file from the start: an io.Reader and
 // io.Seeker (for io.Copy, http.ServeContent) over ReadAt.
 func (a *Archive) NewReader() *io.SectionReader { return io.NewSectionReader(a, 0, a.info.Size) }

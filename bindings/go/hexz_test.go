@@ -158,6 +158,27 @@ func TestEveryGemmaTensorEqualsTheGGUF(t *testing.T) {
 	if !ok || emb.DType != "Q8_0" || emb.GGMLType != 8 || len(emb.Shape) != 2 || emb.Shape[0] != 640 {
 		t.Fatalf("token_embd.weight: %+v", emb)
 	}
+	// Its blocks tile it, and any byte of a block gives that block.
+	blocks := 0
+	for at := emb.Offset; at < emb.Offset+emb.Length; blocks++ {
+		start, length, err := a.BlockSpan(at)
+		if err != nil || start != at || length <= 0 {
+			t.Fatalf("block at %d: %d+%d, %v", at, start, length, err)
+		}
+		if s, l, err := a.BlockSpan(at + length - 1); err != nil || s != start || l != length {
+			t.Fatalf("last byte of the block at %d: %d+%d, %v", at, s, l, err)
+		}
+		at += length
+	}
+	if blocks < 100 {
+		t.Fatalf("token_embd.weight in %d blocks", blocks)
+	}
+	if _, _, err := a.BlockSpan(a.Size()); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "range") {
+		t.Fatalf("block span at the end: %v", err)
+	}
+	if _, _, err := a.BlockSpan(-1); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("block span at -1: %v", err)
+	}
 }
 
 func TestGGUFMetadata(t *testing.T) {
