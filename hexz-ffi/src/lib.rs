@@ -834,10 +834,14 @@ pub unsafe extern "C" fn hexz_read_tensors(
                     format!("reads[{k}]: tensor {} needs {len} bytes, the buffer holds {}", r.index, r.buf_len),
                 ));
             }
-            // SAFETY: NULL or writable for `buf_len` ≥ `len` bytes (the header's contract).
-            let dst = unsafe { buffer(r.buf, len, &format!("reads[{k}].buf")) }?;
             if len > 0 {
-                spans.push((dst.as_mut_ptr() as usize, len, t.offset));
+                if r.buf.is_null() {
+                    return Err(FfiError::null(&format!("reads[{k}].buf")));
+                }
+                if len > isize::MAX as usize {
+                    return Err(FfiError::invalid("buffer length exceeds isize::MAX"));
+                }
+                spans.push((r.buf as usize, len, t.offset));
             }
         }
         // Two &mut views of one byte must never exist: overlaps are refused.
@@ -849,7 +853,8 @@ pub unsafe extern "C" fn hexz_read_tensors(
         let mut ranges: Vec<(u64, &mut [u8])> = Vec::new();
         ranges.try_reserve_exact(spans.len()).map_err(|_| oom())?;
         for &(at, len, offset) in &spans {
-            // SAFETY: checked above: writable, `len` bytes, overlapping no other view.
+            // SAFETY: non-NULL, len ≤ isize::MAX, writable for `len` bytes by
+            // the header's contract, and overlapping no other view (checked).
             ranges.push((offset, unsafe { std::slice::from_raw_parts_mut(at as *mut u8, len) }));
         }
         let read = h.reader.read_many_into_parallel(ranges, threads as usize, &|_| std::ops::ControlFlow::Continue(()));
