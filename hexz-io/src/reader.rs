@@ -243,28 +243,24 @@ impl Reader {
         Ok((block.entry.virtual_offset.get(), u64::from(block.entry.virtual_length.get())))
     }
 
-    /// Read a virtual range into a new vector (fallible allocation).
+    /// Read a virtual range into a new vector (fallible allocation). A long
+    /// one is decoded on every core, within the read slots: a tokenizer
+    /// makes a GGUF header megabytes long (gemma: 6.5 MB).
     pub fn read_vec(&self, offset: u64, length: u64) -> Result<Vec<u8>> {
         let len = usize::try_from(length)
             .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("range too large")))?;
         let mut out = hexz_format::error::try_zeroed(len, "read buffer")?;
-        self.read_at(offset, &mut out)?;
+        if length < CHUNK {
+            self.read_at(offset, &mut out)?;
+        } else {
+            self.read_into_parallel(offset, &mut out, 0, &|_| ControlFlow::Continue(()))?;
+        }
         Ok(out)
     }
 
     /// The source file's own header (safetensors JSON or GGUF header).
-    /// A tokenizer makes a GGUF header megabytes long (gemma: 6.5 MB), so
-    /// a long one is decoded on every core, within the read slots.
     pub fn source_header(&self) -> Result<Vec<u8>> {
-        let length = self.archive.source_header_length();
-        if length < CHUNK {
-            return self.read_vec(0, length);
-        }
-        let len = usize::try_from(length)
-            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("range too large")))?;
-        let mut out = hexz_format::error::try_zeroed(len, "read buffer")?;
-        self.read_into_parallel(0, &mut out, 0, &|_| ControlFlow::Continue(()))?;
-        Ok(out)
+        self.read_vec(0, self.archive.source_header_length())
     }
 
     /// Block-aligned pieces of `[offset, offset + length)` of about

@@ -5,17 +5,25 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use hexz_format::writer::StoreOptions;
 use hexz_format::SourceFormat;
 use hexz_io::{Location, OpenOptions, Reader};
 
-fn check(name: &str) {
+/// The real model `name`, stored with the defaults and opened through a
+/// counting source.
+fn open_counted(name: &str) -> (Vec<u8>, Arc<Counting>, Reader) {
     let src = real_model(name);
-    let hxz = store_bytes(&src, &StoreOptions::default());
-    let counting = Counting::new(hxz);
+    let counting = Counting::new(store_bytes(&src, &StoreOptions::default()));
     let reader =
         Reader::open_source(Location::Label(name.into()), as_source(&counting), &OpenOptions::default()).unwrap();
+    (src, counting, reader)
+}
+
+fn check(name: &str) {
+    let (src, counting, reader) = open_counted(name);
     let header = reader.source_header().unwrap();
     if reader.source_format() == SourceFormat::Gguf {
         hexz_format::gguf::parse(&header, reader.size()).unwrap();
@@ -58,11 +66,7 @@ fn check(name: &str) {
 /// `block_span` tiles the file with the index's blocks, at most one read
 /// (the index page) a call, and refuses the end of the file.
 fn check_block_spans(name: &str) {
-    let src = real_model(name);
-    let hxz = store_bytes(&src, &StoreOptions::default());
-    let counting = Counting::new(hxz);
-    let reader =
-        Reader::open_source(Location::Label(name.into()), as_source(&counting), &OpenOptions::default()).unwrap();
+    let (_, counting, reader) = open_counted(name);
     counting.take();
     let (mut at, mut blocks) = (0u64, 0u64);
     while at < reader.size() {

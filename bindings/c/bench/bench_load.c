@@ -35,6 +35,16 @@ static double now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* All `len` bytes at `offset` of `fd` into `dst`; 0, or -1 on an error or early end. */
+static int pread_all(int fd, unsigned char *dst, size_t len, unsigned long long offset) {
+    for (size_t done = 0; done < len;) {
+        ssize_t n = pread(fd, dst + done, len - done, (off_t)(offset + done));
+        if (n <= 0) return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
 /* The threaded engine: pieces of at most PIECE bytes, taken in order. */
 #define PIECE (8u << 20)
 struct piece {
@@ -58,14 +68,10 @@ static void *worker(void *arg) {
         if (k >= w->count) return NULL;
         struct piece *p = &w->pieces[k];
         if (w->gguf_fd >= 0) {
-            for (size_t done = 0; done < p->length;) {
-                ssize_t n = pread(w->gguf_fd, p->dst + done, p->length - done, (off_t)(p->offset + done));
-                if (n <= 0) {
-                    perror("pread");
-                    atomic_store(&w->failed, 1);
-                    return NULL;
-                }
-                done += (size_t)n;
+            if (pread_all(w->gguf_fd, p->dst, p->length, p->offset) != 0) {
+                perror("pread");
+                atomic_store(&w->failed, 1);
+                return NULL;
             }
             continue;
         }
@@ -231,12 +237,7 @@ int main(int argc, char **argv) {
         hexz_tensor_get_info(a, i, &t);
         unsigned char *buf = malloc(t.length ? t.length : 1);
         if (use_gguf) {
-            size_t done = 0;
-            while (done < t.length) {
-                ssize_t n = pread(fd, buf + done, t.length - done, (off_t)(t.offset + done));
-                if (n <= 0) return 1;
-                done += (size_t)n;
-            }
+            if (pread_all(fd, buf, t.length, t.offset) != 0) return 1;
         } else {
             size_t got = 0;
             if (hexz_read_tensor(a, i, buf, t.length, &got) != HEXZ_STATUS_OK) {
