@@ -65,6 +65,19 @@ fn open_bytes(archive: Vec<u8>) -> Reader {
     Reader::open_source(Location::Label("generated".into()), source, &OpenOptions::default()).unwrap()
 }
 
+/// A generated 1 MiB file, its archive stored with `compression`, and the
+/// archive's block `index`: where it is in the file and where its stored
+/// bytes are in the archive, each as (offset, length).
+fn generated_with_block(compression: Compression, index: usize) -> (Vec<u8>, Vec<u8>, (u64, u64), (u64, u64)) {
+    let src = generated(1 << 20);
+    let archive = store_bytes(&src, &raw_opts(compression));
+    let probe = open_bytes(archive.clone());
+    let (start, len) = blocks_of(&probe)[index];
+    let mut page = vec![0u8; probe.archive().page_bytes()];
+    let entry = probe.archive().blocks(start, 1, &mut page).unwrap().next().unwrap().unwrap().entry;
+    (src, archive, (start, len), (entry.stored_offset.get(), u64::from(entry.stored_length.get())))
+}
+
 #[test]
 fn small_reads_through_the_cache_match_the_file_and_decode_each_block_once() {
     let src = real_model("minilm.safetensors");
@@ -130,13 +143,7 @@ impl ReadAt for Gated {
 
 #[test]
 fn two_threads_reading_one_block_cause_one_decode() {
-    let src = generated(1 << 20);
-    let archive = store_bytes(&src, &raw_opts(Compression::Lz4));
-    let probe = open_bytes(archive.clone());
-    let (start, len) = blocks_of(&probe)[3];
-    let mut page = vec![0u8; probe.archive().page_bytes()];
-    let stored =
-        probe.archive().blocks(start, 1, &mut page).unwrap().next().unwrap().unwrap().entry.stored_offset.get();
+    let (src, archive, (start, len), (stored, _)) = generated_with_block(Compression::Lz4, 3);
     let gated = Arc::new(Gated {
         bytes: archive,
         gate_from: stored,
@@ -202,13 +209,7 @@ fn sequential_reads_start_read_ahead_and_random_ones_do_not() {
 
 #[test]
 fn a_block_that_fails_its_hash_is_an_error_and_never_cached() {
-    let src = generated(1 << 20);
-    let mut archive = store_bytes(&src, &raw_opts(Compression::None));
-    let probe = open_bytes(archive.clone());
-    let (start, _) = blocks_of(&probe)[5];
-    let mut page = vec![0u8; probe.archive().page_bytes()];
-    let stored =
-        probe.archive().blocks(start, 1, &mut page).unwrap().next().unwrap().unwrap().entry.stored_offset.get();
+    let (src, mut archive, (start, _), (stored, _)) = generated_with_block(Compression::None, 5);
     archive[stored as usize + 100] ^= 0x40;
     let cached = CachedReader::new(open_bytes(archive), &no_read_ahead(8 << 20));
     for _ in 0..2 {
@@ -257,13 +258,8 @@ impl ReadAt for CorruptOnce {
 
 #[test]
 fn bytes_that_fail_their_hash_are_dropped_from_the_source_cache_and_fetched_again() {
-    let src = generated(1 << 20);
-    let archive = store_bytes(&src, &raw_opts(Compression::Lz4));
-    let probe = open_bytes(archive.clone());
-    let (start, len) = blocks_of(&probe)[2];
-    let mut page = vec![0u8; probe.archive().page_bytes()];
-    let entry = probe.archive().blocks(start, 1, &mut page).unwrap().next().unwrap().unwrap().entry;
-    let bad_at = entry.stored_offset.get() + u64::from(entry.stored_length.get()) / 2;
+    let (src, archive, (start, len), (stored, stored_len)) = generated_with_block(Compression::Lz4, 2);
+    let bad_at = stored + stored_len / 2;
     let source =
         Arc::new(CorruptOnce { bytes: archive, bad_at, kept_bad: AtomicBool::new(false), discards: AtomicU64::new(0) });
     let as_source: Source = source.clone();
