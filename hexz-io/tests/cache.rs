@@ -65,17 +65,25 @@ fn open_bytes(archive: Vec<u8>) -> Reader {
     Reader::open_source(Location::Label("generated".into()), source, &OpenOptions::default()).unwrap()
 }
 
-/// A generated 1 MiB file, its archive stored with `compression`, and the
-/// archive's block `index`: where it is in the file and where its stored
-/// bytes are in the archive, each as (offset, length).
-fn generated_with_block(compression: Compression, index: usize) -> (Vec<u8>, Vec<u8>, (u64, u64), (u64, u64)) {
+/// A generated 1 MiB file, its archive, and one block of it.
+struct WithBlock {
+    src: Vec<u8>,
+    archive: Vec<u8>,
+    /// Where the block is in the file: (offset, length).
+    block: (u64, u64),
+    /// Where its stored bytes are in the archive: (offset, length).
+    stored: (u64, u64),
+}
+
+/// The generated file stored with `compression`, and its block `index`.
+fn generated_with_block(compression: Compression, index: usize) -> WithBlock {
     let src = generated(1 << 20);
     let archive = store_bytes(&src, &raw_opts(compression));
     let probe = open_bytes(archive.clone());
-    let (start, len) = blocks_of(&probe)[index];
+    let block = blocks_of(&probe)[index];
     let mut page = vec![0u8; probe.archive().page_bytes()];
-    let entry = probe.archive().blocks(start, 1, &mut page).unwrap().next().unwrap().unwrap().entry;
-    (src, archive, (start, len), (entry.stored_offset.get(), u64::from(entry.stored_length.get())))
+    let entry = probe.archive().blocks(block.0, 1, &mut page).unwrap().next().unwrap().unwrap().entry;
+    WithBlock { src, archive, block, stored: (entry.stored_offset.get(), u64::from(entry.stored_length.get())) }
 }
 
 #[test]
@@ -143,7 +151,8 @@ impl ReadAt for Gated {
 
 #[test]
 fn two_threads_reading_one_block_cause_one_decode() {
-    let (src, archive, (start, len), (stored, _)) = generated_with_block(Compression::Lz4, 3);
+    let WithBlock { src, archive, block: (start, len), stored: (stored, _) } =
+        generated_with_block(Compression::Lz4, 3);
     let gated = Arc::new(Gated {
         bytes: archive,
         gate_from: stored,
@@ -209,7 +218,8 @@ fn sequential_reads_start_read_ahead_and_random_ones_do_not() {
 
 #[test]
 fn a_block_that_fails_its_hash_is_an_error_and_never_cached() {
-    let (src, mut archive, (start, _), (stored, _)) = generated_with_block(Compression::None, 5);
+    let WithBlock { src, mut archive, block: (start, _), stored: (stored, _) } =
+        generated_with_block(Compression::None, 5);
     archive[stored as usize + 100] ^= 0x40;
     let cached = CachedReader::new(open_bytes(archive), &no_read_ahead(8 << 20));
     for _ in 0..2 {
@@ -258,7 +268,8 @@ impl ReadAt for CorruptOnce {
 
 #[test]
 fn bytes_that_fail_their_hash_are_dropped_from_the_source_cache_and_fetched_again() {
-    let (src, archive, (start, len), (stored, stored_len)) = generated_with_block(Compression::Lz4, 2);
+    let WithBlock { src, archive, block: (start, len), stored: (stored, stored_len) } =
+        generated_with_block(Compression::Lz4, 2);
     let bad_at = stored + stored_len / 2;
     let source =
         Arc::new(CorruptOnce { bytes: archive, bad_at, kept_bad: AtomicBool::new(false), discards: AtomicU64::new(0) });
