@@ -83,8 +83,10 @@ impl RetryRules {
 /// A response with a failing status, as the connector reports it: object
 /// store errors keep neither the status nor `Retry-After`.
 #[derive(Debug)]
-pub struct ServerError {
+pub(crate) struct ServerError {
+    /// The HTTP status.
     pub status: u16,
+    /// What the server's `Retry-After` asked for (429 and 503 only).
     pub retry_after: Option<Duration>,
     /// The start of the body (S3's error code and message), on one line.
     pub body: String,
@@ -130,7 +132,7 @@ fn retryable_status(status: u16) -> bool {
 }
 
 /// `Retry-After`: seconds, or an HTTP date (the wait until then).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -143,11 +145,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// Most bytes of an error body kept for the message.
 const ERROR_BODY: usize = 512;
 
-/// The HTTP client of reads: reqwest, with every failing status other than
-/// 404 and 412 (which object_store turns into "not found" and "changed")
-/// reported as a [`ServerError`] carrying the status and `Retry-After`.
+/// The HTTP client of reads: reqwest, with every failing status of a ranged
+/// GET other than 404 and 412 (which object_store turns into "not found" and
+/// "changed") reported as a [`ServerError`] carrying the status and
+/// `Retry-After`.
 #[derive(Debug, Default)]
-pub struct StatusConnector;
+pub(crate) struct StatusConnector;
 
 impl HttpConnector for StatusConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
@@ -161,9 +164,13 @@ struct StatusService(HttpClient);
 #[async_trait::async_trait]
 impl HttpService for StatusService {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // Only the ranged GETs of reads: the client's other requests (S3
+        // credentials from instance metadata, whose fallbacks read the
+        // status) are left as object_store expects them.
+        let ranged = req.headers().contains_key("range");
         let response = self.0.execute(req).await?;
         let status = response.status().as_u16();
-        if status < 400 || status == 404 || status == 412 {
+        if !ranged || status < 400 || status == 404 || status == 412 {
             return Ok(response);
         }
         let retry_after = match status {
@@ -195,16 +202,14 @@ enum Failure {
 
 /// Why a ranged read failed in the end.
 #[derive(Debug)]
-pub enum FetchError {
+pub(crate) enum FetchError {
+    /// The server has no such object.
     NotFound(String),
     /// The object is not the one opened (size, ETag).
     Changed(String),
     /// Every attempt failed, or one could not be retried; `timed_out`
     /// when the last failure was a stall.
-    Failed {
-        message: String,
-        timed_out: bool,
-    },
+    Failed { message: String, timed_out: bool },
 }
 
 impl std::fmt::Display for FetchError {
@@ -275,17 +280,21 @@ fn chain(e: &dyn StdError) -> String {
 }
 
 /// Bytes of a ranged GET and what the server said of the object.
-pub struct Fetched {
+pub(crate) struct Fetched {
+    /// The object's size and ETag.
     pub meta: ObjectMeta,
     /// Where the bytes start in the object.
     pub start: u64,
+    /// The bytes, all of the range.
     pub bytes: Bytes,
 }
 
 /// One ranged read with its retries.
-pub struct RangeRead<'a> {
+pub(crate) struct RangeRead<'a> {
+    /// Where the object is.
     pub store: &'a dyn ObjectStore,
     pub path: &'a ObjectPath,
+    /// How it is retried.
     pub rules: RetryRules,
     /// The object as opened: a response for another is an error.
     pub expect: Option<(u64, Option<String>)>,
@@ -303,7 +312,7 @@ struct Progress {
 
 impl RangeRead<'_> {
     /// Read `range`, retried as the rules say.
-    pub async fn run(&self, range: GetRange) -> Result<Fetched, FetchError> {
+    pub(crate) async fn run(&self, range: GetRange) -> Result<Fetched, FetchError> {
         let began = Instant::now();
         let attempts = self.rules.retries + 1;
         let mut progress: Option<Progress> = None;
