@@ -5,14 +5,12 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
-#[cfg(target_os = "linux")]
-use std::sync::Mutex;
 
 use hexz_format::SourceFormat;
 
 use crate::error::{Error, Result};
 use crate::folder::extract_folder;
-use crate::output::{Output, OutputOptions, OutputSink};
+use crate::output::{Output, OutputOptions};
 use crate::reader::{RangeSink, Reader};
 
 /// Extract the whole archive to `dst`: the byte-identical source file (`-`:
@@ -73,6 +71,8 @@ pub fn memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
 #[cfg(target_os = "linux")]
 fn linux_memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use crate::output::OutputSink;
     let os_error = |op| Error::file("memfd", op, std::io::Error::last_os_error());
     // SAFETY: a NUL-terminated name and valid flags.
     let fd = unsafe { libc::memfd_create(c"hexz".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
@@ -88,7 +88,7 @@ fn linux_memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
         // are left as holes. Measured faster than decoding into a shared
         // mapping of the memfd, whose page faults cost more than the copy
         // (gemma: 0.23 -> 0.20 s lz4, 0.35 -> 0.30 s zstd).
-        let sink = OutputSink::Positioned { file: &file, path: Path::new("memfd"), end: Mutex::new(0) };
+        let sink = OutputSink::Positioned { file: &file, path: Path::new("memfd"), end: std::sync::Mutex::new(0) };
         reader.read_range_parallel(0, size, &sink, threads, &|_| ControlFlow::Continue(()))?;
     }
     // No one may change it now: sealed against writes and resizing.
