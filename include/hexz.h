@@ -249,7 +249,9 @@ typedef struct {
   const char *region;
   // Bytes of fetched ranges kept for repeated reads; 0 means 64 MiB.
   uint64_t cache_bytes;
-  // Timeout of one request in milliseconds; 0 means 60 s.
+  // Stall timeout in milliseconds, 0 means 15 s: the longest wait for a
+  // response to start or for its next bytes (a transfer that keeps
+  // moving is never cut off); a stalled request is retried.
   uint32_t timeout_ms;
   // Connect timeout in milliseconds; 0 means 10 s.
   uint32_t connect_timeout_ms;

@@ -88,10 +88,14 @@ def s3(tmp_path_factory):
 
 
 class Nginx:
-    def __init__(self, root: Path, work: Path):
+    """nginx serving `root`; `locations` replaces the default `location / { }`
+    (a location that refuses requests unless their query is exact, say)."""
+
+    def __init__(self, root: Path, work: Path, locations: str = "location / { }"):
         self.root = root
         self.port = free_port()
         self.log = work / "access.log"
+        self.raw_log = work / "raw.log"
         conf = work / "nginx.conf"
         conf.write_text(f"""
 user root;
@@ -102,7 +106,9 @@ error_log {work}/error.log;
 events {{ worker_connections 256; }}
 http {{
     log_format hexz '$request_method $uri $status $body_bytes_sent "$http_range"';
+    log_format raw '$status $request_uri';
     access_log {self.log} hexz;
+    access_log {self.raw_log} raw;
     client_body_temp_path {work}/body;
     proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi;
@@ -111,7 +117,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         root {root};
-        location / {{ }}
+        {locations}
     }}
 }}
 """)
@@ -128,9 +134,19 @@ http {{
             out.append((method, uri, int(status), int(nbytes), rng.strip('"')))
         return out
 
+    def raw_requests(self):
+        """(status, request URI exactly as the client sent it, path and query
+        still percent-encoded) of every request since the last clear."""
+        out = []
+        for line in self.raw_log.read_text().splitlines():
+            status, uri = line.split(" ", 1)
+            out.append((int(status), uri))
+        return out
+
     def clear(self):
         # nginx appends (O_APPEND): after truncation it writes from 0 again.
         self.log.write_text("")
+        self.raw_log.write_text("")
 
     def stop(self):
         self.proc.terminate()
@@ -154,13 +170,22 @@ class FaultProxy:
     """A TCP proxy in front of a server that breaks the next responses to
     data requests (ranged GETs other than the two of open) as told:
     "503", "reset" (half the body, then a connection reset), "short" (a
-    consistent but shorter 206 response) or "slow" (a delay)."""
+    consistent but shorter 206 response), "slow" (a delay), "cut" (half
+    the body, then the connection closed), "503 retry-after N" and
+    "429 retry-after N" (the status with `Retry-After: N`; N may be an
+    HTTP date), "stall" (no response at all), "stall body" (the headers
+    and half the body, then nothing), or "trickle" (the body in 16 pieces
+    over `trickle_seconds`). `log` keeps (fault, Range header, time) of
+    every data request."""
 
     def __init__(self, upstream_port: int, slow_seconds: float = 4.0):
         self.upstream = upstream_port
         self.faults = []
         self.injected = []
+        self.log = []
         self.slow_seconds = slow_seconds
+        self.trickle_seconds = 4.0
+        self.stop_stalls = threading.Event()
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -174,6 +199,13 @@ class FaultProxy:
         with self.lock:
             self.faults = list(faults)
             self.injected = []
+            self.log = []
+
+    def release_stalls(self):
+        """End the connections held by "stall" faults."""
+        self.stop_stalls.set()
+        time.sleep(0.2)
+        self.stop_stalls.clear()
 
     def _accept(self):
         while True:
@@ -206,12 +238,23 @@ class FaultProxy:
                 is_open = rng.startswith("bytes=-") or rng == "bytes=0-63"
                 fault = None
                 with self.lock:
-                    if rng and not is_open and self.faults:
-                        fault = self.faults.pop(0)
-                        self.injected.append(fault)
+                    if rng and not is_open:
+                        if self.faults:
+                            fault = self.faults.pop(0)
+                            self.injected.append(fault)
+                        self.log.append((fault, rng, time.monotonic()))
                 if fault == "503":
                     client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
                     continue
+                if fault and " retry-after " in fault:
+                    status, _, after = fault.split(" ", 2)
+                    reason = {"503": "Service Unavailable", "429": "Too Many Requests"}[status]
+                    client.sendall(f"HTTP/1.1 {status} {reason}\r\nRetry-After: {after}\r\n"
+                                   f"Content-Length: 0\r\n\r\n".encode("latin-1"))
+                    continue
+                if fault == "stall":
+                    self.stop_stalls.wait()
+                    return
                 # Forward, one upstream connection per request.
                 up = socket.create_connection(("127.0.0.1", self.upstream))
                 fwd = [lines[0]] + [l for l in lines[1:] if not l.lower().startswith("connection:")]
@@ -226,6 +269,20 @@ class FaultProxy:
                 rhead, _, body = response.partition(b"\r\n\r\n")
                 if fault == "slow":
                     time.sleep(self.slow_seconds)
+                if fault in ("cut", "stall body"):
+                    client.sendall(rhead + b"\r\n\r\n" + body[: len(body) // 2])
+                    if fault == "stall body":
+                        self.stop_stalls.wait()
+                    else:
+                        time.sleep(0.2)  # delivered before the close
+                    return
+                if fault == "trickle":
+                    client.sendall(rhead + b"\r\n\r\n")
+                    step = -(-len(body) // 16)
+                    for i in range(0, len(body), step):
+                        time.sleep(self.trickle_seconds / 16)
+                        client.sendall(body[i:i + step])
+                    continue
                 if fault == "reset":
                     client.sendall(rhead + b"\r\n\r\n" + body[: len(body) // 2])
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")

@@ -236,7 +236,8 @@ type URLOptions struct {
 	Region string
 	// CacheBytes of fetched ranges kept for repeated reads (0: 64 MiB).
 	CacheBytes uint64
-	// Timeout of one request and of connecting (0: 60 s and 10 s).
+	// Stall timeout (the longest wait for a response to start or for its
+	// next bytes) and connect timeout (0: 15 s and 10 s).
 	Timeout, ConnectTimeout time.Duration
 	// ParentLocation is an extra URL prefix or folder to look for parents in.
 	ParentLocation string

@@ -2,8 +2,9 @@
 //! read-only FUSE filesystem, decoded on demand by the shared Reader.
 //!
 //! Reads are served on two FUSE threads with 1 MiB kernel requests through
-//! a bounded cache of decoded blocks; for a sequential reader, the next
-//! 16 MiB are decoded ahead on two more threads, so both cores decode.
+//! hexz-io's [`CachedReader`]: a bounded cache of decoded blocks, each
+//! decoded once however many threads want it, and for a sequential reader
+//! the next 16 MiB decoded ahead on two more threads, so both cores decode.
 //! Files are opened with FOPEN_KEEP_CACHE, so the kernel page cache holds
 //! what was read across opens (a second load costs what a plain file
 //! costs). A block that fails its hash gives EIO for the reads that
@@ -20,7 +21,7 @@ use fuser::{
 };
 use hexz_format::layout::FileKind;
 use hexz_format::SourceFormat;
-use hexz_io::{RangeCache, Reader};
+use hexz_io::{CacheOptions, CachedReader, Reader};
 
 use crate::util::CliError;
 
@@ -45,121 +46,17 @@ struct Node {
 
 /// The mounted archive: inodes 1 (the root) and up.
 pub struct HexzFs {
-    shared: std::sync::Arc<Shared>,
+    reader: CachedReader,
     nodes: Vec<Node>,
     uid: u32,
     gid: u32,
-    /// Where each open file's last read ended: a read starting there is
-    /// sequential, and the blocks after it are decoded ahead.
-    last_end: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
-    ahead: std::sync::Mutex<std::sync::mpsc::Sender<u64>>,
 }
-
-/// What the FUSE threads and the read-ahead threads share.
-struct Shared {
-    reader: Reader,
-    /// Decoded blocks kept for the reads that follow (the kernel reads a
-    /// block in several requests; each would otherwise decode all of it).
-    cache: std::sync::Mutex<RangeCache<bytes::Bytes>>,
-    /// Blocks being decoded now (by start), so none is decoded twice at
-    /// once: a reader wanting one waits for `decoded` instead.
-    inflight: std::sync::Mutex<std::collections::HashSet<u64>>,
-    decoded: std::sync::Condvar,
-    /// Bytes decoded ahead of a sequential reader.
-    ahead_bytes: u64,
-}
-
-/// How far ahead of a sequential reader blocks are decoded, on their own
-/// threads: at most this, and at most half the block cache (so read-ahead
-/// does not evict its own blocks before they are read). Measured on gemma
-/// (`cat` of a fresh mount): 3 blocks ahead took 0.41 s (zstd) and 0.27 s
-/// (lz4), 8 blocks 0.34 and 0.22, 16 blocks 0.35 and 0.20; the memfd fill,
-/// with no FUSE in the way, takes 0.33 and 0.20.
-const READ_AHEAD_BYTES: u64 = 16 << 20;
-const READ_AHEAD_THREADS: usize = 2;
 
 fn time_of(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
         UNIX_EPOCH
-    }
-}
-
-impl Shared {
-    /// The decoded block starting at `start`, `len` bytes: from the cache,
-    /// after the thread decoding it now (read-ahead) is done, or decoded
-    /// here (and kept).
-    fn block(&self, start: u64, len: usize) -> hexz_io::Result<bytes::Bytes> {
-        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some((b, _)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(start, len) {
-                return Ok(b);
-            }
-            if inflight.insert(start) {
-                break;
-            }
-            // Being decoded by another thread: its result lands in the
-            // cache (or it failed, and this thread tries itself).
-            inflight = self.decoded.wait(inflight).unwrap_or_else(|e| e.into_inner());
-        }
-        drop(inflight);
-        let decoded = hexz_format::error::try_zeroed(len, "block")
-            .map_err(hexz_io::Error::from)
-            .and_then(|mut buf| self.reader.read_at(start, &mut buf).map(|()| bytes::Bytes::from(buf)));
-        if let Ok(b) = &decoded {
-            self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(start, b.clone());
-        }
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&start);
-        self.decoded.notify_all();
-        decoded
-    }
-
-    /// Fill `out` from virtual `offset`, block by block through the cache;
-    /// returns where the last block touched ends.
-    fn read_cached(&self, offset: u64, out: &mut [u8]) -> hexz_io::Result<u64> {
-        let archive = self.reader.archive();
-        let mut page = vec![0u8; archive.page_bytes()];
-        let mut done = 0usize;
-        let mut last_end = offset;
-        for block in archive.blocks(offset, out.len() as u64, &mut page).map_err(|e| self.reader.error(e))? {
-            let block = block.map_err(|e| self.reader.error(e))?;
-            let start = block.entry.virtual_offset.get();
-            let len = block.entry.virtual_length.get() as usize;
-            let bytes = self.block(start, len)?;
-            let from = (offset + done as u64 - start) as usize;
-            let n = (len - from).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&bytes[from..from + n]);
-            done += n;
-            last_end = block.end();
-        }
-        Ok(last_end)
-    }
-
-    /// Decode the blocks from `offset` on (a few) into the cache.
-    fn read_ahead(&self, offset: u64) -> hexz_io::Result<()> {
-        let size = self.reader.size();
-        if offset >= size {
-            return Ok(());
-        }
-        let archive = self.reader.archive();
-        let mut page = vec![0u8; archive.page_bytes()];
-        let span = self.ahead_bytes.max(u64::from(archive.footer().max_block_length.get())).min(size - offset);
-        let blocks: Vec<_> = archive
-            .blocks(offset, span, &mut page)
-            .map_err(|e| self.reader.error(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.reader.error(e))?;
-        for b in blocks {
-            let start = b.entry.virtual_offset.get();
-            // Skip blocks already there or on their way.
-            let busy = self.inflight.lock().unwrap_or_else(|e| e.into_inner()).contains(&start)
-                || self.cache.lock().unwrap_or_else(|e| e.into_inner()).contains(start);
-            if !busy {
-                self.block(start, b.entry.virtual_length.get() as usize)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -179,41 +76,20 @@ impl HexzFs {
         };
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let shared = std::sync::Arc::new(Shared {
-            reader,
-            cache: std::sync::Mutex::new(RangeCache::new(cache_bytes)),
-            inflight: std::sync::Mutex::new(std::collections::HashSet::new()),
-            decoded: std::sync::Condvar::new(),
-            ahead_bytes: READ_AHEAD_BYTES.min(cache_bytes as u64 / 2),
-        });
-        let (tx, rx) = std::sync::mpsc::channel::<u64>();
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        for _ in 0..READ_AHEAD_THREADS {
-            let (shared, rx) = (shared.clone(), rx.clone());
-            std::thread::spawn(move || loop {
-                let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                let Ok(offset) = next else { return };
-                // Errors surface when the reader gets there.
-                let _ = shared.read_ahead(offset);
-            });
-        }
-        let mut fs = HexzFs {
-            shared,
-            nodes: vec![root],
-            uid,
-            gid,
-            last_end: std::sync::Mutex::new(std::collections::HashMap::new()),
-            ahead: std::sync::Mutex::new(tx),
-        };
-        if fs.shared.reader.source_format() == SourceFormat::Folder {
-            let files: Vec<_> = fs.shared.reader.files().to_vec();
-            for f in files {
-                let dir = f.kind == FileKind::Directory;
-                fs.insert(&f.path, dir, f.offset, f.length, f.mode & 0o7777, time_of(f.mtime_ns));
+        let folder = (reader.source_format() == SourceFormat::Folder).then(|| reader.files().to_vec());
+        let size = reader.size();
+        let reader = CachedReader::new(reader, &CacheOptions { budget: cache_bytes, ..CacheOptions::default() });
+        let mut fs = HexzFs { reader, nodes: vec![root], uid, gid };
+        match folder {
+            Some(files) => {
+                for f in files {
+                    let dir = f.kind == FileKind::Directory;
+                    fs.insert(&f.path, dir, f.offset, f.length, f.mode & 0o7777, time_of(f.mtime_ns));
+                }
             }
-        } else {
-            let size = fs.shared.reader.size();
-            fs.insert(file_name, false, 0, size, 0o444, archive_mtime);
+            None => {
+                fs.insert(file_name, false, 0, size, 0o444, archive_mtime);
+            }
         }
         fs
     }
@@ -336,20 +212,10 @@ impl Filesystem for HexzFs {
         }
         let len = u64::from(size.min(MAX_READ)).min(n.length - offset) as usize;
         let mut buf = vec![0u8; len];
-        match self.shared.read_cached(n.offset + offset, &mut buf) {
-            Ok(block_end) => {
-                let sequential = {
-                    let mut last = self.last_end.lock().unwrap_or_else(|e| e.into_inner());
-                    let was = last.insert(u64::from(ino), offset + len as u64);
-                    was == Some(offset) || offset == 0
-                };
-                if sequential && block_end < n.offset + n.length {
-                    let _ = self.ahead.lock().unwrap_or_else(|e| e.into_inner()).send(block_end);
-                }
-                reply.data(&buf)
-            }
+        match self.reader.read_at(n.offset + offset, &mut buf) {
+            Ok(()) => reply.data(&buf),
             Err(e) => {
-                eprintln!("hexz mount: {}: read of {} at {offset}: {e}", self.shared.reader.location(), n.name);
+                eprintln!("hexz mount: {}: read of {} at {offset}: {e}", self.reader.reader().location(), n.name);
                 reply.error(Errno::EIO)
             }
         }

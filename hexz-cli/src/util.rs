@@ -237,8 +237,10 @@ pub fn location(arg: &std::path::Path) -> hexz_io::Location {
 }
 
 /// Remote options from the environment: `HEXZ_CACHE_BYTES` (bytes of
-/// fetched ranges kept), `HEXZ_TIMEOUT_SECS`, `HEXZ_RETRIES`; S3 endpoint,
-/// region and credentials come from the standard AWS variables.
+/// fetched ranges kept), `HEXZ_TIMEOUT_SECS` (the stall timeout: longest
+/// wait for a response to start or for its next bytes), `HEXZ_RETRIES`
+/// (requests after the first for one range); S3 endpoint, region and
+/// credentials come from the standard AWS variables.
 pub fn remote_options() -> hexz_remote::RemoteOptions {
     let mut o = hexz_remote::RemoteOptions::default();
     let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
@@ -246,7 +248,7 @@ pub fn remote_options() -> hexz_remote::RemoteOptions {
         o.cache_bytes = n as usize;
     }
     if let Some(n) = num("HEXZ_TIMEOUT_SECS") {
-        o.timeout = std::time::Duration::from_secs(n.max(1));
+        o.stall_timeout = std::time::Duration::from_secs(n.max(1));
     }
     if let Some(n) = num("HEXZ_RETRIES") {
         o.retries = n as usize;

@@ -416,7 +416,9 @@ pub struct hexz_url_options {
     pub region: *const c_char,
     /// Bytes of fetched ranges kept for repeated reads; 0 means 64 MiB.
     pub cache_bytes: u64,
-    /// Timeout of one request in milliseconds; 0 means 60 s.
+    /// Stall timeout in milliseconds, 0 means 15 s: the longest wait for a
+    /// response to start or for its next bytes (a transfer that keeps
+    /// moving is never cut off); a stalled request is retried.
     pub timeout_ms: u32,
     /// Connect timeout in milliseconds; 0 means 10 s.
     pub connect_timeout_ms: u32,
@@ -492,7 +494,7 @@ pub unsafe extern "C" fn hexz_open_url(
                 remote.cache_bytes = usize::try_from(o.cache_bytes).unwrap_or(usize::MAX);
             }
             if o.timeout_ms > 0 {
-                remote.timeout = std::time::Duration::from_millis(u64::from(o.timeout_ms));
+                remote.stall_timeout = std::time::Duration::from_millis(u64::from(o.timeout_ms));
             }
             if o.connect_timeout_ms > 0 {
                 remote.connect_timeout = std::time::Duration::from_millis(u64::from(o.connect_timeout_ms));

@@ -4,12 +4,10 @@
 //! archive is fallible and capped.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::path::Path;
-use std::sync::Mutex;
 
 use hexz_format::gguf::{self, GgufArray, GgufHeader, GgufValue};
 use hexz_format::{ErrorCode, ReadAt, SourceFormat};
-use hexz_io::{OutputSink, Reader};
+use hexz_io::Reader;
 
 use crate::status::FfiError;
 
@@ -308,44 +306,17 @@ impl ArchiveHandle {
         self.reader.memory_bytes() + (tables + self.source_header.len() * 2) as u64
     }
 
-    /// A sealed, close-on-exec memfd holding the whole original file,
-    /// decoded in parallel and written into it at its offsets.
-    #[cfg(target_os = "linux")]
+    /// A sealed, close-on-exec memfd holding the whole original file
+    /// ([`hexz_io::memfd`]); UNSUPPORTED off Linux.
     pub fn memfd(&self, threads: usize) -> Result<c_int, FfiError> {
-        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-        let io = |what: &str| FfiError::new(ErrorCode::Io, format!("{what}: {}", std::io::Error::last_os_error()));
-        // SAFETY: a NUL-terminated name and valid flags.
-        let fd = unsafe { libc::memfd_create(c"hexz".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-        if fd < 0 {
-            return Err(io("memfd_create"));
+        let file = hexz_io::memfd(&self.reader, threads)?;
+        #[cfg(unix)]
+        return Ok(std::os::fd::IntoRawFd::into_raw_fd(file));
+        #[cfg(not(unix))]
+        {
+            drop(file);
+            Err(FfiError::unsupported("memfd is only available on Linux"))
         }
-        // SAFETY: fd was just created and is owned here alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let size = self.reader.size();
-        let len = usize::try_from(size).map_err(|_| FfiError::invalid("file larger than the address space"))?;
-        let file = std::fs::File::from(fd);
-        file.set_len(size).map_err(|e| FfiError::new(ErrorCode::Io, format!("memfd size: {e}")))?;
-        if len > 0 {
-            // Positioned writes from every worker, as extract makes: the
-            // same decoder, and zero runs left as holes (no memory). Measured
-            // faster than decoding into a shared mapping of the memfd, whose
-            // page faults cost more than the copy (gemma: 0.23 -> 0.20 s lz4,
-            // 0.35 -> 0.30 s zstd).
-            let sink = OutputSink::Positioned { file: &file, path: Path::new("memfd"), end: Mutex::new(0) };
-            self.reader.read_range_parallel(0, size, &sink, threads, &|_| std::ops::ControlFlow::Continue(()))?;
-        }
-        // No one may change it now: sealed against writes and resizing.
-        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-        // SAFETY: fcntl on a descriptor owned here.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-            return Err(io("sealing the memfd"));
-        }
-        Ok(file.into_raw_fd())
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub fn memfd(&self, _threads: usize) -> Result<c_int, FfiError> {
-        Err(FfiError::unsupported("memfd is only available on Linux"))
     }
 }
 

@@ -25,6 +25,13 @@ pub trait ReadAt {
     fn borrow_at(&self, _offset: u64, _len: usize) -> Option<&[u8]> {
         None
     }
+
+    /// Forget the bytes kept for repeated reads (a remote source's fetched
+    /// ranges): bytes read from here failed a check, and the next read must
+    /// come from the origin. Returns whether anything was dropped.
+    fn discard_cached(&self) -> bool {
+        false
+    }
 }
 
 /// The end of `[offset, offset + len)` when it lies inside a source of
@@ -77,6 +84,10 @@ macro_rules! delegate_read_at {
             fn borrow_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
                 let $this = self;
                 $inner.borrow_at(offset, len)
+            }
+            fn discard_cached(&self) -> bool {
+                let $this = self;
+                $inner.discard_cached()
             }
         }
     };

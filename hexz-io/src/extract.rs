@@ -1,13 +1,14 @@
 //! Extracting to a path: the whole archive (a file, or a folder's tree),
 //! or byte ranges of it concatenated (tensors, one file of a folder). The
-//! output appears only when whole, never over an input of the chain.
+//! output appears only when whole, never over an input of the chain. Or
+//! the whole file into a sealed memfd, for engines that take a path.
 
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use hexz_format::SourceFormat;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::folder::extract_folder;
 use crate::output::{Output, OutputOptions};
 use crate::reader::{RangeSink, Reader};
@@ -50,6 +51,53 @@ pub fn extract_ranges(
         sink.finish(total)?;
     }
     output.commit()
+}
+
+/// The whole source file in a sealed, close-on-exec memfd (Linux), decoded
+/// on up to `threads` threads (0: one per core) by the decoder extract
+/// uses and written at its offsets; runs of zeros stay holes (no memory).
+/// An engine that only takes a path opens it as `/proc/self/fd/N`. On
+/// other systems: an `Unsupported` error.
+pub fn memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
+    #[cfg(target_os = "linux")]
+    return linux_memfd(reader, threads);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (reader, threads);
+        Err(Error::refused("memfd", "memfd is only available on Linux", hexz_format::ErrorCode::Unsupported))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn linux_memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use crate::output::OutputSink;
+    let os_error = |op| Error::file("memfd", op, std::io::Error::last_os_error());
+    // SAFETY: a NUL-terminated name and valid flags.
+    let fd = unsafe { libc::memfd_create(c"hexz".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(os_error("memfd_create"));
+    }
+    // SAFETY: fd was just created and is owned here alone.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let size = reader.size();
+    file.set_len(size).map_err(|e| Error::file("memfd", "set size", e))?;
+    if size > 0 {
+        // Positioned writes from every worker, as extract makes: zero runs
+        // are left as holes. Measured faster than decoding into a shared
+        // mapping of the memfd, whose page faults cost more than the copy
+        // (gemma: 0.23 -> 0.20 s lz4, 0.35 -> 0.30 s zstd).
+        let sink = OutputSink::Positioned { file: &file, path: Path::new("memfd"), end: std::sync::Mutex::new(0) };
+        reader.read_range_parallel(0, size, &sink, threads, &|_| ControlFlow::Continue(()))?;
+    }
+    // No one may change it now: sealed against writes and resizing.
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a descriptor owned here.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(os_error("seal"));
+    }
+    Ok(file)
 }
 
 /// A sink that places a range at an offset of a larger output.

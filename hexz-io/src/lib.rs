@@ -13,6 +13,13 @@
 //!   used by extract, memfd, deep verify and diff;
 //! - [`store_parallel`] / [`store_file`]: the core's writer driven by a
 //!   pipeline of threads within a memory budget;
+//! - [`CachedReader`]: a Reader serving small reads from a bounded cache
+//!   of decoded blocks ([`SharedCache`] over [`RangeCache`]), each decoded
+//!   once however many threads want it, with read-ahead for sequential
+//!   readers (the mount; remote sources keep fetched ranges in the same
+//!   cache);
+//! - [`extract_to`] and [`memfd`]: the whole source file to a path, or
+//!   into a sealed in-memory file (Linux);
 //! - [`Output`]: atomic, no-clobber, never-over-an-input destinations;
 //! - [`verify_location`]: the chain-aware verify.
 //!
@@ -26,6 +33,7 @@
 //! ```
 
 pub mod cache;
+mod cached;
 mod error;
 mod extract;
 mod folder;
@@ -36,9 +44,10 @@ mod resolve;
 mod store;
 mod verify;
 
-pub use cache::RangeCache;
+pub use cache::{RangeCache, SharedCache};
+pub use cached::{CacheOptions, CachedReader};
 pub use error::{at_chain, Error, Result};
-pub use extract::{extract_ranges, extract_to};
+pub use extract::{extract_ranges, extract_to, memfd};
 pub use folder::{extract_folder, plan_folder, store_folder, walk, FolderSource};
 pub use location::{CountingSource, FileId, FileSource, FileStamp, Location, Source};
 pub use output::{AtomicFile, Output, OutputOptions, OutputSink};

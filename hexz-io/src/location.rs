@@ -299,6 +299,10 @@ impl<S: ReadAt> ReadAt for CountingSource<S> {
         self.bytes.fetch_add(buf.len() as u64, Relaxed);
         self.inner.read_exact_at(offset, buf)
     }
+
+    fn discard_cached(&self) -> bool {
+        self.inner.discard_cached()
+    }
 }
 
 #[cfg(test)]

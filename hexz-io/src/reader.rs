@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex};
 
 use hexz_format::manifest::{FileInfo, MetadataValue, ParentRef, TensorInfo};
 use hexz_format::reader::Workspace;
-use hexz_format::{Archive, ReadAt, SourceFormat};
+use hexz_format::{Archive, ErrorCode, ReadAt, SourceFormat};
 
 use crate::error::{at_chain, Error, Result};
 use crate::location::{Location, Source};
@@ -193,14 +193,30 @@ impl Reader {
     }
 
     /// Read virtual bytes `[offset, offset + buf.len())`. Waits while all
-    /// read slots are busy.
+    /// read slots are busy. Bytes that fail a check are read once more
+    /// from the origin when a source had kept them (see [`Self::discard_bad_bytes`]).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if buf.is_empty() {
             return self.check_range(offset, 0);
         }
         populate(buf);
         let mut ws = self.pool.acquire().map_err(|e| self.error(e))?;
-        self.archive.read_at(offset, buf, &mut *ws).map_err(|e| self.error(e))
+        match self.archive.read_at(offset, buf, &mut *ws) {
+            Err(e) if self.discard_bad_bytes(&e) => self.archive.read_at(offset, buf, &mut *ws),
+            read => read,
+        }
+        .map_err(|e| self.error(e))
+    }
+
+    /// After `err`: when bytes of a chain member failed a check (a block's
+    /// hash or decode, a page's checksum) and its source kept fetched bytes
+    /// (a remote source's cache), they are dropped, so that one corrupt
+    /// response never stays in a cache. Whether the read is worth one more
+    /// try, which then fetches from the origin.
+    fn discard_bad_bytes(&self, err: &hexz_format::Error) -> bool {
+        let (depth, inner) = err.innermost();
+        let bad_bytes = matches!(inner.code(), ErrorCode::HashMismatch | ErrorCode::Decode | ErrorCode::Checksum);
+        bad_bytes && self.archive.member(usize::from(depth)).is_some_and(|m| m.source().discard_cached())
     }
 
     /// Read tensor `index` into the start of `buf`; returns its length.

@@ -1,28 +1,33 @@
 //! Archives in object storage and behind HTTP: [`RemoteSource`] (a
-//! `ReadAt` over ranged GETs, with a bounded cache, retries and a check
-//! that the object did not change), [`RemoteResolver`] (URLs and paths for
-//! the chain), [`store_to_url`] (a multipart upload completed only when the
-//! archive is whole) and [`list`] (archives under a URL prefix).
+//! `ReadAt` over ranged GETs, with a bounded cache, one retry layer and a
+//! check that the object did not change), [`RemoteResolver`] (URLs and
+//! paths for the chain), [`store_to_url`] (a multipart upload completed
+//! only when the archive is whole) and [`list`] (archives under a URL
+//! prefix).
 
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use hexz_format::writer::{StoreOptions, StoreReport};
 use hexz_format::{ErrorCode, ReadAt};
-use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, RangeCache, Reader, Resolver, Result, Source};
+use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, Reader, Resolver, Result, SharedCache, Source};
 use object_store::aws::AmazonS3Builder;
 use object_store::http::HttpBuilder;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig,
+    BackoffConfig, ClientOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, ObjectStoreScheme,
+    PutPayload, RetryConfig,
 };
+
+pub mod retry;
+
+use retry::{FetchError, RangeRead, RetryRules, StatusConnector};
 
 /// Bytes fetched from the end of an object at open: footer, directory and
 /// manifest, with slack (the core's tail read is 256 KiB).
@@ -41,11 +46,16 @@ pub struct RemoteOptions {
     pub region: Option<String>,
     /// Bytes of fetched ranges kept for repeated reads.
     pub cache_bytes: usize,
-    /// Whole-request timeout.
-    pub timeout: Duration,
+    /// Longest wait without progress: for a response to start (connecting
+    /// included) and for each next piece of its body. A transfer that keeps
+    /// moving is never cut off, however slow.
+    pub stall_timeout: Duration,
+    /// Longest wait for a connection.
     pub connect_timeout: Duration,
-    /// Retries of a failed or short request (on top of the client's own).
+    /// Requests after the first for one range (see [`retry`]).
     pub retries: usize,
+    /// Longest `Retry-After` a read waits for.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RemoteOptions {
@@ -54,10 +64,18 @@ impl Default for RemoteOptions {
             endpoint: None,
             region: None,
             cache_bytes: 64 << 20,
-            timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             retries: 4,
+            max_retry_after: Duration::from_secs(30),
         }
+    }
+}
+
+impl RemoteOptions {
+    /// The retry rules of reads.
+    pub fn retry_rules(&self) -> RetryRules {
+        RetryRules { retries: self.retries, stall_timeout: self.stall_timeout, max_retry_after: self.max_retry_after }
     }
 }
 
@@ -84,50 +102,84 @@ fn refused(url: &str, reason: impl Into<String>, code: ErrorCode) -> Error {
     Error::refused(url, reason, code)
 }
 
-/// The object store and object path of `url`.
-pub fn store_for(url: &str, opts: &RemoteOptions) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
-    runtime();
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
-            base: 2.0,
-        },
-        max_retries: 4,
-        retry_timeout: opts.timeout,
-    };
-    let client = ClientOptions::new().with_timeout(opts.timeout).with_connect_timeout(opts.connect_timeout);
-    let bad = |e: object_store::Error| refused(url, e.to_string(), ErrorCode::InvalidArgument);
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(refused(url, "no bucket in the URL", ErrorCode::InvalidArgument));
-        }
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry);
-        if let Some(region) = &opts.region {
-            b = b.with_region(region);
-        }
-        let endpoint = opts.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
-        if let Some(e) = &endpoint {
-            b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
-        }
-        let client = client.with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
-        let store = b.with_client_options(client).build().map_err(bad)?;
-        return Ok((Arc::new(store), ObjectPath::from(key)));
-    }
-    if url.starts_with("http://") || url.starts_with("https://") {
-        let scheme_end = url.find("://").map_or(0, |i| i + 3);
-        let host_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
-        let (base, path) = url.split_at(host_end);
-        let client = client.with_allow_http(url.starts_with("http://"));
-        let store =
-            HttpBuilder::new().with_url(base).with_retry(retry).with_client_options(client).build().map_err(bad)?;
-        return Ok((Arc::new(store), ObjectPath::from(path.trim_start_matches('/'))));
-    }
-    Err(refused(url, "not a URL hexz can read (s3://, http://, https://)", ErrorCode::Unsupported))
+/// What the store is for: reads retry in [`retry`] (object_store's own
+/// retries off, so there is one layer); uploads and listings keep
+/// object_store's retries, their only layer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Read,
+    WriteOrList,
 }
 
-/// Requests made and bytes received.
+/// The object store and object path of `url`, parsed by object_store:
+/// `s3://bucket/key` (the key percent-decoded, as S3 keys are), or an
+/// `http(s)://` URL, requested exactly as given (its path and query
+/// untouched, so presigned URLs and `%20` in names reach the server as
+/// they were written).
+pub fn store_for(url: &str, opts: &RemoteOptions) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    build_store(url, opts, Purpose::Read)
+}
+
+fn build_store(url: &str, opts: &RemoteOptions, purpose: Purpose) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    runtime();
+    let bad = |e: &dyn std::fmt::Display| refused(url, e.to_string(), ErrorCode::InvalidArgument);
+    let unsupported = || refused(url, "not a URL hexz can read (s3://, http://, https://)", ErrorCode::Unsupported);
+    let parsed = url::Url::parse(url).map_err(|_| unsupported())?;
+    let retry = match purpose {
+        Purpose::Read => RetryConfig { max_retries: 0, ..RetryConfig::default() },
+        Purpose::WriteOrList => RetryConfig {
+            backoff: BackoffConfig { init_backoff: retry::BACKOFF_START, max_backoff: retry::BACKOFF_MAX, base: 2.0 },
+            max_retries: opts.retries,
+            retry_timeout: Duration::from_secs(120),
+        },
+    };
+    // No whole-request timeout (reads have the stall timeout; a large
+    // part upload takes as long as it takes).
+    let client = ClientOptions::new().with_timeout_disabled().with_connect_timeout(opts.connect_timeout);
+    match parsed.scheme() {
+        "s3" => {
+            let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| bad(&e))?;
+            if scheme != ObjectStoreScheme::AmazonS3 || parsed.host_str().is_none_or(str::is_empty) {
+                return Err(refused(url, "no bucket in the URL", ErrorCode::InvalidArgument));
+            }
+            let mut b = AmazonS3Builder::from_env().with_url(url).with_retry(retry);
+            if let Some(region) = &opts.region {
+                b = b.with_region(region);
+            }
+            let endpoint = opts.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+            if let Some(e) = &endpoint {
+                b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+            }
+            if purpose == Purpose::Read {
+                b = b.with_http_connector(StatusConnector);
+            }
+            let client = client.with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+            let store = b.with_client_options(client).build().map_err(|e| bad(&e))?;
+            Ok((Arc::new(store), path))
+        }
+        "http" | "https" => {
+            let client = client.with_allow_http(parsed.scheme() == "http");
+            // Reads: the store's URL is the object's, the path empty, so the
+            // request line is the URL as given. Listings: the store at the
+            // server's root and the prefix as a path, as object_store parses it.
+            let (base, path) = match purpose {
+                Purpose::Read => (url, ObjectPath::default()),
+                Purpose::WriteOrList => {
+                    let (_, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| bad(&e))?;
+                    (&parsed[..url::Position::BeforePath], path)
+                }
+            };
+            let mut b = HttpBuilder::new().with_url(base).with_retry(retry).with_client_options(client);
+            if purpose == Purpose::Read {
+                b = b.with_http_connector(StatusConnector);
+            }
+            Ok((Arc::new(b.build().map_err(|e| bad(&e))?), path))
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+/// Requests made, bytes received and retries.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: AtomicU64,
@@ -145,9 +197,10 @@ pub struct RemoteSource {
     head: Bytes,
     tail_start: u64,
     tail: Bytes,
-    /// Ranges fetched, kept for repeated reads.
-    cache: Mutex<RangeCache<Bytes>>,
-    retries: usize,
+    /// Ranges fetched, kept for repeated reads; a range wanted by several
+    /// threads at once is fetched once.
+    cache: SharedCache,
+    rules: RetryRules,
     stats: Arc<Stats>,
 }
 
@@ -157,49 +210,52 @@ impl std::fmt::Debug for RemoteSource {
     }
 }
 
+/// A failed ranged read as the format core's I/O error: the URL, the
+/// range, and the reason (a timeout with the kind `TimedOut`).
+fn fetch_error(url: &str, offset: u64, len: u64, e: FetchError) -> hexz_format::Error {
+    let kind = match &e {
+        FetchError::NotFound(_) => std::io::ErrorKind::NotFound,
+        FetchError::Failed { timed_out: true, .. } => std::io::ErrorKind::TimedOut,
+        _ => std::io::ErrorKind::Other,
+    };
+    let end = offset.saturating_add(len).saturating_sub(1);
+    hexz_format::Error::from_io(offset, std::io::Error::new(kind, format!("{url}: bytes {offset}-{end}: {e}")))
+}
+
 impl RemoteSource {
     /// Open `url`: two requests at once, the first [`OPEN_PREFIX`] bytes and
     /// the last [`OPEN_SUFFIX`], which give the size and ETag too.
     pub fn open(url: &str, opts: &RemoteOptions) -> Result<RemoteSource> {
         let (store, path) = store_for(url, opts)?;
         let stats = Arc::new(Stats::default());
-        let fail = |e: object_store::Error| match e {
-            object_store::Error::NotFound { .. } => Error::refused(url, "no such object", ErrorCode::NotFound),
-            e => Error::At { location: Location::Url(url.into()), source: io_error(url, 0, e) },
-        };
-        let get = |range: GetRange| {
-            let (store, path) = (store.clone(), path.clone());
-            async move {
-                let r = store.get_opts(&path, GetOptions { range: Some(range), ..Default::default() }).await?;
-                let meta = r.meta.clone();
-                let start = r.range.start;
-                Ok::<_, object_store::Error>((meta, start, r.bytes().await?))
-            }
+        let rules = opts.retry_rules();
+        let read = RangeRead { store: &*store, path: &path, rules, expect: None, stats: &stats };
+        let fail = |e: FetchError, len: u64| match e {
+            FetchError::NotFound(_) => Error::refused(url, "no such object", ErrorCode::NotFound),
+            e => Error::At { location: Location::Url(url.into()), source: fetch_error(url, 0, len, e) },
         };
         let (tail, head) = runtime().block_on(async {
-            futures::join!(get(GetRange::Suffix(OPEN_SUFFIX)), get(GetRange::Bounded(0..OPEN_PREFIX)))
+            futures::join!(read.run(GetRange::Suffix(OPEN_SUFFIX)), read.run(GetRange::Bounded(0..OPEN_PREFIX)))
         });
-        let (meta, tail_start, tail) = tail.map_err(fail)?;
-        let (head_meta, _, head) = head.map_err(fail)?;
-        stats.requests.fetch_add(2, Ordering::Relaxed);
-        stats.bytes.fetch_add((tail.len() + head.len()) as u64, Ordering::Relaxed);
-        if head_meta.e_tag != meta.e_tag || head_meta.size != meta.size {
+        let tail = tail.map_err(|e| fail(e, OPEN_SUFFIX))?;
+        let head = head.map_err(|e| fail(e, OPEN_PREFIX))?;
+        if head.meta.e_tag != tail.meta.e_tag || head.meta.size != tail.meta.size {
             return Err(refused(url, "the object changed while it was opened", ErrorCode::Io));
         }
-        if tail_start + tail.len() as u64 != meta.size {
+        if tail.start + tail.bytes.len() as u64 != tail.meta.size {
             return Err(refused(url, "the server returned a short suffix range", ErrorCode::Io));
         }
         Ok(RemoteSource {
             url: url.to_string(),
+            size: tail.meta.size,
+            etag: tail.meta.e_tag,
+            head: head.bytes,
+            tail_start: tail.start,
+            tail: tail.bytes,
+            cache: SharedCache::new(opts.cache_bytes),
             store,
             path,
-            size: meta.size,
-            etag: meta.e_tag,
-            head,
-            tail_start,
-            tail,
-            cache: Mutex::new(RangeCache::new(opts.cache_bytes)),
-            retries: opts.retries,
+            rules,
             stats,
         })
     }
@@ -213,49 +269,17 @@ impl RemoteSource {
         self.stats.clone()
     }
 
-    /// GET `[offset, offset + len)`, retried until it arrives whole.
+    /// GET `[offset, offset + len)` through the retry layer.
     fn fetch(&self, offset: u64, len: usize) -> hexz_format::Result<Bytes> {
-        let range = offset..offset + len as u64;
-        let mut last = String::new();
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50 << attempt.min(6)));
-            }
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let options = GetOptions {
-                range: Some(GetRange::Bounded(range.clone())),
-                if_match: self.etag.clone(),
-                ..Default::default()
-            };
-            let got = runtime().block_on(async {
-                let r = self.store.get_opts(&self.path, options).await?;
-                let meta = r.meta.clone();
-                Ok::<_, object_store::Error>((meta, r.bytes().await?))
-            });
-            match got {
-                Ok((meta, bytes)) => {
-                    self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    if meta.size != self.size || (self.etag.is_some() && meta.e_tag != self.etag) {
-                        return Err(io_error(
-                            &self.url,
-                            offset,
-                            "the object changed since it was opened (size or ETag)",
-                        ));
-                    }
-                    if bytes.len() == len {
-                        return Ok(bytes);
-                    }
-                    last = format!("short response: {} of {len} bytes", bytes.len());
-                }
-                Err(object_store::Error::Precondition { .. }) => {
-                    return Err(io_error(&self.url, offset, "the object changed since it was opened (ETag)"));
-                }
-                Err(e @ object_store::Error::NotFound { .. }) => return Err(io_error(&self.url, offset, e)),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(io_error(&self.url, offset, format!("{} attempts failed; last: {last}", self.retries + 1)))
+        let read = RangeRead {
+            store: &*self.store,
+            path: &self.path,
+            rules: self.rules,
+            expect: Some((self.size, self.etag.clone())),
+            stats: &self.stats,
+        };
+        let got = runtime().block_on(read.run(GetRange::Bounded(offset..offset + len as u64)));
+        got.map(|f| f.bytes).map_err(|e| fetch_error(&self.url, offset, len as u64, e))
     }
 }
 
@@ -275,14 +299,13 @@ impl ReadAt for RemoteSource {
             buf.copy_from_slice(&self.tail[at..at + buf.len()]);
             return Ok(());
         }
-        if let Some((hit, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(offset, buf.len()) {
-            buf.copy_from_slice(&hit[at..at + buf.len()]);
-            return Ok(());
-        }
-        let bytes = self.fetch(offset, buf.len())?;
-        buf.copy_from_slice(&bytes);
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(offset, bytes);
+        let (bytes, at) = self.cache.get_or_load(offset, buf.len(), || self.fetch(offset, buf.len()))?;
+        buf.copy_from_slice(&bytes[at..at + buf.len()]);
         Ok(())
+    }
+
+    fn discard_cached(&self) -> bool {
+        self.cache.clear()
     }
 }
 
@@ -317,7 +340,7 @@ pub struct MultipartWriter {
 
 impl MultipartWriter {
     pub fn create(url: &str, opts: &RemoteOptions) -> Result<MultipartWriter> {
-        let (store, path) = store_for(url, opts)?;
+        let (store, path) = build_store(url, opts, Purpose::WriteOrList)?;
         if !url.starts_with("s3://") {
             return Err(refused(
                 url,
@@ -385,10 +408,12 @@ impl Drop for MultipartWriter {
 /// path when both are in the same bucket (or on the same host), else the
 /// parent's file name (found then through `--parent-dir`).
 pub fn parent_hint(child: &Location, parent: &Location) -> String {
-    fn split(u: &str) -> Option<(&str, Vec<&str>)> {
-        let scheme_end = u.find("://")? + 3;
-        let root_end = u[scheme_end..].find('/').map_or(u.len(), |i| scheme_end + i);
-        Some((&u[..root_end], u[root_end..].split('/').filter(|s| !s.is_empty()).collect()))
+    /// The server (or bucket) of a URL, and its path's segments.
+    fn split(u: &str) -> Option<(String, Vec<String>)> {
+        let url = url::Url::parse(u).ok()?;
+        let root = url[..url::Position::BeforePath].to_string();
+        let parts = url.path_segments()?.filter(|s| !s.is_empty()).map(str::to_string).collect();
+        Some((root, parts))
     }
     if let (Location::Url(c), Location::Url(p)) = (child, parent) {
         if let (Some((cr, cp)), Some((pr, pp))) = (split(c), split(p)) {
@@ -396,7 +421,7 @@ pub fn parent_hint(child: &Location, parent: &Location) -> String {
                 let dir = &cp[..cp.len() - 1];
                 let common = dir.iter().zip(&pp).take_while(|(a, b)| a == b).count();
                 let mut parts: Vec<&str> = vec![".."; dir.len() - common];
-                parts.extend(&pp[common..]);
+                parts.extend(pp[common..].iter().map(String::as_str));
                 return parts.join("/");
             }
         }
@@ -435,12 +460,10 @@ pub fn store_to_url(
 
 /// Archives (`.hxz` objects) under the URL prefix, with their sizes.
 pub fn list(prefix: &str, opts: &RemoteOptions) -> Result<Vec<(String, u64)>> {
-    let (store, path) = store_for(prefix, opts)?;
-    let base = prefix.trim_end_matches('/');
-    let root = match prefix.strip_prefix("s3://") {
-        Some(rest) => format!("s3://{}", rest.split('/').next().unwrap_or("")),
-        None => base[..base.len() - path.as_ref().len()].trim_end_matches('/').to_string(),
-    };
+    let (store, path) = build_store(prefix, opts, Purpose::WriteOrList)?;
+    let parsed = url::Url::parse(prefix).map_err(|e| refused(prefix, e.to_string(), ErrorCode::InvalidArgument))?;
+    // Listed paths are relative to the bucket (s3) or the server's root (http).
+    let root = &parsed[..url::Position::BeforePath];
     let prefix_path = (!path.as_ref().is_empty()).then_some(&path);
     let found: Vec<_> = runtime().block_on(store.list(prefix_path).collect());
     let mut out = Vec::new();
@@ -466,5 +489,20 @@ mod tests {
         assert_eq!(parent_hint(&l("s3://b/ft/x.hxz"), &l("s3://b/bases/base.hxz")), "../bases/base.hxz");
         assert_eq!(parent_hint(&l("s3://b/x.hxz"), &l("s3://c/base.hxz")), "base.hxz");
         assert_eq!(parent_hint(&l("s3://b/x.hxz"), &l("/tmp/base.hxz")), "base.hxz");
+        let (child, parent) = (l("http://h:8/m/a%20b/ft.hxz?sig=1"), l("http://h:8/m/base%20x.hxz"));
+        assert_eq!(parent_hint(&child, &parent), "../base%20x.hxz");
+        assert_eq!(parent_hint(&l("http://h:8/ft.hxz"), &l("http://h:9/base.hxz")), "base.hxz", "another server");
+    }
+
+    #[test]
+    fn urls_are_parsed_by_object_store() {
+        let o = RemoteOptions::default();
+        let (_, key) = store_for("s3://bucket/dir/name%20x.hxz", &o).unwrap();
+        assert_eq!(key.as_ref(), "dir/name x.hxz", "an S3 key is the URL path decoded");
+        let (_, path) = store_for("https://host/dir/a%20b.hxz?X-Amz-Signature=ab%2Fc", &o).unwrap();
+        assert_eq!(path.as_ref(), "", "http(s): the whole URL is the store's, requested as given");
+        for bad in ["s3:///key.hxz", "ftp://host/x.hxz", "not a url"] {
+            assert!(store_for(bad, &o).is_err(), "{bad}");
+        }
     }
 }

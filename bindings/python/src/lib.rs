@@ -215,7 +215,7 @@ impl Archive {
             if !(t > 0.0 && t.is_finite()) {
                 return Err(invalid("timeout must be a positive number of seconds"));
             }
-            remote.timeout = std::time::Duration::from_secs_f64(t);
+            remote.stall_timeout = std::time::Duration::from_secs_f64(t);
         }
         let opts = remote_open_options(parent_dirs, verify_hashes, read_slots, remote);
         let at = location(&path);

@@ -89,8 +89,9 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     `path` may be a URL: ``s3://bucket/key`` (credentials from the standard
     AWS variables; `endpoint_url` for a local S3 server, `region`) or
     ``http(s)://``. Only the index pages and blocks a read needs are
-    fetched; `cache_bytes` of them are kept (64 MiB); `timeout` is per
-    request, in seconds."""
+    fetched; `cache_bytes` of them are kept (64 MiB); `timeout` is the stall
+    timeout in seconds (15): the longest wait for a response to start or
+    for its next bytes (a slow transfer that keeps moving is not cut off)."""
     return Archive(path, parent_dirs, verify_hashes=verify_hashes, read_slots=read_slots, endpoint_url=endpoint_url,
                    region=region, cache_bytes=cache_bytes, timeout=timeout)
 
