@@ -150,36 +150,14 @@ mod tests {
     use alloc::format;
     use alloc::vec::Vec;
 
-    /// safetensors 0.8's `Dtype` enum, in its order, with `bitsize()`.
-    const SAFETENSORS_0_8: &[(&str, u32)] = &[
-        ("BOOL", 8),
-        ("F4", 4),
-        ("F6_E2M3", 6),
-        ("F6_E3M2", 6),
-        ("U8", 8),
-        ("I8", 8),
-        ("F8_E5M2", 8),
-        ("F8_E4M3", 8),
-        ("F8_E8M0", 8),
-        ("F8_E4M3FNUZ", 8),
-        ("F8_E5M2FNUZ", 8),
-        ("I16", 16),
-        ("U16", 16),
-        ("F16", 16),
-        ("BF16", 16),
-        ("I32", 32),
-        ("U32", 32),
-        ("F32", 32),
-        ("C64", 64),
-        ("F64", 64),
-        ("I64", 64),
-        ("U64", 64),
-    ];
-
+    /// Every dtype of the table parses in a header, with its length; the
+    /// Python tests store the files safetensors 0.8 itself writes.
     #[test]
     fn every_safetensors_dtype_parses_with_its_size() {
-        assert_eq!(SAFETENSORS_DTYPES, SAFETENSORS_0_8);
-        for &(name, bits) in SAFETENSORS_0_8 {
+        for fnuz in ["F8_E4M3FNUZ", "F8_E5M2FNUZ"] {
+            assert_eq!(safetensors_bits(fnuz), Some(8));
+        }
+        for &(name, bits) in SAFETENSORS_DTYPES {
             // Eight elements fill whole bytes for every width.
             let length = 8 * bits / 8;
             let json = format!(r#"{{"t":{{"dtype":"{name}","shape":[2,4],"data_offsets":[0,{length}]}}}}"#);
