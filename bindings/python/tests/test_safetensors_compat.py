@@ -16,6 +16,17 @@ the same message. The upstream assertions are kept, run on both. Writer tests
 (exact bytes of a serialized file) run on ``hexz.checkpoint.save``, whose
 archive extracts to the file safetensors writes.
 
+Ported (the upstream test named in each test's comment): from
+test_simple.py the error-module, metadata, closed-handle, file-not-found,
+numpy/torch example, bool, path and both slice tests and the five
+serialization tests; from test_pt_comparison.py serialization, complex,
+every odd dtype (fp8 e4m3fn/e5m2/e8m0/fnuz, fp4), zero-sized, in-memory
+bytes, LoadTestCase.test_deserialization_safe and SliceTestCase; from
+test_pread_backend.py all but test_load_model; test_multithreaded.py as
+concurrent reads of one handle. Added, differential too: the framework,
+device and backend arguments, the device on every read, slicing keys on both
+frameworks (and the pread backend), F6, and the MiniLM model tensor by tensor.
+
 Deliberate differences, asserted as such (see hexz/_safe.py): numpy slices
 with negative bounds, a start past the stop, or ``:`` over an empty axis
 (safetensors raises OverflowError / SystemError / "out of bounds"); numpy
@@ -363,6 +374,8 @@ def test_every_dtype_reads_as_safetensors_reads_it(tmp_path):
     # pread: test_default_backend_unchanged.
     tensors = _every_torch_dtype()
     pair = stored(tmp_path, tensors)
+    report = hexz.verify(pair[1], deep=True)  # each tensor's length checked against its dtype's size
+    assert report.ok and report.tensors_checked == len(tensors), report.problems
     with both(pair, "pt") as (ref, got):
         assert got.get_tensor("e4m3fnuz").dtype == torch.float8_e4m3fnuz
         assert got.get_tensor("f4").dtype == torch.float4_e2m1fn_x2 and got.get_tensor("f4").shape == (3, 2)
@@ -414,6 +427,7 @@ def test_f6_is_stored_and_refused_as_safetensors_refuses_it(tmp_path):
     header = b'{"a":{"dtype":"F6_E2M3","shape":[2,4],"data_offsets":[0,6]},"b":{"dtype":"F32","shape":[1],"data_offsets":[6,10]}}'
     header += b" " * (-len(header) % 8)
     pair = stored_bytes(tmp_path, struct.pack("<Q", len(header)) + header + bytes(range(10)))
+    assert hexz.verify(pair[1], deep=True).ok
     with hexz.open(pair[1]) as a:
         assert a.tensor_info("a").dtype == "F6_E2M3" and a.read_tensor("a") == bytes(range(6))
     for fw in ("pt", "np"):
@@ -670,27 +684,29 @@ def test_multithreaded_reads(tmp_path):
     tensors = {"1": torch.randn(5, 25), "2": torch.randn(876, 768, 2), "3": torch.ones(5000),
                "4": torch.tensor(5000.0), "5": torch.tensor(768, dtype=torch.int32)}
     pair = stored(tmp_path, tensors)
-    errors = []
-    barrier = threading.Barrier(4)
-    with hexz.safe_open(pair[1], "pt") as f:
+    for fw in ("pt", "np"):
+        want = tensors if fw == "pt" else {k: v.numpy() for k, v in tensors.items()}
+        errors = []
+        barrier = threading.Barrier(4)
+        with hexz.safe_open(pair[1], fw) as f:
 
-        def worker():
-            try:
-                barrier.wait()
-                for _ in range(10):
-                    for name, tensor in tensors.items():
-                        assert torch.equal(f.get_tensor(name), tensor)
-                        assert torch.equal(f.get_slice(name)[...], tensor)
-                    assert_same(f.get_tensors(), {k: tensors[k] for k in f.offset_keys()})
-            except BaseException as e:  # noqa: BLE001 - reported by the main thread
-                errors.append(e)
+            def worker():
+                try:
+                    barrier.wait()
+                    for _ in range(10):
+                        for name, tensor in want.items():
+                            assert_same(tensor, f.get_tensor(name), name)
+                            assert_same(tensor, f.get_slice(name)[...], name)
+                        assert_same({k: want[k] for k in f.offset_keys()}, f.get_tensors())
+                except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                    errors.append(e)
 
-        threads = [threading.Thread(target=worker) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors, errors
+            threads = [threading.Thread(target=worker) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert not errors, (fw, errors)
 
 
 SERIALIZED_I32 = (b'@\x00\x00\x00\x00\x00\x00\x00{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}   '
