@@ -1,7 +1,8 @@
 //! Element types of the two source formats, with sizes in bits so that
 //! sub-byte and block-quantized types fit the same arithmetic.
 
-/// A safetensors dtype name and its element size in bits.
+/// A safetensors dtype name and its element size in bits: every dtype of
+/// safetensors 0.8, in its order.
 pub const SAFETENSORS_DTYPES: &[(&str, u32)] = &[
     ("BOOL", 8),
     ("F4", 4),
@@ -12,6 +13,8 @@ pub const SAFETENSORS_DTYPES: &[(&str, u32)] = &[
     ("F8_E5M2", 8),
     ("F8_E4M3", 8),
     ("F8_E8M0", 8),
+    ("F8_E4M3FNUZ", 8),
+    ("F8_E5M2FNUZ", 8),
     ("I16", 16),
     ("U16", 16),
     ("F16", 16),
@@ -139,4 +142,30 @@ pub fn ggml_fields(id: u32) -> Option<&'static [u8]> {
         39 => &[1, 16],                   // MXFP4: e; qs[16]
         _ => return None,
     })
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::vec::Vec;
+
+    /// Every dtype of the table parses in a header, with its length; the
+    /// Python tests store the files safetensors 0.8 itself writes.
+    #[test]
+    fn every_safetensors_dtype_parses_with_its_size() {
+        for fnuz in ["F8_E4M3FNUZ", "F8_E5M2FNUZ"] {
+            assert_eq!(safetensors_bits(fnuz), Some(8));
+        }
+        for &(name, bits) in SAFETENSORS_DTYPES {
+            // Eight elements fill whole bytes for every width.
+            let length = 8 * bits / 8;
+            let json = format!(r#"{{"t":{{"dtype":"{name}","shape":[2,4],"data_offsets":[0,{length}]}}}}"#);
+            let mut file: Vec<u8> = (json.len() as u64).to_le_bytes().to_vec();
+            file.extend_from_slice(json.as_bytes());
+            file.resize(file.len() + length as usize, 0);
+            let header = crate::safetensors::parse(&file, file.len() as u64).unwrap();
+            assert_eq!((header.tensors[0].dtype.as_str(), header.tensors[0].length), (name, u64::from(length)));
+        }
+    }
 }

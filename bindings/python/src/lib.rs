@@ -17,7 +17,7 @@ use hexz_format::manifest::MetadataValue;
 use hexz_format::writer::{Chunking, StoreOptions, StoreReport};
 use hexz_format::{Compression, ErrorCode, ReadAt};
 use hexz_io::{CountingSource, Location, OpenOptions, Reader, Source, StoreInput};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -107,11 +107,14 @@ struct Archive {
 
 impl Archive {
     fn get(&self) -> PyResult<Arc<Open>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| PyValueError::new_err(format!("{}: the archive is closed", self.path.display())))
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| {
+            // hexz.errors.InvalidInputError, a ValueError as Python's closed files raise.
+            py_error(hexz_io::Error::Refused {
+                path: self.path.clone(),
+                reason: "the archive is closed".into(),
+                code: ErrorCode::InvalidArgument,
+            })
+        })
     }
 }
 

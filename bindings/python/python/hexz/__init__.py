@@ -15,27 +15,28 @@ the rest, store a fine-tune as a delta against its base, check an archive::
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import errors
 from ._archive import Archive, FileInfo, ParentInfo, TensorInfo, TensorSlice
-from ._archive import _framework
 from ._common import Problem, StoreReport, VerifyReport, dirs, metadata_items
 from ._hexz import FORMAT_VERSION, __version__
 from ._hexz import extract as _extract
 from ._hexz import store as _store
 from ._hexz import verify as _verify
+from ._safe import SafeSlice, safe_open
 from .errors import (
     ArchiveNotFoundError,
     CorruptArchiveError,
     HexzError,
     HexzIOError,
     HexzMemoryError,
+    InvalidIndexError,
     InvalidInputError,
     NotFoundError,
     ParentMissingError,
+    SafetensorError,
     UnsupportedError,
 )
 
@@ -52,15 +53,18 @@ __all__ = [
     "Archive",
     "TensorInfo",
     "TensorSlice",
+    "SafeSlice",
     "FileInfo",
     "ParentInfo",
     "StoreReport",
     "VerifyReport",
     "Problem",
+    "SafetensorError",
     "HexzError",
     "CorruptArchiveError",
     "ParentMissingError",
     "InvalidInputError",
+    "InvalidIndexError",
     "NotFoundError",
     "ArchiveNotFoundError",
     "UnsupportedError",
@@ -94,60 +98,6 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     for its next bytes (a slow transfer that keeps moving is not cut off)."""
     return Archive(path, parent_dirs, verify_hashes=verify_hashes, read_slots=read_slots, endpoint_url=endpoint_url,
                    region=region, cache_bytes=cache_bytes, timeout=timeout)
-
-
-class safe_open:
-    """Drop-in for ``safetensors.safe_open`` over a ``.hxz`` archive::
-
-        with hexz.safe_open("model.hxz", framework="pt") as f:
-            for k in f.keys():
-                t = f.get_tensor(k)
-    """
-
-    def __init__(
-        self,
-        filename: PathLike,
-        framework: str = "np",
-        device: str = "cpu",
-        *,
-        parent_dirs: Optional[Sequence[PathLike]] = None,
-    ) -> None:
-        self._framework = _framework(framework)
-        if self._framework == "np" and device != "cpu":
-            raise InvalidInputError(f"numpy arrays live on the CPU; device {device!r} needs framework='pt'")
-        self._device = device
-        self._archive = Archive(filename, parent_dirs)
-
-    def __enter__(self) -> "safe_open":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._archive.close()
-
-    def keys(self) -> List[str]:
-        """Tensor names, sorted (as safetensors gives them)."""
-        return sorted(self._archive.keys())
-
-    def offset_keys(self) -> List[str]:
-        """Tensor names in file order."""
-        return self._archive.keys()
-
-    def metadata(self) -> Optional[Dict[str, str]]:
-        """The safetensors ``__metadata__`` (None when there is none)."""
-        if self._archive.source_format != "safetensors":
-            return None
-        header = self._archive.source_header()
-        found: Optional[Dict[str, str]] = json.loads(header[8:].decode("utf-8")).get("__metadata__")
-        return found
-
-    def _place(self, t: Any) -> Any:
-        return t if self._framework == "np" or self._device == "cpu" else t.to(self._device)
-
-    def get_tensor(self, name: str) -> Any:
-        return self._place(self._archive.get_tensor(name, self._framework))
-
-    def get_slice(self, name: str) -> TensorSlice:
-        return self._archive.get_slice(name, self._framework)
 
 
 def store(

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _dtypes
 from ._hexz import Archive as _NativeArchive
-from .errors import CorruptArchiveError, InvalidInputError, NotFoundError
+from .errors import CorruptArchiveError, InvalidIndexError, InvalidInputError, NotFoundError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -61,7 +61,8 @@ class ParentInfo(NamedTuple):
     location: str  # where it was found
 
 
-_FRAMEWORKS = {"np": "np", "numpy": "np", "pt": "pt", "torch": "pt"}
+# The names safetensors accepts for numpy and torch.
+_FRAMEWORKS = {"np": "np", "numpy": "np", "pt": "pt", "torch": "pt", "pytorch": "pt"}
 
 # GGUF array element type -> numpy dtype (GGUF spec value types).
 _GGUF_ARRAY = {0: np.uint8, 1: np.int8, 2: np.uint16, 3: np.int16, 4: np.uint32, 5: np.int32, 6: np.float32,
@@ -73,13 +74,15 @@ def _framework(name: str) -> str:
         return _FRAMEWORKS[name]
     except KeyError:
         raise InvalidInputError(f"framework must be 'np' (numpy) or 'pt' (torch), not {name!r}") from None
+    except TypeError:  # unhashable
+        raise InvalidInputError(f"framework must be a string, not {type(name).__name__}") from None
 
 
 def _allocate(framework: str, kind: str, shape: Sequence[int]) -> Tuple[Any, int, int]:
     """An uninitialised array to decode into: (array, address, bytes)."""
     if framework == "pt":
         torch = _dtypes.import_torch()
-        t = torch.empty(tuple(shape), dtype=_dtypes.torch_dtype(kind))
+        t = torch.empty(_dtypes.torch_shape(kind, shape), dtype=_dtypes.torch_dtype(kind))
         return t, t.data_ptr(), t.numel() * t.element_size()
     a = np.empty(tuple(shape), dtype=_dtypes.numpy_dtype(kind))
     return a, a.ctypes.data, a.nbytes
@@ -382,5 +385,5 @@ class TensorSlice:
         if i < 0:
             i += n
         if not 0 <= i < n:
-            raise IndexError(f"index {operator.index(first)} is out of bounds for axis 0 with size {n}")
+            raise InvalidIndexError(f"index {operator.index(first)} is out of bounds for axis 0 with size {n}")
         return self._rows(i, i + 1)[(0, *rest)]

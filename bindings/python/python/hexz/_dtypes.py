@@ -3,7 +3,7 @@ torch dtypes, and back for saving."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,7 +35,23 @@ _NUMPY: Dict[str, Any] = {
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
     "F8_E8M0": "float8_e8m0fnu",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
 }
+
+# safetensors dtype -> torch dtype attribute (those this torch lacks are
+# refused when asked for). F4 is torch's packed pair: two 4-bit elements per
+# byte, so its torch shape halves the last dimension of the recorded one.
+_TORCH: Dict[str, str] = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16", "U32": "uint32",
+    "I32": "int32", "U64": "uint64", "I64": "int64", "F16": "float16", "BF16": "bfloat16",
+    "F32": "float32", "F64": "float64", "C64": "complex64", "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu", "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz", "F4": "float4_e2m1fn_x2",
+}
+
+#: dtypes torch stores two elements to a byte (its shape halves the last dim)
+PACKED_PAIRS = frozenset({"F4"})
 
 # GGML type id -> safetensors-style name, for the types that are plain arrays
 # of elements (as gguf-py gives them typed; every other type is quantized
@@ -70,15 +86,24 @@ def numpy_dtype(name: str) -> "np.dtype[Any]":
 def torch_dtype(name: str) -> Any:
     """The torch dtype of safetensors dtype `name`."""
     torch = import_torch()
-    attr = {
-        "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16", "U32": "uint32",
-        "I32": "int32", "U64": "uint64", "I64": "int64", "F16": "float16", "BF16": "bfloat16",
-        "F32": "float32", "F64": "float64", "C64": "complex64", "F8_E4M3": "float8_e4m3fn",
-        "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu",
-    }.get(name)
+    attr = _TORCH.get(name)
     if attr is None or not hasattr(torch, attr):
         raise UnsupportedError(f"dtype {name} has no torch equivalent in torch {torch.__version__}")
     return getattr(torch, attr)
+
+
+def torch_shape(name: str, shape: Sequence[int]) -> Tuple[int, ...]:
+    """The torch shape of a tensor of safetensors dtype `name` and recorded
+    `shape`: as recorded, but the last dimension halved for packed pairs
+    (F4), which must then be even (as safetensors requires)."""
+    dims = tuple(shape)
+    if name in PACKED_PAIRS:
+        if not dims or dims[-1] % 2:
+            raise InvalidInputError(
+                f"f4_x2 dtype requires that the last dim be divisible by 2 in torch: got {list(dims)}"
+            )
+        dims = (*dims[:-1], dims[-1] // 2)
+    return dims
 
 
 def import_torch() -> Any:
@@ -109,8 +134,9 @@ def layout(dtype: str, ggml_type: Optional[int], shape: Tuple[int, ...], length:
 
 
 def element_size(kind: str) -> int:
-    sizes = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "I16": 2,
-             "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8}
+    sizes = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "F8_E4M3FNUZ": 1,
+             "F8_E5M2FNUZ": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8,
+             "I64": 8, "F64": 8, "C64": 8}
     if kind not in sizes:
         raise UnsupportedError(f"dtype {kind} is not byte-addressable (sub-byte); read its bytes with read_tensor")
     return sizes[kind]
@@ -126,8 +152,11 @@ def safetensors_name(array: Any) -> str:
         "bool": "BOOL", "uint8": "U8", "int8": "I8", "uint16": "U16", "int16": "I16", "uint32": "U32",
         "int32": "I32", "uint64": "U64", "int64": "I64", "float16": "F16", "bfloat16": "BF16",
         "float32": "F32", "float64": "F64", "complex64": "C64", "float8_e4m3fn": "F8_E4M3",
-        "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
+        "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0", "float8_e4m3fnuz": "F8_E4M3FNUZ",
+        "float8_e5m2fnuz": "F8_E5M2FNUZ",
     }
+    if name == "float4_e2m1fn_x2" and type(array).__module__.startswith("torch"):
+        return "F4"  # torch's packed pairs; ml_dtypes' float4_e2m1fn is one element a byte, not F4
     if name not in names:
         raise InvalidInputError(f"dtype {name} cannot be stored in safetensors")
     return names[name]
@@ -135,5 +164,5 @@ def safetensors_name(array: Any) -> str:
 
 # The safetensors library's dtype order (its enum), used to lay tensors out
 # as it does: larger alignment first, then by name.
-ORDER = ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16",
-         "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"]
+ORDER = ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
+         "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"]

@@ -36,7 +36,11 @@ def _as_array(name: str, value: Any) -> Tuple[Any, str, List[int], int, int]:
         if t.device.type != "cpu":
             t = t.cpu()
         t = t.contiguous()
-        return t, _dtypes.safetensors_name(t), list(t.shape), t.data_ptr(), t.numel() * t.element_size()
+        dtype = _dtypes.safetensors_name(t)
+        shape = list(t.shape)
+        if dtype in _dtypes.PACKED_PAIRS and shape:
+            shape[-1] *= 2  # the header counts elements, two to a byte (as safetensors writes it)
+        return t, dtype, shape, t.data_ptr(), t.numel() * t.element_size()
     a = np.asarray(value)
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))

@@ -1,19 +1,28 @@
 """Exceptions raised by hexz. Every one is a :class:`HexzError`; the
 subclasses also derive from the built-in exception a caller would expect
-(``FileNotFoundError``, ``ValueError``, ``KeyError``, ...), so ordinary
-``except`` clauses keep working. Messages name the file and the field at
-fault; ``code`` is the status name of the C ABI (``"HashMismatch"``, ...).
+(``FileNotFoundError``, ``ValueError``, ``KeyError``, ``IndexError``, ...),
+so ordinary ``except`` clauses keep working. Messages name the file and the
+field at fault; ``code`` is the status name of the C ABI (``"HashMismatch"``,
+...).
+
+Every hexz error is also a :class:`SafetensorError`, so code written for
+``safetensors`` (``except SafetensorError:``) catches hexz's errors too:
+where the ``safetensors`` package is installed, ``hexz.SafetensorError`` *is*
+``safetensors.SafetensorError`` (either import works); without it, hexz
+defines a class of that name, itself a plain ``Exception`` as upstream's is.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 __all__ = [
+    "SafetensorError",
     "HexzError",
     "CorruptArchiveError",
     "ParentMissingError",
     "InvalidInputError",
+    "InvalidIndexError",
     "NotFoundError",
     "ArchiveNotFoundError",
     "UnsupportedError",
@@ -22,8 +31,34 @@ __all__ = [
 ]
 
 
-class HexzError(Exception):
-    """Base class of every hexz error."""
+def _safetensor_error() -> type:
+    """safetensors' own exception class, or a stand-in of the same name."""
+    try:
+        from safetensors import SafetensorError as upstream
+    except ImportError:
+
+        class SafetensorError(Exception):
+            """Stand-in for ``safetensors.SafetensorError`` (safetensors is
+            not installed): the base of every hexz error."""
+
+        SafetensorError.__module__ = __name__
+        return SafetensorError
+    if not (isinstance(upstream, type) and issubclass(upstream, Exception)):  # pragma: no cover - a future safetensors
+        raise ImportError("safetensors.SafetensorError is not an exception class")
+    return upstream
+
+
+if TYPE_CHECKING:
+
+    class SafetensorError(Exception):
+        """``safetensors.SafetensorError``, or hexz's stand-in for it."""
+
+else:
+    SafetensorError = _safetensor_error()
+
+
+class HexzError(SafetensorError):
+    """Base class of every hexz error (a :class:`SafetensorError`)."""
 
     code: Optional[str] = None
 
@@ -48,6 +83,11 @@ class InvalidInputError(HexzError, ValueError):
     """The input is not what the call takes: not a ``.hxz`` archive (a plain
     ``.gguf`` say), a malformed safetensors/GGUF file to store, an argument
     out of range."""
+
+
+class InvalidIndexError(InvalidInputError, IndexError):
+    """An index or slice does not fit the tensor's shape: out of bounds, or
+    more indices than the tensor has dimensions."""
 
 
 class NotFoundError(HexzError, KeyError):
