@@ -7,10 +7,11 @@
 //! `cargo bench -p hexz-format --bench codec`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hexz_format::codec::{
-    bit_group, bit_ungroup, delta_apply, delta_encode, group, join_fields, split_fields, ungroup, BlockEncoder,
-    Compression,
+use hexz_format::filter::{
+    bit_group, bit_ungroup, delta_apply, delta_encode, group, join_fields, split_fields, ungroup,
 };
+use hexz_format::writer::BlockEncoder;
+use hexz_format::Compression;
 use hexz_format::FilterId;
 
 const BLOCK: usize = 1 << 20;

@@ -32,6 +32,7 @@ pub mod dtype;
 #[cfg(feature = "ans")]
 pub mod entropy;
 pub mod error;
+pub mod filter;
 #[cfg(feature = "alloc")]
 pub mod gguf;
 pub mod index;

@@ -645,7 +645,7 @@ impl<R: ReadAt> Archive<R> {
             FilterId::None => codec::decompress(codec, stored, out, zstd).map_err(fail)?,
             FilterId::ByteGroup => {
                 codec_output(work, zstd)?;
-                codec::ungroup_into(&work[..vlen], width, out);
+                crate::filter::grouping::ungroup_into(&work[..vlen], width, out);
             }
             FilterId::Fields => {
                 // Checked when the entry was parsed: a known layout of `width` bytes.
@@ -655,7 +655,7 @@ impl<R: ReadAt> Archive<R> {
                     "not a GGML type with a field layout",
                 ))?;
                 codec_output(work, zstd)?;
-                codec::join_fields_into(&work[..vlen], fields, out);
+                crate::filter::fields::join_fields_into(&work[..vlen], fields, out);
             }
             #[cfg(feature = "ans")]
             FilterId::FloatAns => {
@@ -693,12 +693,12 @@ impl<R: ReadAt> Archive<R> {
                         codec::decompress(codec, stored, tmp, zstd.as_deref_mut()).map_err(fail)?;
                         if filter == FilterId::DeltaSubBits {
                             // `base` is free until the base is read.
-                            codec::bit_ungroup_into(tmp, width, out, base);
+                            crate::filter::planes::bit_ungroup_into(tmp, width, out, base);
                         } else {
-                            codec::ungroup_into(tmp, width, out);
+                            crate::filter::grouping::ungroup_into(tmp, width, out);
                         }
                         base_at(base, rest, zstd.as_deref_mut(), false)?;
-                        codec::delta_apply_into(filter, out, base, width);
+                        crate::filter::delta::delta_apply_into(filter, out, base, width);
                     }
                 }
                 if let Err(mismatch) = check_hash(verify, out, e, index, target_depth) {

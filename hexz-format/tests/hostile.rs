@@ -411,7 +411,7 @@ fn zstd_blocks_are_exactly_one_frame() {
 }
 
 fn zstd_safe_compress(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = hexz_format::codec::BlockEncoder::new(Compression::zstd(3)).unwrap();
+    let mut enc = hexz_format::writer::BlockEncoder::new(Compression::zstd(3)).unwrap();
     let e = enc.encode(bytes, 1);
     assert_eq!(e.codec, hexz_format::CodecId::Zstd);
     e.bytes.to_vec()

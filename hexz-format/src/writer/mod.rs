@@ -21,8 +21,10 @@ use core::ops::ControlFlow;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
 
-use crate::codec::{delta_width, BlockEncoder, Compression};
+pub use self::encode::{BlockEncoder, EncodedBlock};
+use crate::codec::Compression;
 use crate::error::{Error, Result};
+use crate::filter::delta_width;
 use crate::layout::{
     limits, short_checksum, BlockEntry, CodecId, DirectoryEntry, FileHeader, FilterId, Footer, SourceFormat,
     StorageKind, FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, VERSION_MAJOR,
@@ -32,6 +34,8 @@ use crate::plan::{plan, Chunker, Cutter, FixedChunker, Plan, Segment};
 pub use crate::plan::{BlockJob, Chunking};
 use crate::reader::{Archive, Workspace};
 use crate::source::ReadAt;
+
+mod encode;
 
 /// Default block size: 1 MiB, chosen by the sweep in `bench/bench.py --block-sizes` (README, Measured).
 pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
@@ -337,7 +341,7 @@ pub fn chooses_filter(job: &BlockJob, opts: &StoreOptions) -> bool {
     job.base.is_some()
         || !((opts.split_fields && job.fields.is_some())
             || (job.floats && opts.entropy_coding())
-            || crate::codec::groups_without_trial(job.data.len(), job.width))
+            || encode::groups_without_trial(job.data.len(), job.width))
 }
 
 /// Hash and encode one block: nothing when the parent chain holds it;
