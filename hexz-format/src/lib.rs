@@ -39,6 +39,8 @@ pub mod index;
 pub mod layout;
 pub mod manifest;
 #[cfg(feature = "alloc")]
+pub mod pipeline;
+#[cfg(feature = "alloc")]
 pub mod plan;
 pub mod reader;
 #[cfg(feature = "alloc")]

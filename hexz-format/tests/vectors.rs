@@ -287,9 +287,8 @@ fn entries_of<R: hexz_format::ReadAt>(a: &Archive<R>) -> Vec<hexz_format::layout
 #[test]
 fn spec_tail_vector_decodes_and_reproduces() {
     use hexz_format::layout::{FilterId, SourceFormat};
+    use hexz_format::pipeline::{ArchiveWriter, BlockEncoder, EncodedJob, ParentIndex};
     use hexz_format::plan::{Plan, Segment};
-    use hexz_format::writer::BlockEncoder;
-    use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
     let mut rng = Rng(55);
     let mut src = Vec::new();
     let mut segments = Vec::new();
