@@ -25,7 +25,14 @@ pub enum Compression {
     /// repeats among the scales. Level 2 found nearly all that level 5 does
     /// (gemma: 0.9191 against 0.9181) at level 1's speed, a third less
     /// compression time than level 5.
-    Zstd { level: i32, numeric_level: i32, quantized_level: i32 },
+    Zstd {
+        /// Level (1 to 22) of headers, gaps and other plain blocks.
+        level: i32,
+        /// Level of byte-grouped and delta blocks of floats and integers.
+        numeric_level: i32,
+        /// Level of quantized blocks split into their fields.
+        quantized_level: i32,
+    },
 }
 
 impl Compression {

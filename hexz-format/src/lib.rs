@@ -21,6 +21,7 @@
 //! reads any range or tensor into caller buffers with caller scratch.
 #![no_std]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

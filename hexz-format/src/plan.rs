@@ -16,7 +16,9 @@ use crate::{gguf, safetensors};
 /// A contiguous run of the source stored with one element width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
+    /// Where the segment starts in the source (the virtual space).
     pub start: u64,
+    /// Bytes in the segment.
     pub len: u64,
     /// Grouping stride: the element width of floats, the block size of
     /// quantized GGUF types, 1 for headers, gaps and raw bytes.
@@ -45,6 +47,7 @@ impl Segment {
 /// What the source file is, and how to cut it.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// What the source is, detected from its content (or raw when asked).
     pub format: SourceFormat,
     /// The source header is `[0, header_length)`.
     pub header_length: u64,
@@ -61,7 +64,9 @@ pub struct Plan {
 pub struct FolderEntry {
     /// Relative path, `/`-separated.
     pub path: String,
+    /// A regular file or a directory.
     pub kind: FileKind,
+    /// Bytes of a regular file; ignored for a directory.
     pub length: u64,
     /// Permission bits.
     pub mode: u32,

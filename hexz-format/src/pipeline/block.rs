@@ -23,19 +23,30 @@ pub enum FilterChoice {
     Follow(Option<FilterId>),
 }
 
-/// A block hashed and encoded, ready for [`ArchiveWriter::add`].
+/// A block hashed and encoded, ready for
+/// [`ArchiveWriter::add`](super::ArchiveWriter::add).
 #[derive(Debug)]
 pub struct EncodedJob {
+    /// The block's number, from its [`BlockJob`].
     pub index: u64,
+    /// Where the block starts in the virtual space.
     pub offset: u64,
+    /// Bytes of the decoded block.
     pub length: u32,
+    /// Element width the entry records: the segment's, or the delta's width
+    /// for a delta block.
     pub width: u8,
+    /// The plan's tensor the block belongs to, if any.
     pub tensor: Option<usize>,
+    /// BLAKE3 of the decoded block: its dedup key and integrity check.
     pub hash: [u8; 32],
+    /// The codec of `bytes`.
     pub codec: CodecId,
+    /// The filter applied before the codec.
     pub filter: FilterId,
     /// The entry's `filter_param`.
     pub param: u32,
+    /// For a delta block, where its base starts in the parent; else 0.
     pub delta_base: u64,
     /// Empty when the parent chain already holds these bytes.
     pub bytes: Vec<u8>,

@@ -28,6 +28,7 @@ pub struct FixedChunker {
 }
 
 impl FixedChunker {
+    /// Blocks of at most `block_size` bytes.
     pub fn new(block_size: u32) -> Self {
         FixedChunker { block_size: block_size as usize }
     }
@@ -65,6 +66,8 @@ pub struct CdcChunker {
 
 #[cfg(feature = "cdc")]
 impl CdcChunker {
+    /// Content-defined blocks of at most `block_size` bytes (clamped to what
+    /// FastCDC allows); fixed ones where the segment has a structure.
     pub fn new(block_size: u32) -> Self {
         use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
         let even = |n: usize| n & !1;
@@ -107,7 +110,9 @@ pub fn chunker(opts: &StoreOptions) -> Result<AnyChunker> {
 /// Either chunker, chosen by [`chunker`].
 #[derive(Debug, Clone, Copy)]
 pub enum AnyChunker {
+    /// Fixed-size blocks everywhere.
     Fixed(FixedChunker),
+    /// Content-defined blocks for raw bytes.
     #[cfg(feature = "cdc")]
     ContentDefined(CdcChunker),
 }
@@ -133,18 +138,23 @@ impl Chunker for AnyChunker {
 /// One block cut from the source, ready to encode.
 #[derive(Debug)]
 pub struct BlockJob {
+    /// The block's number: blocks come in this order.
     pub index: u64,
+    /// Where the block starts in the virtual space.
     pub offset: u64,
+    /// Element width of its segment (the byte-grouping stride).
     pub width: u8,
     /// The segment's GGML type when it has a field layout.
     pub fields: Option<u32>,
     /// The segment holds IEEE floats with an 8-bit exponent.
     pub floats: bool,
+    /// The plan's tensor the block belongs to, if any.
     pub tensor: Option<usize>,
     /// Virtual offset in the parent of this block's counterpart, for deltas.
     pub base: Option<u64>,
     /// The first block of a group whose filter choice the rest reuse.
     pub leads: bool,
+    /// The block's bytes, read from the source.
     pub data: Vec<u8>,
 }
 

@@ -18,6 +18,8 @@ pub struct ParentIndex {
     blocks: BTreeMap<[u8; 32], BlockEntry>,
     /// `bases[t]`: where tensor t of the plan is in the parent (same name, dtype and shape).
     pub bases: Vec<Option<u64>>,
+    /// Tensors that share a name with the base but not its dtype or shape:
+    /// stored whole, and said so in the report.
     pub warnings: Vec<String>,
 }
 

@@ -83,10 +83,13 @@ fn stream_cuts(len: usize, fields: &[u8]) -> StreamCuts {
 /// The result of encoding one block; `bytes` borrows the encoder's buffers
 /// (or the input, for a block stored raw).
 pub struct EncodedBlock<'a> {
+    /// The codec of `bytes` (none when stored raw).
     pub codec: CodecId,
+    /// The filter that won (none when stored raw).
     pub filter: FilterId,
     /// The entry's `filter_param`: the GGML type for `fields`, else 0.
     pub param: u32,
+    /// The bytes to store.
     pub bytes: &'a [u8],
 }
 

@@ -39,12 +39,16 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
 /// How to store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// Codec (and zstd levels) for new blocks.
     pub compression: Compression,
+    /// Largest block, 4 KiB to 64 MiB; tensors are cut into blocks of this size.
     pub block_size: u32,
+    /// User metadata to record in the manifest; keys unique, JSON values valid.
     pub metadata: Vec<(String, MetadataValue)>,
     /// Worker threads for hashing and compression (parallel stores); 0
     /// means one per core; at most [`MAX_THREADS`].
     pub threads: usize,
+    /// Block entries per index page, 1 to 4096: what one index read brings.
     pub entries_per_page: u32,
     /// Store as a plain file: do not parse safetensors or GGUF headers.
     pub raw: bool,
@@ -82,6 +86,7 @@ impl Default for StoreOptions {
 /// Content-defined where this build can (README, Measured).
 #[cfg(feature = "cdc")]
 pub const DEFAULT_CHUNKING: Chunking = Chunking::ContentDefined;
+/// Fixed-size blocks: content-defined cutting needs the `cdc` feature.
 #[cfg(not(feature = "cdc"))]
 pub const DEFAULT_CHUNKING: Chunking = Chunking::Fixed;
 
@@ -148,9 +153,13 @@ impl StoreOptions {
 /// What a store did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreReport {
+    /// What the source was detected as.
     pub source_format: SourceFormat,
+    /// Bytes of the source.
     pub source_size: u64,
+    /// Bytes of the archive written.
     pub archive_size: u64,
+    /// Block entries in the index.
     pub blocks: u64,
     /// Blocks whose bytes were written (not deduplicated).
     pub stored_blocks: u64,
@@ -158,7 +167,9 @@ pub struct StoreReport {
     pub deduplicated_blocks: u64,
     /// Decoded bytes saved by deduplication.
     pub deduplicated_bytes: u64,
+    /// Tensors in the manifest.
     pub tensors: usize,
+    /// BLAKE3 of the source, as the footer records it.
     pub source_hash: [u8; 32],
     /// Blocks referenced from the parent chain (no bytes stored).
     pub parent_blocks: u64,
@@ -173,7 +184,9 @@ pub struct StoreReport {
 /// The parent to store against: the open archive (with its own ancestors
 /// attached) and the path hint to record, relative to the child's folder.
 pub struct ParentSpec<'a, P> {
+    /// The parent, opened with its own ancestors attached.
     pub archive: &'a Archive<P>,
+    /// The parent's path relative to the child's folder, recorded in the manifest.
     pub hint: String,
 }
 
