@@ -161,7 +161,7 @@ pub struct BlockJob {
 /// Blocks of one tensor are alike, so the first of every
 /// `BLOCKS_PER_CHOICE` tries every filter and the rest use its choice
 /// (gemma store: 22% less CPU, archive 0.02% larger).
-pub const BLOCKS_PER_CHOICE: u64 = 8;
+pub(crate) const BLOCKS_PER_CHOICE: u64 = 8;
 
 /// Walks a plan's segments in order, reading and cutting the source into
 /// [`BlockJob`]s and hashing the whole source on the way.

@@ -31,5 +31,5 @@ pub use assemble::ArchiveWriter;
 pub use block::{chooses_filter, encode_block, EncodeState, EncodedJob, FilterChoice};
 #[cfg(feature = "cdc")]
 pub use cut::CdcChunker;
-pub use cut::{chunker, AnyChunker, BlockJob, Chunker, Cutter, FixedChunker, BLOCKS_PER_CHOICE};
+pub use cut::{chunker, AnyChunker, BlockJob, Chunker, Cutter, FixedChunker};
 pub use parent::ParentIndex;

@@ -70,7 +70,7 @@ impl ParentIndex {
     }
 
     /// The parent chain's entry for a block with this hash, if it has one.
-    pub fn block(&self, hash: &[u8; 32]) -> Option<&BlockEntry> {
+    pub(crate) fn block(&self, hash: &[u8; 32]) -> Option<&BlockEntry> {
         self.blocks.get(hash)
     }
 }

@@ -138,7 +138,7 @@ impl StoreOptions {
 
     /// Whether blocks may be entropy-coded: asked for, compiled in, and
     /// with zstd (lz4 is chosen for speed).
-    pub fn entropy_coding(&self) -> bool {
+    pub(crate) fn entropy_coding(&self) -> bool {
         self.entropy && cfg!(feature = "ans") && matches!(self.compression, Compression::Zstd { .. })
     }
 
