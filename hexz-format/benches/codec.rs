@@ -7,10 +7,11 @@
 //! `cargo bench -p hexz-format --bench codec`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hexz_format::codec::{
-    bit_group, bit_ungroup, delta_apply, delta_encode, group, join_fields, split_fields, ungroup, BlockEncoder,
-    Compression,
+use hexz_format::filter::{
+    bit_group, bit_ungroup, delta_apply, delta_encode, group, join_fields, split_fields, ungroup,
 };
+use hexz_format::pipeline::BlockEncoder;
+use hexz_format::Compression;
 use hexz_format::FilterId;
 
 const BLOCK: usize = 1 << 20;
@@ -98,7 +99,8 @@ fn encoder(c: &mut Criterion) {
 /// Content-defined cutting on its own: 16 MiB of text-like bytes cut into
 /// blocks the way a raw file is (1 MiB blocks: 512 KiB on average).
 fn chunking(c: &mut Criterion) {
-    use hexz_format::plan::{CdcChunker, Chunker, Segment};
+    use hexz_format::pipeline::{CdcChunker, Chunker};
+    use hexz_format::plan::Segment;
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let data: Vec<u8> = (0..16 << 20)
         .map(|_| {

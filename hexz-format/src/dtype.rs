@@ -36,9 +36,13 @@ pub fn safetensors_bits(dtype: &str) -> Option<u32> {
 /// A GGML tensor type: id, name, elements per block, bytes per block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GgmlType {
+    /// The type id GGUF tensor infos record.
     pub id: u32,
+    /// The name gguf-py gives it (`Q4_K`, `BF16`, ...).
     pub name: &'static str,
+    /// Elements in one block of the type (1 for plain floats and integers).
     pub block_elements: u32,
+    /// Bytes of one block.
     pub block_bytes: u32,
 }
 

@@ -188,72 +188,187 @@ impl ErrorCode {
 pub enum Error {
     /// A magic number did not match.
     #[error("not a hexz archive: bad {what} magic at offset {offset}")]
-    BadMagic { what: &'static str, offset: u64 },
+    BadMagic {
+        /// The structure whose magic was read ("header").
+        what: &'static str,
+        /// Where its magic starts in the file.
+        offset: u64,
+    },
     /// The archive declares a major format version this reader does not know.
     #[error("unsupported format version {major}.{minor} (this reader supports 1.x)")]
-    UnsupportedVersion { major: u16, minor: u16 },
+    UnsupportedVersion {
+        /// The major version the header declares.
+        major: u16,
+        /// The minor version the header declares.
+        minor: u16,
+    },
     /// The archive uses format features this reader does not know.
     #[error("needs format 1.{minor} or newer: unknown feature bits {bits:#x} (this reader knows format 1.{known})")]
-    UnsupportedFeatures { minor: u16, bits: u64, known: u16 },
+    UnsupportedFeatures {
+        /// The minor version the header declares.
+        minor: u16,
+        /// The incompatible feature bits this reader does not know.
+        bits: u64,
+        /// The newest minor version this reader reads.
+        known: u16,
+    },
     /// A checksum or BLAKE3 digest over a structure did not match.
     #[error("{what} at offset {offset}: checksum mismatch")]
-    Checksum { what: &'static str, offset: u64 },
+    Checksum {
+        /// The structure whose checksum failed ("footer", "index page", ...).
+        what: &'static str,
+        /// Where that structure starts in the file.
+        offset: u64,
+    },
     /// A structure extends past the end of the available bytes.
     #[error("truncated: {what} at offset {offset} needs {needed} bytes, {available} available")]
-    Truncated { what: &'static str, offset: u64, needed: u64, available: u64 },
+    Truncated {
+        /// The structure being read.
+        what: &'static str,
+        /// Where the read started.
+        offset: u64,
+        /// Bytes the structure needs from `offset`.
+        needed: u64,
+        /// Bytes there are from `offset` to the end.
+        available: u64,
+    },
     /// A field holds a value that is not allowed.
     #[error("invalid {field} at offset {offset}: {reason}")]
-    InvalidField { field: &'static str, offset: u64, reason: &'static str },
+    InvalidField {
+        /// The structure and field, as the spec names them ("footer page_count").
+        field: &'static str,
+        /// The field's offset in the file (for a block entry, its virtual offset).
+        offset: u64,
+        /// What rule the value breaks.
+        reason: &'static str,
+    },
     /// A declared size or count exceeds a hard limit.
     #[error("{what} is {value}, over the limit of {limit}")]
-    LimitExceeded { what: &'static str, value: u64, limit: u64 },
+    LimitExceeded {
+        /// The size or count that is too large.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The most allowed.
+        limit: u64,
+    },
     /// A block decoded to bytes whose BLAKE3 differs from the index.
     #[error("block {block} (virtual offset {offset}): decoded bytes do not match the recorded BLAKE3")]
-    HashMismatch { block: u64, offset: u64 },
+    HashMismatch {
+        /// The block's number in its archive's index.
+        block: u64,
+        /// The block's virtual offset.
+        offset: u64,
+    },
     /// The codec rejected a block's stored bytes, or produced the wrong length.
     #[error("block {block} (virtual offset {offset}): {codec} decode failed: {reason}")]
-    Decode { block: u64, offset: u64, codec: &'static str, reason: &'static str },
+    Decode {
+        /// The block's number in its archive's index.
+        block: u64,
+        /// The block's virtual offset.
+        offset: u64,
+        /// The codec's name ("zstd").
+        codec: &'static str,
+        /// What the codec or the length check found.
+        reason: &'static str,
+    },
     /// The requested range is outside the archive's virtual space.
     #[error("range {offset}+{length} is outside the virtual space of {size} bytes")]
-    OutOfRange { offset: u64, length: u64, size: u64 },
+    OutOfRange {
+        /// Start of the requested range.
+        offset: u64,
+        /// Its length.
+        length: u64,
+        /// The virtual space's size.
+        size: u64,
+    },
     /// A caller-provided buffer (output or scratch) is too small.
     #[error("{what} too small: need {needed} bytes, got {got}")]
-    BufferTooSmall { what: &'static str, needed: u64, got: u64 },
+    BufferTooSmall {
+        /// The buffer ("scratch", "tensor buffer", ...).
+        what: &'static str,
+        /// Bytes it must hold.
+        needed: u64,
+        /// Bytes it holds.
+        got: u64,
+    },
     /// No tensor (or file) has the requested name.
     #[error("no {what} with that name")]
-    NotFound { what: &'static str },
+    NotFound {
+        /// What was looked up ("tensor", "file", "key").
+        what: &'static str,
+    },
     /// The block uses a codec this build does not include.
     #[error("codec {0} is not compiled into this build")]
     CodecUnavailable(&'static str),
     /// A block lives in a parent archive that is not attached.
     #[error("block at virtual offset {offset} lives in ancestor {depth} of the chain, which is not attached")]
-    ParentRequired { offset: u64, depth: u8 },
+    ParentRequired {
+        /// The block's virtual offset.
+        offset: u64,
+        /// The ancestor holding it (1 = the parent).
+        depth: u8,
+    },
     /// I/O on the underlying source failed.
     #[error("I/O error at offset {offset}: {cause}")]
-    Io { offset: u64, cause: IoCause },
+    Io {
+        /// Where the failing read started.
+        offset: u64,
+        /// The OS error (or the source's description).
+        cause: IoCause,
+    },
     /// The source file (safetensors or GGUF) is malformed.
     #[error("{format}: invalid {field} at offset {offset}: {reason}")]
-    Source { format: &'static str, field: &'static str, offset: u64, reason: &'static str },
+    Source {
+        /// The source format ("safetensors", "gguf").
+        format: &'static str,
+        /// The bad field of the source header.
+        field: &'static str,
+        /// Its offset in the source file.
+        offset: u64,
+        /// What rule it breaks.
+        reason: &'static str,
+    },
     /// An operation was given arguments it cannot work with.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
     /// Memory for something the input or the options size could not be had.
     #[error("out of memory: {what} needs {bytes} bytes")]
-    OutOfMemory { what: &'static str, bytes: u64 },
+    OutOfMemory {
+        /// What the memory was for.
+        what: &'static str,
+        /// Bytes asked for.
+        bytes: u64,
+    },
     /// A progress callback asked to stop.
     #[error("cancelled")]
     Cancelled,
     /// No file at the parent's path hint (or in the search folders).
     #[cfg(feature = "alloc")]
     #[error("parent archive with identity {expected} not found (tried {tried})")]
-    ParentNotFound { expected: Hex32, tried: alloc::string::String },
+    ParentNotFound {
+        /// The identity the child records for its parent.
+        expected: Hex32,
+        /// The paths looked at, comma-separated.
+        tried: alloc::string::String,
+    },
     /// A file was found where the parent should be, but it is another archive.
     #[cfg(feature = "alloc")]
     #[error("{path} is not the parent archive: its identity is {found}, expected {expected}")]
-    ParentMismatch { expected: Hex32, found: Hex32, path: alloc::string::String },
+    ParentMismatch {
+        /// The identity the child records for its parent.
+        expected: Hex32,
+        /// The identity of the archive found.
+        found: Hex32,
+        /// Where it was found.
+        path: alloc::string::String,
+    },
     /// The parent chain is deeper than the format allows.
     #[error("parent chain is deeper than {limit} archives")]
-    ChainTooDeep { limit: u8 },
+    ChainTooDeep {
+        /// The most archives a chain may hold.
+        limit: u8,
+    },
     /// The parent chain names an archive already in it.
     #[error("parent chain loops back to an archive already in it")]
     ChainCycle,
@@ -262,7 +377,12 @@ pub enum Error {
     /// Front ends replace the depth with the ancestor's path.
     #[cfg(feature = "alloc")]
     #[error("in ancestor {depth} of the chain: {error}")]
-    Ancestor { depth: u8, error: alloc::boxed::Box<Error> },
+    Ancestor {
+        /// The ancestor at fault (1 = the parent).
+        depth: u8,
+        /// What went wrong there.
+        error: alloc::boxed::Box<Error>,
+    },
 }
 
 /// A 32-byte digest shown as hex.

@@ -13,6 +13,7 @@ use crate::dtype::ggml_type;
 use crate::error::{Error, Result};
 use crate::layout::limits;
 
+/// The first 4 bytes of a GGUF file.
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
 /// Alignment of tensor data when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -21,18 +22,31 @@ pub const MAX_ARRAY_NESTING: u32 = 8;
 
 /// GGUF value type ids.
 pub mod value_type {
+    /// Type id of `uint8`.
     pub const U8: u32 = 0;
+    /// Type id of `int8`.
     pub const I8: u32 = 1;
+    /// Type id of `uint16`.
     pub const U16: u32 = 2;
+    /// Type id of `int16`.
     pub const I16: u32 = 3;
+    /// Type id of `uint32`.
     pub const U32: u32 = 4;
+    /// Type id of `int32`.
     pub const I32: u32 = 5;
+    /// Type id of `float32`.
     pub const F32: u32 = 6;
+    /// Type id of `bool`: one byte, 0 or 1.
     pub const BOOL: u32 = 7;
+    /// Type id of `string`: a u64 length, then UTF-8 bytes.
     pub const STRING: u32 = 8;
+    /// Type id of `array`: an element type, a u64 count, then the elements.
     pub const ARRAY: u32 = 9;
+    /// Type id of `uint64`.
     pub const U64: u32 = 10;
+    /// Type id of `int64`.
     pub const I64: u32 = 11;
+    /// Type id of `float64`.
     pub const F64: u32 = 12;
 }
 
@@ -72,25 +86,40 @@ pub fn value_type_name(ty: u32) -> &'static str {
 /// A byte range inside the header buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
+    /// Where the range starts in the header bytes.
     pub offset: u64,
+    /// Bytes in the range.
     pub len: u64,
 }
 
 /// A GGUF value. Strings and arrays refer to the header bytes by span.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GgufValue {
+    /// A `uint8`.
     U8(u8),
+    /// An `int8`.
     I8(i8),
+    /// A `uint16`.
     U16(u16),
+    /// An `int16`.
     I16(i16),
+    /// A `uint32`.
     U32(u32),
+    /// An `int32`.
     I32(i32),
+    /// A `float32`.
     F32(f32),
+    /// A `bool`.
     Bool(bool),
+    /// A `uint64`.
     U64(u64),
+    /// An `int64`.
     I64(i64),
+    /// A `float64`.
     F64(f64),
+    /// A string: its UTF-8 bytes in the header (not checked to be UTF-8).
     String(Span),
+    /// An array.
     Array(GgufArray),
 }
 
@@ -100,9 +129,13 @@ pub enum GgufValue {
 /// only array elements are parsed into `items`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GgufArray {
+    /// The elements' type id ([`value_type`]).
     pub elem_type: u32,
+    /// Number of elements.
     pub len: u64,
+    /// The elements' bytes in the header, as the file lays them out.
     pub data: Span,
+    /// The parsed elements of an array of arrays; empty for other element types.
     pub items: Vec<GgufValue>,
 }
 
@@ -147,30 +180,40 @@ impl GgufValue {
     }
 }
 
-/// A key/value pair; `key_span` is where the key's bytes are.
+/// A key/value pair of the header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GgufKv {
+    /// The key, e.g. `general.architecture`.
     pub key: String,
+    /// Its value.
     pub value: GgufValue,
 }
 
 /// One tensor info; `offset` is absolute in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GgufTensor {
+    /// The tensor's name.
     pub name: String,
+    /// Its dimensions as GGUF lists them, `ne[0]` first.
     pub dims: Vec<u64>,
+    /// Its GGML type id ([`crate::dtype::ggml_type`] names it).
     pub ggml_type: u32,
+    /// Where its bytes start in the file: the data section's start plus the info's offset.
     pub offset: u64,
+    /// Bytes it takes, from its type and dimensions.
     pub length: u64,
 }
 
 /// A parsed GGUF header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GgufHeader {
+    /// The GGUF version (2 or 3).
     pub version: u32,
+    /// Alignment of tensor data: `general.alignment`, or [`DEFAULT_ALIGNMENT`].
     pub alignment: u64,
     /// Start of the tensor data section (absolute).
     pub data_offset: u64,
+    /// The key/values, in file order.
     pub kvs: Vec<GgufKv>,
     /// In the order of the file's tensor infos.
     pub tensors: Vec<GgufTensor>,

@@ -16,12 +16,15 @@ use crate::source::ReadAt;
 /// A loaded index page: which page, and the blocks it holds.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
+    /// The page's number in the directory.
     pub index: u32,
     /// Archive offset of the page.
     pub offset: u64,
     /// Index of the page's first block.
     pub first_block: u64,
+    /// Block entries in the page.
     pub entry_count: u32,
+    /// Virtual offset of the page's first block, as the directory records it.
     pub first_virtual_offset: u64,
 }
 
@@ -30,8 +33,11 @@ pub struct Page {
 pub struct BlockRef {
     /// Block number, 0..block_count.
     pub index: u64,
+    /// The page holding the entry.
     pub page: u32,
+    /// The entry's position in its page.
     pub slot: u32,
+    /// The entry, checked.
     pub entry: BlockEntry,
 }
 

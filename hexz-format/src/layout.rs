@@ -15,13 +15,21 @@ pub const MANIFEST_MAGIC: [u8; 8] = *b"HXZMANI\x00";
 /// Major format version written and accepted.
 pub const VERSION_MAJOR: u16 = 1;
 
+/// Bytes of the fixed header ([`FileHeader`]) at offset 0.
 pub const HEADER_SIZE: usize = 64;
+/// Bytes of the fixed footer ([`Footer`]) that ends the file.
 pub const FOOTER_SIZE: usize = 192;
+/// Bytes of one directory entry ([`DirectoryEntry`]), one per index page.
 pub const DIRECTORY_ENTRY_SIZE: usize = 56;
+/// Bytes of one block entry ([`BlockEntry`]) in an index page.
 pub const BLOCK_ENTRY_SIZE: usize = 72;
+/// Bytes of the manifest's fixed start ([`ManifestHeader`]).
 pub const MANIFEST_HEADER_SIZE: usize = 104;
+/// Bytes of one tensor record ([`TensorRecord`]) in the manifest.
 pub const TENSOR_RECORD_SIZE: usize = 48;
+/// Bytes of one user metadata record ([`MetadataRecord`]) in the manifest.
 pub const METADATA_RECORD_SIZE: usize = 24;
+/// Bytes of one file-table record ([`FileRecord`]) in a folder archive's manifest.
 pub const FILE_RECORD_SIZE: usize = 64;
 
 /// Limits a reader enforces before trusting a declared size or count.
@@ -197,8 +205,12 @@ pub mod features {
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct FileHeader {
+    /// [`HEADER_MAGIC`]: says the file is a hexz archive.
     pub magic: [u8; 8],
+    /// Major format version ([`VERSION_MAJOR`]); another major is refused.
     pub version_major: U16,
+    /// Minor format version; at least the one its incompatible features need
+    /// ([`features::minor_for`]).
     pub version_minor: U16,
     /// Size of this header; 64 in version 1.
     pub header_size: U32,
@@ -206,6 +218,7 @@ pub struct FileHeader {
     pub incompat_features: U64,
     /// Features a reader may ignore; zero in 1.0.
     pub compat_features: U64,
+    /// Zero in version 1.
     pub reserved: [u8; 24],
     /// First 8 bytes (little-endian) of BLAKE3 over bytes [0, 56).
     pub checksum: U64,
@@ -215,6 +228,7 @@ pub struct FileHeader {
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct Footer {
+    /// [`FOOTER_MAGIC`]: the archive was written to its end.
     pub magic: [u8; 8],
     /// Length of the source file, i.e. of the virtual space.
     pub virtual_size: U64,
@@ -226,7 +240,9 @@ pub struct Footer {
     pub page_count: U32,
     /// Entries in every page but the last.
     pub entries_per_page: U32,
+    /// Offset of the manifest, right after the directory.
     pub manifest_offset: U64,
+    /// Bytes of the manifest, which ends where the footer starts.
     pub manifest_length: U64,
     /// Largest decoded block length of any entry.
     pub max_block_length: U32,
@@ -240,6 +256,7 @@ pub struct Footer {
     pub directory_hash: [u8; 32],
     /// BLAKE3 of the manifest bytes.
     pub manifest_hash: [u8; 32],
+    /// Zero in version 1.
     pub reserved: [u8; 16],
     /// First 8 bytes (little-endian) of BLAKE3 over footer bytes [0, 184).
     pub checksum: U64,
@@ -251,8 +268,11 @@ pub struct Footer {
 pub struct DirectoryEntry {
     /// Virtual offset of the first block in the page.
     pub first_virtual_offset: U64,
+    /// Offset of the page in the file.
     pub page_offset: U64,
+    /// Block entries in the page: `entries_per_page`, fewer in the last page.
     pub entry_count: U32,
+    /// Zero in version 1.
     pub reserved: [u8; 4],
     /// BLAKE3 of the page bytes.
     pub page_hash: [u8; 32],
@@ -262,14 +282,19 @@ pub struct DirectoryEntry {
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct BlockEntry {
+    /// Where the block's decoded bytes start in the virtual space.
     pub virtual_offset: U64,
     /// Offset of the stored bytes in the archive named by `location`.
     pub stored_offset: U64,
     /// Delta filters: virtual offset in the parent of the base bytes. Zero otherwise.
     pub delta_base_offset: U64,
+    /// Bytes of the decoded block.
     pub virtual_length: U32,
+    /// Bytes stored; at most `virtual_length`.
     pub stored_length: U32,
+    /// How the stored bytes are compressed: a [`CodecId`].
     pub codec: u8,
+    /// How the codec's output becomes the block: a [`FilterId`].
     pub filter: u8,
     /// Element width in bytes for byte grouping and deltas (1, 2, 4 or 8).
     pub element_width: u8,
@@ -287,23 +312,34 @@ pub struct BlockEntry {
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct ManifestHeader {
+    /// [`MANIFEST_MAGIC`].
     pub magic: [u8; 8],
+    /// What the archived source is: a [`SourceFormat`].
     pub source_format: u8,
+    /// 1 when the archive names a parent (its blocks may live there), else 0.
     pub has_parent: u8,
+    /// Zero.
     pub reserved0: [u8; 6],
     /// Virtual range [0, source_header_length) holds the source's own header.
     pub source_header_length: U64,
+    /// Tensor records following this header.
     pub tensor_count: U32,
+    /// User metadata records following the tensor records.
     pub metadata_count: U32,
+    /// u64 dimensions after the metadata records: every tensor's, found by
+    /// its `dims_index`.
     pub dims_count: U32,
+    /// Bytes of the string table that ends the manifest (names, dtypes, keys, paths).
     pub string_table_length: U32,
     /// Identity of the parent archive (see spec), zero when `has_parent` is 0.
     pub parent_identity: [u8; 32],
     /// Relative path hint to the parent, in the string table.
     pub parent_hint_offset: U32,
+    /// Bytes of the parent path hint; 0 without a parent.
     pub parent_hint_length: U32,
     /// Format 1.1 (FILES): entries in the file table; 0 otherwise.
     pub file_count: U32,
+    /// Zero.
     pub reserved1: [u8; 20],
 }
 
@@ -311,18 +347,27 @@ pub struct ManifestHeader {
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct TensorRecord {
+    /// Where the tensor's name starts in the string table.
     pub name_offset: U32,
+    /// Bytes of the name (UTF-8).
     pub name_length: U32,
+    /// Where the dtype name (`F32`, `BF16`, `Q4_K`, ...) starts in the string table.
     pub dtype_offset: U32,
+    /// Bytes of the dtype name.
     pub dtype_length: U16,
+    /// Number of dimensions (at most [`limits::MAX_DIMS`]).
     pub dims_length: U16,
     /// Index of the first dimension in the dims section.
     pub dims_index: U32,
     /// GGML type id for GGUF tensors, 0xFFFF_FFFF otherwise.
     pub ggml_type: U32,
+    /// Where the tensor's bytes start in the virtual space.
     pub virtual_offset: U64,
+    /// Bytes of the tensor.
     pub length: U64,
+    /// How its blocks are held: a [`StorageKind`].
     pub storage_kind: u8,
+    /// Zero.
     pub reserved: [u8; 3],
     /// Format 1.1 (FILES): index of the file holding the tensor; 0 otherwise.
     pub file_index: U32,
@@ -332,12 +377,17 @@ pub struct TensorRecord {
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct MetadataRecord {
+    /// Where the key starts in the string table.
     pub key_offset: U32,
+    /// Bytes of the key (UTF-8, unique in the manifest).
     pub key_length: U32,
+    /// Where the value starts in the string table.
     pub value_offset: U32,
+    /// Bytes of the value.
     pub value_length: U32,
     /// 0: UTF-8 string, 1: JSON text.
     pub value_kind: u8,
+    /// Zero.
     pub reserved: [u8; 7],
 }
 
@@ -347,9 +397,11 @@ pub struct MetadataRecord {
 pub struct FileRecord {
     /// Relative path with `/` separators, in the string table.
     pub path_offset: U32,
+    /// Bytes of the path.
     pub path_length: U32,
     /// Where the file's bytes start in the virtual space.
     pub virtual_offset: U64,
+    /// Bytes of the file (0 for a directory).
     pub length: U64,
     /// The file's own header (safetensors JSON, GGUF header) is its first bytes up to this.
     pub source_header_length: U64,
@@ -361,6 +413,7 @@ pub struct FileRecord {
     pub kind: u8,
     /// [`SourceFormat`] of the file (raw, safetensors, GGUF).
     pub source_format: u8,
+    /// Zero.
     pub reserved: [u8; 18],
 }
 

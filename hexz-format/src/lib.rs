@@ -13,7 +13,22 @@
 //!   verification.
 //! - `ans`: entropy-coded blocks (codec `ans`, format 1.3) with rANS
 //!   from `constriction`; needs `alloc`.
-//! - `std`: I/O errors keep the OS error.
+//! - `std`: I/O errors keep the OS error; brings `cdc`.
+//! - `cdc`: content-defined cutting (FastCDC) of raw files when storing.
+//!
+//! Modules, along the data path:
+//! - Reading: `source` (the `ReadAt` trait every source implements),
+//!   `layout` (the on-disk structures), `reader` (open and validate, read
+//!   ranges in runs, decode blocks), `index` (the block walker), `manifest`
+//!   (tensors, files, metadata), `codec` and `filter` (undo a block's
+//!   compression, then its byte rearrangement), `entropy` (codec `ans`),
+//!   `verify` (every check, every problem reported).
+//! - Writing: `plan` (what a source is: safetensors, GGUF, raw, a folder's
+//!   files), `writer` (what a user calls: options, `store`, the report;
+//!   the encoder policy in `writer/encode.rs`), `pipeline` (the stages a
+//!   driver such as `hexz-io`'s parallel store runs).
+//! - Parsers and tables: `safetensors`, `gguf`, `dtype`; `error` (one error
+//!   type, one list of status codes).
 //!
 //! Files, parent resolution, threads and atomic output live in `hexz-io`.
 //!
@@ -21,6 +36,7 @@
 //! reads any range or tensor into caller buffers with caller scratch.
 #![no_std]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -32,11 +48,14 @@ pub mod dtype;
 #[cfg(feature = "ans")]
 pub mod entropy;
 pub mod error;
+pub mod filter;
 #[cfg(feature = "alloc")]
 pub mod gguf;
 pub mod index;
 pub mod layout;
 pub mod manifest;
+#[cfg(feature = "alloc")]
+pub mod pipeline;
 #[cfg(feature = "alloc")]
 pub mod plan;
 pub mod reader;

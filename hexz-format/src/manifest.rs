@@ -17,6 +17,7 @@ use crate::source::ReadAt;
 /// Where the manifest's sections are, after validating its header.
 #[derive(Debug, Clone, Copy)]
 pub struct ManifestView {
+    /// The manifest header, validated: counts that fit the manifest, known format.
     pub header: ManifestHeader,
     format: SourceFormat,
     /// Absolute offset of the manifest in the archive.
@@ -32,8 +33,9 @@ pub struct ManifestView {
 /// `ggml_type` value of tensors that do not come from GGUF.
 pub const NO_GGML_TYPE: u32 = u32::MAX;
 
-/// Longest path in a file table, and longest path component (bytes).
+/// Longest path in a file table, in bytes.
 pub const MAX_PATH_LENGTH: u32 = 4096;
+/// Longest component (between `/`s) of a file-table path, in bytes.
 pub const MAX_COMPONENT_LENGTH: usize = 255;
 
 impl ManifestView {
@@ -122,14 +124,17 @@ impl ManifestView {
         }
     }
 
+    /// What the archived source is.
     pub fn source_format(&self) -> SourceFormat {
         self.format
     }
 
+    /// Number of tensor records.
     pub fn tensor_count(&self) -> u32 {
         self.header.tensor_count.get()
     }
 
+    /// Number of user metadata records.
     pub fn metadata_count(&self) -> u32 {
         self.header.metadata_count.get()
     }
@@ -324,15 +329,19 @@ mod owned {
     /// A tensor as the manifest records it.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct TensorInfo {
+        /// The tensor's name in the source.
         pub name: String,
         /// The dtype exactly as the source names it (safetensors string or GGML type name).
         pub dtype: String,
         /// GGML type id for GGUF tensors.
         pub ggml_type: Option<u32>,
+        /// Dimensions as the source lists them (safetensors: row-major; GGUF: `ne[0]` first).
         pub shape: Vec<u64>,
         /// Offset in the virtual space (in the source file, or the folder's files laid end to end).
         pub offset: u64,
+        /// Bytes of the tensor.
         pub length: u64,
+        /// How its blocks are held in this archive and its chain.
         pub storage_kind: StorageKind,
         /// Folder archives: index of the file holding the tensor.
         pub file: Option<u32>,
@@ -343,13 +352,17 @@ mod owned {
     pub struct FileInfo {
         /// Relative path, `/`-separated.
         pub path: String,
+        /// A regular file or a directory.
         pub kind: FileKind,
         /// Where its bytes start in the virtual space.
         pub offset: u64,
+        /// Bytes of the file; 0 for a directory.
         pub length: u64,
+        /// Permission bits (`mode & 0o7777`).
         pub mode: u32,
         /// Nanoseconds since the Unix epoch; 0 when unknown.
         pub mtime_ns: i64,
+        /// What the file is (raw, safetensors, GGUF): it was planned as such.
         pub source_format: SourceFormat,
         /// The file's own header is its first bytes up to this.
         pub source_header_length: u64,
@@ -358,6 +371,7 @@ mod owned {
     /// A user metadata value.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum MetadataValue {
+        /// Plain text.
         String(String),
         /// JSON text, validated when stored.
         Json(String),
@@ -366,6 +380,7 @@ mod owned {
     /// Reference to the parent archive of a delta archive.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct ParentRef {
+        /// The parent's identity (BLAKE3 of its footer): the parent found must have it.
         pub identity: [u8; 32],
         /// Path of the parent relative to the child's directory.
         pub hint: String,
@@ -374,10 +389,15 @@ mod owned {
     /// The decoded manifest.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Manifest {
+        /// What the archived source is.
         pub source_format: SourceFormat,
+        /// The source's own header is the virtual range `[0, this)` (0 for raw and folder archives).
         pub source_header_length: u64,
+        /// Every tensor, in source order.
         pub tensors: Vec<TensorInfo>,
+        /// User metadata, as given at store time; keys unique.
         pub metadata: Vec<(String, MetadataValue)>,
+        /// The parent this archive's blocks may refer to, if any.
         pub parent: Option<ParentRef>,
         /// Folder archives (format 1.1): every file and directory, sorted by path.
         pub files: Vec<FileInfo>,

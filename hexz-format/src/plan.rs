@@ -1,10 +1,7 @@
-//! What a source file is and how to cut it: detect safetensors, GGUF or
-//! raw by content, parse the header, lay the file out as segments (header,
-//! tensors, the gaps between them), and cut segments into blocks.
-//!
-//! [`Cutter`] is the one place that reads the source for a store: it walks
-//! the segments in order, asks a [`Chunker`] where each block ends, and
-//! hashes the whole source on the way.
+//! What a source file is: detect safetensors, GGUF or raw by content,
+//! parse the header, and lay the file out as segments (header, tensors,
+//! the gaps between them); a folder's plan lays its files end to end.
+//! The [`pipeline`](crate::pipeline) cuts segments into blocks.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -19,7 +16,9 @@ use crate::{gguf, safetensors};
 /// A contiguous run of the source stored with one element width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
+    /// Where the segment starts in the source (the virtual space).
     pub start: u64,
+    /// Bytes in the segment.
     pub len: u64,
     /// Grouping stride: the element width of floats, the block size of
     /// quantized GGUF types, 1 for headers, gaps and raw bytes.
@@ -48,6 +47,7 @@ impl Segment {
 /// What the source file is, and how to cut it.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// What the source is, detected from its content (or raw when asked).
     pub format: SourceFormat,
     /// The source header is `[0, header_length)`.
     pub header_length: u64,
@@ -64,7 +64,9 @@ pub struct Plan {
 pub struct FolderEntry {
     /// Relative path, `/`-separated.
     pub path: String,
+    /// A regular file or a directory.
     pub kind: FileKind,
+    /// Bytes of a regular file; ignored for a directory.
     pub length: u64,
     /// Permission bits.
     pub mode: u32,
@@ -253,210 +255,4 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
         }
     }
     Ok(Plan { format, header_length, tensors, segments, files: Vec::new() })
-}
-
-/// Where blocks end inside a segment.
-pub trait Chunker {
-    /// Most bytes one block may hold.
-    fn max_block(&self) -> usize;
-
-    /// Length of the next block: `data` holds the segment's next bytes,
-    /// `min(max_block, left in the segment)` of them. Returns 1..=data.len().
-    fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize;
-}
-
-/// Fixed-size blocks of whole elements, so byte grouping keeps its phase
-/// from block to block.
-#[derive(Debug, Clone, Copy)]
-pub struct FixedChunker {
-    block_size: usize,
-}
-
-impl FixedChunker {
-    pub fn new(block_size: u32) -> Self {
-        FixedChunker { block_size: block_size as usize }
-    }
-
-    fn step(&self, width: u8) -> usize {
-        let w = usize::from(width.max(1));
-        (self.block_size / w).max(1) * w
-    }
-}
-
-impl Chunker for FixedChunker {
-    fn max_block(&self) -> usize {
-        self.block_size
-    }
-
-    fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize {
-        self.step(segment.width).min(data.len())
-    }
-}
-
-/// Content-defined cutting (FastCDC, 2020) of segments that ask for it;
-/// fixed-size blocks of whole elements for the rest. Blocks are at most
-/// `block_size` (and 16 MiB) long, half of that on average, an eighth at
-/// least. Measured on a 20 MB text file with 100 bytes inserted (README):
-/// a quarter-size average cost 4.4% more archive than fixed blocks, half
-/// 1.4%, the full size 0.1% less but 9x the bytes for the edit.
-#[cfg(feature = "cdc")]
-#[derive(Debug, Clone, Copy)]
-pub struct CdcChunker {
-    fixed: FixedChunker,
-    min: usize,
-    avg: usize,
-    max: usize,
-}
-
-#[cfg(feature = "cdc")]
-impl CdcChunker {
-    pub fn new(block_size: u32) -> Self {
-        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
-        let even = |n: usize| n & !1;
-        let max = even((block_size as usize).clamp(MAXIMUM_MIN, MAXIMUM_MAX));
-        let avg = even((max / 2).clamp(AVERAGE_MIN, AVERAGE_MAX));
-        let min = even((max / 8).clamp(MINIMUM_MIN, MINIMUM_MAX));
-        CdcChunker { fixed: FixedChunker::new(block_size), min, avg, max }
-    }
-}
-
-#[cfg(feature = "cdc")]
-impl Chunker for CdcChunker {
-    fn max_block(&self) -> usize {
-        self.fixed.max_block().max(self.max)
-    }
-
-    fn cut(&mut self, segment: &Segment, data: &[u8]) -> usize {
-        if !segment.content_defined {
-            return self.fixed.cut(segment, data);
-        }
-        let window = &data[..data.len().min(self.max)];
-        // A cut depends only on the bytes from the block's start, so the
-        // same content gives the same blocks wherever it sits in the file.
-        let (_, end) = fastcdc::v2020::FastCDC::new(window, self.min, self.avg, self.max).cut(0, window.len());
-        end.clamp(1, window.len())
-    }
-}
-
-/// How blocks are cut from bytes that have no tensors to follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunking {
-    /// Fixed-size blocks.
-    Fixed,
-    /// Content-defined blocks (FastCDC): an edit or insertion moves only
-    /// the blocks around it, so the rest still deduplicates.
-    ContentDefined,
-}
-
-/// One block cut from the source, ready to encode.
-#[derive(Debug)]
-pub struct BlockJob {
-    pub index: u64,
-    pub offset: u64,
-    pub width: u8,
-    /// The segment's GGML type when it has a field layout.
-    pub fields: Option<u32>,
-    /// The segment holds IEEE floats with an 8-bit exponent.
-    pub floats: bool,
-    pub tensor: Option<usize>,
-    /// Virtual offset in the parent of this block's counterpart, for deltas.
-    pub base: Option<u64>,
-    /// The first block of a group whose filter choice the rest reuse.
-    pub leads: bool,
-    pub data: Vec<u8>,
-}
-
-/// Blocks of one tensor are alike, so the first of every
-/// `BLOCKS_PER_CHOICE` tries every filter and the rest use its choice
-/// (gemma store: 22% less CPU, archive 0.02% larger).
-pub const BLOCKS_PER_CHOICE: u64 = 8;
-
-/// Walks a plan's segments in order, reading and cutting the source into
-/// [`BlockJob`]s and hashing the whole source on the way.
-pub struct Cutter<'a, R: ?Sized, C> {
-    src: &'a R,
-    plan: &'a Plan,
-    bases: &'a [Option<u64>],
-    chunker: C,
-    segment: usize,
-    pos: u64,
-    index: u64,
-    /// Index of the segment's first block, for the filter-choice groups.
-    segment_first: u64,
-    /// Bytes read past the last cut (content-defined cutting reads ahead).
-    carry: Vec<u8>,
-    hasher: blake3::Hasher,
-}
-
-impl<'a, R: ReadAt + ?Sized, C: Chunker> Cutter<'a, R, C> {
-    /// `bases[t]` is tensor t's offset in the parent, for deltas.
-    pub fn new(src: &'a R, plan: &'a Plan, bases: &'a [Option<u64>], chunker: C) -> Self {
-        let pos = plan.segments.first().map_or(0, |s| s.start);
-        Cutter {
-            src,
-            plan,
-            bases,
-            chunker,
-            segment: 0,
-            pos,
-            index: 0,
-            segment_first: 0,
-            carry: Vec::new(),
-            hasher: blake3::Hasher::new(),
-        }
-    }
-
-    /// The next block, or `None` after the last.
-    pub fn next_block(&mut self) -> Result<Option<BlockJob>> {
-        let Some(seg) = self.plan.segments.get(self.segment).copied() else {
-            return Ok(None);
-        };
-        let end = seg.start + seg.len;
-        let window = ((end - self.pos) as usize).min(self.chunker.max_block());
-        let mut data = core::mem::take(&mut self.carry);
-        let have = data.len();
-        if have < window {
-            data.try_reserve_exact(window - have)
-                .map_err(|_| Error::OutOfMemory { what: "block buffer", bytes: window as u64 })?;
-            data.resize(window, 0);
-            self.src.read_exact_at(self.pos + have as u64, &mut data[have..])?;
-        }
-        let n = self.chunker.cut(&seg, &data[..window]).clamp(1, window);
-        if n < data.len() {
-            self.carry = data.split_off(n);
-        }
-        self.hasher.update(&data);
-        let job = BlockJob {
-            index: self.index,
-            offset: self.pos,
-            width: seg.width,
-            fields: seg.fields,
-            floats: seg.floats,
-            tensor: seg.tensor,
-            base: seg.tensor.and_then(|t| self.bases.get(t).copied().flatten()).map(|b| b + (self.pos - seg.start)),
-            leads: (self.index - self.segment_first).is_multiple_of(BLOCKS_PER_CHOICE),
-            data,
-        };
-        self.index += 1;
-        self.pos += n as u64;
-        if self.pos == end {
-            self.segment += 1;
-            self.segment_first = self.index;
-            self.carry.clear();
-            if let Some(next) = self.plan.segments.get(self.segment) {
-                self.pos = next.start;
-            }
-        }
-        Ok(Some(job))
-    }
-
-    /// Source bytes cut so far.
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-
-    /// BLAKE3 of the whole source, once every block was cut.
-    pub fn source_hash(&self) -> [u8; 32] {
-        *self.hasher.finalize().as_bytes()
-    }
 }

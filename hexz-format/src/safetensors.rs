@@ -14,10 +14,15 @@ pub const MAX_HEADER_SIZE: u64 = 100_000_000;
 /// One tensor as the header declares it; `offset` is absolute in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafetensorsTensor {
+    /// The tensor's key in the JSON header.
     pub name: String,
+    /// Its `dtype` string (`F32`, `BF16`, ...).
     pub dtype: String,
+    /// Its `shape`, row-major.
     pub shape: Vec<u64>,
+    /// Where its bytes start in the file (header length plus `data_offsets[0]`).
     pub offset: u64,
+    /// Bytes it takes (`data_offsets[1] - data_offsets[0]`).
     pub length: u64,
 }
 
@@ -26,7 +31,9 @@ pub struct SafetensorsTensor {
 pub struct SafetensorsHeader {
     /// Bytes before the tensor data: 8 + JSON length.
     pub header_length: u64,
+    /// The tensors, sorted by offset.
     pub tensors: Vec<SafetensorsTensor>,
+    /// The `__metadata__` string map, sorted by key.
     pub metadata: Vec<(String, String)>,
 }
 

@@ -15,16 +15,23 @@ use crate::source::ReadAt;
 /// One problem: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Where: "archive", "index", "block 17 (page 0, slot 17)", "tensor 3 'name'", ...
     pub location: String,
+    /// What is wrong there.
     pub message: String,
 }
 
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Every problem found, in the order met.
     pub problems: Vec<Problem>,
+    /// Block entries whose fields and stored ranges were checked.
     pub blocks_checked: u64,
+    /// Blocks decoded and checked against their BLAKE3 (deep verification only).
     pub blocks_decoded: u64,
+    /// Tensor records checked: unique names, lengths that match dtype and
+    /// shape, ranges inside the virtual space.
     pub tensors_checked: u64,
 }
 

@@ -357,8 +357,8 @@ fn header_size_limits_hold() {
 /// are `stored`, encoded with `codec`: how an attacker shapes a block.
 fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) -> Vec<u8> {
     use hexz_format::layout::SourceFormat;
+    use hexz_format::pipeline::{ArchiveWriter, EncodedJob, ParentIndex};
     use hexz_format::plan::{Plan, Segment};
-    use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
     let seg = Segment::unstructured(0, data.len() as u64, false);
     let plan = Plan {
         format: SourceFormat::Raw,
@@ -411,7 +411,7 @@ fn zstd_blocks_are_exactly_one_frame() {
 }
 
 fn zstd_safe_compress(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = hexz_format::codec::BlockEncoder::new(Compression::zstd(3)).unwrap();
+    let mut enc = hexz_format::pipeline::BlockEncoder::new(Compression::zstd(3)).unwrap();
     let e = enc.encode(bytes, 1);
     assert_eq!(e.codec, hexz_format::CodecId::Zstd);
     e.bytes.to_vec()

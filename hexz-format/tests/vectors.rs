@@ -286,10 +286,9 @@ fn entries_of<R: hexz_format::ReadAt>(a: &Archive<R>) -> Vec<hexz_format::layout
 /// element width (3, 5 and 34), each encoded with byte grouping forced.
 #[test]
 fn spec_tail_vector_decodes_and_reproduces() {
-    use hexz_format::codec::BlockEncoder;
     use hexz_format::layout::{FilterId, SourceFormat};
+    use hexz_format::pipeline::{ArchiveWriter, BlockEncoder, EncodedJob, ParentIndex};
     use hexz_format::plan::{Plan, Segment};
-    use hexz_format::writer::{ArchiveWriter, EncodedJob, ParentIndex};
     let mut rng = Rng(55);
     let mut src = Vec::new();
     let mut segments = Vec::new();

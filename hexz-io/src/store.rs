@@ -18,10 +18,11 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hexz_format::manifest::ParentRef;
-use hexz_format::plan::{plan, Cutter, Plan};
-use hexz_format::writer::{
-    chunker, encode_block, ArchiveWriter, EncodeState, EncodedJob, FilterChoice, ParentIndex, StoreOptions, StoreReport,
+use hexz_format::pipeline::{
+    chunker, encode_block, ArchiveWriter, Cutter, EncodeState, EncodedJob, FilterChoice, ParentIndex,
 };
+use hexz_format::plan::{plan, Plan};
+use hexz_format::writer::{StoreOptions, StoreReport};
 use hexz_format::{Archive, ErrorCode, FilterId, ReadAt};
 
 use crate::error::{Error, Result};
@@ -165,7 +166,7 @@ pub fn store_plan_parallel(
     let index = &index;
     let plan_ref = &plan;
     let outcome = std::thread::scope(|scope| -> std::result::Result<[u8; 32], Fault> {
-        let (job_tx, job_rx) = bounded::<(hexz_format::writer::BlockJob, Choice)>(workers);
+        let (job_tx, job_rx) = bounded::<(hexz_format::pipeline::BlockJob, Choice)>(workers);
         let (done_tx, done_rx) = bounded::<std::result::Result<EncodedJob, Fault>>(workers);
         let (permit_tx, permit_rx): (Sender<()>, Receiver<()>) = bounded(in_flight);
         let stop = &stop;
@@ -218,7 +219,7 @@ pub fn store_plan_parallel(
                 let choice = if job.leads {
                     decision = Arc::new(Decision::default());
                     Choice::Lead(decision.clone())
-                } else if !hexz_format::writer::chooses_filter(&job, opts) {
+                } else if !hexz_format::pipeline::chooses_filter(&job, opts) {
                     Choice::Lead(Arc::new(Decision::default()))
                 } else {
                     Choice::Follow(decision.clone())
