@@ -37,7 +37,7 @@ mod store;
 mod verify;
 
 pub use cache::RangeCache;
-pub use error::{at_chain, Error, Result};
+pub use error::{at_chain, panic_message, Error, Result};
 pub use extract::{extract_ranges, extract_to};
 pub use folder::{extract_folder, plan_folder, store_folder, walk, FolderSource};
 pub use location::{CountingSource, FileId, FileSource, FileStamp, Location, Source};
