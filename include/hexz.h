@@ -11,8 +11,19 @@
  *   only on success, except where a function says otherwise (a failed read
  *   zeroes the part of the caller's buffer it covered).
  * - Every pointer argument is checked: NULL gives HEXZ_STATUS_NULL_ARGUMENT.
- * - Panics never cross the ABI (HEXZ_STATUS_PANIC), and the library never
- *   prints to the host's stdout or stderr.
+ * - Panics never cross the ABI: a panic on the calling thread or on one
+ *   of the library's worker threads gives HEXZ_STATUS_PANIC, with its
+ *   message in hexz_last_error(). The library never prints to the host's
+ *   stdout or stderr and installs nothing process-wide: it carries its own
+ *   copy of Rust's standard library, whose panic hook it sets to record
+ *   instead of print; a host's own panic or signal handling is untouched.
+ * - Versions: HEXZ_VERSION_* below is this header's; hexz_version() the
+ *   library's. The soname carries the major (libhexz.so.MAJOR), which
+ *   changes with every incompatible ABI change; a minor adds functions.
+ * - Libraries: libhexz (pkg-config hexz) reads local paths, memory and
+ *   callbacks, with no async runtime, HTTP or TLS inside; libhexz-remote
+ *   (pkg-config hexz-remote) has the same ABI and also opens s3:// and
+ *   http(s):// URLs in hexz_open_url. Only hexz_* symbols are exported.
  * - Memory: every allocation sized by the archive or by options is fallible
  *   and capped (hexz_open_options.max_metadata_bytes, .memory_budget);
  *   running out gives HEXZ_STATUS_OUT_OF_MEMORY or _LIMIT_EXCEEDED, never
@@ -37,24 +48,22 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+/* This header's version, from hexz-ffi/Cargo.toml (the library's one
+   version source; also the soname's major and hexz.pc's Version). The
+   library's own: hexz_version(), hexz_version_string(). */
+#define HEXZ_VERSION_MAJOR 1
+#define HEXZ_VERSION_MINOR 0
+#define HEXZ_VERSION_PATCH 0
+#define HEXZ_VERSION_STRING "1.0.0"
+/* (major << 16) | (minor << 8) | patch, as hexz_version() returns. */
+#define HEXZ_VERSION_NUMBER ((HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8) | HEXZ_VERSION_PATCH)
+
 /* Initializers that set struct_size and leave every other field at its
    default (0 or NULL); valid C and C++. */
 #define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0 }
 #define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0 }
 #define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL }
 
-
-// Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
-#define HEXZ_VERSION_MAJOR 0
-
-// Minor version.
-#define HEXZ_VERSION_MINOR 4
-
-// Patch version.
-#define HEXZ_VERSION_PATCH 0
-
-// `(major << 16) | (minor << 8) | patch`, as hexz_version() returns.
-#define HEXZ_VERSION_NUMBER (((HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8)) | HEXZ_VERSION_PATCH)
 
 // Source format: a file that is neither safetensors nor GGUF.
 #define HEXZ_SOURCE_RAW 0
@@ -389,11 +398,15 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
-// Runtime version: `(major << 16) | (minor << 8) | patch`. Compare with
-// HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
+// The library's version: `(major << 16) | (minor << 8) | patch`. Compare
+// with HEXZ_VERSION_NUMBER (the header's) to detect a header/library
+// mismatch: the majors must be equal, and a library with a lower minor
+// may lack functions the header declares. Never fails.
 uint32_t hexz_version(void);
 
-// Runtime version as a static NUL-terminated string, e.g. "0.4.0". Never NULL.
+// The library's version as a static NUL-terminated string,
+// "MAJOR.MINOR.PATCH" (HEXZ_VERSION_STRING in the header it was built
+// with). Never NULL.
 const char *hexz_version_string(void);
 
 // A static, NUL-terminated description of a status code ("unknown status"
@@ -426,8 +439,12 @@ hexz_status hexz_open_path(const char *path, const hexz_open_options *opts, hexz
 // at the same kind of location. Failed and short responses are retried;
 // an object that changes while open is an IO error naming the URL.
 //
+// URLs need libhexz-remote (pkg-config hexz-remote); libhexz, which has
+// no HTTP or TLS stack, opens local paths here and gives UNSUPPORTED for
+// URLs.
+//
 // Statuses: as hexz_open_path, plus NOT_FOUND (no such object) and
-// UNSUPPORTED (a URL scheme this build cannot read).
+// UNSUPPORTED (a URL scheme this library cannot read).
 hexz_status hexz_open_url(const char *url, const hexz_url_options *opts, hexz_archive **out);
 
 // Open an archive held in memory. The `len` bytes at `data` are borrowed,

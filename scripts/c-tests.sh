@@ -10,14 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 models="${HEXZ_MODELS:-$(./scripts/fetch-models.sh)}"
 
-want_cbindgen=0.29.2
-if [ "$(cbindgen --version 2>/dev/null)" != "cbindgen $want_cbindgen" ]; then
-  cargo install --quiet --locked cbindgen --version "$want_cbindgen"
-fi
 fresh="$(mktemp)"
-cbindgen --quiet --config hexz-ffi/cbindgen.toml --crate hexz-ffi --output "$fresh" hexz-ffi 2> >(grep -v '^WARN: Skip' >&2)
+./scripts/gen-header.sh "$fresh"
 if ! diff -u include/hexz.h "$fresh"; then
-  echo "include/hexz.h is stale: regenerate it with cbindgen $want_cbindgen (see README)" >&2
+  echo "include/hexz.h is stale: regenerate it with scripts/gen-header.sh (cbindgen 0.29.2)" >&2
   exit 1
 fi
 rm -f "$fresh"
@@ -26,7 +22,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 prefix="$(./scripts/install-ffi.sh "$work/prefix" | tail -1)"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-readelf -d "$prefix/lib/libhexz.so" | grep -q 'SONAME.*libhexz.so.0' || { echo "libhexz.so has no versioned soname" >&2; exit 1; }
+readelf -d "$prefix/lib/libhexz.so" | grep -q 'SONAME.*libhexz.so.1' || { echo "libhexz.so has no versioned soname" >&2; exit 1; }
 make -s -C bindings/c OUT="$work/build" all
 
 cargo build --release -q -p hexz-cli

@@ -12,11 +12,12 @@
 //	http.ServeContent(w, r, "model.gguf", time.Time{}, a.NewReader())
 //
 // An *Archive is safe for concurrent use by many goroutines. The package
-// builds against an installed libhexz found by pkg-config (see README.md).
+// builds against an installed libhexz-remote found by pkg-config, so that
+// OpenURL reads s3:// and http(s):// URLs; with the build tag hexz_local it
+// links libhexz instead, which has no HTTP or TLS stack (see README.md).
 package hexz
 
 /*
-#cgo pkg-config: hexz
 #include <stdlib.h>
 #include <hexz.h>
 */

@@ -5,7 +5,7 @@
 #![no_main]
 use std::ffi::c_char;
 
-use hexz::*;
+use hexz_ffi::*;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| unsafe {

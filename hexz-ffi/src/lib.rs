@@ -26,14 +26,34 @@ use args::{borrowed_bytes, buffer, cstr, handle, path_arg, read_options, write_o
 use status::{guard, FfiError};
 use tables::{ArchiveHandle, CallbackSource};
 
-/// Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
-pub const HEXZ_VERSION_MAJOR: u32 = 0;
-/// Minor version.
-pub const HEXZ_VERSION_MINOR: u32 = 4;
-/// Patch version.
-pub const HEXZ_VERSION_PATCH: u32 = 0;
-/// `(major << 16) | (minor << 8) | patch`, as hexz_version() returns.
-pub const HEXZ_VERSION_NUMBER: u32 = (HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8) | HEXZ_VERSION_PATCH;
+/// The version of this library, from this crate's Cargo.toml, the one
+/// source: the header's HEXZ_VERSION_* macros are generated from the same
+/// line (scripts/gen-header.sh), and the artifact packages take the
+/// soname's major from it.
+const VERSION_MAJOR: u32 = version_part(env!("CARGO_PKG_VERSION_MAJOR"));
+const VERSION_MINOR: u32 = version_part(env!("CARGO_PKG_VERSION_MINOR"));
+const VERSION_PATCH: u32 = version_part(env!("CARGO_PKG_VERSION_PATCH"));
+const VERSION_NUMBER: u32 = (VERSION_MAJOR << 16) | (VERSION_MINOR << 8) | VERSION_PATCH;
+const VERSION_STRING: &std::ffi::CStr =
+    match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(text) => text,
+        Err(_) => panic!("the crate version has a NUL"),
+    };
+// hexz_version() packs minor and patch in 8 bits each.
+const _: () = assert!(VERSION_MINOR < 256 && VERSION_PATCH < 256);
+
+/// A decimal version component, at compile time.
+const fn version_part(text: &str) -> u32 {
+    let bytes = text.as_bytes();
+    let mut value = 0u32;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii_digit(), "a version component is a decimal number");
+        value = value * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    value
+}
 
 /// Source format: a file that is neither safetensors nor GGUF.
 pub const HEXZ_SOURCE_RAW: u32 = 0;
@@ -276,17 +296,21 @@ pub struct hexz_store_report {
     pub delta_blocks: u64,
 }
 
-/// Runtime version: `(major << 16) | (minor << 8) | patch`. Compare with
-/// HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
+/// The library's version: `(major << 16) | (minor << 8) | patch`. Compare
+/// with HEXZ_VERSION_NUMBER (the header's) to detect a header/library
+/// mismatch: the majors must be equal, and a library with a lower minor
+/// may lack functions the header declares. Never fails.
 #[no_mangle]
 pub extern "C" fn hexz_version() -> u32 {
-    HEXZ_VERSION_NUMBER
+    VERSION_NUMBER
 }
 
-/// Runtime version as a static NUL-terminated string, e.g. "0.4.0". Never NULL.
+/// The library's version as a static NUL-terminated string,
+/// "MAJOR.MINOR.PATCH" (HEXZ_VERSION_STRING in the header it was built
+/// with). Never NULL.
 #[no_mangle]
 pub extern "C" fn hexz_version_string() -> *const c_char {
-    c"0.4.0".as_ptr()
+    VERSION_STRING.as_ptr()
 }
 
 /// A static, NUL-terminated description of a status code ("unknown status"
@@ -451,8 +475,12 @@ unsafe impl Versioned for hexz_url_options {
 /// at the same kind of location. Failed and short responses are retried;
 /// an object that changes while open is an IO error naming the URL.
 ///
+/// URLs need libhexz-remote (pkg-config hexz-remote); libhexz, which has
+/// no HTTP or TLS stack, opens local paths here and gives UNSUPPORTED for
+/// URLs.
+///
 /// Statuses: as hexz_open_path, plus NOT_FOUND (no such object) and
-/// UNSUPPORTED (a URL scheme this build cannot read).
+/// UNSUPPORTED (a URL scheme this library cannot read).
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_url(
     url: *const c_char,
@@ -499,7 +527,14 @@ pub unsafe extern "C" fn hexz_open_url(
             }
             open.resolver = Arc::new(hexz_remote::RemoteResolver { options: remote });
         }
-        let reader = Reader::open(Location::parse(url), &open)?;
+        let location = Location::parse(url);
+        #[cfg(not(feature = "remote"))]
+        if let Location::Url(_) = location {
+            return Err(FfiError::unsupported(&format!(
+                "{url}: URLs need libhexz-remote (pkg-config hexz-remote); libhexz has no HTTP or TLS stack"
+            )));
+        }
+        let reader = Reader::open(location, &open)?;
         // SAFETY: `out` was checked non-NULL; it is writable (the header's contract).
         unsafe { finish_open(reader, max_metadata, out) }
     })
@@ -569,7 +604,7 @@ pub unsafe extern "C" fn hexz_open_callbacks(
 pub unsafe extern "C" fn hexz_close(archive: *mut hexz_archive) {
     if !archive.is_null() {
         // SAFETY: a handle from hexz_open_*, closed once (the caller's promise).
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(archive) })));
+        let _ = status::contain(|| drop(unsafe { Box::from_raw(archive) }));
     }
 }
 
