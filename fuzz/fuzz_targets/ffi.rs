@@ -15,12 +15,14 @@ fuzz_target!(|data: &[u8]| unsafe {
         return;
     }
     let mut info = std::mem::zeroed::<hexz_archive_info>();
-    hexz_archive_get_info(archive, &mut info);
+    info.struct_size = std::mem::size_of::<hexz_archive_info>();
+    assert_eq!(hexz_archive_get_info(archive, &mut info), ErrorCode::Ok);
     let mut count = 0usize;
     hexz_tensor_count(archive, &mut count);
     let mut buf = vec![0u8; 1 << 16];
     for i in 0..count.min(32) {
         let mut t = std::mem::zeroed::<hexz_tensor_info>();
+        t.struct_size = std::mem::size_of::<hexz_tensor_info>();
         if hexz_tensor_get_info(archive, i, &mut t) == ErrorCode::Ok {
             let mut index = 0usize;
             assert_eq!(hexz_find_tensor(archive, t.name, &mut index), ErrorCode::Ok);

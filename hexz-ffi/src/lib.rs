@@ -22,7 +22,10 @@ pub use hexz_format::ErrorCode;
 use hexz_format::SourceFormat;
 use hexz_io::{Location, OpenOptions, Reader};
 
-use args::{borrowed_bytes, buffer, cstr, handle, path_arg, read_options, write_optional, write_out, Versioned};
+use args::{
+    borrowed_bytes, buffer, check_sized_optional, cstr, handle, path_arg, read_options, write_optional, write_out,
+    write_sized, write_sized_optional, OutputStruct, Versioned,
+};
 use status::{guard, FfiError};
 use tables::{ArchiveHandle, CallbackSource};
 
@@ -78,6 +81,28 @@ const _: () = assert!(
     HEXZ_FILE_REGULAR == hexz_format::layout::FileKind::File as u32
         && HEXZ_FILE_DIRECTORY == hexz_format::layout::FileKind::Directory as u32
 );
+
+/// How a tensor's bytes are held (hexz_tensor_info.storage_kind): at least
+/// one block stored in this archive.
+pub const HEXZ_STORAGE_STORED: u32 = 0;
+/// Storage kind: every block duplicates bytes stored elsewhere in this archive.
+pub const HEXZ_STORAGE_DEDUPLICATED: u32 = 1;
+/// Storage kind: every block is referenced from the parent chain.
+pub const HEXZ_STORAGE_PARENT: u32 = 2;
+/// Storage kind: at least one block is a delta against the parent.
+pub const HEXZ_STORAGE_DELTA: u32 = 3;
+/// Storage kind: a zero-length tensor (no blocks).
+pub const HEXZ_STORAGE_EMPTY: u32 = 4;
+const _: () = {
+    use hexz_format::layout::StorageKind;
+    assert!(
+        HEXZ_STORAGE_STORED == StorageKind::Stored as u32
+            && HEXZ_STORAGE_DEDUPLICATED == StorageKind::Deduplicated as u32
+            && HEXZ_STORAGE_PARENT == StorageKind::Parent as u32
+            && HEXZ_STORAGE_DELTA == StorageKind::Delta as u32
+            && HEXZ_STORAGE_EMPTY == StorageKind::Empty as u32
+    )
+};
 
 /// Compression for hexz_store: zstd, the default (level from hexz_store_options.level).
 pub const HEXZ_COMPRESSION_ZSTD: u32 = 0;
@@ -156,11 +181,16 @@ unsafe impl Versioned for hexz_open_options {
     }
 }
 
-/// What an open archive holds.
+/// What an open archive holds. Initialize with HEXZ_ARCHIVE_INFO_INIT (it
+/// sets struct_size; see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_archive_info {
-    /// HEXZ_SOURCE_RAW, HEXZ_SOURCE_SAFETENSORS or HEXZ_SOURCE_GGUF.
+    /// In: sizeof(hexz_archive_info) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
+    /// HEXZ_SOURCE_RAW, _SAFETENSORS, _GGUF, or _FOLDER for a folder
+    /// archive (format 1.1; its files: hexz_file_count).
     pub source_format: u32,
     /// 1 when the archive names a parent archive.
     pub has_parent: u32,
@@ -168,7 +198,9 @@ pub struct hexz_archive_info {
     pub original_size: u64,
     /// Length of the .hxz archive.
     pub archive_size: u64,
+    /// Number of tensors (as hexz_tensor_count).
     pub tensor_count: u64,
+    /// Number of blocks in the archive's index.
     pub block_count: u64,
     /// Bytes the library holds for this archive now (tables, metadata, read scratch in use).
     pub memory_bytes: u64,
@@ -180,15 +212,22 @@ pub struct hexz_archive_info {
     pub source_blake3: [u8; 32],
 }
 
-/// One tensor. Pointers are borrowed from the archive (valid until hexz_close).
+/// One tensor. Pointers are borrowed from the archive (valid until
+/// hexz_close). Initialize with HEXZ_TENSOR_INFO_INIT (it sets struct_size;
+/// see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_tensor_info {
+    /// In: sizeof(hexz_tensor_info) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
     /// Tensor name, NUL-terminated (name_len bytes before the NUL).
     pub name: *const c_char,
+    /// Length of `name` in bytes, without the NUL.
     pub name_len: usize,
     /// dtype as the source names it ("F32", "BF16", "Q4_K", ...), NUL-terminated.
     pub dtype: *const c_char,
+    /// Length of `dtype` in bytes, without the NUL.
     pub dtype_len: usize,
     /// GGML type id for GGUF tensors, HEXZ_NO_GGML_TYPE otherwise.
     pub ggml_type: u32,
@@ -200,16 +239,23 @@ pub struct hexz_tensor_info {
     pub offset: u64,
     /// Byte length.
     pub length: u64,
-    /// 0 stored, 1 deduplicated, 2 parent, 3 delta, 4 empty.
+    /// How its bytes are held: HEXZ_STORAGE_STORED, _DEDUPLICATED, _PARENT,
+    /// _DELTA or _EMPTY.
     pub storage_kind: u32,
 }
 
-/// One file of a folder archive. `path` is borrowed from the archive (valid until hexz_close).
+/// One file of a folder archive. `path` is borrowed from the archive
+/// (valid until hexz_close). Initialize with HEXZ_FILE_INFO_INIT (it sets
+/// struct_size; see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_file_info {
+    /// In: sizeof(hexz_file_info) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
     /// Relative path with `/` separators, NUL-terminated (path_len bytes before the NUL).
     pub path: *const c_char,
+    /// Length of `path` in bytes, without the NUL.
     pub path_len: usize,
     /// HEXZ_FILE_REGULAR or HEXZ_FILE_DIRECTORY.
     pub kind: u32,
@@ -226,10 +272,17 @@ pub struct hexz_file_info {
     pub mtime_ns: i64,
 }
 
+// SAFETY (all four): repr(C), struct_size first, filled by the library.
+unsafe impl OutputStruct for hexz_archive_info {}
+unsafe impl OutputStruct for hexz_tensor_info {}
+unsafe impl OutputStruct for hexz_file_info {}
+unsafe impl OutputStruct for hexz_store_report {}
+
 /// Reads `len` bytes (never 0) at `offset` of the archive into `buf`;
 /// returns 0 on success, nonzero on failure (short reads are failures).
-/// Called from the threads that read the archive, possibly at once. It must
-/// not call back into the same archive (that may wait forever for a read slot).
+/// Called from the library's threads and the host's, several at once
+/// unless read_slots is 1 (see hexz_open_callbacks). It must not call back
+/// into the same archive (that may wait forever for a read slot).
 pub type hexz_read_at_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, offset: u64, buf: *mut u8, len: usize) -> c_int>;
 
@@ -281,14 +334,23 @@ unsafe impl Versioned for hexz_store_options {
     }
 }
 
-/// What hexz_store did.
+/// What hexz_store did. Initialize with HEXZ_STORE_REPORT_INIT (it sets
+/// struct_size; see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct hexz_store_report {
+    /// In: sizeof(hexz_store_report) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
+    /// Bytes of the source (a folder: of its files together).
     pub source_size: u64,
+    /// Bytes of the archive written.
     pub archive_size: u64,
+    /// Blocks in the archive's index.
     pub blocks: u64,
+    /// Blocks whose bytes were already stored in this archive.
     pub deduplicated_blocks: u64,
+    /// Tensors found in the source.
     pub tensors: u64,
     /// Blocks referenced from the base's chain.
     pub parent_blocks: u64,
@@ -569,10 +631,18 @@ pub unsafe extern "C" fn hexz_open_memory(
 
 /// Open an archive read through a caller callback (an engine's own file
 /// layer). `size` is the archive's length; `user` is passed to every call
-/// and must stay valid until hexz_close. The callback must be safe to call
-/// from several threads at once if the archive is read from several
-/// threads. A child archive needs its parents attached or findable, as for
-/// hexz_open_memory.
+/// and must stay valid until hexz_close. A child archive needs its parents
+/// attached or findable, as for hexz_open_memory.
+///
+/// Threads: the callback is called from several threads at once, unless
+/// read_slots is 1. The library decodes on internal threads (up to
+/// read_slots, one per core at most) inside single calls: this open
+/// itself, whose GGUF header (a tokenizer's vocabulary, megabytes) is
+/// decoded in parallel, hexz_read_tensors, hexz_memfd and large reads of
+/// a hexz_fopen stream; and calls the host makes from several threads
+/// overlap. With hexz_open_options.read_slots = 1 every call (this open
+/// included) runs on its calling thread, so a host calling from one thread
+/// at a time gets its callbacks one at a time, on that thread.
 ///
 /// Statuses: as hexz_open_path; a failing callback gives IO.
 #[no_mangle]
@@ -618,6 +688,7 @@ pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out
         let h = unsafe { handle(archive) }?;
         let a = h.reader.archive();
         let info = hexz_archive_info {
+            struct_size: 0,
             source_format: h.reader.source_format() as u32,
             has_parent: u32::from(a.parent_identity().is_some()),
             original_size: h.reader.size(),
@@ -629,8 +700,8 @@ pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out
             parent_identity: a.parent_identity().unwrap_or([0; 32]),
             source_blake3: a.source_hash(),
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out, info) }
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { write_sized(out, info, "hexz_archive_info") }
     })
 }
 
@@ -685,6 +756,7 @@ pub unsafe extern "C" fn hexz_tensor_get_info(
         let (name, name_len) = tables::c_str_view(&t.name);
         let (dtype, dtype_len) = tables::c_str_view(&t.dtype);
         let info = hexz_tensor_info {
+            struct_size: 0,
             name,
             name_len,
             dtype,
@@ -696,8 +768,8 @@ pub unsafe extern "C" fn hexz_tensor_get_info(
             length: t.length,
             storage_kind: t.storage_kind,
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out, info) }
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { write_sized(out, info, "hexz_tensor_info") }
     })
 }
 
@@ -820,9 +892,8 @@ pub struct hexz_tensor_read {
 /// Read `count` tensors, each into its buffer, in one call: their blocks
 /// are shared among up to `threads` threads (0: one per core; never more
 /// than the handle's read_slots), largest pieces first, so an engine that
-/// loads from one thread still decodes on every core (gemma, zstd, two
-/// cores: 0.25 s, where a loop of hexz_read_tensor takes 0.43–0.47 s). Every
-/// entry is checked before anything is read. Unlike the other read
+/// loads from one thread still decodes on every core. Every entry is
+/// checked before anything is read. Unlike the other read
 /// functions it allocates (a work list) and, with more than one thread,
 /// starts threads and joins them before it returns. When the reads fail
 /// after they began, every buffer's tensor-length prefix is zeroed.
@@ -933,6 +1004,7 @@ pub unsafe extern "C" fn hexz_file_get_info(
         let f = h.files.get(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
         let (path, path_len) = tables::c_str_view(&f.path);
         let info = hexz_file_info {
+            struct_size: 0,
             path,
             path_len,
             kind: f.kind,
@@ -942,8 +1014,8 @@ pub unsafe extern "C" fn hexz_file_get_info(
             mode: f.mode,
             mtime_ns: f.mtime_ns,
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out, info) }
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { write_sized(out, info, "hexz_file_info") }
     })
 }
 
@@ -1120,6 +1192,9 @@ pub unsafe extern "C" fn hexz_store(
         let dst = unsafe { path_arg(dst, "dst") }?;
         // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let o = unsafe { read_options(opts, "hexz_store_options") }?;
+        // The report's struct_size is checked before anything is written.
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { check_sized_optional(out_report, "hexz_store_report") }?;
         let chunking = match o.chunking {
             HEXZ_CHUNKING_CONTENT_DEFINED => hexz_format::writer::Chunking::ContentDefined,
             HEXZ_CHUNKING_FIXED => hexz_format::writer::Chunking::Fixed,
@@ -1159,11 +1234,12 @@ pub unsafe extern "C" fn hexz_store(
         } else {
             hexz_io::store_file(&src, &dst, &options, base.as_ref(), &open, force, &go)?
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
+        // SAFETY: as above.
         unsafe {
-            write_optional(
+            write_sized_optional(
                 out_report,
                 hexz_store_report {
+                    struct_size: 0,
                     source_size: report.source_size,
                     archive_size: report.archive_size,
                     blocks: report.blocks,
@@ -1172,9 +1248,9 @@ pub unsafe extern "C" fn hexz_store(
                     parent_blocks: report.parent_blocks,
                     delta_blocks: report.delta_blocks,
                 },
+                "hexz_store_report",
             )
-        };
-        Ok(())
+        }
     })
 }
 

@@ -76,7 +76,7 @@ def c_libraries(tmp_path_factory):
 
 class TensorInfo(ctypes.Structure):
     _fields_ = [
-        ("name", ctypes.c_char_p), ("name_len", ctypes.c_size_t), ("dtype", ctypes.c_char_p),
+        ("struct_size", ctypes.c_size_t), ("name", ctypes.c_char_p), ("name_len", ctypes.c_size_t), ("dtype", ctypes.c_char_p),
         ("dtype_len", ctypes.c_size_t), ("ggml_type", ctypes.c_uint32), ("n_dims", ctypes.c_uint32),
         ("dims", ctypes.POINTER(ctypes.c_uint64)), ("offset", ctypes.c_uint64), ("length", ctypes.c_uint64),
         ("storage_kind", ctypes.c_uint32),
@@ -98,7 +98,7 @@ def test_c_abi_open_url(models, served, s3, c_libraries):
         assert lib.hexz_tensor_count(archive, ctypes.byref(count)) == 0 and count.value == 236
         index = ctypes.c_size_t()
         assert lib.hexz_find_tensor(archive, b"blk.0.attn_q.weight", ctypes.byref(index)) == 0
-        info = TensorInfo()
+        info = TensorInfo(struct_size=ctypes.sizeof(TensorInfo))
         assert lib.hexz_tensor_get_info(archive, index, ctypes.byref(info)) == 0
         buf = ctypes.create_string_buffer(info.length)
         got = ctypes.c_size_t()
