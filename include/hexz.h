@@ -55,6 +55,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdio.h>
 /* This header's version, from hexz-ffi/Cargo.toml (the library's one
    version source; also the soname's major and hexz.pc's Version). The
    library's own: hexz_version(), hexz_version_string(). */
@@ -533,7 +534,7 @@ hexz_status hexz_open_callbacks(hexz_read_at_fn read_at, uint64_t size, void *us
 
 // Close an archive and free everything it holds. NULL is accepted. The
 // handle must not be in use by another thread, nor attached as a parent
-// of an archive still open.
+// of an archive still open, nor read by a hexz_fopen stream still open.
 void hexz_close(hexz_archive *archive);
 
 // Fill `*out` with what the archive holds.
@@ -744,6 +745,41 @@ hexz_status hexz_gguf_get_array_data(const hexz_archive *archive, size_t index, 
 
 // Element `element` of an array of strings: NUL-terminated (borrowed) and its length.
 hexz_status hexz_gguf_get_array_string(const hexz_archive *archive, size_t index, uint64_t element, const char **out, size_t *out_len);
+
+// The archive's original file (a folder archive: its files laid end to
+// end) as a read-only, seekable stdio stream at offset 0, for loaders that
+// take a `FILE *` (llama.cpp's llama_model_load_from_file_ptr with mmap
+// off). Close it with fclose, before hexz_close on the archive.
+//
+// The stream has its own 8 MiB stdio buffer (do not replace it with
+// setvbuf): stdio reads a custom stream only through its buffer, so each
+// buffer fill is decoded on several threads (up to read_slots) straight
+// into that buffer, and stdio copies from there into the caller's memory.
+// A fill stops at the end of the tensor it is in, so loading a tensor
+// decodes only its own blocks. Blocks read in part (after a seek, or by
+// small reads) are kept decoded, a few at a time (up to four blocks of
+// memory), so they are not decoded again for the next read.
+// fseek/fseeko and ftell/ftello work with SEEK_SET, SEEK_CUR and SEEK_END
+// (a position past the end reads as end of file; before the start is
+// EINVAL). Writing fails. A failed read sets the stream's error indicator
+// and errno (EIO, or ENOMEM), and hexz_last_error() on the reading thread
+// says why; the bytes of a failed read are never handed to the caller.
+// One stream is for one thread at a time (stdio locks it per call); open
+// one per thread to read in parallel.
+//
+// glibc and musl (fopencookie), macOS and the BSDs (funopen); elsewhere
+// UNSUPPORTED.
+//
+// Statuses: OK; NULL_ARGUMENT; UNSUPPORTED; IO or OUT_OF_MEMORY (the
+// stream could not be made); PANIC.
+hexz_status hexz_fopen(const hexz_archive *archive, FILE **out);
+
+// File `index` of a folder archive (0 ≤ index < hexz_file_count) as a
+// read-only, seekable stdio stream of its own bytes, as hexz_fopen.
+//
+// Statuses: as hexz_fopen, plus INVALID_ARGUMENT (index out of range, or
+// a directory).
+hexz_status hexz_fopen_file(const hexz_archive *archive, size_t index, FILE **out);
 
 #ifdef __cplusplus
 }  // extern "C"

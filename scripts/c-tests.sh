@@ -2,8 +2,8 @@
 # C ABI tests: regenerate include/hexz.h and fail if the checked-in copy is
 # stale, install libhexz into a staging prefix, build the C tests and the
 # example with -Wall -Wextra -Werror -pedantic (C11 and C++17), run the suite
-# under valgrind memcheck on the real gemma archive, compare the key/value
-# and tensor dump with gguf-py's, check the no-allocation contract, run the
+# and the FILE * stream test under valgrind memcheck on the real gemma
+# archive, compare the key/value and tensor dump with gguf-py's, check the no-allocation contract, run the
 # fault tests (out of memory, FIFOs, option layouts, memfd seals, ...) and
 # the thread test under ThreadSanitizer with bindings/c/tests/tsan.supp.
 set -euo pipefail
@@ -41,6 +41,9 @@ valgrind --quiet --error-exitcode=99 --suppressions=bindings/c/tests/valgrind.su
 mkdir -p "$work/faults"
 [ -d "$models/minilm-sharded" ] || python3 tests/make_folders.py "$models" >/dev/null
 target/release/hexz -q store "$models/minilm-sharded" "$work/folder.hxz"
+valgrind --quiet --error-exitcode=99 --suppressions=bindings/c/tests/valgrind.supp --leak-check=full --show-leak-kinds=definite,indirect,possible \
+  --errors-for-leak-kinds=definite,indirect,possible \
+  "$work/build/test_stream" "$work/gemma-lz4.hxz" "$models/gemma.gguf" "$work/folder.hxz" "$models/minilm-sharded"
 "$work/build/test_faults" "$work/gemma-zstd.hxz" "$work/faults" "$work/folder.hxz" "$models/minilm-sharded"
 
 # ThreadSanitizer over the thread test: clean with the shipped suppressions,

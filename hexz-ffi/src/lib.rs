@@ -11,6 +11,7 @@
 mod args;
 mod gguf;
 mod status;
+mod stream;
 mod tables;
 
 use std::ffi::{c_char, c_int, c_void};
@@ -21,6 +22,7 @@ pub use gguf::*;
 pub use hexz_format::ErrorCode;
 use hexz_format::SourceFormat;
 use hexz_io::{Location, OpenOptions, Reader};
+pub use stream::*;
 
 use args::{
     borrowed_bytes, buffer, check_sized_optional, cstr, handle, path_arg, read_options, write_optional, write_out,
@@ -669,7 +671,7 @@ pub unsafe extern "C" fn hexz_open_callbacks(
 
 /// Close an archive and free everything it holds. NULL is accepted. The
 /// handle must not be in use by another thread, nor attached as a parent
-/// of an archive still open.
+/// of an archive still open, nor read by a hexz_fopen stream still open.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_close(archive: *mut hexz_archive) {
     if !archive.is_null() {
