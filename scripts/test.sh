@@ -2,7 +2,8 @@
 # The whole test suite: lint, MSRV and no_std builds, Rust tests (unit, real
 # models, sweeps, faults, CLI end to end), oracle checks against gguf-py and
 # safetensors, the Python package (pytest), the C ABI suite, the Go package
-# (go test -race), a fuzz smoke run.
+# (go test -race), llama.cpp through a FILE * (when its build is cached), a
+# fuzz smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,10 +57,8 @@ HEXZ_FFI_PREFIX="$ffi_prefix" python3 -m pytest -q tests/remote tests/mount
 step "C ABI: header freshness, C11/C++17 builds, valgrind suite, gguf-py comparison, no-allocation reads"
 ./scripts/c-tests.sh
 
-step "Go package: go vet, go test -race against the installed libhexz"
-go_prefix="$PWD/target/go-prefix"
-./scripts/install-ffi.sh "$go_prefix" >/dev/null
-(cd bindings/go && PKG_CONFIG_PATH="$go_prefix/lib/pkgconfig" go vet ./... \
+step "Go package: go vet, go test -race against the installed libhexz-remote; a build against libhexz"
+(cd bindings/go && export PKG_CONFIG_PATH="$ffi_prefix/lib/pkgconfig" && go vet ./... \
   && test -z "$(gofmt -l .)" \
   && go test -race -count=1 ./... \
   && go vet -tags hexz_local ./... && go test -tags hexz_local -count=1 -run 'TestEveryGemmaTensorEqualsTheGGUF|TestBadInputs|TestOpenURL' ./...)
