@@ -12,7 +12,7 @@
  * Not run under valgrind (it sets RLIMIT_AS); see test_hexz for that.
  */
 #define _GNU_SOURCE
-#include <hexz.h>
+#include "check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,36 +26,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, \
-                    __LINE__, #cond, hexz_last_error());                           \
-            failures++;                                                             \
-        }                                                                           \
-    } while (0)
-
 static char workdir[400];
 
 static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", workdir, name); }
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 static void write_file(const char *path, const unsigned char *data, size_t len) {
     FILE *f = fopen(path, "wb");

@@ -12,7 +12,7 @@
  * - error paths return their status: bad path, corrupted archive, wrong
  *   name, small buffer, NULL arguments, wrong value types.
  */
-#include <hexz.h>
+#include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -20,34 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, \
-                    __LINE__, #cond, hexz_last_error());                           \
-            failures++;                                                             \
-        }                                                                           \
-    } while (0)
-
 #define CHECK_STATUS(call, want) CHECK((call) == (want))
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 static void hex(FILE *out, const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) fprintf(out, "%02x", (unsigned char)s[i]);

@@ -14,7 +14,7 @@
  * library runs); the archive works afterwards (no read slot was lost).
  */
 #define _GNU_SOURCE
-#include <hexz.h>
+#include "check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,10 +27,10 @@
 
 #define PANIC_TEST_STATUS 0x70616e63 /* hexz-ffi's panic-test feature */
 
-static int failures = 0;
 static char first_failure[512];
 
 /* stderr belongs to the library under test: failures are kept for the end. */
+#undef CHECK
 #define CHECK(cond)                                                                                   \
     do {                                                                                              \
         if (!(cond)) {                                                                                \
@@ -40,22 +40,6 @@ static char first_failure[512];
             failures++;                                                                               \
         }                                                                                             \
     } while (0)
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseeko(f, 0, SEEK_END);
-    off_t n = ftello(f);
-    fseeko(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 enum { ARMED_OFF, ARMED_WORKERS, ARMED_CALLER };
 

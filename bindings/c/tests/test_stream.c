@@ -19,7 +19,7 @@
  * - a file of a folder archive through hexz_fopen_file; the error statuses.
  */
 #define _GNU_SOURCE
-#include <hexz.h>
+#include "check.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,33 +28,6 @@
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, \
-                    __LINE__, #cond, hexz_last_error());                           \
-            failures++;                                                             \
-        }                                                                           \
-    } while (0)
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseeko(f, 0, SEEK_END);
-    off_t n = ftello(f);
-    fseeko(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(n ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 /* A deterministic generator (xorshift64), so a failure can be replayed. */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
