@@ -1,9 +1,10 @@
-// Give libhexz.so a versioned soname so programs link against the ABI
-// major version (libhexz.so.0), not an unversioned file.
+// stdio streams with custom I/O (hexz_fopen): fopencookie on Linux (glibc,
+// musl), funopen on macOS and the BSDs; elsewhere hexz_fopen is UNSUPPORTED.
 fn main() {
-    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhexz.so.{major}");
+    println!("cargo:rustc-check-cfg=cfg(hexz_stdio_cookies)");
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if ["linux", "macos", "ios", "freebsd", "netbsd", "openbsd", "dragonfly"].contains(&os.as_str()) {
+        println!("cargo:rustc-cfg=hexz_stdio_cookies");
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

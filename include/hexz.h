@@ -11,8 +11,19 @@
  *   only on success, except where a function says otherwise (a failed read
  *   zeroes the part of the caller's buffer it covered).
  * - Every pointer argument is checked: NULL gives HEXZ_STATUS_NULL_ARGUMENT.
- * - Panics never cross the ABI (HEXZ_STATUS_PANIC), and the library never
- *   prints to the host's stdout or stderr.
+ * - Panics never cross the ABI: a panic on the calling thread or on one
+ *   of the library's worker threads gives HEXZ_STATUS_PANIC, with its
+ *   message in hexz_last_error(). The library never prints to the host's
+ *   stdout or stderr and installs nothing process-wide: it carries its own
+ *   copy of Rust's standard library, whose panic hook it sets to record
+ *   instead of print; a host's own panic or signal handling is untouched.
+ * - Versions: HEXZ_VERSION_* below is this header's; hexz_version() the
+ *   library's. The soname carries the major (libhexz.so.MAJOR), which
+ *   changes with every incompatible ABI change; a minor adds functions.
+ * - Libraries: libhexz (pkg-config hexz) reads local paths, memory and
+ *   callbacks, with no async runtime, HTTP or TLS inside; libhexz-remote
+ *   (pkg-config hexz-remote) has the same ABI and also opens s3:// and
+ *   http(s):// URLs in hexz_open_url. Only hexz_* symbols are exported.
  * - Memory: every allocation sized by the archive or by options is fallible
  *   and capped (hexz_open_options.max_metadata_bytes, .memory_budget);
  *   running out gives HEXZ_STATUS_OUT_OF_MEMORY or _LIMIT_EXCEEDED, never
@@ -21,8 +32,15 @@
  *   dims, header bytes) stay valid until hexz_close on that archive. Empty
  *   data views are NULL with length 0; strings are never NULL ("" when empty).
  * - Option structs start with struct_size: initialize them with
- *   HEXZ_OPEN_OPTIONS_INIT / HEXZ_STORE_OPTIONS_INIT, so a program built
- *   against this header keeps working with later libraries.
+ *   HEXZ_OPEN_OPTIONS_INIT / HEXZ_STORE_OPTIONS_INIT / HEXZ_URL_OPTIONS_INIT,
+ *   so a program built against this header keeps working with later
+ *   libraries (fields it does not know are left at their defaults).
+ * - Output structs (hexz_archive_info, hexz_tensor_info, hexz_file_info,
+ *   hexz_store_report) start with struct_size too: initialize them with
+ *   their _INIT macro. The library writes only the bytes struct_size
+ *   covers and sets struct_size to the bytes it filled, so later versions
+ *   can add fields without breaking programs built against this header.
+ *   A struct_size below sizeof(size_t) gives HEXZ_STATUS_INVALID_ARGUMENT.
  * - An open hexz_archive may be used from many threads at once; reads run in
  *   parallel up to hexz_open_options.read_slots and wait beyond that.
  * - After open, the read path (find, info, read_tensor, read_range, the GGUF
@@ -37,24 +55,27 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdio.h>
+/* This header's version, from hexz-ffi/Cargo.toml (the library's one
+   version source; also the soname's major and hexz.pc's Version). The
+   library's own: hexz_version(), hexz_version_string(). */
+#define HEXZ_VERSION_MAJOR 1
+#define HEXZ_VERSION_MINOR 0
+#define HEXZ_VERSION_PATCH 0
+#define HEXZ_VERSION_STRING "1.0.0"
+/* (major << 16) | (minor << 8) | patch, as hexz_version() returns. */
+#define HEXZ_VERSION_NUMBER ((HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8) | HEXZ_VERSION_PATCH)
+
 /* Initializers that set struct_size and leave every other field at its
    default (0 or NULL); valid C and C++. */
 #define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0 }
 #define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0 }
 #define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL }
+#define HEXZ_ARCHIVE_INFO_INIT { sizeof(hexz_archive_info), 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0} }
+#define HEXZ_TENSOR_INFO_INIT { sizeof(hexz_tensor_info), NULL, 0, NULL, 0, 0, 0, NULL, 0, 0, 0 }
+#define HEXZ_FILE_INFO_INIT { sizeof(hexz_file_info), NULL, 0, 0, 0, 0, 0, 0, 0 }
+#define HEXZ_STORE_REPORT_INIT { sizeof(hexz_store_report), 0, 0, 0, 0, 0, 0, 0 }
 
-
-// Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
-#define HEXZ_VERSION_MAJOR 0
-
-// Minor version.
-#define HEXZ_VERSION_MINOR 4
-
-// Patch version.
-#define HEXZ_VERSION_PATCH 0
-
-// `(major << 16) | (minor << 8) | patch`, as hexz_version() returns.
-#define HEXZ_VERSION_NUMBER (((HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8)) | HEXZ_VERSION_PATCH)
 
 // Source format: a file that is neither safetensors nor GGUF.
 #define HEXZ_SOURCE_RAW 0
@@ -73,6 +94,22 @@
 
 // File kind: a directory (listed so that empty ones are kept; no bytes).
 #define HEXZ_FILE_DIRECTORY 1
+
+// How a tensor's bytes are held (hexz_tensor_info.storage_kind): at least
+// one block stored in this archive.
+#define HEXZ_STORAGE_STORED 0
+
+// Storage kind: every block duplicates bytes stored elsewhere in this archive.
+#define HEXZ_STORAGE_DEDUPLICATED 1
+
+// Storage kind: every block is referenced from the parent chain.
+#define HEXZ_STORAGE_PARENT 2
+
+// Storage kind: at least one block is a delta against the parent.
+#define HEXZ_STORAGE_DELTA 3
+
+// Storage kind: a zero-length tensor (no blocks).
+#define HEXZ_STORAGE_EMPTY 4
 
 // Compression for hexz_store: zstd, the default (level from hexz_store_options.level).
 #define HEXZ_COMPRESSION_ZSTD 0
@@ -264,13 +301,19 @@ typedef struct {
 
 // Reads `len` bytes (never 0) at `offset` of the archive into `buf`;
 // returns 0 on success, nonzero on failure (short reads are failures).
-// Called from the threads that read the archive, possibly at once. It must
-// not call back into the same archive (that may wait forever for a read slot).
+// Called from the library's threads and the host's, several at once
+// unless read_slots is 1 (see hexz_open_callbacks). It must not call back
+// into the same archive (that may wait forever for a read slot).
 typedef int (*hexz_read_at_fn)(void *user, uint64_t offset, uint8_t *buf, size_t len);
 
-// What an open archive holds.
+// What an open archive holds. Initialize with HEXZ_ARCHIVE_INFO_INIT (it
+// sets struct_size; see "Output structs" at the top).
 typedef struct {
-  // HEXZ_SOURCE_RAW, HEXZ_SOURCE_SAFETENSORS or HEXZ_SOURCE_GGUF.
+  // In: sizeof(hexz_archive_info) as the caller compiled it. Out: the
+  // bytes the library filled.
+  size_t struct_size;
+  // HEXZ_SOURCE_RAW, _SAFETENSORS, _GGUF, or _FOLDER for a folder
+  // archive (format 1.1; its files: hexz_file_count).
   uint32_t source_format;
   // 1 when the archive names a parent archive.
   uint32_t has_parent;
@@ -278,7 +321,9 @@ typedef struct {
   uint64_t original_size;
   // Length of the .hxz archive.
   uint64_t archive_size;
+  // Number of tensors (as hexz_tensor_count).
   uint64_t tensor_count;
+  // Number of blocks in the archive's index.
   uint64_t block_count;
   // Bytes the library holds for this archive now (tables, metadata, read scratch in use).
   uint64_t memory_bytes;
@@ -290,13 +335,20 @@ typedef struct {
   uint8_t source_blake3[32];
 } hexz_archive_info;
 
-// One tensor. Pointers are borrowed from the archive (valid until hexz_close).
+// One tensor. Pointers are borrowed from the archive (valid until
+// hexz_close). Initialize with HEXZ_TENSOR_INFO_INIT (it sets struct_size;
+// see "Output structs" at the top).
 typedef struct {
+  // In: sizeof(hexz_tensor_info) as the caller compiled it. Out: the
+  // bytes the library filled.
+  size_t struct_size;
   // Tensor name, NUL-terminated (name_len bytes before the NUL).
   const char *name;
+  // Length of `name` in bytes, without the NUL.
   size_t name_len;
   // dtype as the source names it ("F32", "BF16", "Q4_K", ...), NUL-terminated.
   const char *dtype;
+  // Length of `dtype` in bytes, without the NUL.
   size_t dtype_len;
   // GGML type id for GGUF tensors, HEXZ_NO_GGML_TYPE otherwise.
   uint32_t ggml_type;
@@ -308,7 +360,8 @@ typedef struct {
   uint64_t offset;
   // Byte length.
   uint64_t length;
-  // 0 stored, 1 deduplicated, 2 parent, 3 delta, 4 empty.
+  // How its bytes are held: HEXZ_STORAGE_STORED, _DEDUPLICATED, _PARENT,
+  // _DELTA or _EMPTY.
   uint32_t storage_kind;
 } hexz_tensor_info;
 
@@ -323,10 +376,16 @@ typedef struct {
   size_t buf_len;
 } hexz_tensor_read;
 
-// One file of a folder archive. `path` is borrowed from the archive (valid until hexz_close).
+// One file of a folder archive. `path` is borrowed from the archive
+// (valid until hexz_close). Initialize with HEXZ_FILE_INFO_INIT (it sets
+// struct_size; see "Output structs" at the top).
 typedef struct {
+  // In: sizeof(hexz_file_info) as the caller compiled it. Out: the
+  // bytes the library filled.
+  size_t struct_size;
   // Relative path with `/` separators, NUL-terminated (path_len bytes before the NUL).
   const char *path;
+  // Length of `path` in bytes, without the NUL.
   size_t path_len;
   // HEXZ_FILE_REGULAR or HEXZ_FILE_DIRECTORY.
   uint32_t kind;
@@ -372,12 +431,21 @@ typedef struct {
   uint32_t chunking;
 } hexz_store_options;
 
-// What hexz_store did.
+// What hexz_store did. Initialize with HEXZ_STORE_REPORT_INIT (it sets
+// struct_size; see "Output structs" at the top).
 typedef struct {
+  // In: sizeof(hexz_store_report) as the caller compiled it. Out: the
+  // bytes the library filled.
+  size_t struct_size;
+  // Bytes of the source (a folder: of its files together).
   uint64_t source_size;
+  // Bytes of the archive written.
   uint64_t archive_size;
+  // Blocks in the archive's index.
   uint64_t blocks;
+  // Blocks whose bytes were already stored in this archive.
   uint64_t deduplicated_blocks;
+  // Tensors found in the source.
   uint64_t tensors;
   // Blocks referenced from the base's chain.
   uint64_t parent_blocks;
@@ -391,11 +459,15 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
-// Runtime version: `(major << 16) | (minor << 8) | patch`. Compare with
-// HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
+// The library's version: `(major << 16) | (minor << 8) | patch`. Compare
+// with HEXZ_VERSION_NUMBER (the header's) to detect a header/library
+// mismatch: the majors must be equal, and a library with a lower minor
+// may lack functions the header declares. Never fails.
 uint32_t hexz_version(void);
 
-// Runtime version as a static NUL-terminated string, e.g. "0.4.0". Never NULL.
+// The library's version as a static NUL-terminated string,
+// "MAJOR.MINOR.PATCH" (HEXZ_VERSION_STRING in the header it was built
+// with). Never NULL.
 const char *hexz_version_string(void);
 
 // A static, NUL-terminated description of a status code ("unknown status"
@@ -428,8 +500,12 @@ hexz_status hexz_open_path(const char *path, const hexz_open_options *opts, hexz
 // at the same kind of location. Failed and short responses are retried;
 // an object that changes while open is an IO error naming the URL.
 //
+// URLs need libhexz-remote (pkg-config hexz-remote); libhexz, which has
+// no HTTP or TLS stack, opens local paths here and gives UNSUPPORTED for
+// URLs.
+//
 // Statuses: as hexz_open_path, plus NOT_FOUND (no such object) and
-// UNSUPPORTED (a URL scheme this build cannot read).
+// UNSUPPORTED (a URL scheme this library cannot read).
 hexz_status hexz_open_url(const char *url, const hexz_url_options *opts, hexz_archive **out);
 
 // Open an archive held in memory. The `len` bytes at `data` are borrowed,
@@ -442,17 +518,25 @@ hexz_status hexz_open_memory(const uint8_t *data, size_t len, const hexz_open_op
 
 // Open an archive read through a caller callback (an engine's own file
 // layer). `size` is the archive's length; `user` is passed to every call
-// and must stay valid until hexz_close. The callback must be safe to call
-// from several threads at once if the archive is read from several
-// threads. A child archive needs its parents attached or findable, as for
-// hexz_open_memory.
+// and must stay valid until hexz_close. A child archive needs its parents
+// attached or findable, as for hexz_open_memory.
+//
+// Threads: the callback is called from several threads at once, unless
+// read_slots is 1. The library decodes on internal threads (up to
+// read_slots, one per core at most) inside single calls: this open
+// itself, whose GGUF header (a tokenizer's vocabulary, megabytes) is
+// decoded in parallel, hexz_read_tensors, hexz_memfd and large reads of
+// a hexz_fopen stream; and calls the host makes from several threads
+// overlap. With hexz_open_options.read_slots = 1 every call (this open
+// included) runs on its calling thread, so a host calling from one thread
+// at a time gets its callbacks one at a time, on that thread.
 //
 // Statuses: as hexz_open_path; a failing callback gives IO.
 hexz_status hexz_open_callbacks(hexz_read_at_fn read_at, uint64_t size, void *user, const hexz_open_options *opts, hexz_archive **out);
 
 // Close an archive and free everything it holds. NULL is accepted. The
 // handle must not be in use by another thread, nor attached as a parent
-// of an archive still open.
+// of an archive still open, nor read by a hexz_fopen stream still open.
 void hexz_close(hexz_archive *archive);
 
 // Fill `*out` with what the archive holds.
@@ -506,9 +590,8 @@ hexz_status hexz_block_span(const hexz_archive *archive, uint64_t offset, uint64
 // Read `count` tensors, each into its buffer, in one call: their blocks
 // are shared among up to `threads` threads (0: one per core; never more
 // than the handle's read_slots), largest pieces first, so an engine that
-// loads from one thread still decodes on every core (gemma, zstd, two
-// cores: 0.25 s, where a loop of hexz_read_tensor takes 0.43–0.47 s). Every
-// entry is checked before anything is read. Unlike the other read
+// loads from one thread still decodes on every core. Every entry is
+// checked before anything is read. Unlike the other read
 // functions it allocates (a work list) and, with more than one thread,
 // starts threads and joins them before it returns. When the reads fail
 // after they began, every buffer's tensor-length prefix is zeroed.
@@ -664,6 +747,41 @@ hexz_status hexz_gguf_get_array_data(const hexz_archive *archive, size_t index, 
 
 // Element `element` of an array of strings: NUL-terminated (borrowed) and its length.
 hexz_status hexz_gguf_get_array_string(const hexz_archive *archive, size_t index, uint64_t element, const char **out, size_t *out_len);
+
+// The archive's original file (a folder archive: its files laid end to
+// end) as a read-only, seekable stdio stream at offset 0, for loaders that
+// take a `FILE *` (llama.cpp's llama_model_load_from_file_ptr with mmap
+// off). Close it with fclose, before hexz_close on the archive.
+//
+// The stream has its own 8 MiB stdio buffer (do not replace it with
+// setvbuf): stdio reads a custom stream only through its buffer, so each
+// buffer fill is decoded on several threads (up to read_slots) straight
+// into that buffer, and stdio copies from there into the caller's memory.
+// A fill stops at the end of the tensor it is in, so loading a tensor
+// decodes only its own blocks. Blocks read in part (after a seek, or by
+// small reads) are kept decoded, a few at a time (up to four blocks of
+// memory), so they are not decoded again for the next read.
+// fseek/fseeko and ftell/ftello work with SEEK_SET, SEEK_CUR and SEEK_END
+// (a position past the end reads as end of file; before the start is
+// EINVAL). Writing fails. A failed read sets the stream's error indicator
+// and errno (EIO, or ENOMEM), and hexz_last_error() on the reading thread
+// says why; the bytes of a failed read are never handed to the caller.
+// One stream is for one thread at a time (stdio locks it per call); open
+// one per thread to read in parallel.
+//
+// glibc and musl (fopencookie), macOS and the BSDs (funopen); elsewhere
+// UNSUPPORTED.
+//
+// Statuses: OK; NULL_ARGUMENT; UNSUPPORTED; IO or OUT_OF_MEMORY (the
+// stream could not be made); PANIC.
+hexz_status hexz_fopen(const hexz_archive *archive, FILE **out);
+
+// File `index` of a folder archive (0 ≤ index < hexz_file_count) as a
+// read-only, seekable stdio stream of its own bytes, as hexz_fopen.
+//
+// Statuses: as hexz_fopen, plus INVALID_ARGUMENT (index out of range, or
+// a directory).
+hexz_status hexz_fopen_file(const hexz_archive *archive, size_t index, FILE **out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2,7 +2,8 @@
 # The whole test suite: lint, MSRV and no_std builds, Rust tests (unit, real
 # models, sweeps, faults, CLI end to end), oracle checks against gguf-py and
 # safetensors, the Python package (pytest), the C ABI suite, the Go package
-# (go test -race), a fuzz smoke run.
+# (go test -race), llama.cpp through a FILE * (when its build is cached), a
+# fuzz smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,18 +50,25 @@ python3 -m pytest -q bindings/python/tests
 python3 -m mypy --strict -p hexz   # the installed package's annotations and stubs
 
 step "remote archives (moto's S3 server, nginx, a fault-injecting proxy on loopback) and hexz mount (FUSE)"
-cargo build --release -q -p hexz-ffi
-python3 -m pytest -q tests/remote tests/mount
+ffi_prefix="$PWD/target/ffi-prefix"
+./scripts/install-ffi.sh "$ffi_prefix" >/dev/null
+HEXZ_FFI_PREFIX="$ffi_prefix" python3 -m pytest -q tests/remote tests/mount
 
 step "C ABI: header freshness, C11/C++17 builds, valgrind suite, gguf-py comparison, no-allocation reads"
 ./scripts/c-tests.sh
 
-step "Go package: go vet, go test -race against the installed libhexz"
-go_prefix="$PWD/target/go-prefix"
-./scripts/install-ffi.sh "$go_prefix" >/dev/null
-(cd bindings/go && PKG_CONFIG_PATH="$go_prefix/lib/pkgconfig" go vet ./... \
+step "Go package: go vet, go test -race against the installed libhexz-remote; a build against libhexz"
+(cd bindings/go && export PKG_CONFIG_PATH="$ffi_prefix/lib/pkgconfig" && go vet ./... \
   && test -z "$(gofmt -l .)" \
-  && PKG_CONFIG_PATH="$go_prefix/lib/pkgconfig" go test -race -count=1 ./...)
+  && go test -race -count=1 ./... \
+  && go vet -tags hexz_local ./... && go test -tags hexz_local -count=1 -run 'TestEveryGemmaTensorEqualsTheGGUF|TestBadInputs|TestOpenURL' ./...)
+
+step "llama.cpp loading .hxz through a FILE * (scripts/llama-test.sh), when its build is cached"
+if [ -x "${HEXZ_LLAMA_CACHE:-$HOME/.cache/hexz-llama}/build/bin/llama-simple" ] || [ -n "${HEXZ_LLAMA:-}" ]; then
+  ./scripts/llama-test.sh
+else
+  echo "skipped: llama.cpp is not built (scripts/llama-build.sh, about 10 minutes); run scripts/llama-test.sh, or set HEXZ_LLAMA=1"
+fi
 
 step "fuzz smoke: every cargo-fuzz target for ${HEXZ_FUZZ_SECONDS:-10}s"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -12,11 +12,12 @@
 //	http.ServeContent(w, r, "model.gguf", time.Time{}, a.NewReader())
 //
 // An *Archive is safe for concurrent use by many goroutines. The package
-// builds against an installed libhexz found by pkg-config (see README.md).
+// builds against an installed libhexz-remote found by pkg-config, so that
+// OpenURL reads s3:// and http(s):// URLs; with the build tag hexz_local it
+// links libhexz instead, which has no HTTP or TLS stack (see README.md).
 package hexz
 
 /*
-#cgo pkg-config: hexz
 #include <stdlib.h>
 #include <hexz.h>
 */
@@ -293,7 +294,7 @@ var storageNames = []string{"stored", "deduplicated", "parent", "delta", "empty"
 
 // load reads the archive's info and tensor table into Go memory.
 func (a *Archive) load() error {
-	var ci C.hexz_archive_info
+	ci := C.hexz_archive_info{struct_size: C.sizeof_hexz_archive_info}
 	if e := call(func() C.hexz_status { return C.hexz_archive_get_info(a.h, &ci) }); e != nil {
 		return e
 	}
@@ -315,7 +316,7 @@ func (a *Archive) load() error {
 	a.tensors = make([]TensorInfo, 0, int(n))
 	a.byName = make(map[string]int, int(n))
 	for i := 0; i < int(n); i++ {
-		var t C.hexz_tensor_info
+		t := C.hexz_tensor_info{struct_size: C.sizeof_hexz_tensor_info}
 		if e := call(func() C.hexz_status { return C.hexz_tensor_get_info(a.h, C.size_t(i), &t) }); e != nil {
 			return e
 		}
@@ -499,7 +500,7 @@ func (a *Archive) Files() ([]FileInfo, error) {
 	}
 	out := make([]FileInfo, 0, int(n))
 	for i := 0; i < int(n); i++ {
-		var f C.hexz_file_info
+		f := C.hexz_file_info{struct_size: C.sizeof_hexz_file_info}
 		if e := call(func() C.hexz_status { return C.hexz_file_get_info(h, C.size_t(i), &f) }); e != nil {
 			return nil, e
 		}
@@ -695,7 +696,7 @@ func Store(src, dst string, o *StoreOptions) (StoreReport, error) {
 	csrc, cdst := C.CString(src), C.CString(dst)
 	defer C.free(unsafe.Pointer(csrc))
 	defer C.free(unsafe.Pointer(cdst))
-	var r C.hexz_store_report
+	r := C.hexz_store_report{struct_size: C.sizeof_hexz_store_report}
 	if e := call(func() C.hexz_status { return C.hexz_store(csrc, cdst, &opts, &r) }); e != nil {
 		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
 			return StoreReport{}, missing(e, src)

@@ -496,6 +496,13 @@ func TestOpenURL(t *testing.T) {
 	// A real HTTP server with range requests (net/http's file server).
 	srv := httptest.NewServer(http.FileServer(http.Dir(work)))
 	defer srv.Close()
+	if !linksRemote {
+		// libhexz (build tag hexz_local) has no HTTP stack: URLs are unsupported.
+		if _, err := OpenURL(srv.URL+"/gemma.hxz", nil); !errors.Is(err, ErrUnsupported) {
+			t.Fatalf("a URL without the remote library: %v", err)
+		}
+		return
+	}
 	a, err := OpenURL(srv.URL+"/gemma.hxz", &URLOptions{Timeout: 30 * time.Second, Open: &OpenOptions{ReadSlots: 8}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,11 @@
 //! The C ABI on any bytes: open from memory, enumerate tensors and GGUF
 //! keys, read every tensor (one by one, then in one hexz_read_tensors call
 //! on two threads, which must agree) and a range, ask for block spans, call
-//! every getter.
+//! every getter, read through a hexz_fopen stream.
 #![no_main]
 use std::ffi::c_char;
 
-use hexz::*;
+use hexz_ffi::*;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| unsafe {
@@ -15,12 +15,14 @@ fuzz_target!(|data: &[u8]| unsafe {
         return;
     }
     let mut info = std::mem::zeroed::<hexz_archive_info>();
-    hexz_archive_get_info(archive, &mut info);
+    info.struct_size = std::mem::size_of::<hexz_archive_info>();
+    assert_eq!(hexz_archive_get_info(archive, &mut info), ErrorCode::Ok);
     let mut count = 0usize;
     hexz_tensor_count(archive, &mut count);
     let mut buf = vec![0u8; 1 << 16];
     for i in 0..count.min(32) {
         let mut t = std::mem::zeroed::<hexz_tensor_info>();
+        t.struct_size = std::mem::size_of::<hexz_tensor_info>();
         if hexz_tensor_get_info(archive, i, &mut t) == ErrorCode::Ok {
             let mut index = 0usize;
             assert_eq!(hexz_find_tensor(archive, t.name, &mut index), ErrorCode::Ok);
@@ -72,5 +74,23 @@ fuzz_target!(|data: &[u8]| unsafe {
     }
     let (mut h, mut hn) = (std::ptr::null(), 0usize);
     hexz_source_header(archive, &mut h, &mut hn);
+    // The FILE * stream gives what a range read gives, where that succeeds.
+    let mut file = std::ptr::null_mut();
+    if hexz_fopen(archive, &mut file) == ErrorCode::Ok {
+        let (mut streamed, mut direct) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+        for offset in [0, info.original_size / 3, info.original_size.saturating_sub(100)] {
+            assert_eq!(libc::fseeko(file, offset as libc::off_t, libc::SEEK_SET), 0);
+            let got = libc::fread(streamed.as_mut_ptr().cast(), 1, streamed.len(), file);
+            if libc::ferror(file) == 0 {
+                let want = (info.original_size - offset).min(streamed.len() as u64) as usize;
+                assert_eq!(got, want);
+                if hexz_read_range(archive, offset, direct.as_mut_ptr(), got) == ErrorCode::Ok {
+                    assert_eq!(streamed[..got], direct[..got]);
+                }
+            }
+            libc::clearerr(file);
+        }
+        libc::fclose(file);
+    }
     hexz_close(archive);
 });

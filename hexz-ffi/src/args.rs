@@ -156,3 +156,75 @@ pub unsafe fn read_options<T: Versioned>(ptr: *const T, what: &str) -> Result<T,
     unsafe { std::ptr::copy_nonoverlapping(base, &mut out as *mut T as *mut u8, n) };
     Ok(out)
 }
+
+/// Structs the library fills begin with `struct_size` as well, so they can
+/// grow: the caller sets it to the size of its version of the struct (the
+/// _INIT macro does), the library writes only the bytes that size covers
+/// and sets `struct_size` to the bytes it wrote (the smaller of the
+/// caller's size and its own). A program built against an older header
+/// gets the fields it knows; a newer program on an older library sees
+/// from `struct_size` which fields were filled.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` and start with a `usize` struct_size.
+pub unsafe trait OutputStruct: Sized {}
+
+/// The caller's size of the output struct at `out` (non-NULL), checked.
+///
+/// # Safety
+/// `out` is valid for reading a `usize`.
+unsafe fn caller_size<T: OutputStruct>(out: *const T, what: &str) -> Result<usize, FfiError> {
+    // SAFETY: every output struct starts with a usize, readable by the caller's promise.
+    let size = unsafe { (out as *const usize).read_unaligned() };
+    if size < std::mem::size_of::<usize>() {
+        return Err(FfiError::invalid(&format!(
+            "{what}.struct_size is {size}: initialize the struct with its _INIT macro"
+        )));
+    }
+    Ok(size)
+}
+
+/// Check an optional output struct's struct_size before work whose result
+/// it will hold (so that a bad size fails before anything happens).
+///
+/// # Safety
+/// `out` is NULL or valid for reading a `usize`.
+pub unsafe fn check_sized_optional<T: OutputStruct>(out: *const T, what: &str) -> Result<(), FfiError> {
+    if !out.is_null() {
+        // SAFETY: non-NULL and readable by the caller's promise.
+        unsafe { caller_size(out, what) }?;
+    }
+    Ok(())
+}
+
+/// Write `value` into the caller's output struct `out`: as many bytes as
+/// its struct_size covers, and struct_size set to that number.
+///
+/// # Safety
+/// `out` is NULL or valid for writing its own struct_size bytes.
+pub unsafe fn write_sized<T: OutputStruct>(out: *mut T, value: T, what: &str) -> Result<(), FfiError> {
+    if out.is_null() {
+        return Err(FfiError::null("out"));
+    }
+    // SAFETY: non-NULL and readable by the caller's promise.
+    let n = unsafe { caller_size(out, what) }?.min(std::mem::size_of::<T>());
+    let mut value = value;
+    // SAFETY: T starts with its usize struct_size (OutputStruct's contract).
+    unsafe { (&mut value as *mut T as *mut usize).write(n) };
+    // SAFETY: n bytes are readable from `value` and writable at `out` (the
+    // caller's struct is at least n bytes long); they do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(&value as *const T as *const u8, out as *mut u8, n) };
+    Ok(())
+}
+
+/// [`write_sized`] when `out` is not NULL (optional outputs).
+///
+/// # Safety
+/// As [`write_sized`].
+pub unsafe fn write_sized_optional<T: OutputStruct>(out: *mut T, value: T, what: &str) -> Result<(), FfiError> {
+    if out.is_null() {
+        return Ok(());
+    }
+    // SAFETY: the caller's promise, passed on.
+    unsafe { write_sized(out, value, what) }
+}

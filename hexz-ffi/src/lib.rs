@@ -11,6 +11,7 @@
 mod args;
 mod gguf;
 mod status;
+mod stream;
 mod tables;
 
 use std::ffi::{c_char, c_int, c_void};
@@ -21,19 +22,43 @@ pub use gguf::*;
 pub use hexz_format::ErrorCode;
 use hexz_format::SourceFormat;
 use hexz_io::{Location, OpenOptions, Reader};
+pub use stream::*;
 
-use args::{borrowed_bytes, buffer, cstr, handle, path_arg, read_options, write_optional, write_out, Versioned};
+use args::{
+    borrowed_bytes, buffer, check_sized_optional, cstr, handle, path_arg, read_options, write_optional, write_out,
+    write_sized, write_sized_optional, OutputStruct, Versioned,
+};
 use status::{guard, FfiError};
 use tables::{ArchiveHandle, CallbackSource};
 
-/// Major version of the library and the ABI; the soname is libhexz.so.MAJOR.
-pub const HEXZ_VERSION_MAJOR: u32 = 0;
-/// Minor version.
-pub const HEXZ_VERSION_MINOR: u32 = 4;
-/// Patch version.
-pub const HEXZ_VERSION_PATCH: u32 = 0;
-/// `(major << 16) | (minor << 8) | patch`, as hexz_version() returns.
-pub const HEXZ_VERSION_NUMBER: u32 = (HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8) | HEXZ_VERSION_PATCH;
+/// The version of this library, from this crate's Cargo.toml, the one
+/// source: the header's HEXZ_VERSION_* macros are generated from the same
+/// line (scripts/gen-header.sh), and the artifact packages take the
+/// soname's major from it.
+const VERSION_MAJOR: u32 = version_part(env!("CARGO_PKG_VERSION_MAJOR"));
+const VERSION_MINOR: u32 = version_part(env!("CARGO_PKG_VERSION_MINOR"));
+const VERSION_PATCH: u32 = version_part(env!("CARGO_PKG_VERSION_PATCH"));
+const VERSION_NUMBER: u32 = (VERSION_MAJOR << 16) | (VERSION_MINOR << 8) | VERSION_PATCH;
+const VERSION_STRING: &std::ffi::CStr =
+    match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(text) => text,
+        Err(_) => panic!("the crate version has a NUL"),
+    };
+// hexz_version() packs minor and patch in 8 bits each.
+const _: () = assert!(VERSION_MINOR < 256 && VERSION_PATCH < 256);
+
+/// A decimal version component, at compile time.
+const fn version_part(text: &str) -> u32 {
+    let bytes = text.as_bytes();
+    let mut value = 0u32;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii_digit(), "a version component is a decimal number");
+        value = value * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    value
+}
 
 /// Source format: a file that is neither safetensors nor GGUF.
 pub const HEXZ_SOURCE_RAW: u32 = 0;
@@ -58,6 +83,28 @@ const _: () = assert!(
     HEXZ_FILE_REGULAR == hexz_format::layout::FileKind::File as u32
         && HEXZ_FILE_DIRECTORY == hexz_format::layout::FileKind::Directory as u32
 );
+
+/// How a tensor's bytes are held (hexz_tensor_info.storage_kind): at least
+/// one block stored in this archive.
+pub const HEXZ_STORAGE_STORED: u32 = 0;
+/// Storage kind: every block duplicates bytes stored elsewhere in this archive.
+pub const HEXZ_STORAGE_DEDUPLICATED: u32 = 1;
+/// Storage kind: every block is referenced from the parent chain.
+pub const HEXZ_STORAGE_PARENT: u32 = 2;
+/// Storage kind: at least one block is a delta against the parent.
+pub const HEXZ_STORAGE_DELTA: u32 = 3;
+/// Storage kind: a zero-length tensor (no blocks).
+pub const HEXZ_STORAGE_EMPTY: u32 = 4;
+const _: () = {
+    use hexz_format::layout::StorageKind;
+    assert!(
+        HEXZ_STORAGE_STORED == StorageKind::Stored as u32
+            && HEXZ_STORAGE_DEDUPLICATED == StorageKind::Deduplicated as u32
+            && HEXZ_STORAGE_PARENT == StorageKind::Parent as u32
+            && HEXZ_STORAGE_DELTA == StorageKind::Delta as u32
+            && HEXZ_STORAGE_EMPTY == StorageKind::Empty as u32
+    )
+};
 
 /// Compression for hexz_store: zstd, the default (level from hexz_store_options.level).
 pub const HEXZ_COMPRESSION_ZSTD: u32 = 0;
@@ -136,11 +183,16 @@ unsafe impl Versioned for hexz_open_options {
     }
 }
 
-/// What an open archive holds.
+/// What an open archive holds. Initialize with HEXZ_ARCHIVE_INFO_INIT (it
+/// sets struct_size; see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_archive_info {
-    /// HEXZ_SOURCE_RAW, HEXZ_SOURCE_SAFETENSORS or HEXZ_SOURCE_GGUF.
+    /// In: sizeof(hexz_archive_info) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
+    /// HEXZ_SOURCE_RAW, _SAFETENSORS, _GGUF, or _FOLDER for a folder
+    /// archive (format 1.1; its files: hexz_file_count).
     pub source_format: u32,
     /// 1 when the archive names a parent archive.
     pub has_parent: u32,
@@ -148,7 +200,9 @@ pub struct hexz_archive_info {
     pub original_size: u64,
     /// Length of the .hxz archive.
     pub archive_size: u64,
+    /// Number of tensors (as hexz_tensor_count).
     pub tensor_count: u64,
+    /// Number of blocks in the archive's index.
     pub block_count: u64,
     /// Bytes the library holds for this archive now (tables, metadata, read scratch in use).
     pub memory_bytes: u64,
@@ -160,15 +214,22 @@ pub struct hexz_archive_info {
     pub source_blake3: [u8; 32],
 }
 
-/// One tensor. Pointers are borrowed from the archive (valid until hexz_close).
+/// One tensor. Pointers are borrowed from the archive (valid until
+/// hexz_close). Initialize with HEXZ_TENSOR_INFO_INIT (it sets struct_size;
+/// see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_tensor_info {
+    /// In: sizeof(hexz_tensor_info) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
     /// Tensor name, NUL-terminated (name_len bytes before the NUL).
     pub name: *const c_char,
+    /// Length of `name` in bytes, without the NUL.
     pub name_len: usize,
     /// dtype as the source names it ("F32", "BF16", "Q4_K", ...), NUL-terminated.
     pub dtype: *const c_char,
+    /// Length of `dtype` in bytes, without the NUL.
     pub dtype_len: usize,
     /// GGML type id for GGUF tensors, HEXZ_NO_GGML_TYPE otherwise.
     pub ggml_type: u32,
@@ -180,16 +241,23 @@ pub struct hexz_tensor_info {
     pub offset: u64,
     /// Byte length.
     pub length: u64,
-    /// 0 stored, 1 deduplicated, 2 parent, 3 delta, 4 empty.
+    /// How its bytes are held: HEXZ_STORAGE_STORED, _DEDUPLICATED, _PARENT,
+    /// _DELTA or _EMPTY.
     pub storage_kind: u32,
 }
 
-/// One file of a folder archive. `path` is borrowed from the archive (valid until hexz_close).
+/// One file of a folder archive. `path` is borrowed from the archive
+/// (valid until hexz_close). Initialize with HEXZ_FILE_INFO_INIT (it sets
+/// struct_size; see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hexz_file_info {
+    /// In: sizeof(hexz_file_info) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
     /// Relative path with `/` separators, NUL-terminated (path_len bytes before the NUL).
     pub path: *const c_char,
+    /// Length of `path` in bytes, without the NUL.
     pub path_len: usize,
     /// HEXZ_FILE_REGULAR or HEXZ_FILE_DIRECTORY.
     pub kind: u32,
@@ -206,10 +274,17 @@ pub struct hexz_file_info {
     pub mtime_ns: i64,
 }
 
+// SAFETY (all four): repr(C), struct_size first, filled by the library.
+unsafe impl OutputStruct for hexz_archive_info {}
+unsafe impl OutputStruct for hexz_tensor_info {}
+unsafe impl OutputStruct for hexz_file_info {}
+unsafe impl OutputStruct for hexz_store_report {}
+
 /// Reads `len` bytes (never 0) at `offset` of the archive into `buf`;
 /// returns 0 on success, nonzero on failure (short reads are failures).
-/// Called from the threads that read the archive, possibly at once. It must
-/// not call back into the same archive (that may wait forever for a read slot).
+/// Called from the library's threads and the host's, several at once
+/// unless read_slots is 1 (see hexz_open_callbacks). It must not call back
+/// into the same archive (that may wait forever for a read slot).
 pub type hexz_read_at_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, offset: u64, buf: *mut u8, len: usize) -> c_int>;
 
@@ -261,14 +336,23 @@ unsafe impl Versioned for hexz_store_options {
     }
 }
 
-/// What hexz_store did.
+/// What hexz_store did. Initialize with HEXZ_STORE_REPORT_INIT (it sets
+/// struct_size; see "Output structs" at the top).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct hexz_store_report {
+    /// In: sizeof(hexz_store_report) as the caller compiled it. Out: the
+    /// bytes the library filled.
+    pub struct_size: usize,
+    /// Bytes of the source (a folder: of its files together).
     pub source_size: u64,
+    /// Bytes of the archive written.
     pub archive_size: u64,
+    /// Blocks in the archive's index.
     pub blocks: u64,
+    /// Blocks whose bytes were already stored in this archive.
     pub deduplicated_blocks: u64,
+    /// Tensors found in the source.
     pub tensors: u64,
     /// Blocks referenced from the base's chain.
     pub parent_blocks: u64,
@@ -276,17 +360,21 @@ pub struct hexz_store_report {
     pub delta_blocks: u64,
 }
 
-/// Runtime version: `(major << 16) | (minor << 8) | patch`. Compare with
-/// HEXZ_VERSION_NUMBER to detect a header/library mismatch. Never fails.
+/// The library's version: `(major << 16) | (minor << 8) | patch`. Compare
+/// with HEXZ_VERSION_NUMBER (the header's) to detect a header/library
+/// mismatch: the majors must be equal, and a library with a lower minor
+/// may lack functions the header declares. Never fails.
 #[no_mangle]
 pub extern "C" fn hexz_version() -> u32 {
-    HEXZ_VERSION_NUMBER
+    VERSION_NUMBER
 }
 
-/// Runtime version as a static NUL-terminated string, e.g. "0.4.0". Never NULL.
+/// The library's version as a static NUL-terminated string,
+/// "MAJOR.MINOR.PATCH" (HEXZ_VERSION_STRING in the header it was built
+/// with). Never NULL.
 #[no_mangle]
 pub extern "C" fn hexz_version_string() -> *const c_char {
-    c"0.4.0".as_ptr()
+    VERSION_STRING.as_ptr()
 }
 
 /// A static, NUL-terminated description of a status code ("unknown status"
@@ -453,8 +541,12 @@ unsafe impl Versioned for hexz_url_options {
 /// at the same kind of location. Failed and short responses are retried;
 /// an object that changes while open is an IO error naming the URL.
 ///
+/// URLs need libhexz-remote (pkg-config hexz-remote); libhexz, which has
+/// no HTTP or TLS stack, opens local paths here and gives UNSUPPORTED for
+/// URLs.
+///
 /// Statuses: as hexz_open_path, plus NOT_FOUND (no such object) and
-/// UNSUPPORTED (a URL scheme this build cannot read).
+/// UNSUPPORTED (a URL scheme this library cannot read).
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_url(
     url: *const c_char,
@@ -501,7 +593,14 @@ pub unsafe extern "C" fn hexz_open_url(
             }
             open.resolver = Arc::new(hexz_remote::RemoteResolver { options: remote });
         }
-        let reader = Reader::open(Location::parse(url), &open)?;
+        let location = Location::parse(url);
+        #[cfg(not(feature = "remote"))]
+        if let Location::Url(_) = location {
+            return Err(FfiError::unsupported(&format!(
+                "{url}: URLs need libhexz-remote (pkg-config hexz-remote); libhexz has no HTTP or TLS stack"
+            )));
+        }
+        let reader = Reader::open(location, &open)?;
         // SAFETY: `out` was checked non-NULL; it is writable (the header's contract).
         unsafe { finish_open(reader, max_metadata, out) }
     })
@@ -536,10 +635,18 @@ pub unsafe extern "C" fn hexz_open_memory(
 
 /// Open an archive read through a caller callback (an engine's own file
 /// layer). `size` is the archive's length; `user` is passed to every call
-/// and must stay valid until hexz_close. The callback must be safe to call
-/// from several threads at once if the archive is read from several
-/// threads. A child archive needs its parents attached or findable, as for
-/// hexz_open_memory.
+/// and must stay valid until hexz_close. A child archive needs its parents
+/// attached or findable, as for hexz_open_memory.
+///
+/// Threads: the callback is called from several threads at once, unless
+/// read_slots is 1. The library decodes on internal threads (up to
+/// read_slots, one per core at most) inside single calls: this open
+/// itself, whose GGUF header (a tokenizer's vocabulary, megabytes) is
+/// decoded in parallel, hexz_read_tensors, hexz_memfd and large reads of
+/// a hexz_fopen stream; and calls the host makes from several threads
+/// overlap. With hexz_open_options.read_slots = 1 every call (this open
+/// included) runs on its calling thread, so a host calling from one thread
+/// at a time gets its callbacks one at a time, on that thread.
 ///
 /// Statuses: as hexz_open_path; a failing callback gives IO.
 #[no_mangle]
@@ -566,12 +673,12 @@ pub unsafe extern "C" fn hexz_open_callbacks(
 
 /// Close an archive and free everything it holds. NULL is accepted. The
 /// handle must not be in use by another thread, nor attached as a parent
-/// of an archive still open.
+/// of an archive still open, nor read by a hexz_fopen stream still open.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_close(archive: *mut hexz_archive) {
     if !archive.is_null() {
         // SAFETY: a handle from hexz_open_*, closed once (the caller's promise).
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(archive) })));
+        let _ = status::contain(|| drop(unsafe { Box::from_raw(archive) }));
     }
 }
 
@@ -585,6 +692,7 @@ pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out
         let h = unsafe { handle(archive) }?;
         let a = h.reader.archive();
         let info = hexz_archive_info {
+            struct_size: 0,
             source_format: h.reader.source_format() as u32,
             has_parent: u32::from(a.parent_identity().is_some()),
             original_size: h.reader.size(),
@@ -596,8 +704,8 @@ pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out
             parent_identity: a.parent_identity().unwrap_or([0; 32]),
             source_blake3: a.source_hash(),
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out, info) }
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { write_sized(out, info, "hexz_archive_info") }
     })
 }
 
@@ -652,6 +760,7 @@ pub unsafe extern "C" fn hexz_tensor_get_info(
         let (name, name_len) = tables::c_str_view(&t.name);
         let (dtype, dtype_len) = tables::c_str_view(&t.dtype);
         let info = hexz_tensor_info {
+            struct_size: 0,
             name,
             name_len,
             dtype,
@@ -663,8 +772,8 @@ pub unsafe extern "C" fn hexz_tensor_get_info(
             length: t.length,
             storage_kind: t.storage_kind,
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out, info) }
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { write_sized(out, info, "hexz_tensor_info") }
     })
 }
 
@@ -787,9 +896,8 @@ pub struct hexz_tensor_read {
 /// Read `count` tensors, each into its buffer, in one call: their blocks
 /// are shared among up to `threads` threads (0: one per core; never more
 /// than the handle's read_slots), largest pieces first, so an engine that
-/// loads from one thread still decodes on every core (gemma, zstd, two
-/// cores: 0.25 s, where a loop of hexz_read_tensor takes 0.43–0.47 s). Every
-/// entry is checked before anything is read. Unlike the other read
+/// loads from one thread still decodes on every core. Every entry is
+/// checked before anything is read. Unlike the other read
 /// functions it allocates (a work list) and, with more than one thread,
 /// starts threads and joins them before it returns. When the reads fail
 /// after they began, every buffer's tensor-length prefix is zeroed.
@@ -900,6 +1008,7 @@ pub unsafe extern "C" fn hexz_file_get_info(
         let f = h.files.get(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
         let (path, path_len) = tables::c_str_view(&f.path);
         let info = hexz_file_info {
+            struct_size: 0,
             path,
             path_len,
             kind: f.kind,
@@ -909,8 +1018,8 @@ pub unsafe extern "C" fn hexz_file_get_info(
             mode: f.mode,
             mtime_ns: f.mtime_ns,
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out, info) }
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { write_sized(out, info, "hexz_file_info") }
     })
 }
 
@@ -1087,6 +1196,9 @@ pub unsafe extern "C" fn hexz_store(
         let dst = unsafe { path_arg(dst, "dst") }?;
         // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let o = unsafe { read_options(opts, "hexz_store_options") }?;
+        // The report's struct_size is checked before anything is written.
+        // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
+        unsafe { check_sized_optional(out_report, "hexz_store_report") }?;
         let chunking = match o.chunking {
             HEXZ_CHUNKING_CONTENT_DEFINED => hexz_format::writer::Chunking::ContentDefined,
             HEXZ_CHUNKING_FIXED => hexz_format::writer::Chunking::Fixed,
@@ -1126,11 +1238,12 @@ pub unsafe extern "C" fn hexz_store(
         } else {
             hexz_io::store_file(&src, &dst, &options, base.as_ref(), &open, force, &go)?
         };
-        // SAFETY: output pointers are NULL or writable (the header's contract).
+        // SAFETY: as above.
         unsafe {
-            write_optional(
+            write_sized_optional(
                 out_report,
                 hexz_store_report {
+                    struct_size: 0,
                     source_size: report.source_size,
                     archive_size: report.archive_size,
                     blocks: report.blocks,
@@ -1139,9 +1252,9 @@ pub unsafe extern "C" fn hexz_store(
                     parent_blocks: report.parent_blocks,
                     delta_blocks: report.delta_blocks,
                 },
+                "hexz_store_report",
             )
-        };
-        Ok(())
+        }
     })
 }
 

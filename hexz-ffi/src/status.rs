@@ -2,10 +2,9 @@
 //! to C. Status codes are hexz-format's [`ErrorCode`], exported to C as
 //! `hexz_status`: one list, one mapping.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Once;
 
 use hexz_format::ErrorCode;
 
@@ -51,12 +50,12 @@ impl From<hexz_format::Error> for FfiError {
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-    /// Set while an ABI body runs on this thread: its panics are ours.
-    static IN_ABI: Cell<bool> = const { Cell::new(false) };
-    static PANIC_MESSAGE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Where the last panic on this thread happened, as the quiet hook saw it.
+    #[cfg(feature = "c-library")]
+    static PANIC_LOCATION: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-fn set_last_error(message: &str) {
+pub fn set_last_error(message: &str) {
     let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
     let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = text);
 }
@@ -65,39 +64,65 @@ pub fn last_error_ptr() -> *const c_char {
     LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
-/// A library never prints to its host's stderr: panics inside an ABI body
-/// are recorded for hexz_last_error() instead of printed. Panics elsewhere
-/// (a Rust host linking libhexz.a) still reach the previous hook.
-fn install_quiet_panic_hook() {
-    static ONCE: Once = Once::new();
+/// The C library (feature `c-library`, set only by the libhexz artifact
+/// packages) never prints to its host's stderr, and Rust's default panic
+/// hook prints before any `catch_unwind` can intervene: only a hook keeps
+/// it quiet. libhexz.so and libhexz.a carry their own copy of std, so this
+/// hook is the library's alone: the host's panic handling (a Rust host
+/// has its own std) is untouched, and every panic it sees is the
+/// library's, on any of its threads. It records where the panic happened;
+/// the message travels in the payload to the `catch_unwind` that contains
+/// it (here, or a worker's in hexz-io). Used as a Rust crate, hexz-ffi
+/// installs nothing: panics are still contained (HEXZ_STATUS_PANIC) and
+/// the host's hook reports them as the host chose.
+#[cfg(feature = "c-library")]
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if IN_ABI.try_with(Cell::get).unwrap_or(false) {
-                let where_ = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-                let _ = PANIC_MESSAGE.try_with(|m| *m.borrow_mut() = format!("{info}{where_}"));
-            } else {
-                previous(info);
-            }
+        std::panic::set_hook(Box::new(|info| {
+            let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            let _ = PANIC_LOCATION.try_with(|slot| *slot.borrow_mut() = at);
         }));
     });
 }
 
-/// Run an ABI body: catch panics, record the message of a failure.
+#[cfg(not(feature = "c-library"))]
+fn quiet_panics() {}
+
+/// The text of a panic caught on this thread: its message, and where it
+/// happened when the quiet hook saw it.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = hexz_io::panic_message(payload);
+    #[cfg(feature = "c-library")]
+    {
+        let at = PANIC_LOCATION.try_with(|slot| std::mem::take(&mut *slot.borrow_mut())).unwrap_or_default();
+        if !at.is_empty() {
+            return format!("{message} at {at}");
+        }
+    }
+    message
+}
+
+/// Run `body` with panics contained: a panic's text, or `None` when none.
+/// For the edges that are not ABI bodies with a status (stdio's cookie
+/// callbacks, hexz_close).
+pub fn contain<T>(body: impl FnOnce() -> T) -> Result<T, String> {
+    quiet_panics();
+    catch_unwind(AssertUnwindSafe(body)).map_err(|payload| panic_text(&*payload))
+}
+
+/// Run an ABI body: catch panics, record the message of a failure. A
+/// panic on a worker thread comes back from hexz-io as a PANIC error
+/// carrying its message, like one on this thread.
 pub fn guard(body: impl FnOnce() -> Result<(), FfiError>) -> ErrorCode {
-    install_quiet_panic_hook();
-    let outer = IN_ABI.try_with(|f| f.replace(true)).unwrap_or(false);
-    let outcome = catch_unwind(AssertUnwindSafe(body));
-    let _ = IN_ABI.try_with(|f| f.set(outer));
-    match outcome {
+    match contain(body) {
         Ok(Ok(())) => ErrorCode::Ok,
         Ok(Err(e)) => {
             set_last_error(&e.message);
             e.status
         }
-        Err(_) => {
-            let detail = PANIC_MESSAGE.try_with(|m| std::mem::take(&mut *m.borrow_mut())).unwrap_or_default();
-            set_last_error(&format!("internal failure (a bug; please report it), contained at the C ABI: {detail}"));
+        Err(text) => {
+            set_last_error(&format!("internal failure (a bug; please report it), contained at the C ABI: {text}"));
             ErrorCode::Panic
         }
     }

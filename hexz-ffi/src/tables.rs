@@ -14,6 +14,11 @@ use crate::status::FfiError;
 /// The read callback's signature.
 pub type ReadFn = unsafe extern "C" fn(user: *mut c_void, offset: u64, buf: *mut u8, len: usize) -> c_int;
 
+/// Test builds only (feature panic-test): a read callback returning this
+/// makes the library panic inside the read (bindings/c/tests/test_panic.c).
+#[cfg(feature = "panic-test")]
+const PANIC_TEST_STATUS: c_int = 0x7061_6e63;
+
 /// An archive read through the caller's callback.
 pub struct CallbackSource {
     pub read_at: ReadFn,
@@ -40,6 +45,8 @@ impl ReadAt for CallbackSource {
         // SAFETY: buf is valid for buf.len() bytes; the callback's contract is the header's.
         match unsafe { (self.read_at)(self.user, offset, buf.as_mut_ptr(), buf.len()) } {
             0 => Ok(()),
+            #[cfg(feature = "panic-test")]
+            PANIC_TEST_STATUS => panic!("panic-test: the read callback asked for a panic at offset {offset}"),
             _ => Err(hexz_format::Error::Io {
                 offset,
                 cause: hexz_format::error::IoCause::message("the read callback reported a failure"),

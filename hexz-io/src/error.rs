@@ -35,6 +35,9 @@ pub enum Error {
     /// A format error with no file to name (bytes in memory, options).
     #[error(transparent)]
     Format(#[from] hexz_format::Error),
+    /// A worker thread panicked (a bug), contained; the panic's message is kept.
+    #[error("internal failure on a worker thread (a bug; please report it): {0}")]
+    Panic(String),
 }
 
 impl Error {
@@ -47,7 +50,13 @@ impl Error {
                 _ => ErrorCode::Io,
             },
             Error::Refused { code, .. } => *code,
+            Error::Panic(_) => ErrorCode::Panic,
         }
+    }
+
+    /// A contained panic, with the message its payload carries.
+    pub fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        Error::Panic(panic_message(payload))
     }
 
     /// A file operation on `path` failed.
@@ -80,6 +89,16 @@ impl Error {
     /// Whether the user cancelled (a progress callback asked to stop).
     pub fn is_cancelled(&self) -> bool {
         self.code() == ErrorCode::Cancelled
+    }
+}
+
+/// The message a panic payload carries (`panic!` gives a `&str` or a
+/// `String`; anything else has none to give).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "(a panic without a message)".to_string(),
     }
 }
 

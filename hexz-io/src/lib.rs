@@ -46,7 +46,7 @@ mod verify;
 
 pub use cache::{RangeCache, SharedCache};
 pub use cached::{CacheOptions, CachedReader};
-pub use error::{at_chain, Error, Result};
+pub use error::{at_chain, panic_message, Error, Result};
 pub use extract::{extract_ranges, extract_to, memfd};
 pub use folder::{extract_folder, plan_folder, store_folder, walk, FolderSource};
 pub use location::{CountingSource, FileId, FileSource, FileStamp, Location, Source};

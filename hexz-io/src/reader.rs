@@ -509,7 +509,8 @@ impl Turnstile {
 
 /// Run `work` on `threads` threads, each with state from `init`. The first
 /// error stops everything and is returned (errors caused by the stop are
-/// not); a panic in a worker becomes an error.
+/// not); a panic in a worker (the calling thread is one) becomes
+/// [`Error::Panic`] with its message, from whichever thread it came.
 fn run_parallel<T: Send, S>(
     work: Vec<T>,
     threads: usize,
@@ -546,11 +547,8 @@ fn run_parallel<T: Send, S>(
                 match outcome {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return fail(e),
-                    Err(_) => {
-                        return fail(Error::Format(hexz_format::Error::InvalidArgument(
-                            "a decoding thread panicked (a bug; please report it)",
-                        )))
-                    }
+                    // The panic's own message, as the caller's PANIC status says.
+                    Err(payload) => return fail(Error::panic(&*payload)),
                 }
             }
         };

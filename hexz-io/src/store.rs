@@ -269,9 +269,7 @@ pub fn store_plan_parallel(
             drop(done_rx);
             drop(permit_rx);
         }
-        let cut = cutter
-            .join()
-            .map_err(|_| Fault::Other(Error::Format(hexz_format::Error::InvalidArgument("store reader panicked"))));
+        let cut = cutter.join().map_err(|payload| Fault::Other(Error::panic(&*payload)));
         if let Some(f) = fault {
             // A source error that stopped the cutter is the real cause.
             return Err(match cut {

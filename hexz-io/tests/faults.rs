@@ -222,6 +222,49 @@ fn a_panicking_read_returns_its_workspace() {
     }
 }
 
+/// A source whose reads panic on threads other than the one that made it
+/// (the parallel reader's workers), while armed.
+struct PanicsOnWorkers {
+    bytes: Vec<u8>,
+    owner: std::thread::ThreadId,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl ReadAt for PanicsOnWorkers {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        if self.armed.load(Ordering::Relaxed) && std::thread::current().id() != self.owner {
+            panic!("worker read at {offset} panicked");
+        }
+        self.bytes.as_slice().read_exact_at(offset, buf)
+    }
+}
+
+#[test]
+fn a_panic_on_a_worker_is_a_panic_error_with_its_message() {
+    let src = real_model("gemma.gguf");
+    let hxz = store_bytes(&src, &StoreOptions::default());
+    let source = Arc::new(PanicsOnWorkers {
+        bytes: hxz,
+        owner: std::thread::current().id(),
+        armed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let reader = Reader::open_source(Location::Label("w".into()), source.clone(), &OpenOptions::default()).unwrap();
+    let (index, t) = reader.tensor("token_embd.weight").unwrap();
+    let mut buf = vec![0u8; t.length as usize];
+    source.armed.store(true, Ordering::Relaxed);
+    // Two threads: the calling one and a spawned worker, whose reads panic.
+    let err = reader.read_into_parallel(t.offset, &mut buf, 2, &|_| ControlFlow::Continue(())).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Panic, "{err}");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    // Every workspace came back: the same read works once disarmed.
+    source.armed.store(false, Ordering::Relaxed);
+    reader.read_into_parallel(t.offset, &mut buf, 2, &|_| ControlFlow::Continue(())).unwrap();
+    assert!(buf == src[t.offset as usize..(t.offset + t.length) as usize], "tensor {index}");
+}
+
 #[test]
 fn a_failing_sink_ends_a_parallel_read() {
     let src = real_model("gemma.gguf");

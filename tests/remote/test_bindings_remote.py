@@ -1,8 +1,10 @@
 """Remote archives from the Python package and through the C ABI
-(hexz_open_url, called with ctypes), against the same loopback servers."""
+(hexz_open_url of libhexz-remote, called with ctypes; libhexz itself has no
+remote stack and must refuse URLs), against the same loopback servers."""
 
 import ctypes
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -55,19 +57,39 @@ class UrlOptions(ctypes.Structure):
     ]
 
 
+@pytest.fixture(scope="session")
+def c_libraries(tmp_path_factory):
+    """libhexz-remote.so and libhexz.so: from $HEXZ_FFI_PREFIX when set
+    (scripts/test.sh installs them there), else installed for this run."""
+    prefix = os.environ.get("HEXZ_FFI_PREFIX")
+    if not prefix:
+        out = subprocess.run([str(ROOT / "scripts" / "install-ffi.sh"), str(tmp_path_factory.mktemp("ffi"))],
+                             check=True, stdout=subprocess.PIPE, text=True)
+        prefix = out.stdout.strip().splitlines()[-1]
+    libs = {}
+    for name in ["hexz", "hexz-remote"]:
+        lib = ctypes.CDLL(f"{prefix}/lib/lib{name}.so")
+        lib.hexz_last_error.restype = ctypes.c_char_p
+        libs[name] = lib
+    return libs
+
+
 class TensorInfo(ctypes.Structure):
     _fields_ = [
-        ("name", ctypes.c_char_p), ("name_len", ctypes.c_size_t), ("dtype", ctypes.c_char_p),
+        ("struct_size", ctypes.c_size_t), ("name", ctypes.c_char_p), ("name_len", ctypes.c_size_t), ("dtype", ctypes.c_char_p),
         ("dtype_len", ctypes.c_size_t), ("ggml_type", ctypes.c_uint32), ("n_dims", ctypes.c_uint32),
         ("dims", ctypes.POINTER(ctypes.c_uint64)), ("offset", ctypes.c_uint64), ("length", ctypes.c_uint64),
         ("storage_kind", ctypes.c_uint32),
     ]
 
 
-def test_c_abi_open_url(models, served, s3):
-    lib = ctypes.CDLL(str(ROOT / "target" / "release" / "libhexz.so"))
-    lib.hexz_last_error.restype = ctypes.c_char_p
+def test_c_abi_open_url(models, served, s3, c_libraries):
+    # libhexz, without the remote stack: URLs are UNSUPPORTED, and say so.
     archive = ctypes.c_void_p()
+    minimal = c_libraries["hexz"]
+    assert minimal.hexz_open_url(f"{served.url}/gemma.hxz".encode(), None, ctypes.byref(archive)) == 5  # UNSUPPORTED
+    assert not archive.value and b"libhexz-remote" in minimal.hexz_last_error()
+    lib = c_libraries["hexz-remote"]
     opts = UrlOptions(struct_size=ctypes.sizeof(UrlOptions), timeout_ms=20000)
     status = lib.hexz_open_url(f"{served.url}/gemma.hxz".encode(), ctypes.byref(opts), ctypes.byref(archive))
     assert status == 0, lib.hexz_last_error()
@@ -76,7 +98,7 @@ def test_c_abi_open_url(models, served, s3):
         assert lib.hexz_tensor_count(archive, ctypes.byref(count)) == 0 and count.value == 236
         index = ctypes.c_size_t()
         assert lib.hexz_find_tensor(archive, b"blk.0.attn_q.weight", ctypes.byref(index)) == 0
-        info = TensorInfo()
+        info = TensorInfo(struct_size=ctypes.sizeof(TensorInfo))
         assert lib.hexz_tensor_get_info(archive, index, ctypes.byref(info)) == 0
         buf = ctypes.create_string_buffer(info.length)
         got = ctypes.c_size_t()

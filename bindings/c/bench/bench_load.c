@@ -98,7 +98,7 @@ static int threaded(int threads, const char *path, const char *gguf, int aligned
     struct piece *list = NULL;
     unsigned long long total = 0;
     for (size_t i = 0; i < count; i++) {
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         hexz_tensor_get_info(a, i, &t);
         bufs[i] = malloc(t.length ? t.length : 1);
         uint64_t at = 0;
@@ -158,7 +158,7 @@ static int batch(uint32_t threads, const char *path) {
     hexz_tensor_read *reads = calloc(count ? count : 1, sizeof *reads);
     unsigned long long total = 0;
     for (size_t i = 0; i < count; i++) {
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         hexz_tensor_get_info(a, i, &t);
         reads[i] = (hexz_tensor_read){i, malloc(t.length ? t.length : 1), t.length};
         total += t.length;
@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "one") == 0 && argc == 4) {
         hexz_archive *one = NULL;
         size_t index = 0;
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         if (hexz_open_path(argv[2], NULL, &one) != HEXZ_STATUS_OK || hexz_find_tensor(one, argv[3], &index) != HEXZ_STATUS_OK ||
             hexz_tensor_get_info(one, index, &t) != HEXZ_STATUS_OK) {
             fprintf(stderr, "%s\n", hexz_last_error());
@@ -233,7 +233,7 @@ int main(int argc, char **argv) {
     unsigned long long total = 0;
     double t_start = use_gguf ? now() : t0;
     for (size_t i = 0; i < count; i++) {
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         hexz_tensor_get_info(a, i, &t);
         unsigned char *buf = malloc(t.length ? t.length : 1);
         if (use_gguf) {

@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     void **buffers = calloc(count, sizeof *buffers);
     unsigned long long total = 0;
     for (size_t i = 0; i < count; i++) {
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         hexz_tensor_get_info(model, i, &t);
         buffers[i] = malloc(t.length ? t.length : 1);
         size_t got = 0;

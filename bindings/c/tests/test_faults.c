@@ -2,7 +2,7 @@
  * The C ABI under faults, as an engine author with an adversarial client
  * tries it (issue #17): out of memory under an address-space limit, a
  * metadata bomb, FIFOs, children opened from memory with attached parents,
- * option structs of an older and a newer layout, memfd seals, buffers after
+ * option and output structs of an older and a newer layout, memfd seals, buffers after
  * a failed read, empty views, the callback contract, absurd options that
  * must neither abort nor print, errors that name the right file.
  *
@@ -12,7 +12,7 @@
  * Not run under valgrind (it sets RLIMIT_AS); see test_hexz for that.
  */
 #define _GNU_SOURCE
-#include <hexz.h>
+#include "check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,36 +26,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, \
-                    __LINE__, #cond, hexz_last_error());                           \
-            failures++;                                                             \
-        }                                                                           \
-    } while (0)
-
 static char workdir[400];
 
 static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", workdir, name); }
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 static void write_file(const char *path, const unsigned char *data, size_t len) {
     FILE *f = fopen(path, "wb");
@@ -108,7 +81,7 @@ static void check_out_of_memory(const char *gemma) {
         unsigned char *buf = malloc(1 << 20);
         int errors = 0;
         for (size_t i = 0; i < count; i++) {
-            hexz_tensor_info t;
+            hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
             hexz_tensor_get_info(a, i, &t);
             if (t.length > (1 << 20)) continue;
             size_t got = 0;
@@ -247,6 +220,108 @@ static void check_option_layouts(const char *gemma) {
     CHECK(strstr(hexz_last_error(), "_INIT") != NULL);
 }
 
+/* 5b. Output structs: an older, smaller layout gets the fields it has and
+   nothing past them; a newer, larger one gets this library's fields, its
+   own extra ones untouched, and struct_size says how much was filled; a
+   struct_size that was never set is refused (nothing written, nothing stored). */
+struct old_tensor_info { /* a prefix of hexz_tensor_info: what an older header had */
+    size_t struct_size;
+    const char *name;
+    size_t name_len;
+};
+struct old_archive_info {
+    size_t struct_size;
+    uint32_t source_format;
+    uint32_t has_parent;
+    uint64_t original_size;
+};
+struct old_file_info {
+    size_t struct_size;
+    const char *path;
+    size_t path_len;
+};
+struct old_store_report {
+    size_t struct_size;
+    uint64_t source_size;
+    uint64_t archive_size;
+};
+#define GUARD_BYTES 64
+static int untouched(const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0xCD) return 0;
+    return 1;
+}
+static void check_output_layouts(const char *gemma, const char *folder) {
+    hexz_archive *a = NULL;
+    CHECK(hexz_open_path(gemma, NULL, &a) == HEXZ_STATUS_OK);
+    if (!a) return;
+    size_t index = 0;
+    CHECK(hexz_find_tensor(a, "token_embd.weight", &index) == HEXZ_STATUS_OK);
+    hexz_tensor_info full = HEXZ_TENSOR_INFO_INIT;
+    CHECK(hexz_tensor_get_info(a, index, &full) == HEXZ_STATUS_OK && full.struct_size == sizeof full);
+
+    struct { struct old_tensor_info old; unsigned char guard[GUARD_BYTES]; } t;
+    memset(&t, 0xCD, sizeof t);
+    t.old.struct_size = sizeof t.old;
+    CHECK(hexz_tensor_get_info(a, index, (hexz_tensor_info *)&t.old) == HEXZ_STATUS_OK);
+    CHECK(t.old.struct_size == sizeof t.old && t.old.name == full.name && t.old.name_len == full.name_len);
+    CHECK(untouched(t.guard, sizeof t.guard));
+
+    struct { hexz_tensor_info known; uint64_t future; } newer;
+    memset(&newer, 0, sizeof newer);
+    newer.known.struct_size = sizeof newer;
+    newer.future = 0x1234;
+    CHECK(hexz_tensor_get_info(a, index, &newer.known) == HEXZ_STATUS_OK);
+    CHECK(newer.known.struct_size == sizeof(hexz_tensor_info) && newer.future == 0x1234);
+    CHECK(newer.known.length == full.length && newer.known.storage_kind == full.storage_kind);
+
+    hexz_tensor_info unset;
+    memset(&unset, 0, sizeof unset);
+    CHECK(hexz_tensor_get_info(a, index, &unset) == HEXZ_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(hexz_last_error(), "HEXZ_TENSOR_INFO") != NULL || strstr(hexz_last_error(), "_INIT") != NULL);
+    CHECK(unset.name == NULL && unset.length == 0);
+
+    struct { struct old_archive_info old; unsigned char guard[GUARD_BYTES]; } ai;
+    memset(&ai, 0xCD, sizeof ai);
+    ai.old.struct_size = sizeof ai.old;
+    hexz_archive_info info = HEXZ_ARCHIVE_INFO_INIT;
+    CHECK(hexz_archive_get_info(a, &info) == HEXZ_STATUS_OK);
+    CHECK(hexz_archive_get_info(a, (hexz_archive_info *)&ai.old) == HEXZ_STATUS_OK);
+    CHECK(ai.old.struct_size == sizeof ai.old && ai.old.original_size == info.original_size);
+    CHECK(ai.old.source_format == HEXZ_SOURCE_GGUF && untouched(ai.guard, sizeof ai.guard));
+    hexz_close(a);
+
+    CHECK(hexz_open_path(folder, NULL, &a) == HEXZ_STATUS_OK);
+    if (a) {
+        hexz_file_info file = HEXZ_FILE_INFO_INIT;
+        CHECK(hexz_file_get_info(a, 0, &file) == HEXZ_STATUS_OK);
+        struct { struct old_file_info old; unsigned char guard[GUARD_BYTES]; } fi;
+        memset(&fi, 0xCD, sizeof fi);
+        fi.old.struct_size = sizeof fi.old;
+        CHECK(hexz_file_get_info(a, 0, (hexz_file_info *)&fi.old) == HEXZ_STATUS_OK);
+        CHECK(fi.old.path == file.path && fi.old.path_len == file.path_len && untouched(fi.guard, sizeof fi.guard));
+        hexz_close(a);
+    }
+
+    char src[512], dst[512];
+    path_in(src, sizeof src, "layout.bin");
+    path_in(dst, sizeof dst, "layout.hxz");
+    unsigned char raw[70000];
+    for (size_t i = 0; i < sizeof raw; i++) raw[i] = (unsigned char)(i * 7);
+    write_file(src, raw, sizeof raw);
+    hexz_store_report bad_report;
+    memset(&bad_report, 0, sizeof bad_report);
+    CHECK(hexz_store(src, dst, NULL, &bad_report) == HEXZ_STATUS_INVALID_ARGUMENT);
+    CHECK(access(dst, F_OK) != 0);
+    struct { struct old_store_report old; unsigned char guard[GUARD_BYTES]; } sr;
+    memset(&sr, 0xCD, sizeof sr);
+    sr.old.struct_size = sizeof sr.old;
+    CHECK(hexz_store(src, dst, NULL, (hexz_store_report *)&sr.old) == HEXZ_STATUS_OK);
+    struct stat st;
+    CHECK(stat(dst, &st) == 0 && sr.old.archive_size == (uint64_t)st.st_size);
+    CHECK(sr.old.struct_size == sizeof sr.old && sr.old.source_size == sizeof raw && untouched(sr.guard, sizeof sr.guard));
+}
+
 /* 6. memfd: close-on-exec, offset 0, sealed against writes and resizing. */
 static void check_memfd(const char *gemma) {
     hexz_archive *a = NULL;
@@ -261,7 +336,7 @@ static void check_memfd(const char *gemma) {
               (seals & F_SEAL_SEAL));
         CHECK(write(fd, "x", 1) == -1 && errno == EPERM);
         CHECK(ftruncate(fd, 10) == -1);
-        hexz_archive_info info;
+        hexz_archive_info info = HEXZ_ARCHIVE_INFO_INIT;
         hexz_archive_get_info(a, &info);
         struct stat st;
         CHECK(fstat(fd, &st) == 0 && (uint64_t)st.st_size == info.original_size);
@@ -325,7 +400,7 @@ static void check_outputs(const char *gemma) {
     if (a) {
         size_t index = 0;
         CHECK(hexz_find_tensor(a, "token_embd.weight", &index) == HEXZ_STATUS_OK);
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         hexz_tensor_get_info(a, index, &t);
         unsigned char *buf = malloc(t.length);
         memset(buf, 0xAA, t.length);
@@ -482,25 +557,25 @@ static void check_folder(const char *archive, const char *dir) {
     hexz_archive *a = NULL;
     CHECK(hexz_open_path(archive, NULL, &a) == HEXZ_STATUS_OK);
     if (!a) return;
-    hexz_archive_info info;
+    hexz_archive_info info = HEXZ_ARCHIVE_INFO_INIT;
     hexz_archive_get_info(a, &info);
     CHECK(info.source_format == HEXZ_SOURCE_FOLDER);
     size_t count = 0, index = 0;
     CHECK(hexz_file_count(a, &count) == HEXZ_STATUS_OK && count >= 10);
     uint64_t total = 0;
     for (size_t i = 0; i < count; i++) {
-        hexz_file_info f;
+        hexz_file_info f = HEXZ_FILE_INFO_INIT;
         CHECK(hexz_file_get_info(a, i, &f) == HEXZ_STATUS_OK);
         if (f.kind == HEXZ_FILE_REGULAR) total += f.length;
         if (i > 0) {
-            hexz_file_info prev;
+            hexz_file_info prev = HEXZ_FILE_INFO_INIT;
             hexz_file_get_info(a, i - 1, &prev);
             CHECK(strcmp(prev.path, f.path) < 0);
         }
     }
     CHECK(total == info.original_size);
     CHECK(hexz_find_file(a, "config.json", &index) == HEXZ_STATUS_OK);
-    hexz_file_info f;
+    hexz_file_info f = HEXZ_FILE_INFO_INIT;
     hexz_file_get_info(a, index, &f);
     char path[600];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -516,7 +591,7 @@ static void check_folder(const char *archive, const char *dir) {
     free(want);
     /* A tensor by name, whichever shard holds it: its bytes are that shard's bytes. */
     CHECK(hexz_find_tensor(a, "pooler.dense.weight", &index) == HEXZ_STATUS_OK);
-    hexz_tensor_info t;
+    hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
     hexz_tensor_get_info(a, index, &t);
     for (size_t i = 0; i < count; i++) {
         hexz_file_get_info(a, i, &f);
@@ -541,6 +616,7 @@ int main(int argc, char **argv) {
     }
     snprintf(workdir, sizeof workdir, "%s", argv[2]);
     check_option_layouts(argv[1]);
+    check_output_layouts(argv[1], argv[3]);
     check_memfd(argv[1]);
     check_memfd_holes();
     check_outputs(argv[1]);

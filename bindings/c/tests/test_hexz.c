@@ -12,7 +12,7 @@
  * - error paths return their status: bad path, corrupted archive, wrong
  *   name, small buffer, NULL arguments, wrong value types.
  */
-#include <hexz.h>
+#include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -20,34 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, \
-                    __LINE__, #cond, hexz_last_error());                           \
-            failures++;                                                             \
-        }                                                                           \
-    } while (0)
-
 #define CHECK_STATUS(call, want) CHECK((call) == (want))
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 static void hex(FILE *out, const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) fprintf(out, "%02x", (unsigned char)s[i]);
@@ -164,7 +137,7 @@ static void dump(const hexz_archive *a, FILE *out) {
     size_t count = 0;
     CHECK_STATUS(hexz_tensor_count(a, &count), HEXZ_STATUS_OK);
     for (size_t i = 0; i < count; i++) {
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         CHECK_STATUS(hexz_tensor_get_info(a, i, &t), HEXZ_STATUS_OK);
         fprintf(out, "tensor %s %u %s %u", t.name, t.ggml_type, t.dtype, t.n_dims);
         for (uint32_t d = 0; d < t.n_dims; d++) fprintf(out, " %llu", (unsigned long long)t.dims[d]);
@@ -178,7 +151,7 @@ static void check_tensors(const hexz_archive *a, const unsigned char *orig, size
     CHECK_STATUS(hexz_tensor_count(a, &count), HEXZ_STATUS_OK);
     CHECK(count > 0);
     for (size_t i = 0; i < count; i++) {
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         CHECK_STATUS(hexz_tensor_get_info(a, i, &t), HEXZ_STATUS_OK);
         size_t index = (size_t)-1;
         CHECK_STATUS(hexz_find_tensor(a, t.name, &index), HEXZ_STATUS_OK);
@@ -196,13 +169,13 @@ static void check_tensors(const hexz_archive *a, const unsigned char *orig, size
     for (uint32_t threads = 0; threads <= 1; threads++) {
         hexz_tensor_read *reads = calloc(count + 1, sizeof *reads);
         for (size_t i = 0; i <= count; i++) {
-            hexz_tensor_info t;
+            hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
             hexz_tensor_get_info(a, i < count ? i : 0, &t);
             reads[i] = (hexz_tensor_read){i < count ? i : 0, malloc(t.length + 1), t.length + 1};
         }
         CHECK_STATUS(hexz_read_tensors(a, reads, count + 1, threads), HEXZ_STATUS_OK);
         for (size_t i = 0; i <= count; i++) {
-            hexz_tensor_info t;
+            hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
             hexz_tensor_get_info(a, reads[i].index, &t);
             CHECK(memcmp(reads[i].buf, orig + t.offset, t.length) == 0);
             free(reads[i].buf);
@@ -225,7 +198,7 @@ static void *reader_thread(void *p) {
     for (int k = 0; k < 40; k++) {
         r->seed = r->seed * 1103515245u + 12345u;
         size_t i = (r->seed >> 8) % count;
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         if (hexz_tensor_get_info(r->archive, i, &t) != HEXZ_STATUS_OK) { r->errors++; continue; }
         unsigned char *buf = malloc(t.length ? t.length : 1);
         size_t got = 0;
@@ -276,12 +249,12 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
     bad[hxz_len / 2] ^= 0x55;
     CHECK_STATUS(hexz_open_memory(bad, hxz_len, NULL, &a), HEXZ_STATUS_OK);
     if (a) {
-        hexz_archive_info info;
+        hexz_archive_info info = HEXZ_ARCHIVE_INFO_INIT;
         CHECK_STATUS(hexz_archive_get_info(a, &info), HEXZ_STATUS_OK);
         size_t count = 0, failed = 0;
         hexz_tensor_count(a, &count);
         for (size_t i = 0; i < count; i++) {
-            hexz_tensor_info t;
+            hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
             hexz_tensor_get_info(a, i, &t);
             unsigned char *buf = malloc(t.length ? t.length : 1);
             size_t got = 0;
@@ -296,7 +269,7 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
         /* All tensors in one call: it fails, and no buffer keeps a byte. */
         hexz_tensor_read *reads = calloc(count, sizeof *reads);
         for (size_t i = 0; i < count; i++) {
-            hexz_tensor_info t;
+            hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
             hexz_tensor_get_info(a, i, &t);
             reads[i] = (hexz_tensor_read){i, malloc(t.length ? t.length : 1), t.length};
             memset(reads[i].buf, 0xaa, t.length);
@@ -320,7 +293,7 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
     CHECK_STATUS(hexz_find_tensor(a, "no.such.tensor", &index), HEXZ_STATUS_NOT_FOUND);
     CHECK_STATUS(hexz_find_tensor(a, NULL, &index), HEXZ_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(hexz_find_tensor(a, "token_embd.weight", &index), HEXZ_STATUS_OK);
-    hexz_tensor_info t;
+    hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
     CHECK_STATUS(hexz_tensor_get_info(a, index, &t), HEXZ_STATUS_OK);
     unsigned char small[16];
     size_t needed = 0;
@@ -345,7 +318,7 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
         blocks++;
     }
     CHECK(at == t.offset + t.length && blocks > 100);
-    hexz_archive_info ainfo;
+    hexz_archive_info ainfo = HEXZ_ARCHIVE_INFO_INIT;
     CHECK_STATUS(hexz_archive_get_info(a, &ainfo), HEXZ_STATUS_OK);
     CHECK_STATUS(hexz_block_span(a, ainfo.original_size, &start, &length), HEXZ_STATUS_OUT_OF_RANGE);
     CHECK_STATUS(hexz_block_span(a, 0, NULL, &length), HEXZ_STATUS_NULL_ARGUMENT);
@@ -407,7 +380,7 @@ static void check_store(const char *dir_hint) {
     opts.block_size = 65536;
     opts.threads = 2;
     opts.chunking = HEXZ_CHUNKING_FIXED;
-    hexz_store_report report;
+    hexz_store_report report = HEXZ_STORE_REPORT_INIT;
     CHECK_STATUS(hexz_store(base_src, base_dst, &opts, &report), HEXZ_STATUS_OK);
     CHECK(report.source_size == n && report.blocks == 5);
     opts.base = base_dst;
@@ -420,7 +393,7 @@ static void check_store(const char *dir_hint) {
     hexz_archive *a = NULL;
     CHECK_STATUS(hexz_open_path(dst, NULL, &a), HEXZ_STATUS_OK);
     if (a) {
-        hexz_archive_info info;
+        hexz_archive_info info = HEXZ_ARCHIVE_INFO_INIT;
         CHECK_STATUS(hexz_archive_get_info(a, &info), HEXZ_STATUS_OK);
         CHECK(info.has_parent == 1 && info.source_format == HEXZ_SOURCE_RAW && info.original_size == n);
         unsigned char *back = malloc(n);
@@ -458,6 +431,7 @@ int main(int argc, char **argv) {
     snprintf(expected_version, sizeof expected_version, "%d.%d.%d", HEXZ_VERSION_MAJOR, HEXZ_VERSION_MINOR,
              HEXZ_VERSION_PATCH);
     CHECK(strcmp(hexz_version_string(), expected_version) == 0);
+    CHECK(strcmp(hexz_version_string(), HEXZ_VERSION_STRING) == 0);
 
     size_t orig_len = 0, hxz_len = 0;
     unsigned char *orig = read_file(argv[2], &orig_len);
@@ -472,7 +446,7 @@ int main(int argc, char **argv) {
     opts.read_slots = 4;
     CHECK_STATUS(hexz_open_path(argv[1], &opts, &a), HEXZ_STATUS_OK);
     if (!a) return 1;
-    hexz_archive_info info;
+    hexz_archive_info info = HEXZ_ARCHIVE_INFO_INIT;
     CHECK_STATUS(hexz_archive_get_info(a, &info), HEXZ_STATUS_OK);
 
     /* User metadata, as c-tests.sh stored it: run=c-tests, cfg:={"lr":0.001}. */

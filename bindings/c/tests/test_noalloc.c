@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
         size_t count = 0, max_len = 0;
         hexz_tensor_count(a, &count);
         for (size_t i = 0; i < count; i++) {
-            hexz_tensor_info t;
+            hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
             hexz_tensor_get_info(a, i, &t);
             if (t.length > max_len) max_len = t.length;
         }
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
         allocations = 0;
         counting = 1;
         for (size_t i = 0; i < count; i++) {
-            hexz_tensor_info t;
+            hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
             size_t got = 0, index = 0;
             if (hexz_tensor_get_info(a, i, &t) != HEXZ_STATUS_OK || hexz_find_tensor(a, t.name, &index) != HEXZ_STATUS_OK ||
                 hexz_read_tensor(a, i, buf, max_len, &got) != HEXZ_STATUS_OK)

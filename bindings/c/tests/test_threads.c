@@ -41,7 +41,7 @@ static void *work(void *p) {
             hexz_tensor_read reads[3];
             for (int r = 0; r < 3; r++) {
                 w->seed = w->seed * 1103515245u + 12345u;
-                hexz_tensor_info t;
+                hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
                 reads[r].index = (w->seed >> 8) % count;
                 hexz_tensor_get_info(w->archive, reads[r].index, &t);
                 reads[r].buf = malloc(t.length ? t.length : 1);
@@ -49,7 +49,7 @@ static void *work(void *p) {
             }
             if (hexz_read_tensors(w->archive, reads, 3, 2) != HEXZ_STATUS_OK) w->errors++;
             for (int r = 0; r < 3; r++) {
-                hexz_tensor_info t;
+                hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
                 hexz_tensor_get_info(w->archive, reads[r].index, &t);
                 if (memcmp(reads[r].buf, w->orig + t.offset, t.length) != 0) w->errors++;
                 free(reads[r].buf);
@@ -66,7 +66,7 @@ static void *work(void *p) {
             continue;
         }
         size_t i = (w->seed >> 8) % count;
-        hexz_tensor_info t;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
         if (hexz_tensor_get_info(w->archive, i, &t) != HEXZ_STATUS_OK) {
             w->errors++;
             continue;
