@@ -2,7 +2,8 @@
 # The whole test suite: lint, MSRV and no_std builds, Rust tests (unit, real
 # models, sweeps, faults, CLI end to end), oracle checks against gguf-py and
 # safetensors, the Python package (pytest), the C ABI suite, the Go package
-# (go test -race), a fuzz smoke run.
+# (go test -race), the documentation (site build and every example), a fuzz
+# smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +62,9 @@ go_prefix="$PWD/target/go-prefix"
 (cd bindings/go && PKG_CONFIG_PATH="$go_prefix/lib/pkgconfig" go vet ./... \
   && test -z "$(gofmt -l .)" \
   && PKG_CONFIG_PATH="$go_prefix/lib/pkgconfig" go test -race -count=1 ./...)
+
+step "documentation: the site (references generated from the code, links and anchors checked) and every example in it run"
+./scripts/docs.sh test
 
 step "fuzz smoke: every cargo-fuzz target for ${HEXZ_FUZZ_SECONDS:-10}s"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
