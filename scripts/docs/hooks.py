@@ -88,15 +88,78 @@ def exit_codes() -> str:
     m = re.search(r"^Exit codes:(.*?)(?:\n\n|\Z)", help_text(), re.M | re.S)
     if not m:
         raise PluginError("hexz --help no longer lists its exit codes (after_help 'Exit codes:')")
-    return " ".join(m.group(1).split())
+    return " ".join(m.group(1).split()).rstrip(".")
+
+
+def _help_sections(text: str) -> Optional[Tuple[str, List[Tuple[str, List[Tuple[str, str]]]]]]:
+    """(usage line, [(section, [(item, description)])]) of clap's long help,
+    or None when it does not have the shape this expects."""
+    usage = re.search(r"^Usage: (.*)$", text, re.M)
+    if not usage:
+        return None
+    sections: List[Tuple[str, List[Tuple[str, str]]]] = []
+    for m in re.finditer(r"^(Arguments|Options):\n(.*?)(?=\n\S|\Z)", text, re.M | re.S):
+        items: List[Tuple[str, List[str]]] = []
+        for line in m.group(2).splitlines():
+            if re.match(r"^ {2,6}[-<]", line):
+                # The short form has the description on the same line.
+                parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+                items.append((parts[0], parts[1:]))
+            elif line.strip() and items:
+                items[-1][1].append(line.strip())
+            elif line.strip():
+                return None
+        sections.append((m.group(1), [(item, _sentences(desc)) for item, desc in items]))
+    return usage.group(1), sections
+
+
+def _sentences(lines: List[str]) -> str:
+    """clap's description lines as one cell: a possible-values list as
+    `name`: what; a period between pieces that lack one."""
+    pieces: List[str] = []
+    for line in lines:
+        value = re.match(r"^- (\S+?):\s+(.*)$", line)
+        if value:
+            pieces.append(f"`{value.group(1)}`: {value.group(2)}")
+        elif line != "Possible values:":
+            pieces.append(line)
+    out = ""
+    for piece in pieces:
+        if out and not out.endswith((".", ":", ";", "]")):
+            out += "."
+        out += (" " if out else "") + piece
+    return out
+
+
+def _md_cell(text: str) -> str:
+    text = text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    # clap's "[default: X]" and "[possible values: A, B]" as code.
+    text = re.sub(r"\[default: ([^\]]*)\]", lambda m: f"Default: `{m.group(1)}`.", text)
+    text = re.sub(r"\[possible values: ([^\]]*)\]",
+                  lambda m: "One of " + ", ".join(f"`{v.strip()}`" for v in m.group(1).split(",")) + ".", text)
+    return text
 
 
 def cli_help(cmd: str) -> str:
     if cmd not in dict(commands()):
         raise PluginError(f"hexz:cli-help {cmd}: hexz has no such command (hexz --help lists {', '.join(dict(commands()))})")
     about = dict(commands())[cmd]
-    return (f"{about}\n\n```text\n$ hexz {cmd} --help\n{help_text(cmd)}```\n\n"
-            f"**Exit codes:** {exit_codes()} (the [common behaviour](index.md#exit-codes) of every command).\n")
+    text = help_text(cmd)
+    parsed = _help_sections(text)
+    out = f"{about}\n\n"
+    if parsed is None:
+        out += f"```text\n$ hexz {cmd} --help\n{text}```\n\n"
+    else:
+        usage, sections = parsed
+        out += f"```text\n{usage}\n```\n\n"
+        for title, items in sections:
+            out += f"| {title.lower()[:-1] if title.endswith('s') else title} | meaning |\n| --- | --- |\n"
+            for item, desc in items:
+                out += f"| `{item}` | {_md_cell(desc) or '—'} |\n"
+            out += "\n"
+        out += f"(From `hexz {cmd} --help`; `-h` gives a summary.)\n\n"
+    return out + (f"**Exit codes:** {exit_codes()}; see the [common behaviour](index.md#exit-codes) "
+                  "of every command.\n")
 
 
 def cli_commands() -> str:
