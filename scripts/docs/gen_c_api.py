@@ -225,7 +225,7 @@ def render(header: Path, repo_path: str) -> str:
         if it.kind == "define":
             anchors[it.name] = "constants"
         elif it.kind == "initializer":
-            anchors[it.name] = "option-initializers"
+            anchors[it.name] = "struct-initializers"
         else:
             anchors[it.name] = it.name.lower()
         if it.kind == "enum":
@@ -290,7 +290,7 @@ def render(header: Path, repo_path: str) -> str:
         w("")
     inits = [it for it in items if it.kind == "initializer"]
     if inits:
-        w("## Option initializers\n")
+        w("## Struct initializers\n")
         for p in _paragraphs(inits[0].doc):
             w(link(p) + "\n")
         w("```c\n" + "\n".join(f"#define {it.name} {it.decl}" for it in inits) + "\n```\n")

@@ -80,8 +80,10 @@ def render() -> str:
     go_claim = re.search(r"^go (\S+)", gomod, re.M)
     rows.append(("Go", f"≥ {go_claim.group(1) if go_claim else '?'} (`go.mod`)", "Debian's `golang-go` (`.ci/run`)",
                  _run(["go", "version"]) or "not found"))
-    ctests = (ROOT / "scripts/c-tests.sh").read_text()
-    cbindgen = re.search(r"want_cbindgen=(\S+)", ctests)
+    # The script that regenerates the header pins cbindgen (c-tests.sh, or
+    # a script of its own).
+    scripts = "".join(p.read_text() for p in sorted((ROOT / "scripts").glob("*.sh")))
+    cbindgen = re.search(r"want_cbindgen=(\S+)", scripts)
     rows.append(("cbindgen", "", cbindgen.group(1) if cbindgen else "", _run(["cbindgen", "--version"]) or "not installed"))
     rows.append(("C compiler", "C11 and C++17 (`-Wall -Wextra -Werror -pedantic`)", "Debian's gcc, g++",
                  _run(["gcc", "--version"]) or "not found"))
