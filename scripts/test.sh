@@ -2,8 +2,8 @@
 # The whole test suite: lint, MSRV and no_std builds, Rust tests (unit, real
 # models, sweeps, faults, CLI end to end), oracle checks against gguf-py and
 # safetensors, the Python package (pytest), the C ABI suite, the Go package
-# (go test -race), llama.cpp through a FILE * (when its build is cached), a
-# fuzz smoke run.
+# (go test -race), llama.cpp through a FILE * (when its build is cached), the
+# documentation (site build and every example), a fuzz smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +69,9 @@ if [ -x "${HEXZ_LLAMA_CACHE:-$HOME/.cache/hexz-llama}/build/bin/llama-simple" ] 
 else
   echo "skipped: llama.cpp is not built (scripts/llama-build.sh, about 10 minutes); run scripts/llama-test.sh, or set HEXZ_LLAMA=1"
 fi
+
+step "documentation: the site (references generated from the code, links and anchors checked) and every example in it run"
+./scripts/docs.sh test
 
 step "fuzz smoke: every cargo-fuzz target for ${HEXZ_FUZZ_SECONDS:-10}s"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
