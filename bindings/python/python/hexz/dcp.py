@@ -297,10 +297,17 @@ class HexzStorageWriter(StorageWriter):
                 raise InvalidInputError(f"two write items are both named {name!r}")
             data = planner.resolve_data(item)
             if item.type == WriteItemType.BYTE_IO:
-                raw = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data.read())
+                if isinstance(data, io.BytesIO):
+                    raw = data.getvalue()
+                elif isinstance(data, torch.Tensor):
+                    raise InvalidInputError(f"write item {name!r}: a tensor where DCP promised bytes")
+                else:
+                    raw = bytes(data.read() or b"")
                 value: Any = np.frombuffer(raw, dtype=np.uint8)
                 nbytes = len(raw)
             else:
+                if not isinstance(data, torch.Tensor):
+                    raise InvalidInputError(f"write item {name!r}: {type(data).__name__} where DCP promised a tensor")
                 t = data.detach()
                 if t.device.type != "cpu":
                     t = t.cpu()
@@ -367,6 +374,22 @@ def _runs(shape: Sequence[int], itemsize: int, offsets: Sequence[int], lengths: 
     run = lengths[k] * strides[k]
     for idx in itertools.product(*(range(offsets[d], offsets[d] + lengths[d]) for d in range(k))):
         yield sum(i * s for i, s in zip(idx, strides)) + offsets[k] * strides[k], run
+
+
+# More contiguous runs than this in one slice: read the rows it spans instead.
+_MAX_RUNS = 64
+
+
+def _run_count(shape: Sequence[int], offsets: Sequence[int], lengths: Sequence[int]) -> int:
+    """How many contiguous runs :func:`_runs` gives."""
+    nd = len(shape)
+    k = nd - 1
+    while k > 0 and offsets[k] == 0 and lengths[k] == shape[k]:
+        k -= 1
+    count = 1
+    for d in range(max(k, 0)):
+        count *= lengths[d]
+    return count
 
 
 class HexzStorageReader(StorageReader):
@@ -522,15 +545,30 @@ class HexzStorageReader(StorageReader):
             if list(target.shape) != lengths:
                 raise CorruptArchiveError(f"{a.path}: tensor {info.name!r}: the slice is {lengths}, "
                                           f"its destination {list(target.shape)}")
-            direct = target.device.type == "cpu" and target.dtype == dtype and target.is_contiguous()
-            box = target if direct else torch.empty(lengths, dtype=dtype)
-            address = box.data_ptr()
-            for start, n in _runs(shape, itemsize, offsets, lengths):
-                jobs.append((address, n, info.offset + start))
-                address += n
+            runs = _run_count(shape, offsets, lengths)
+            if runs > _MAX_RUNS:
+                # Many short runs (a column slice): read the rows the slice
+                # spans in one range (their blocks are decoded either way),
+                # then take the slice.
+                rows = [lengths[0], *shape[1:]]
+                span = torch.empty(rows, dtype=dtype)
+                if span.numel():
+                    start = offsets[0] * (info.length // shape[0])
+                    jobs.append((span.data_ptr(), span.numel() * itemsize, info.offset + start))
+                box = span
+                for d in range(1, len(shape)):
+                    box = box.narrow(d, offsets[d], lengths[d])
+                direct = False
+            else:
+                direct = target.device.type == "cpu" and target.dtype == dtype and target.is_contiguous()
+                box = target if direct else torch.empty(lengths, dtype=dtype)
+                address = box.data_ptr()
+                for start, n in _runs(shape, itemsize, offsets, lengths):
+                    jobs.append((address, n, info.offset + start))
+                    address += n
             pending.append((req, box, target))
             if not direct:
-                held += box.numel() * itemsize
+                held += box.untyped_storage().nbytes()
             if held >= self._BATCH_BYTES:
                 flush()
         flush()
