@@ -240,3 +240,25 @@ def test_import_hexz_does_not_import_torch() -> None:
     code = "import sys, hexz; assert 'torch' not in sys.modules; print(hexz.dcp.HexzStorageWriter.__name__)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "HexzStorageWriter"
+
+
+def test_slice_runs_match_numpy() -> None:
+    """The byte runs read for a slice of a saved chunk are exactly its elements."""
+    import itertools
+
+    import numpy as np
+
+    from hexz.dcp import _run_count, _runs
+
+    shape = (4, 6, 8)
+    a = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
+    raw = a.tobytes()
+    for offsets, lengths in [((0, 0, 0), (4, 6, 8)), ((1, 0, 0), (2, 6, 8)), ((1, 2, 0), (2, 3, 8)),
+                             ((0, 1, 3), (4, 4, 5)), ((3, 5, 7), (1, 1, 1)), ((2, 0, 0), (0, 6, 8))]:
+        runs = list(_runs(shape, 4, offsets, lengths))
+        assert len(runs) == (_run_count(shape, offsets, lengths) if all(lengths) else 0)
+        got = b"".join(raw[s:s + n] for s, n in runs)
+        box = a[tuple(slice(o, o + n) for o, n in zip(offsets, lengths))]
+        assert got == box.tobytes(), (offsets, lengths)
+    assert list(_runs((), 8, (), ())) == [(0, 8)]
+    assert all(n > 0 for _, n in itertools.chain(_runs(shape, 4, (0, 0, 1), (4, 6, 2))))

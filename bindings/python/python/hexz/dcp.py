@@ -75,9 +75,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 METADATA = ".metadata"
 
 #: A full (parentless) checkpoint every this many saves by default: chains of
-#: at most 8 archives (the format allows 32, ``MAX_CHAIN_DEPTH``); each link
-#: adds a little to load time and must be kept on disk.
-DEFAULT_FULL_EVERY = 8
+#: at most 4 archives (the format allows 32, ``MAX_CHAIN_DEPTH``). Each link
+#: adds to the time of a load and of the next save (a delta decodes its
+#: base's blocks through the chain) and must be kept on disk; on MiniLM with
+#: AdamW a full checkpoint is 1.55x a delta, so chains of 4 cost 6% more
+#: bytes than chains of 8 (bench/dcp_bench.py).
+DEFAULT_FULL_EVERY = 4
 
 _MAX_CHAIN_DEPTH = 32  # hexz-format layout::limits::MAX_CHAIN_DEPTH
 
@@ -166,7 +169,7 @@ class HexzStorageWriter(StorageWriter):
     base's archive of the same rank: unchanged tensors are referenced,
     changed ones stored as deltas. After `full_every` - 1 deltas in a row the
     next save is full again (no parent), so a chain holds at most
-    `full_every` archives (1 to 32, the format's limit; default 8). Keep the
+    `full_every` archives (1 to 32, the format's limit; default 4). Keep the
     checkpoints a chain refers to: deleting a base breaks its children.
 
     `compression` and `level` as for :func:`hexz.checkpoint.save`; `threads`
@@ -356,7 +359,8 @@ class HexzStorageWriter(StorageWriter):
                     pass
 
 
-def _runs(shape: Sequence[int], itemsize: int, offsets: Sequence[int], lengths: Sequence[int]) -> Iterator[Tuple[int, int]]:
+def _runs(shape: Sequence[int], itemsize: int, offsets: Sequence[int],
+          lengths: Sequence[int]) -> Iterator[Tuple[int, int]]:
     """The contiguous byte runs (start in the tensor, length) of the box
     `offsets` + `lengths` of a C-ordered tensor of `shape`, in C order."""
     nd = len(shape)
