@@ -50,6 +50,15 @@ struct Cli {
     /// Extra folder to look for parent archives in, when they were moved (repeatable).
     #[arg(long = "parent-dir", global = true, value_name = "DIR")]
     parent_dirs: Vec<PathBuf>,
+    /// Folder of the block cache of remote archives (default: HEXZ_CACHE_DIR, else ~/.cache/hexz/blocks).
+    #[arg(long = "cache-dir", global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Read remote archives without the block cache (as HEXZ_CACHE_DIR=off).
+    #[arg(long = "no-cache", global = true, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Cap on the block cache folder, e.g. 20G (default: HEXZ_CACHE_MAX_BYTES, else 10G).
+    #[arg(long = "cache-max", global = true, value_name = "SIZE", value_parser = util::parse_cache_max)]
+    cache_max: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -242,6 +251,7 @@ fn main() -> ExitCode {
         // (The mount daemon unmounts on these signals instead.)
         util::install_signal_cleanup();
     }
+    util::set_cache_flags(if cli.no_cache { Some(None) } else { cli.cache_dir.clone().map(Some) }, cli.cache_max);
     let open = OpenOptions {
         search: cli.parent_dirs.iter().map(|d| util::location(d)).collect(),
         ..hexz_remote::open_options(util::remote_options())

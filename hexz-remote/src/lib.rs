@@ -5,17 +5,19 @@
 //! only when the archive is whole) and [`list`] (archives under a URL
 //! prefix).
 
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use hexz_format::layout::{DirectoryEntry, Footer, BLOCK_ENTRY_SIZE, DIRECTORY_ENTRY_SIZE};
 use hexz_format::writer::{StoreOptions, StoreReport};
-use hexz_format::{ErrorCode, ReadAt};
+use hexz_format::{Archive, ErrorCode, OpenLimits, ReadAt};
 use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, Reader, Resolver, Result, SharedCache, Source};
 use object_store::aws::AmazonS3Builder;
 use object_store::http::HttpBuilder;
@@ -25,8 +27,10 @@ use object_store::{
     PutPayload, RetryConfig,
 };
 
+pub mod diskcache;
 pub mod retry;
 
+use diskcache::{block_key, CacheSetting, DiskCache};
 use retry::{FetchError, RangeRead, RetryRules, StatusConnector};
 
 /// Bytes fetched from the end of an object at open: footer, directory and
@@ -56,6 +60,10 @@ pub struct RemoteOptions {
     pub retries: usize,
     /// Longest `Retry-After` a read waits for.
     pub max_retry_after: Duration,
+    /// The persistent block cache (see [`diskcache`]); default from
+    /// `HEXZ_CACHE_DIR` and `HEXZ_CACHE_MAX_BYTES`, else on, in the
+    /// platform cache folder, capped at 10 GiB.
+    pub block_cache: CacheSetting,
 }
 
 impl Default for RemoteOptions {
@@ -68,6 +76,7 @@ impl Default for RemoteOptions {
             connect_timeout: Duration::from_secs(10),
             retries: 4,
             max_retry_after: Duration::from_secs(30),
+            block_cache: CacheSetting::from_env(),
         }
     }
 }
@@ -197,11 +206,42 @@ pub struct RemoteSource {
     head: Bytes,
     tail_start: u64,
     tail: Bytes,
+    /// Index pages outside the tail, by offset (kept with the disk cache on).
+    pages: BTreeMap<u64, Bytes>,
     /// Ranges fetched, kept for repeated reads; a range wanted by several
     /// threads at once is fetched once.
     cache: SharedCache,
+    /// The persistent block cache and this object's blocks, when on.
+    persist: Option<Persist>,
     rules: RetryRules,
     stats: Arc<Stats>,
+}
+
+/// The disk cache as one object sees it.
+struct Persist {
+    disk: Arc<DiskCache>,
+    /// Stored blocks of the object: (stored offset, stored length, key),
+    /// sorted by offset, one per offset.
+    blocks: Vec<(u64, u32, [u8; 32])>,
+    /// Keys served or written lately: suspects when bytes of this object
+    /// fail a check (see `discard_cached`).
+    recent: Mutex<VecDeque<[u8; 32]>>,
+    /// Keys whose disk entries are not trusted until fetched again from the
+    /// origin (and their entries replaced).
+    suspect: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Keys remembered for `discard_cached`.
+const RECENT_KEYS: usize = 512;
+
+impl Persist {
+    fn note(&self, key: [u8; 32]) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_KEYS {
+            recent.pop_front();
+        }
+        recent.push_back(key);
+    }
 }
 
 impl std::fmt::Debug for RemoteSource {
@@ -222,13 +262,194 @@ fn fetch_error(url: &str, offset: u64, len: u64, e: FetchError) -> hexz_format::
     hexz_format::Error::from_io(offset, std::io::Error::new(kind, format!("{url}: bytes {offset}-{end}: {e}")))
 }
 
+/// What is known of a remote object's structure: kept in the disk cache
+/// under its URL, and used only while the object's ETag (or, without one,
+/// its size and modification time) is unchanged.
+#[derive(Debug, Clone, PartialEq)]
+struct Structure {
+    url: String,
+    size: u64,
+    etag: Option<String>,
+    last_modified_ms: i64,
+    head: Bytes,
+    tail_start: u64,
+    tail: Bytes,
+    pages: BTreeMap<u64, Bytes>,
+}
+
+impl Structure {
+    fn key(url: &str) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"hexz remote structure v1\0");
+        h.update(url.as_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `meta` (from a HEAD) describes the object this was read from.
+    fn matches(&self, meta: &object_store::ObjectMeta) -> bool {
+        if meta.size != self.size {
+            return false;
+        }
+        match (&self.etag, &meta.e_tag) {
+            (Some(a), Some(b)) => a == b,
+            _ => meta.last_modified.timestamp_millis() == self.last_modified_ms,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let bytes = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        };
+        bytes(&mut out, self.url.as_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.push(u8::from(self.etag.is_some()));
+        bytes(&mut out, self.etag.as_deref().unwrap_or_default().as_bytes());
+        out.extend_from_slice(&self.last_modified_ms.to_le_bytes());
+        bytes(&mut out, &self.head);
+        out.extend_from_slice(&self.tail_start.to_le_bytes());
+        bytes(&mut out, &self.tail);
+        out.extend_from_slice(&(self.pages.len() as u64).to_le_bytes());
+        for (at, page) in &self.pages {
+            out.extend_from_slice(&at.to_le_bytes());
+            bytes(&mut out, page);
+        }
+        out
+    }
+
+    fn decode(data: &[u8]) -> Option<Structure> {
+        struct Cursor<'a>(&'a [u8]);
+        impl<'a> Cursor<'a> {
+            fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+                if n > self.0.len() {
+                    return None;
+                }
+                let (a, b) = self.0.split_at(n);
+                self.0 = b;
+                Some(a)
+            }
+            fn u64(&mut self) -> Option<u64> {
+                Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+            }
+            fn bytes(&mut self) -> Option<Bytes> {
+                let n = usize::try_from(self.u64()?).ok()?;
+                Some(Bytes::copy_from_slice(self.take(n)?))
+            }
+        }
+        let mut c = Cursor(data);
+        let url = String::from_utf8(c.bytes()?.to_vec()).ok()?;
+        let size = c.u64()?;
+        let has_etag = c.take(1)?[0] == 1;
+        let etag = String::from_utf8(c.bytes()?.to_vec()).ok()?;
+        let last_modified_ms = c.u64()? as i64;
+        let head = c.bytes()?;
+        let tail_start = c.u64()?;
+        let tail = c.bytes()?;
+        let n = c.u64()?;
+        let mut pages = BTreeMap::new();
+        for _ in 0..n {
+            let offset = c.u64()?;
+            pages.insert(offset, c.bytes()?);
+        }
+        let sane = tail_start.checked_add(tail.len() as u64) == Some(size) && head.len() as u64 <= size;
+        sane.then_some(Structure {
+            url,
+            size,
+            etag: has_etag.then_some(etag),
+            last_modified_ms,
+            head,
+            tail_start,
+            tail,
+            pages,
+        })
+    }
+
+    /// The structure's bytes covering `[offset, offset + len)`, if any.
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len as u64)?;
+        if end <= self.head.len() as u64 {
+            return Some(&self.head[offset as usize..end as usize]);
+        }
+        if offset >= self.tail_start {
+            let at = (offset - self.tail_start) as usize;
+            return self.tail.get(at..at + len);
+        }
+        let (&start, page) = self.pages.range(..=offset).next_back()?;
+        let at = (offset - start) as usize;
+        page.get(at..at.checked_add(len)?)
+    }
+
+    /// The footer and directory read from the tail, when whole.
+    fn directory(&self) -> Option<(Footer, Vec<DirectoryEntry>)> {
+        use zerocopy::FromBytes;
+        let footer_at = self.tail.len().checked_sub(hexz_format::layout::FOOTER_SIZE)?;
+        let footer = Footer::read_from_bytes(&self.tail[footer_at..]).ok()?;
+        let dir_at = usize::try_from(footer.directory_offset.get().checked_sub(self.tail_start)?).ok()?;
+        let count = footer.page_count.get() as usize;
+        let raw = self.tail.get(dir_at..dir_at.checked_add(count.checked_mul(DIRECTORY_ENTRY_SIZE)?)?)?;
+        let entries = raw.chunks_exact(DIRECTORY_ENTRY_SIZE).map(DirectoryEntry::read_from_bytes);
+        Some((footer, entries.collect::<std::result::Result<_, _>>().ok()?))
+    }
+}
+
+/// The structure as a source (anything else is an error): to walk the
+/// index of an object without fetching its blocks.
+struct StructureView<'a>(&'a Structure);
+
+impl ReadAt for StructureView<'_> {
+    fn len(&self) -> u64 {
+        self.0.size
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        let bytes = self.0.bytes_at(offset, buf.len()).ok_or(hexz_format::Error::InvalidArgument("not structure"))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
 impl RemoteSource {
     /// Open `url`: two requests at once, the first [`OPEN_PREFIX`] bytes and
-    /// the last [`OPEN_SUFFIX`], which give the size and ETag too.
+    /// the last [`OPEN_SUFFIX`], which give the size and ETag too. With the
+    /// disk cache on, the index pages are fetched too and all of it kept;
+    /// the next open of the URL then costs one HEAD request, which shows
+    /// whether the object is still the one they were read from.
     pub fn open(url: &str, opts: &RemoteOptions) -> Result<RemoteSource> {
         let (store, path) = store_for(url, opts)?;
         let stats = Arc::new(Stats::default());
         let rules = opts.retry_rules();
+        let disk = match &opts.block_cache.dir {
+            Some(dir) => match DiskCache::shared(dir, opts.block_cache.max_bytes) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| eprintln!("hexz: no block cache at {}: {e}", dir.display()));
+                    None
+                }
+            },
+            None => None,
+        };
+        let key = Structure::key(url);
+        let known = disk.as_ref().and_then(|d| d.get_meta(&key)).and_then(|b| Structure::decode(&b));
+        if let (Some(disk), Some(known)) = (&disk, known.filter(|k| k.url == url)) {
+            let head = runtime().block_on(async {
+                stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::timeout(rules.stall_timeout, store.head(&path)).await
+            });
+            match head {
+                Ok(Ok(meta)) if known.matches(&meta) => {
+                    return Ok(Self::build(url, store, path, known, opts, Some(disk.clone()), rules, stats));
+                }
+                Ok(Err(object_store::Error::NotFound { .. })) => {
+                    disk.remove_meta(&key);
+                    return Err(Error::refused(url, "no such object", ErrorCode::NotFound));
+                }
+                // Another object now, or no HEAD (a presigned GET URL):
+                // opened as if unknown.
+                _ => disk.remove_meta(&key),
+            }
+        }
         let read = RangeRead { store: &*store, path: &path, rules, expect: None, stats: &stats };
         let fail = |e: FetchError, len: u64| match e {
             FetchError::NotFound(_) => Error::refused(url, "no such object", ErrorCode::NotFound),
@@ -245,19 +466,117 @@ impl RemoteSource {
         if tail.start + tail.bytes.len() as u64 != tail.meta.size {
             return Err(refused(url, "the server returned a short suffix range", ErrorCode::Io));
         }
-        Ok(RemoteSource {
+        let mut known = Structure {
             url: url.to_string(),
             size: tail.meta.size,
-            etag: tail.meta.e_tag,
+            etag: tail.meta.e_tag.clone(),
+            last_modified_ms: tail.meta.last_modified.timestamp_millis(),
             head: head.bytes,
             tail_start: tail.start,
             tail: tail.bytes,
+            pages: BTreeMap::new(),
+        };
+        if let Some(d) = &disk {
+            // Failures here surface, if they matter, when the bytes are read.
+            if Self::fetch_structure(&mut known, &store, &path, rules, &stats).is_ok() {
+                d.put_meta(&key, &known.encode());
+            }
+        }
+        Ok(Self::build(url, store, path, known, opts, disk, rules, stats))
+    }
+
+    /// Fetch what the structure lacks: the directory and manifest when
+    /// longer than the tail, and every index page, concurrently.
+    fn fetch_structure(
+        known: &mut Structure,
+        store: &Arc<dyn ObjectStore>,
+        path: &ObjectPath,
+        rules: RetryRules,
+        stats: &Stats,
+    ) -> std::result::Result<(), FetchError> {
+        let expect = Some((known.size, known.etag.clone()));
+        let read = RangeRead { store: &**store, path, rules, expect, stats };
+        let footer_at = known.tail.len().checked_sub(hexz_format::layout::FOOTER_SIZE);
+        let footer = footer_at.and_then(|at| {
+            use zerocopy::FromBytes;
+            Footer::read_from_bytes(&known.tail[at..]).ok()
+        });
+        let Some(footer) = footer else { return Ok(()) };
+        let dir = footer.directory_offset.get();
+        if dir < known.tail_start && dir >= known.head.len() as u64 {
+            let more = runtime().block_on(read.run(GetRange::Bounded(dir..known.tail_start)))?;
+            let mut tail = more.bytes.to_vec();
+            tail.extend_from_slice(&known.tail);
+            known.tail = Bytes::from(tail);
+            known.tail_start = dir;
+        }
+        let Some((_, entries)) = known.directory() else { return Ok(()) };
+        let wanted: Vec<(u64, u64)> = entries
+            .iter()
+            .map(|e| (e.page_offset.get(), u64::from(e.entry_count.get()) * BLOCK_ENTRY_SIZE as u64))
+            .filter(|&(at, len)| len > 0 && known.bytes_at(at, len as usize).is_none())
+            .collect();
+        let fetched = runtime().block_on(async {
+            futures::stream::iter(wanted.iter().map(|&(at, len)| read.run(GetRange::Bounded(at..at + len))))
+                .buffered(8)
+                .collect::<Vec<_>>()
+                .await
+        });
+        for ((at, _), got) in wanted.iter().zip(fetched) {
+            known.pages.insert(*at, got?.bytes);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        url: &str,
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+        known: Structure,
+        opts: &RemoteOptions,
+        disk: Option<Arc<DiskCache>>,
+        rules: RetryRules,
+        stats: Arc<Stats>,
+    ) -> RemoteSource {
+        let persist = disk.and_then(|disk| {
+            let blocks = Self::block_map(&known)?;
+            Some(Persist { disk, blocks, recent: Mutex::new(VecDeque::new()), suspect: Mutex::new(HashSet::new()) })
+        });
+        RemoteSource {
+            url: url.to_string(),
+            size: known.size,
+            etag: known.etag,
+            head: known.head,
+            tail_start: known.tail_start,
+            tail: known.tail,
+            pages: known.pages,
             cache: SharedCache::new(opts.cache_bytes),
+            persist,
             store,
             path,
             rules,
             stats,
-        })
+        }
+    }
+
+    /// Every block stored in the object, with its cache key: the index
+    /// walked over the structure (pages checked against their hashes).
+    /// `None` when the structure is incomplete or not an archive's.
+    fn block_map(known: &Structure) -> Option<Vec<(u64, u32, [u8; 32])>> {
+        let archive = Archive::open_with(StructureView(known), &OpenLimits::default()).ok()?;
+        let parent = archive.parent_identity();
+        let mut page = vec![0u8; archive.page_bytes()];
+        let mut blocks = Vec::with_capacity(usize::try_from(archive.block_count()).unwrap_or(0));
+        for b in archive.all_blocks(&mut page) {
+            let e = b.ok()?.entry;
+            if e.location == 0 && e.stored_length.get() > 0 {
+                blocks.push((e.stored_offset.get(), e.stored_length.get(), block_key(&e, parent)));
+            }
+        }
+        blocks.sort_by_key(|b| b.0);
+        blocks.dedup_by_key(|b| b.0);
+        Some(blocks)
     }
 
     pub fn url(&self) -> &str {
@@ -269,17 +588,166 @@ impl RemoteSource {
         self.stats.clone()
     }
 
+    /// The disk cache this source uses, if any.
+    pub fn disk_cache(&self) -> Option<&Arc<DiskCache>> {
+        self.persist.as_ref().map(|p| &p.disk)
+    }
+
     /// GET `[offset, offset + len)` through the retry layer.
     fn fetch(&self, offset: u64, len: usize) -> hexz_format::Result<Bytes> {
-        let read = RangeRead {
+        let got = runtime().block_on(self.range_read().run(GetRange::Bounded(offset..offset + len as u64)));
+        got.map(|f| f.bytes).map_err(|e| fetch_error(&self.url, offset, len as u64, e))
+    }
+
+    fn range_read(&self) -> RangeRead<'_> {
+        RangeRead {
             store: &*self.store,
             path: &self.path,
             rules: self.rules,
             expect: Some((self.size, self.etag.clone())),
             stats: &self.stats,
+        }
+    }
+
+    /// The blocks `[first, last]` of the map when `[offset, offset + len)`
+    /// is exactly their stored bytes, one after the other.
+    fn whole_blocks(p: &Persist, offset: u64, len: usize) -> Option<std::ops::Range<usize>> {
+        let first = p.blocks.binary_search_by_key(&offset, |b| b.0).ok()?;
+        let end = offset + len as u64;
+        let mut at = offset;
+        for (i, &(start, slen, _)) in p.blocks.iter().enumerate().skip(first) {
+            if start != at {
+                return None;
+            }
+            at += u64::from(slen);
+            if at == end {
+                return Some(first..i + 1);
+            }
+            if at > end {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The stored bytes of blocks `range` (which start at `offset`): each
+    /// from the disk cache when held there, the others fetched (runs of
+    /// them in one request each) and kept. A block another process or
+    /// thread is fetching now is waited for, not fetched again.
+    fn load_blocks(
+        &self,
+        p: &Persist,
+        range: std::ops::Range<usize>,
+        offset: u64,
+        len: usize,
+    ) -> hexz_format::Result<Bytes> {
+        let mut out = vec![0u8; len];
+        let blocks = &p.blocks[range];
+        let mut missing: Vec<usize> = (0..blocks.len()).collect();
+        let suspect: HashSet<[u8; 32]> = {
+            let s = p.suspect.lock().unwrap_or_else(|e| e.into_inner());
+            if s.is_empty() {
+                HashSet::new()
+            } else {
+                blocks.iter().map(|b| b.2).filter(|k| s.contains(k)).collect()
+            }
         };
-        let got = runtime().block_on(read.run(GetRange::Bounded(offset..offset + len as u64)));
-        got.map(|f| f.bytes).map_err(|e| fetch_error(&self.url, offset, len as u64, e))
+        for round in 0.. {
+            missing.retain(|&k| {
+                let (start, slen, key) = blocks[k];
+                if suspect.contains(&key) {
+                    return true;
+                }
+                match p.disk.get_block(&key, slen as usize) {
+                    Some(b) => {
+                        let at = (start - offset) as usize;
+                        out[at..at + b.len()].copy_from_slice(&b);
+                        p.note(key);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            if missing.is_empty() {
+                break;
+            }
+            // Lock what no one is fetching; after a few rounds, fetch all.
+            let mut held: HashMap<u64, Option<diskcache::KeyLock>> = HashMap::new();
+            let mut mine = Vec::new();
+            let mut busy = Vec::new();
+            for &k in &missing {
+                let key = blocks[k].2;
+                let stripe = DiskCache::stripe(&key);
+                if round >= 4 || held.contains_key(&stripe) {
+                    mine.push(k);
+                    continue;
+                }
+                match p.disk.try_lock(&key) {
+                    Some(lock) => {
+                        held.insert(stripe, lock);
+                        mine.push(k);
+                    }
+                    None => busy.push(k),
+                }
+            }
+            // Fetched by another while this one locked: no request.
+            mine.retain(|&k| {
+                let (start, slen, key) = blocks[k];
+                if suspect.contains(&key) {
+                    return true;
+                }
+                match p.disk.get_block(&key, slen as usize) {
+                    Some(b) => {
+                        let at = (start - offset) as usize;
+                        out[at..at + b.len()].copy_from_slice(&b);
+                        p.note(key);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            // Runs of blocks next to each other: one request each, at once.
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            for &k in &mine {
+                match runs.last_mut() {
+                    Some((_, end)) if *end == k => *end = k + 1,
+                    _ => runs.push((k, k + 1)),
+                }
+            }
+            let fetched = runtime().block_on(async {
+                let read = self.range_read();
+                let reads = runs.iter().map(|&(a, b)| {
+                    let start = blocks[a].0;
+                    let end = blocks[b - 1].0 + u64::from(blocks[b - 1].1);
+                    let read = &read;
+                    async move { (start, end, read.run(GetRange::Bounded(start..end)).await) }
+                });
+                futures::stream::iter(reads).buffer_unordered(8).collect::<Vec<_>>().await
+            });
+            for (start, end, got) in fetched {
+                let bytes = got.map_err(|e| fetch_error(&self.url, start, end - start, e))?.bytes;
+                let at = (start - offset) as usize;
+                out[at..at + bytes.len()].copy_from_slice(&bytes);
+            }
+            for &k in &mine {
+                let (start, slen, key) = blocks[k];
+                let at = (start - offset) as usize;
+                p.disk.put_block(&key, &out[at..at + slen as usize]);
+                p.note(key);
+            }
+            if !suspect.is_empty() {
+                let mut s = p.suspect.lock().unwrap_or_else(|e| e.into_inner());
+                for &k in &mine {
+                    s.remove(&blocks[k].2);
+                }
+            }
+            drop(held);
+            missing = busy;
+            for &k in &missing {
+                p.disk.wait_unlocked(&blocks[k].2);
+            }
+        }
+        Ok(Bytes::from(out))
     }
 }
 
@@ -299,13 +767,38 @@ impl ReadAt for RemoteSource {
             buf.copy_from_slice(&self.tail[at..at + buf.len()]);
             return Ok(());
         }
-        let (bytes, at) = self.cache.get_or_load(offset, buf.len(), || self.fetch(offset, buf.len()))?;
+        if let Some((&start, page)) = self.pages.range(..=offset).next_back() {
+            let at = (offset - start) as usize;
+            if let Some(bytes) = page.get(at..at + buf.len()) {
+                buf.copy_from_slice(bytes);
+                return Ok(());
+            }
+        }
+        let blocks = self.persist.as_ref().and_then(|p| Some((p, Self::whole_blocks(p, offset, buf.len())?)));
+        let (bytes, at) = match blocks {
+            Some((p, range)) => {
+                self.cache.get_or_load(offset, buf.len(), || self.load_blocks(p, range, offset, buf.len()))?
+            }
+            None => self.cache.get_or_load(offset, buf.len(), || self.fetch(offset, buf.len()))?,
+        };
         buf.copy_from_slice(&bytes[at..at + buf.len()]);
         Ok(())
     }
 
+    /// Bytes of this object failed a check: the ranges kept in memory are
+    /// dropped, and the blocks served from (or written to) the disk cache
+    /// lately become suspects: their next read fetches them from the
+    /// origin and replaces their entries, so a bad entry is replaced by
+    /// the retry that follows, and good ones cost one fetch in this
+    /// process only.
     fn discard_cached(&self) -> bool {
-        self.cache.clear()
+        let mut any = self.cache.clear();
+        if let Some(p) = &self.persist {
+            let recent: Vec<_> = p.recent.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+            any |= !recent.is_empty();
+            p.suspect.lock().unwrap_or_else(|e| e.into_inner()).extend(recent);
+        }
+        any
     }
 }
 
