@@ -53,18 +53,26 @@ def test_a_second_process_fetches_no_data(models, served, tmp_path):
     second = served.requests()
     assert data_bytes(second) == 0, second
     assert sorted(r[:2] for r in second) == [("HEAD", "/ft.hxz"), ("HEAD", "/minilm.hxz")], second
-    # Python, in another process: the same blocks, still nothing fetched.
+    # Python, in another process, the folder given as hexz.open's option:
+    # the same blocks, still nothing fetched.
     served.clear()
     code = (
         "import hexz, sys\n"
-        f"a = hexz.open({url!r})\n"
-        "n = sum(a.get_tensor(t.name).nbytes for t in a.tensors)\n"
-        "print(n)\n"
+        f"a = hexz.open({url!r}, cache_dir=sys.argv[1])\n"
+        "print(sum(a.get_tensor(t.name).nbytes for t in a.tensors()))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], env=cache_env(cache), capture_output=True, text=True)
+    env = dict(os.environ, HEXZ_CACHE_DIR="off")
+    res = subprocess.run([sys.executable, "-c", code, str(cache)], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert int(res.stdout) > 0
     assert data_bytes(served.requests()) == 0, served.requests()
+    # cache_dir=False: everything from the origin.
+    served.clear()
+    code = code.replace("cache_dir=sys.argv[1]", "cache_dir=False")
+    res = subprocess.run([sys.executable, "-c", code, str(cache)], env=cache_env(cache), capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert data_bytes(served.requests()) > 0
 
 
 def test_the_cache_is_on_by_default_in_the_platform_folder_and_can_be_turned_off(models, served, tmp_path):
