@@ -72,6 +72,7 @@ pub fn install_signal_cleanup() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             hexz_io::output::remove_registered_temporaries();
+            hexz_remote::abort_unfinished_uploads();
             std::process::exit(128 + signal);
         }
     });

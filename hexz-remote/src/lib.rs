@@ -111,6 +111,20 @@ fn refused(url: &str, reason: impl Into<String>, code: ErrorCode) -> Error {
     Error::refused(url, reason, code)
 }
 
+/// An object store error of a request about `url` (an upload, a listing):
+/// a missing bucket as such (not found), and S3's XML read into its code and
+/// message, never shown.
+fn store_error(url: &str, e: impl std::fmt::Display) -> Error {
+    let text = e.to_string();
+    match retry::s3_error(&text) {
+        Some(s) if s.code == "NoSuchBucket" => {
+            let bucket = s.bucket.map(|b| format!(" '{b}'")).unwrap_or_default();
+            refused(url, format!("no such bucket{bucket}"), ErrorCode::NotFound)
+        }
+        _ => Error::At { location: Location::Url(url.into()), source: io_error(url, 0, retry::without_s3_xml(&text)) },
+    }
+}
+
 /// What the store is for: reads retry in [`retry`] (object_store's own
 /// retries off, so there is one layer); uploads and listings keep
 /// object_store's retries, their only layer.
@@ -452,7 +466,7 @@ impl RemoteSource {
         }
         let read = RangeRead { store: &*store, path: &path, rules, expect: None, stats: &stats };
         let fail = |e: FetchError, len: u64| match e {
-            FetchError::NotFound(_) => Error::refused(url, "no such object", ErrorCode::NotFound),
+            FetchError::NotFound(what) => Error::refused(url, what, ErrorCode::NotFound),
             e => Error::At { location: Location::Url(url.into()), source: fetch_error(url, 0, len, e) },
         };
         let (tail, head) = runtime().block_on(async {
@@ -822,11 +836,42 @@ pub fn open_options(remote: RemoteOptions) -> OpenOptions {
     OpenOptions { resolver: Arc::new(RemoteResolver { options: remote }), ..OpenOptions::default() }
 }
 
+type SharedUpload = Arc<Mutex<Option<Box<dyn MultipartUpload>>>>;
+
+/// Uploads under way, for [`abort_unfinished_uploads`].
+fn uploads() -> &'static Mutex<Vec<std::sync::Weak<Mutex<Option<Box<dyn MultipartUpload>>>>>> {
+    static UPLOADS: OnceLock<Mutex<Vec<std::sync::Weak<Mutex<Option<Box<dyn MultipartUpload>>>>>>> = OnceLock::new();
+    UPLOADS.get_or_init(Default::default)
+}
+
+fn register_upload(upload: Box<dyn MultipartUpload>) -> SharedUpload {
+    let shared = Arc::new(Mutex::new(Some(upload)));
+    let mut all = uploads().lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(&shared));
+    shared
+}
+
+/// Abort every multipart upload of this process not yet completed (each
+/// within 10 s): what a SIGINT or SIGTERM handler calls before the process
+/// exits, since no destructor runs then. Nothing is left at the keys, and no
+/// unfinished upload keeps its parts (and their storage cost) on S3.
+pub fn abort_unfinished_uploads() {
+    let all: Vec<_> = uploads().lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+    for upload in all.iter().filter_map(std::sync::Weak::upgrade) {
+        let taken = upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut u) = taken {
+            let _ = runtime().block_on(async { tokio::time::timeout(Duration::from_secs(10), u.abort()).await });
+        }
+    }
+}
+
 /// A `Write` that uploads in parts; nothing appears at the key until
 /// [`MultipartWriter::finish`]. Dropped unfinished, it aborts the upload.
 pub struct MultipartWriter {
     url: String,
-    upload: Option<Box<dyn MultipartUpload>>,
+    /// Shared with [`abort_unfinished_uploads`] (a signal's cleanup).
+    upload: Arc<Mutex<Option<Box<dyn MultipartUpload>>>>,
     part: Vec<u8>,
     written: u64,
 }
@@ -841,32 +886,38 @@ impl MultipartWriter {
                 ErrorCode::Unsupported,
             ));
         }
-        let upload = runtime()
-            .block_on(store.put_multipart(&path))
-            .map_err(|e| Error::At { location: Location::Url(url.into()), source: io_error(url, 0, e) })?;
+        let upload = runtime().block_on(store.put_multipart(&path)).map_err(|e| store_error(url, e))?;
         Ok(MultipartWriter {
             url: url.to_string(),
-            upload: Some(upload),
+            upload: register_upload(upload),
             part: Vec::with_capacity(PART_SIZE),
             written: 0,
         })
     }
 
     fn send_part(&mut self) -> std::io::Result<()> {
-        let Some(upload) = self.upload.as_mut() else {
-            return Err(std::io::Error::other(format!("{}: upload already ended", self.url)));
-        };
         let data = PutPayload::from(std::mem::replace(&mut self.part, Vec::with_capacity(PART_SIZE)));
-        runtime().block_on(upload.put_part(data)).map_err(|e| std::io::Error::other(format!("{}: {e}", self.url)))
+        // The part's request runs without the lock: a signal's cleanup may abort meanwhile.
+        let sending = match self.upload.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(upload) => upload.put_part(data),
+            None => return Err(std::io::Error::other(format!("{}: upload already ended", self.url))),
+        };
+        runtime()
+            .block_on(sending)
+            .map_err(|e| std::io::Error::other(format!("{}: {}", self.url, retry::without_s3_xml(&e.to_string()))))
     }
 
     /// Upload the last part and complete the upload: the object appears.
     pub fn finish(mut self) -> Result<u64> {
-        let err = |url: &str, e: String| Error::At { location: Location::Url(url.into()), source: io_error(url, 0, e) };
+        let err = |url: &str, e: String| Error::At {
+            location: Location::Url(url.into()),
+            source: io_error(url, 0, retry::without_s3_xml(&e)),
+        };
         if !self.part.is_empty() || self.written == 0 {
             self.send_part().map_err(|e| err(&self.url, e.to_string()))?;
         }
-        let mut upload = self.upload.take().expect("finish runs once");
+        let taken = self.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut upload) = taken else { return Err(err(&self.url, "upload already ended".into())) };
         runtime().block_on(upload.complete()).map_err(|e| err(&self.url, e.to_string()))?;
         Ok(self.written)
     }
@@ -890,7 +941,8 @@ impl Write for MultipartWriter {
 
 impl Drop for MultipartWriter {
     fn drop(&mut self) {
-        if let Some(mut upload) = self.upload.take() {
+        let taken = self.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut upload) = taken {
             // Not finished: no object may appear at the key.
             let _ = runtime().block_on(upload.abort());
         }
@@ -961,8 +1013,7 @@ pub fn list(prefix: &str, opts: &RemoteOptions) -> Result<Vec<(String, u64)>> {
     let found: Vec<_> = runtime().block_on(store.list(prefix_path).collect());
     let mut out = Vec::new();
     for meta in found {
-        let meta =
-            meta.map_err(|e| Error::At { location: Location::Url(prefix.into()), source: io_error(prefix, 0, e) })?;
+        let meta = meta.map_err(|e| store_error(prefix, e))?;
         if meta.location.as_ref().ends_with(".hxz") {
             out.push((format!("{root}/{}", meta.location), meta.size));
         }

@@ -253,7 +253,13 @@ impl std::fmt::Display for FetchError {
 fn classify(e: object_store::Error) -> Failure {
     use object_store::Error as E;
     match e {
-        E::NotFound { .. } => Failure::Fatal(FetchError::NotFound("no such object".into())),
+        E::NotFound { source, .. } => {
+            let what = match s3_error(&chain(&*source)) {
+                Some(e) if e.code == "NoSuchBucket" => "no such bucket",
+                _ => "no such object",
+            };
+            Failure::Fatal(FetchError::NotFound(what.into()))
+        }
         E::Precondition { .. } => {
             Failure::Fatal(FetchError::Changed("the object changed since it was opened (ETag)".into()))
         }
@@ -278,6 +284,35 @@ fn classify(e: object_store::Error) -> Failure {
             // A response object_store refused (another range than asked, ...).
             Failure::Retry { reason: e.to_string(), timed_out: false, retry_after: None }
         }
+    }
+}
+
+/// What an S3 error body says: its code and message (and the bucket it
+/// names), read from the XML S3 sends so that the XML itself never reaches
+/// a user's message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct S3Error {
+    pub code: String,
+    pub message: String,
+    pub bucket: Option<String>,
+}
+
+/// The S3 error in `text` (an error's message holding S3's XML body), if any.
+pub fn s3_error(text: &str) -> Option<S3Error> {
+    let tag = |name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    Some(S3Error { code: tag("Code")?, message: tag("Message").unwrap_or_default(), bucket: tag("BucketName") })
+}
+
+/// `text` with an S3 XML error body replaced by its code and message.
+pub fn without_s3_xml(text: &str) -> String {
+    match (s3_error(text), text.find("<?xml").or_else(|| text.find("<Error>"))) {
+        (Some(e), Some(at)) => format!("{}{}: {}", &text[..at], e.code, e.message).trim().to_string(),
+        _ => text.to_string(),
     }
 }
 
@@ -513,6 +548,20 @@ mod tests {
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date gone by");
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-5"), None);
+    }
+
+    #[test]
+    fn s3_xml_is_read_not_shown() {
+        let text = "Error performing POST http://h/b/k?uploads= - Server returned non-2xx status code: 404 \
+                    Not Found: <?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>NoSuchBucket</Code>\
+                    <Message>The specified bucket does not exist</Message><BucketName>b</BucketName>\
+                    <RequestId>X</RequestId></Error>";
+        let e = s3_error(text).unwrap();
+        assert_eq!((e.code.as_str(), e.bucket.as_deref()), ("NoSuchBucket", Some("b")));
+        let clean = without_s3_xml(text);
+        assert!(clean.ends_with("404 Not Found: NoSuchBucket: The specified bucket does not exist"), "{clean}");
+        assert!(!clean.contains('<'), "{clean}");
+        assert_eq!(without_s3_xml("plain"), "plain");
     }
 
     #[test]
