@@ -837,10 +837,11 @@ pub fn open_options(remote: RemoteOptions) -> OpenOptions {
 }
 
 type SharedUpload = Arc<Mutex<Option<Box<dyn MultipartUpload>>>>;
+type WeakUpload = std::sync::Weak<Mutex<Option<Box<dyn MultipartUpload>>>>;
 
 /// Uploads under way, for [`abort_unfinished_uploads`].
-fn uploads() -> &'static Mutex<Vec<std::sync::Weak<Mutex<Option<Box<dyn MultipartUpload>>>>>> {
-    static UPLOADS: OnceLock<Mutex<Vec<std::sync::Weak<Mutex<Option<Box<dyn MultipartUpload>>>>>>> = OnceLock::new();
+fn uploads() -> &'static Mutex<Vec<WeakUpload>> {
+    static UPLOADS: OnceLock<Mutex<Vec<WeakUpload>>> = OnceLock::new();
     UPLOADS.get_or_init(Default::default)
 }
 
