@@ -484,6 +484,14 @@ fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Resul
     if mount::is_mounted(&a.mountpoint) {
         return Err(CliError::new(&a.mountpoint, "something is mounted there already"));
     }
+    // As the help says: an empty folder (a mount would hide what it holds).
+    match std::fs::read_dir(&a.mountpoint).map(|mut entries| entries.next().is_some()) {
+        Ok(true) => {
+            return Err(CliError::new(&a.mountpoint, "mount point is not empty (its files would be hidden)"));
+        }
+        Ok(false) => {}
+        Err(e) => return Err(CliError::new(&a.mountpoint, format!("cannot read the mount point: {e}"))),
+    }
     if a.foreground {
         let reader = open_reader(&a.archive, ctx)?;
         let mtime = std::fs::metadata(&a.archive).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
@@ -498,6 +506,8 @@ fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Resul
     for d in parent_dirs {
         cmd.arg("--parent-dir").arg(d);
     }
+    // The block cache flags, which the environment alone would not carry.
+    cmd.args(util::cache_flag_args());
     cmd.arg("-q").arg("mount").arg("--foreground").arg("--cache-mib").arg(a.cache_mib.to_string());
     cmd.arg(&a.archive).arg(&a.mountpoint);
     // The background process keeps none of our descriptors (a caller

@@ -247,6 +247,23 @@ pub fn set_cache_flags(dir: Option<Option<std::path::PathBuf>>, max: Option<u64>
     let _ = CACHE_FLAGS.set((dir, max));
 }
 
+/// The block cache flags as given, to pass on to a child `hexz` (the
+/// mount's background process).
+pub fn cache_flag_args() -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    if let Some((dir, max)) = CACHE_FLAGS.get() {
+        match dir {
+            Some(Some(d)) => args.extend(["--cache-dir".into(), d.clone().into_os_string()]),
+            Some(None) => args.push("--no-cache".into()),
+            None => {}
+        }
+        if let Some(m) = max {
+            args.extend(["--cache-max".into(), m.to_string().into()]);
+        }
+    }
+    args
+}
+
 /// `--cache-max`: bytes, or with a K, M, G or T suffix.
 pub fn parse_cache_max(text: &str) -> Result<u64, String> {
     hexz_remote::diskcache::parse_size(text)
