@@ -20,6 +20,8 @@ use hexz_format::writer::{StoreOptions, StoreReport};
 use hexz_format::{Archive, ErrorCode, OpenLimits, ReadAt};
 use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, Reader, Resolver, Result, SharedCache, Source};
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -125,6 +127,11 @@ fn store_error(url: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Whether the store behind `url` refuses suffix ranges (Azure Blob).
+fn no_suffix_ranges(url: &str) -> bool {
+    ["az://", "abfs://", "abfss://", "azure://"].iter().any(|s| url.starts_with(s))
+}
+
 /// What the store is for: reads retry in [`retry`] (object_store's own
 /// retries off, so there is one layer); uploads and listings keep
 /// object_store's retries, their only layer.
@@ -146,7 +153,13 @@ pub fn store_for(url: &str, opts: &RemoteOptions) -> Result<(Arc<dyn ObjectStore
 fn build_store(url: &str, opts: &RemoteOptions, purpose: Purpose) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
     runtime();
     let bad = |e: &dyn std::fmt::Display| refused(url, e.to_string(), ErrorCode::InvalidArgument);
-    let unsupported = || refused(url, "not a URL hexz can read (s3://, http://, https://)", ErrorCode::Unsupported);
+    let unsupported = || {
+        refused(
+            url,
+            "not a URL hexz can read (s3://, gs://, az://, abfs://, http://, https://)",
+            ErrorCode::Unsupported,
+        )
+    };
     let parsed = url::Url::parse(url).map_err(|_| unsupported())?;
     let retry = match purpose {
         Purpose::Read => RetryConfig { max_retries: 0, ..RetryConfig::default() },
@@ -177,6 +190,38 @@ fn build_store(url: &str, opts: &RemoteOptions, purpose: Purpose) -> Result<(Arc
                 b = b.with_http_connector(StatusConnector);
             }
             let client = client.with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+            let store = b.with_client_options(client).build().map_err(|e| bad(&e))?;
+            Ok((Arc::new(store), path))
+        }
+        "az" | "abfs" | "abfss" | "azure" => {
+            let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| bad(&e))?;
+            if scheme != ObjectStoreScheme::MicrosoftAzure || parsed.host_str().is_none_or(str::is_empty) {
+                return Err(refused(url, "no container in the URL", ErrorCode::InvalidArgument));
+            }
+            // Credentials, account and the emulator (Azurite:
+            // AZURE_STORAGE_USE_EMULATOR, AZURITE_BLOB_STORAGE_URL) from the
+            // standard AZURE_* variables.
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry);
+            if purpose == Purpose::Read {
+                b = b.with_http_connector(StatusConnector);
+            }
+            let store = b.with_client_options(client).build().map_err(|e| bad(&e))?;
+            Ok((Arc::new(store), path))
+        }
+        "gs" => {
+            let (_, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| bad(&e))?;
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(refused(url, "no bucket in the URL", ErrorCode::InvalidArgument));
+            }
+            // Credentials from GOOGLE_SERVICE_ACCOUNT(_KEY) or application
+            // default credentials; an emulator through GOOGLE_BASE_URL
+            // (plain http:// allowed) with GOOGLE_SKIP_SIGNATURE=true.
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry);
+            if purpose == Purpose::Read {
+                b = b.with_http_connector(StatusConnector);
+            }
+            let base = std::env::var("GOOGLE_BASE_URL").unwrap_or_default();
+            let client = client.with_allow_http(base.starts_with("http://"));
             let store = b.with_client_options(client).build().map_err(|e| bad(&e))?;
             Ok((Arc::new(store), path))
         }
@@ -306,7 +351,9 @@ impl Structure {
         }
         match (&self.etag, &meta.e_tag) {
             (Some(a), Some(b)) => a == b,
-            _ => meta.last_modified.timestamp_millis() == self.last_modified_ms,
+            // No ETag: the date, when the server gave one (the epoch is
+            // what a missing Last-Modified reads as).
+            _ => self.last_modified_ms > 0 && meta.last_modified.timestamp_millis() == self.last_modified_ms,
         }
     }
 
@@ -469,9 +516,22 @@ impl RemoteSource {
             FetchError::NotFound(what) => Error::refused(url, what, ErrorCode::NotFound),
             e => Error::At { location: Location::Url(url.into()), source: fetch_error(url, 0, len, e) },
         };
-        let (tail, head) = runtime().block_on(async {
-            futures::join!(read.run(GetRange::Suffix(OPEN_SUFFIX)), read.run(GetRange::Bounded(0..OPEN_PREFIX)))
-        });
+        // Azure serves no suffix ranges: its size first (a HEAD), then the
+        // same two ranges, bounded.
+        let tail_range = if no_suffix_ranges(url) {
+            let meta = runtime()
+                .block_on(async { tokio::time::timeout(rules.stall_timeout, store.head(&path)).await })
+                .map_err(|_| refused(url, "no response to HEAD within the stall timeout", ErrorCode::Io))?
+                .map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => refused(url, "no such object", ErrorCode::NotFound),
+                    e => store_error(url, e),
+                })?;
+            GetRange::Bounded(meta.size.saturating_sub(OPEN_SUFFIX)..meta.size)
+        } else {
+            GetRange::Suffix(OPEN_SUFFIX)
+        };
+        let (tail, head) = runtime()
+            .block_on(async { futures::join!(read.run(tail_range), read.run(GetRange::Bounded(0..OPEN_PREFIX))) });
         let tail = tail.map_err(|e| fail(e, OPEN_SUFFIX))?;
         let head = head.map_err(|e| fail(e, OPEN_PREFIX))?;
         if head.meta.e_tag != tail.meta.e_tag || head.meta.size != tail.meta.size {
@@ -880,10 +940,10 @@ pub struct MultipartWriter {
 impl MultipartWriter {
     pub fn create(url: &str, opts: &RemoteOptions) -> Result<MultipartWriter> {
         let (store, path) = build_store(url, opts, Purpose::WriteOrList)?;
-        if !url.starts_with("s3://") {
+        if !["s3://", "gs://", "az://", "abfs://", "abfss://", "azure://"].iter().any(|s| url.starts_with(s)) {
             return Err(refused(
                 url,
-                "storing needs an s3:// URL (HTTP servers take no uploads)",
+                "storing needs an s3://, gs:// or az:// URL (HTTP servers take no uploads)",
                 ErrorCode::Unsupported,
             ));
         }
