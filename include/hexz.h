@@ -70,7 +70,7 @@
    default (0 or NULL); valid C and C++. */
 #define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0 }
 #define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0 }
-#define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL }
+#define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL, NULL, 0 }
 #define HEXZ_ARCHIVE_INFO_INIT { sizeof(hexz_archive_info), 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0} }
 #define HEXZ_TENSOR_INFO_INIT { sizeof(hexz_tensor_info), NULL, 0, NULL, 0, 0, 0, NULL, 0, 0, 0 }
 #define HEXZ_FILE_INFO_INIT { sizeof(hexz_file_info), NULL, 0, 0, 0, 0, 0, 0, 0 }
@@ -297,6 +297,13 @@ typedef struct {
   // Read slots, hash checks and memory caps as for hexz_open_path; NULL
   // for the defaults (its parent_dir and parents apply too).
   const hexz_open_options *open;
+  // Folder of the persistent block cache (blocks kept on disk, keyed by
+  // their BLAKE3, shared by archives and processes); NULL: HEXZ_CACHE_DIR,
+  // else $XDG_CACHE_HOME/hexz/blocks or ~/.cache/hexz/blocks; "off": none.
+  const char *cache_dir;
+  // Cap on the block cache folder in bytes (least recently used entries
+  // go first); 0: HEXZ_CACHE_MAX_BYTES, else 10 GiB.
+  uint64_t cache_max_bytes;
 } hexz_url_options;
 
 // Reads `len` bytes (never 0) at `offset` of the archive into `buf`;

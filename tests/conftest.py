@@ -16,6 +16,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HEXZ = ROOT / "target" / "release" / "hexz"
 
+# The persistent block cache is off unless a test turns it on
+# (tests/remote/test_cache.py): the other tests count requests and inject
+# faults into them, and none may fill the user's own cache folder.
+os.environ["HEXZ_CACHE_DIR"] = "off"
+
 
 def free_port() -> int:
     with socket.socket() as s:

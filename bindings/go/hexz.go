@@ -244,6 +244,11 @@ type URLOptions struct {
 	ParentLocation string
 	// Open carries the options of Open (read slots, hash checks, caps).
 	Open *OpenOptions
+	// CacheDir is the folder of the persistent block cache ("": HEXZ_CACHE_DIR,
+	// else ~/.cache/hexz/blocks; "off": none); CacheMaxBytes its cap (0:
+	// HEXZ_CACHE_MAX_BYTES, else 10 GiB).
+	CacheDir      string
+	CacheMaxBytes uint64
 }
 
 // OpenURL opens the archive at url (s3://bucket/key, http://, https://, or
@@ -269,6 +274,8 @@ func OpenURL(url string, o *URLOptions) (*Archive, error) {
 		opts.timeout_ms = C.uint32_t(o.Timeout.Milliseconds())
 		opts.connect_timeout_ms = C.uint32_t(o.ConnectTimeout.Milliseconds())
 		opts.parent_location = cstr(o.ParentLocation)
+		opts.cache_dir = cstr(o.CacheDir)
+		opts.cache_max_bytes = C.uint64_t(o.CacheMaxBytes)
 		if o.Open != nil {
 			// C memory: cgo forbids passing Go memory that holds C pointers.
 			p := (*C.hexz_open_options)(C.calloc(1, C.sizeof_hexz_open_options))

@@ -33,6 +33,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// No test fills the user's block cache: TestBlockCache gives its own folder.
+	os.Setenv("HEXZ_CACHE_DIR", "off")
 	out, err := exec.Command("../../scripts/fetch-models.sh").Output()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fetch-models.sh:", err)
@@ -518,5 +520,65 @@ func TestOpenURL(t *testing.T) {
 	}
 	if _, err := OpenURL("ftp://example.invalid/m.hxz", nil); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("unknown scheme: %v", err)
+	}
+}
+
+// countingWriter counts the body bytes a handler writes.
+type countingWriter struct {
+	http.ResponseWriter
+	n  *int64
+	mu *sync.Mutex
+}
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	*w.n += int64(len(p))
+	w.mu.Unlock()
+	return w.ResponseWriter.Write(p)
+}
+
+func TestBlockCache(t *testing.T) {
+	if !linksRemote {
+		t.Skip("URLs need libhexz-remote")
+	}
+	orig, err := os.ReadFile(filepath.Join(models, "gemma.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	var mu sync.Mutex
+	files := http.FileServer(http.Dir(work))
+	// net/http's file server sends no ETag: the cache checks size and date.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		files.ServeHTTP(countingWriter{w, &sent, &mu}, r)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	read := func(cacheDir string) int64 {
+		mu.Lock()
+		sent = 0
+		mu.Unlock()
+		a, err := OpenURL(srv.URL+"/gemma.hxz", &URLOptions{CacheDir: cacheDir, CacheMaxBytes: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		ti, _ := a.Tensor("blk.2.ffn_gate.weight")
+		buf := make([]byte, ti.Length)
+		if _, err := a.ReadTensor(ti.Name, buf); err != nil || !bytes.Equal(buf, orig[ti.Offset:ti.Offset+ti.Length]) {
+			t.Fatalf("remote tensor: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return sent
+	}
+	if n := read(dir); n == 0 {
+		t.Fatal("a cold cache fetched nothing")
+	}
+	if n := read(dir); n != 0 {
+		t.Fatalf("a warm cache fetched %d bytes", n)
+	}
+	if n := read("off"); n == 0 {
+		t.Fatal("CacheDir off fetched nothing")
 	}
 }

@@ -50,6 +50,15 @@ struct Cli {
     /// Extra folder to look for parent archives in, when they were moved (repeatable).
     #[arg(long = "parent-dir", global = true, value_name = "DIR")]
     parent_dirs: Vec<PathBuf>,
+    /// Folder of the block cache of remote archives (default: HEXZ_CACHE_DIR, else ~/.cache/hexz/blocks).
+    #[arg(long = "cache-dir", global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Read remote archives without the block cache (as HEXZ_CACHE_DIR=off).
+    #[arg(long = "no-cache", global = true, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Cap on the block cache folder, e.g. 20G (default: HEXZ_CACHE_MAX_BYTES, else 10G).
+    #[arg(long = "cache-max", global = true, value_name = "SIZE", value_parser = util::parse_cache_max)]
+    cache_max: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -242,6 +251,7 @@ fn main() -> ExitCode {
         // (The mount daemon unmounts on these signals instead.)
         util::install_signal_cleanup();
     }
+    util::set_cache_flags(if cli.no_cache { Some(None) } else { cli.cache_dir.clone().map(Some) }, cli.cache_max);
     let open = OpenOptions {
         search: cli.parent_dirs.iter().map(|d| util::location(d)).collect(),
         ..hexz_remote::open_options(util::remote_options())
@@ -474,6 +484,14 @@ fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Resul
     if mount::is_mounted(&a.mountpoint) {
         return Err(CliError::new(&a.mountpoint, "something is mounted there already"));
     }
+    // As the help says: an empty folder (a mount would hide what it holds).
+    match std::fs::read_dir(&a.mountpoint).map(|mut entries| entries.next().is_some()) {
+        Ok(true) => {
+            return Err(CliError::new(&a.mountpoint, "mount point is not empty (its files would be hidden)"));
+        }
+        Ok(false) => {}
+        Err(e) => return Err(CliError::new(&a.mountpoint, format!("cannot read the mount point: {e}"))),
+    }
     if a.foreground {
         let reader = open_reader(&a.archive, ctx)?;
         let mtime = std::fs::metadata(&a.archive).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
@@ -488,6 +506,8 @@ fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Resul
     for d in parent_dirs {
         cmd.arg("--parent-dir").arg(d);
     }
+    // The block cache flags, which the environment alone would not carry.
+    cmd.args(util::cache_flag_args());
     cmd.arg("-q").arg("mount").arg("--foreground").arg("--cache-mib").arg(a.cache_mib.to_string());
     cmd.arg(&a.archive).arg(&a.mountpoint);
     // The background process keeps none of our descriptors (a caller

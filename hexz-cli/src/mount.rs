@@ -278,12 +278,14 @@ pub fn serve(
     ];
     // Several reads decode at once (the kernel sends read-ahead in parallel).
     config.n_threads = Some(2);
-    let session = fuser::spawn_mount(fs, mountpoint, &config)
-        .map_err(|e| CliError::new(mountpoint, format!("cannot mount: {e}")))?;
+    // The handlers first: a signal that comes while the mount is being set
+    // up still unmounts it.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM, SIGHUP] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| CliError::new(mountpoint, e.to_string()))?;
     }
+    let session = fuser::spawn_mount(fs, mountpoint, &config)
+        .map_err(|e| CliError::new(mountpoint, format!("cannot mount: {e}")))?;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && !session.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -291,7 +293,29 @@ pub fn serve(
         // Unmounted from outside (hexz unmount, umount): the session ended.
         return session.join().map_err(|e| CliError::new(mountpoint, e.to_string()));
     }
-    session.umount_and_join().map_err(|e| CliError::new(mountpoint, format!("unmount: {e}")))
+    match session.umount_and_join() {
+        Ok(()) => Ok(()),
+        // Busy (a reader holds a file open): detach the mount from the
+        // tree instead, so that no stale mount point is left behind this
+        // process; the open files fail once it has exited.
+        Err(e) => detach(mountpoint).map_err(|d| CliError::new(mountpoint, format!("unmount: {e}; {d}"))),
+    }
+}
+
+/// Detach the mount at `mountpoint` lazily (MNT_DETACH: gone from the tree
+/// now, released when its last open file closes).
+fn detach(mountpoint: &Path) -> Result<(), String> {
+    let c = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
+        .map_err(|_| "mount point has a NUL byte".to_string())?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 || !is_mounted(mountpoint) {
+        return Ok(());
+    }
+    let direct = std::io::Error::last_os_error();
+    match std::process::Command::new("fusermount3").arg("-uz").arg(mountpoint).status() {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(format!("cannot detach: {direct}")),
+    }
 }
 
 /// Whether `path` is a mount point now (its device differs from its parent's).

@@ -72,6 +72,7 @@ pub fn install_signal_cleanup() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             hexz_io::output::remove_registered_temporaries();
+            hexz_remote::abort_unfinished_uploads();
             std::process::exit(128 + signal);
         }
     });
@@ -236,10 +237,45 @@ pub fn location(arg: &std::path::Path) -> hexz_io::Location {
     }
 }
 
+/// The block cache flags (`--cache-dir`, `--no-cache`, `--cache-max`),
+/// which win over the environment.
+static CACHE_FLAGS: std::sync::OnceLock<(Option<Option<std::path::PathBuf>>, Option<u64>)> = std::sync::OnceLock::new();
+
+/// Set the block cache flags once, at startup: the folder (`Some(None)`:
+/// off) and the cap.
+pub fn set_cache_flags(dir: Option<Option<std::path::PathBuf>>, max: Option<u64>) {
+    let _ = CACHE_FLAGS.set((dir, max));
+}
+
+/// The block cache flags as given, to pass on to a child `hexz` (the
+/// mount's background process).
+pub fn cache_flag_args() -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    if let Some((dir, max)) = CACHE_FLAGS.get() {
+        match dir {
+            Some(Some(d)) => args.extend(["--cache-dir".into(), d.clone().into_os_string()]),
+            Some(None) => args.push("--no-cache".into()),
+            None => {}
+        }
+        if let Some(m) = max {
+            args.extend(["--cache-max".into(), m.to_string().into()]);
+        }
+    }
+    args
+}
+
+/// `--cache-max`: bytes, or with a K, M, G or T suffix.
+pub fn parse_cache_max(text: &str) -> Result<u64, String> {
+    hexz_remote::diskcache::parse_size(text)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("not a size: {text} (bytes, or with K, M, G or T)"))
+}
+
 /// Remote options from the environment: `HEXZ_CACHE_BYTES` (bytes of
 /// fetched ranges kept), `HEXZ_TIMEOUT_SECS` (the stall timeout: longest
 /// wait for a response to start or for its next bytes), `HEXZ_RETRIES`
-/// (requests after the first for one range); S3 endpoint, region and
+/// (requests after the first for one range), `HEXZ_CACHE_DIR` and
+/// `HEXZ_CACHE_MAX_BYTES` (the block cache, unless the flags say); S3 endpoint, region and
 /// credentials come from the standard AWS variables.
 pub fn remote_options() -> hexz_remote::RemoteOptions {
     let mut o = hexz_remote::RemoteOptions::default();
@@ -252,6 +288,14 @@ pub fn remote_options() -> hexz_remote::RemoteOptions {
     }
     if let Some(n) = num("HEXZ_RETRIES") {
         o.retries = n as usize;
+    }
+    if let Some((dir, max)) = CACHE_FLAGS.get() {
+        if let Some(dir) = dir {
+            o.block_cache.dir = dir.as_deref().and_then(hexz_remote::diskcache::dir_setting);
+        }
+        if let Some(max) = max {
+            o.block_cache.max_bytes = *max;
+        }
     }
     o
 }

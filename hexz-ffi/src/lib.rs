@@ -515,6 +515,13 @@ pub struct hexz_url_options {
     /// Read slots, hash checks and memory caps as for hexz_open_path; NULL
     /// for the defaults (its parent_dir and parents apply too).
     pub open: *const hexz_open_options,
+    /// Folder of the persistent block cache (blocks kept on disk, keyed by
+    /// their BLAKE3, shared by archives and processes); NULL: HEXZ_CACHE_DIR,
+    /// else $XDG_CACHE_HOME/hexz/blocks or ~/.cache/hexz/blocks; "off": none.
+    pub cache_dir: *const c_char,
+    /// Cap on the block cache folder in bytes (least recently used entries
+    /// go first); 0: HEXZ_CACHE_MAX_BYTES, else 10 GiB.
+    pub cache_max_bytes: u64,
 }
 
 // SAFETY: repr(C), integers and raw pointers: every bit pattern is valid.
@@ -529,6 +536,8 @@ unsafe impl Versioned for hexz_url_options {
             connect_timeout_ms: 0,
             parent_location: std::ptr::null(),
             open: std::ptr::null(),
+            cache_dir: std::ptr::null(),
+            cache_max_bytes: 0,
         }
     }
 }
@@ -590,6 +599,12 @@ pub unsafe extern "C" fn hexz_open_url(
             }
             if o.connect_timeout_ms > 0 {
                 remote.connect_timeout = std::time::Duration::from_millis(u64::from(o.connect_timeout_ms));
+            }
+            if let Some(dir) = text(o.cache_dir, "cache_dir")? {
+                remote.block_cache.dir = hexz_remote::diskcache::dir_setting(std::path::Path::new(&dir));
+            }
+            if o.cache_max_bytes > 0 {
+                remote.block_cache.max_bytes = o.cache_max_bytes;
             }
             open.resolver = Arc::new(hexz_remote::RemoteResolver { options: remote });
         }

@@ -5,19 +5,23 @@
 //! only when the archive is whole) and [`list`] (archives under a URL
 //! prefix).
 
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use hexz_format::layout::{DirectoryEntry, Footer, BLOCK_ENTRY_SIZE, DIRECTORY_ENTRY_SIZE};
 use hexz_format::writer::{StoreOptions, StoreReport};
-use hexz_format::{ErrorCode, ReadAt};
+use hexz_format::{Archive, ErrorCode, OpenLimits, ReadAt};
 use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, Reader, Resolver, Result, SharedCache, Source};
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -25,8 +29,10 @@ use object_store::{
     PutPayload, RetryConfig,
 };
 
+pub mod diskcache;
 pub mod retry;
 
+use diskcache::{block_key, CacheSetting, DiskCache};
 use retry::{FetchError, RangeRead, RetryRules, StatusConnector};
 
 /// Bytes fetched from the end of an object at open: footer, directory and
@@ -56,6 +62,10 @@ pub struct RemoteOptions {
     pub retries: usize,
     /// Longest `Retry-After` a read waits for.
     pub max_retry_after: Duration,
+    /// The persistent block cache (see [`diskcache`]); default from
+    /// `HEXZ_CACHE_DIR` and `HEXZ_CACHE_MAX_BYTES`, else on, in the
+    /// platform cache folder, capped at 10 GiB.
+    pub block_cache: CacheSetting,
 }
 
 impl Default for RemoteOptions {
@@ -68,6 +78,7 @@ impl Default for RemoteOptions {
             connect_timeout: Duration::from_secs(10),
             retries: 4,
             max_retry_after: Duration::from_secs(30),
+            block_cache: CacheSetting::from_env(),
         }
     }
 }
@@ -102,6 +113,25 @@ fn refused(url: &str, reason: impl Into<String>, code: ErrorCode) -> Error {
     Error::refused(url, reason, code)
 }
 
+/// An object store error of a request about `url` (an upload, a listing):
+/// a missing bucket as such (not found), and S3's XML read into its code and
+/// message, never shown.
+fn store_error(url: &str, e: impl std::fmt::Display) -> Error {
+    let text = e.to_string();
+    match retry::s3_error(&text) {
+        Some(s) if s.code == "NoSuchBucket" => {
+            let bucket = s.bucket.map(|b| format!(" '{b}'")).unwrap_or_default();
+            refused(url, format!("no such bucket{bucket}"), ErrorCode::NotFound)
+        }
+        _ => Error::At { location: Location::Url(url.into()), source: io_error(url, 0, retry::without_s3_xml(&text)) },
+    }
+}
+
+/// Whether the store behind `url` refuses suffix ranges (Azure Blob).
+fn no_suffix_ranges(url: &str) -> bool {
+    ["az://", "abfs://", "abfss://", "azure://"].iter().any(|s| url.starts_with(s))
+}
+
 /// What the store is for: reads retry in [`retry`] (object_store's own
 /// retries off, so there is one layer); uploads and listings keep
 /// object_store's retries, their only layer.
@@ -123,7 +153,13 @@ pub fn store_for(url: &str, opts: &RemoteOptions) -> Result<(Arc<dyn ObjectStore
 fn build_store(url: &str, opts: &RemoteOptions, purpose: Purpose) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
     runtime();
     let bad = |e: &dyn std::fmt::Display| refused(url, e.to_string(), ErrorCode::InvalidArgument);
-    let unsupported = || refused(url, "not a URL hexz can read (s3://, http://, https://)", ErrorCode::Unsupported);
+    let unsupported = || {
+        refused(
+            url,
+            "not a URL hexz can read (s3://, gs://, az://, abfs://, http://, https://)",
+            ErrorCode::Unsupported,
+        )
+    };
     let parsed = url::Url::parse(url).map_err(|_| unsupported())?;
     let retry = match purpose {
         Purpose::Read => RetryConfig { max_retries: 0, ..RetryConfig::default() },
@@ -154,6 +190,38 @@ fn build_store(url: &str, opts: &RemoteOptions, purpose: Purpose) -> Result<(Arc
                 b = b.with_http_connector(StatusConnector);
             }
             let client = client.with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+            let store = b.with_client_options(client).build().map_err(|e| bad(&e))?;
+            Ok((Arc::new(store), path))
+        }
+        "az" | "abfs" | "abfss" | "azure" => {
+            let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| bad(&e))?;
+            if scheme != ObjectStoreScheme::MicrosoftAzure || parsed.host_str().is_none_or(str::is_empty) {
+                return Err(refused(url, "no container in the URL", ErrorCode::InvalidArgument));
+            }
+            // Credentials, account and the emulator (Azurite:
+            // AZURE_STORAGE_USE_EMULATOR, AZURITE_BLOB_STORAGE_URL) from the
+            // standard AZURE_* variables.
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry);
+            if purpose == Purpose::Read {
+                b = b.with_http_connector(StatusConnector);
+            }
+            let store = b.with_client_options(client).build().map_err(|e| bad(&e))?;
+            Ok((Arc::new(store), path))
+        }
+        "gs" => {
+            let (_, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| bad(&e))?;
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(refused(url, "no bucket in the URL", ErrorCode::InvalidArgument));
+            }
+            // Credentials from GOOGLE_SERVICE_ACCOUNT(_KEY) or application
+            // default credentials; an emulator through GOOGLE_BASE_URL
+            // (plain http:// allowed) with GOOGLE_SKIP_SIGNATURE=true.
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry);
+            if purpose == Purpose::Read {
+                b = b.with_http_connector(StatusConnector);
+            }
+            let base = std::env::var("GOOGLE_BASE_URL").unwrap_or_default();
+            let client = client.with_allow_http(base.starts_with("http://"));
             let store = b.with_client_options(client).build().map_err(|e| bad(&e))?;
             Ok((Arc::new(store), path))
         }
@@ -197,11 +265,42 @@ pub struct RemoteSource {
     head: Bytes,
     tail_start: u64,
     tail: Bytes,
+    /// Index pages outside the tail, by offset (kept with the disk cache on).
+    pages: BTreeMap<u64, Bytes>,
     /// Ranges fetched, kept for repeated reads; a range wanted by several
     /// threads at once is fetched once.
     cache: SharedCache,
+    /// The persistent block cache and this object's blocks, when on.
+    persist: Option<Persist>,
     rules: RetryRules,
     stats: Arc<Stats>,
+}
+
+/// The disk cache as one object sees it.
+struct Persist {
+    disk: Arc<DiskCache>,
+    /// Stored blocks of the object: (stored offset, stored length, key),
+    /// sorted by offset, one per offset.
+    blocks: Vec<(u64, u32, [u8; 32])>,
+    /// Keys served or written lately: suspects when bytes of this object
+    /// fail a check (see `discard_cached`).
+    recent: Mutex<VecDeque<[u8; 32]>>,
+    /// Keys whose disk entries are not trusted until fetched again from the
+    /// origin (and their entries replaced).
+    suspect: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Keys remembered for `discard_cached`.
+const RECENT_KEYS: usize = 512;
+
+impl Persist {
+    fn note(&self, key: [u8; 32]) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_KEYS {
+            recent.pop_front();
+        }
+        recent.push_back(key);
+    }
 }
 
 impl std::fmt::Debug for RemoteSource {
@@ -222,21 +321,217 @@ fn fetch_error(url: &str, offset: u64, len: u64, e: FetchError) -> hexz_format::
     hexz_format::Error::from_io(offset, std::io::Error::new(kind, format!("{url}: bytes {offset}-{end}: {e}")))
 }
 
+/// What is known of a remote object's structure: kept in the disk cache
+/// under its URL, and used only while the object's ETag (or, without one,
+/// its size and modification time) is unchanged.
+#[derive(Debug, Clone, PartialEq)]
+struct Structure {
+    url: String,
+    size: u64,
+    etag: Option<String>,
+    last_modified_ms: i64,
+    head: Bytes,
+    tail_start: u64,
+    tail: Bytes,
+    pages: BTreeMap<u64, Bytes>,
+}
+
+impl Structure {
+    fn key(url: &str) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"hexz remote structure v1\0");
+        h.update(url.as_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `meta` (from a HEAD) describes the object this was read from.
+    fn matches(&self, meta: &object_store::ObjectMeta) -> bool {
+        if meta.size != self.size {
+            return false;
+        }
+        match (&self.etag, &meta.e_tag) {
+            (Some(a), Some(b)) => a == b,
+            // No ETag: the date, when the server gave one (the epoch is
+            // what a missing Last-Modified reads as).
+            _ => self.last_modified_ms > 0 && meta.last_modified.timestamp_millis() == self.last_modified_ms,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let bytes = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        };
+        bytes(&mut out, self.url.as_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.push(u8::from(self.etag.is_some()));
+        bytes(&mut out, self.etag.as_deref().unwrap_or_default().as_bytes());
+        out.extend_from_slice(&self.last_modified_ms.to_le_bytes());
+        bytes(&mut out, &self.head);
+        out.extend_from_slice(&self.tail_start.to_le_bytes());
+        bytes(&mut out, &self.tail);
+        out.extend_from_slice(&(self.pages.len() as u64).to_le_bytes());
+        for (at, page) in &self.pages {
+            out.extend_from_slice(&at.to_le_bytes());
+            bytes(&mut out, page);
+        }
+        out
+    }
+
+    fn decode(data: &[u8]) -> Option<Structure> {
+        struct Cursor<'a>(&'a [u8]);
+        impl<'a> Cursor<'a> {
+            fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+                if n > self.0.len() {
+                    return None;
+                }
+                let (a, b) = self.0.split_at(n);
+                self.0 = b;
+                Some(a)
+            }
+            fn u64(&mut self) -> Option<u64> {
+                Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+            }
+            fn bytes(&mut self) -> Option<Bytes> {
+                let n = usize::try_from(self.u64()?).ok()?;
+                Some(Bytes::copy_from_slice(self.take(n)?))
+            }
+        }
+        let mut c = Cursor(data);
+        let url = String::from_utf8(c.bytes()?.to_vec()).ok()?;
+        let size = c.u64()?;
+        let has_etag = c.take(1)?[0] == 1;
+        let etag = String::from_utf8(c.bytes()?.to_vec()).ok()?;
+        let last_modified_ms = c.u64()? as i64;
+        let head = c.bytes()?;
+        let tail_start = c.u64()?;
+        let tail = c.bytes()?;
+        let n = c.u64()?;
+        let mut pages = BTreeMap::new();
+        for _ in 0..n {
+            let offset = c.u64()?;
+            pages.insert(offset, c.bytes()?);
+        }
+        let sane = tail_start.checked_add(tail.len() as u64) == Some(size) && head.len() as u64 <= size;
+        sane.then_some(Structure {
+            url,
+            size,
+            etag: has_etag.then_some(etag),
+            last_modified_ms,
+            head,
+            tail_start,
+            tail,
+            pages,
+        })
+    }
+
+    /// The structure's bytes covering `[offset, offset + len)`, if any.
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len as u64)?;
+        if end <= self.head.len() as u64 {
+            return Some(&self.head[offset as usize..end as usize]);
+        }
+        if offset >= self.tail_start {
+            let at = (offset - self.tail_start) as usize;
+            return self.tail.get(at..at + len);
+        }
+        let (&start, page) = self.pages.range(..=offset).next_back()?;
+        let at = (offset - start) as usize;
+        page.get(at..at.checked_add(len)?)
+    }
+
+    /// The footer and directory read from the tail, when whole.
+    fn directory(&self) -> Option<(Footer, Vec<DirectoryEntry>)> {
+        use zerocopy::FromBytes;
+        let footer_at = self.tail.len().checked_sub(hexz_format::layout::FOOTER_SIZE)?;
+        let footer = Footer::read_from_bytes(&self.tail[footer_at..]).ok()?;
+        let dir_at = usize::try_from(footer.directory_offset.get().checked_sub(self.tail_start)?).ok()?;
+        let count = footer.page_count.get() as usize;
+        let raw = self.tail.get(dir_at..dir_at.checked_add(count.checked_mul(DIRECTORY_ENTRY_SIZE)?)?)?;
+        let entries = raw.chunks_exact(DIRECTORY_ENTRY_SIZE).map(DirectoryEntry::read_from_bytes);
+        Some((footer, entries.collect::<std::result::Result<_, _>>().ok()?))
+    }
+}
+
+/// The structure as a source (anything else is an error): to walk the
+/// index of an object without fetching its blocks.
+struct StructureView<'a>(&'a Structure);
+
+impl ReadAt for StructureView<'_> {
+    fn len(&self) -> u64 {
+        self.0.size
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
+        let bytes = self.0.bytes_at(offset, buf.len()).ok_or(hexz_format::Error::InvalidArgument("not structure"))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
 impl RemoteSource {
     /// Open `url`: two requests at once, the first [`OPEN_PREFIX`] bytes and
-    /// the last [`OPEN_SUFFIX`], which give the size and ETag too.
+    /// the last [`OPEN_SUFFIX`], which give the size and ETag too. With the
+    /// disk cache on, the index pages are fetched too and all of it kept;
+    /// the next open of the URL then costs one HEAD request, which shows
+    /// whether the object is still the one they were read from.
     pub fn open(url: &str, opts: &RemoteOptions) -> Result<RemoteSource> {
         let (store, path) = store_for(url, opts)?;
         let stats = Arc::new(Stats::default());
         let rules = opts.retry_rules();
+        let disk = match &opts.block_cache.dir {
+            Some(dir) => match DiskCache::shared(dir, opts.block_cache.max_bytes) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| eprintln!("hexz: no block cache at {}: {e}", dir.display()));
+                    None
+                }
+            },
+            None => None,
+        };
+        let key = Structure::key(url);
+        let known = disk.as_ref().and_then(|d| d.get_meta(&key)).and_then(|b| Structure::decode(&b));
+        if let (Some(disk), Some(known)) = (&disk, known.filter(|k| k.url == url)) {
+            let head = runtime().block_on(async {
+                stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::timeout(rules.stall_timeout, store.head(&path)).await
+            });
+            match head {
+                Ok(Ok(meta)) if known.matches(&meta) => {
+                    return Ok(Self::build(url, store, path, known, opts, Some(disk.clone()), rules, stats));
+                }
+                Ok(Err(object_store::Error::NotFound { .. })) => {
+                    disk.remove_meta(&key);
+                    return Err(Error::refused(url, "no such object", ErrorCode::NotFound));
+                }
+                // Another object now, or no HEAD (a presigned GET URL):
+                // opened as if unknown.
+                _ => disk.remove_meta(&key),
+            }
+        }
         let read = RangeRead { store: &*store, path: &path, rules, expect: None, stats: &stats };
         let fail = |e: FetchError, len: u64| match e {
-            FetchError::NotFound(_) => Error::refused(url, "no such object", ErrorCode::NotFound),
+            FetchError::NotFound(what) => Error::refused(url, what, ErrorCode::NotFound),
             e => Error::At { location: Location::Url(url.into()), source: fetch_error(url, 0, len, e) },
         };
-        let (tail, head) = runtime().block_on(async {
-            futures::join!(read.run(GetRange::Suffix(OPEN_SUFFIX)), read.run(GetRange::Bounded(0..OPEN_PREFIX)))
-        });
+        // Azure serves no suffix ranges: its size first (a HEAD), then the
+        // same two ranges, bounded.
+        let tail_range = if no_suffix_ranges(url) {
+            let meta = runtime()
+                .block_on(async { tokio::time::timeout(rules.stall_timeout, store.head(&path)).await })
+                .map_err(|_| refused(url, "no response to HEAD within the stall timeout", ErrorCode::Io))?
+                .map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => refused(url, "no such object", ErrorCode::NotFound),
+                    e => store_error(url, e),
+                })?;
+            GetRange::Bounded(meta.size.saturating_sub(OPEN_SUFFIX)..meta.size)
+        } else {
+            GetRange::Suffix(OPEN_SUFFIX)
+        };
+        let (tail, head) = runtime()
+            .block_on(async { futures::join!(read.run(tail_range), read.run(GetRange::Bounded(0..OPEN_PREFIX))) });
         let tail = tail.map_err(|e| fail(e, OPEN_SUFFIX))?;
         let head = head.map_err(|e| fail(e, OPEN_PREFIX))?;
         if head.meta.e_tag != tail.meta.e_tag || head.meta.size != tail.meta.size {
@@ -245,19 +540,117 @@ impl RemoteSource {
         if tail.start + tail.bytes.len() as u64 != tail.meta.size {
             return Err(refused(url, "the server returned a short suffix range", ErrorCode::Io));
         }
-        Ok(RemoteSource {
+        let mut known = Structure {
             url: url.to_string(),
             size: tail.meta.size,
-            etag: tail.meta.e_tag,
+            etag: tail.meta.e_tag.clone(),
+            last_modified_ms: tail.meta.last_modified.timestamp_millis(),
             head: head.bytes,
             tail_start: tail.start,
             tail: tail.bytes,
+            pages: BTreeMap::new(),
+        };
+        if let Some(d) = &disk {
+            // Failures here surface, if they matter, when the bytes are read.
+            if Self::fetch_structure(&mut known, &store, &path, rules, &stats).is_ok() {
+                d.put_meta(&key, &known.encode());
+            }
+        }
+        Ok(Self::build(url, store, path, known, opts, disk, rules, stats))
+    }
+
+    /// Fetch what the structure lacks: the directory and manifest when
+    /// longer than the tail, and every index page, concurrently.
+    fn fetch_structure(
+        known: &mut Structure,
+        store: &Arc<dyn ObjectStore>,
+        path: &ObjectPath,
+        rules: RetryRules,
+        stats: &Stats,
+    ) -> std::result::Result<(), FetchError> {
+        let expect = Some((known.size, known.etag.clone()));
+        let read = RangeRead { store: &**store, path, rules, expect, stats };
+        let footer_at = known.tail.len().checked_sub(hexz_format::layout::FOOTER_SIZE);
+        let footer = footer_at.and_then(|at| {
+            use zerocopy::FromBytes;
+            Footer::read_from_bytes(&known.tail[at..]).ok()
+        });
+        let Some(footer) = footer else { return Ok(()) };
+        let dir = footer.directory_offset.get();
+        if dir < known.tail_start && dir >= known.head.len() as u64 {
+            let more = runtime().block_on(read.run(GetRange::Bounded(dir..known.tail_start)))?;
+            let mut tail = more.bytes.to_vec();
+            tail.extend_from_slice(&known.tail);
+            known.tail = Bytes::from(tail);
+            known.tail_start = dir;
+        }
+        let Some((_, entries)) = known.directory() else { return Ok(()) };
+        let wanted: Vec<(u64, u64)> = entries
+            .iter()
+            .map(|e| (e.page_offset.get(), u64::from(e.entry_count.get()) * BLOCK_ENTRY_SIZE as u64))
+            .filter(|&(at, len)| len > 0 && known.bytes_at(at, len as usize).is_none())
+            .collect();
+        let fetched = runtime().block_on(async {
+            futures::stream::iter(wanted.iter().map(|&(at, len)| read.run(GetRange::Bounded(at..at + len))))
+                .buffered(8)
+                .collect::<Vec<_>>()
+                .await
+        });
+        for ((at, _), got) in wanted.iter().zip(fetched) {
+            known.pages.insert(*at, got?.bytes);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        url: &str,
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+        known: Structure,
+        opts: &RemoteOptions,
+        disk: Option<Arc<DiskCache>>,
+        rules: RetryRules,
+        stats: Arc<Stats>,
+    ) -> RemoteSource {
+        let persist = disk.and_then(|disk| {
+            let blocks = Self::block_map(&known)?;
+            Some(Persist { disk, blocks, recent: Mutex::new(VecDeque::new()), suspect: Mutex::new(HashSet::new()) })
+        });
+        RemoteSource {
+            url: url.to_string(),
+            size: known.size,
+            etag: known.etag,
+            head: known.head,
+            tail_start: known.tail_start,
+            tail: known.tail,
+            pages: known.pages,
             cache: SharedCache::new(opts.cache_bytes),
+            persist,
             store,
             path,
             rules,
             stats,
-        })
+        }
+    }
+
+    /// Every block stored in the object, with its cache key: the index
+    /// walked over the structure (pages checked against their hashes).
+    /// `None` when the structure is incomplete or not an archive's.
+    fn block_map(known: &Structure) -> Option<Vec<(u64, u32, [u8; 32])>> {
+        let archive = Archive::open_with(StructureView(known), &OpenLimits::default()).ok()?;
+        let parent = archive.parent_identity();
+        let mut page = vec![0u8; archive.page_bytes()];
+        let mut blocks = Vec::with_capacity(usize::try_from(archive.block_count()).unwrap_or(0));
+        for b in archive.all_blocks(&mut page) {
+            let e = b.ok()?.entry;
+            if e.location == 0 && e.stored_length.get() > 0 {
+                blocks.push((e.stored_offset.get(), e.stored_length.get(), block_key(&e, parent)));
+            }
+        }
+        blocks.sort_by_key(|b| b.0);
+        blocks.dedup_by_key(|b| b.0);
+        Some(blocks)
     }
 
     pub fn url(&self) -> &str {
@@ -269,17 +662,166 @@ impl RemoteSource {
         self.stats.clone()
     }
 
+    /// The disk cache this source uses, if any.
+    pub fn disk_cache(&self) -> Option<&Arc<DiskCache>> {
+        self.persist.as_ref().map(|p| &p.disk)
+    }
+
     /// GET `[offset, offset + len)` through the retry layer.
     fn fetch(&self, offset: u64, len: usize) -> hexz_format::Result<Bytes> {
-        let read = RangeRead {
+        let got = runtime().block_on(self.range_read().run(GetRange::Bounded(offset..offset + len as u64)));
+        got.map(|f| f.bytes).map_err(|e| fetch_error(&self.url, offset, len as u64, e))
+    }
+
+    fn range_read(&self) -> RangeRead<'_> {
+        RangeRead {
             store: &*self.store,
             path: &self.path,
             rules: self.rules,
             expect: Some((self.size, self.etag.clone())),
             stats: &self.stats,
+        }
+    }
+
+    /// The blocks `[first, last]` of the map when `[offset, offset + len)`
+    /// is exactly their stored bytes, one after the other.
+    fn whole_blocks(p: &Persist, offset: u64, len: usize) -> Option<std::ops::Range<usize>> {
+        let first = p.blocks.binary_search_by_key(&offset, |b| b.0).ok()?;
+        let end = offset + len as u64;
+        let mut at = offset;
+        for (i, &(start, slen, _)) in p.blocks.iter().enumerate().skip(first) {
+            if start != at {
+                return None;
+            }
+            at += u64::from(slen);
+            if at == end {
+                return Some(first..i + 1);
+            }
+            if at > end {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The stored bytes of blocks `range` (which start at `offset`): each
+    /// from the disk cache when held there, the others fetched (runs of
+    /// them in one request each) and kept. A block another process or
+    /// thread is fetching now is waited for, not fetched again.
+    fn load_blocks(
+        &self,
+        p: &Persist,
+        range: std::ops::Range<usize>,
+        offset: u64,
+        len: usize,
+    ) -> hexz_format::Result<Bytes> {
+        let mut out = vec![0u8; len];
+        let blocks = &p.blocks[range];
+        let mut missing: Vec<usize> = (0..blocks.len()).collect();
+        let suspect: HashSet<[u8; 32]> = {
+            let s = p.suspect.lock().unwrap_or_else(|e| e.into_inner());
+            if s.is_empty() {
+                HashSet::new()
+            } else {
+                blocks.iter().map(|b| b.2).filter(|k| s.contains(k)).collect()
+            }
         };
-        let got = runtime().block_on(read.run(GetRange::Bounded(offset..offset + len as u64)));
-        got.map(|f| f.bytes).map_err(|e| fetch_error(&self.url, offset, len as u64, e))
+        for round in 0.. {
+            missing.retain(|&k| {
+                let (start, slen, key) = blocks[k];
+                if suspect.contains(&key) {
+                    return true;
+                }
+                match p.disk.get_block(&key, slen as usize) {
+                    Some(b) => {
+                        let at = (start - offset) as usize;
+                        out[at..at + b.len()].copy_from_slice(&b);
+                        p.note(key);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            if missing.is_empty() {
+                break;
+            }
+            // Lock what no one is fetching; after a few rounds, fetch all.
+            let mut held: HashMap<u64, Option<diskcache::KeyLock>> = HashMap::new();
+            let mut mine = Vec::new();
+            let mut busy = Vec::new();
+            for &k in &missing {
+                let key = blocks[k].2;
+                let stripe = DiskCache::stripe(&key);
+                if round >= 4 || held.contains_key(&stripe) {
+                    mine.push(k);
+                    continue;
+                }
+                match p.disk.try_lock(&key) {
+                    Some(lock) => {
+                        held.insert(stripe, lock);
+                        mine.push(k);
+                    }
+                    None => busy.push(k),
+                }
+            }
+            // Fetched by another while this one locked: no request.
+            mine.retain(|&k| {
+                let (start, slen, key) = blocks[k];
+                if suspect.contains(&key) {
+                    return true;
+                }
+                match p.disk.get_block(&key, slen as usize) {
+                    Some(b) => {
+                        let at = (start - offset) as usize;
+                        out[at..at + b.len()].copy_from_slice(&b);
+                        p.note(key);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            // Runs of blocks next to each other: one request each, at once.
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            for &k in &mine {
+                match runs.last_mut() {
+                    Some((_, end)) if *end == k => *end = k + 1,
+                    _ => runs.push((k, k + 1)),
+                }
+            }
+            let fetched = runtime().block_on(async {
+                let read = self.range_read();
+                let reads = runs.iter().map(|&(a, b)| {
+                    let start = blocks[a].0;
+                    let end = blocks[b - 1].0 + u64::from(blocks[b - 1].1);
+                    let read = &read;
+                    async move { (start, end, read.run(GetRange::Bounded(start..end)).await) }
+                });
+                futures::stream::iter(reads).buffer_unordered(8).collect::<Vec<_>>().await
+            });
+            for (start, end, got) in fetched {
+                let bytes = got.map_err(|e| fetch_error(&self.url, start, end - start, e))?.bytes;
+                let at = (start - offset) as usize;
+                out[at..at + bytes.len()].copy_from_slice(&bytes);
+            }
+            for &k in &mine {
+                let (start, slen, key) = blocks[k];
+                let at = (start - offset) as usize;
+                p.disk.put_block(&key, &out[at..at + slen as usize]);
+                p.note(key);
+            }
+            if !suspect.is_empty() {
+                let mut s = p.suspect.lock().unwrap_or_else(|e| e.into_inner());
+                for &k in &mine {
+                    s.remove(&blocks[k].2);
+                }
+            }
+            drop(held);
+            missing = busy;
+            for &k in &missing {
+                p.disk.wait_unlocked(&blocks[k].2);
+            }
+        }
+        Ok(Bytes::from(out))
     }
 }
 
@@ -299,13 +841,38 @@ impl ReadAt for RemoteSource {
             buf.copy_from_slice(&self.tail[at..at + buf.len()]);
             return Ok(());
         }
-        let (bytes, at) = self.cache.get_or_load(offset, buf.len(), || self.fetch(offset, buf.len()))?;
+        if let Some((&start, page)) = self.pages.range(..=offset).next_back() {
+            let at = (offset - start) as usize;
+            if let Some(bytes) = page.get(at..at + buf.len()) {
+                buf.copy_from_slice(bytes);
+                return Ok(());
+            }
+        }
+        let blocks = self.persist.as_ref().and_then(|p| Some((p, Self::whole_blocks(p, offset, buf.len())?)));
+        let (bytes, at) = match blocks {
+            Some((p, range)) => {
+                self.cache.get_or_load(offset, buf.len(), || self.load_blocks(p, range, offset, buf.len()))?
+            }
+            None => self.cache.get_or_load(offset, buf.len(), || self.fetch(offset, buf.len()))?,
+        };
         buf.copy_from_slice(&bytes[at..at + buf.len()]);
         Ok(())
     }
 
+    /// Bytes of this object failed a check: the ranges kept in memory are
+    /// dropped, and the blocks served from (or written to) the disk cache
+    /// lately become suspects: their next read fetches them from the
+    /// origin and replaces their entries, so a bad entry is replaced by
+    /// the retry that follows, and good ones cost one fetch in this
+    /// process only.
     fn discard_cached(&self) -> bool {
-        self.cache.clear()
+        let mut any = self.cache.clear();
+        if let Some(p) = &self.persist {
+            let recent: Vec<_> = p.recent.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+            any |= !recent.is_empty();
+            p.suspect.lock().unwrap_or_else(|e| e.into_inner()).extend(recent);
+        }
+        any
     }
 }
 
@@ -329,11 +896,43 @@ pub fn open_options(remote: RemoteOptions) -> OpenOptions {
     OpenOptions { resolver: Arc::new(RemoteResolver { options: remote }), ..OpenOptions::default() }
 }
 
+type SharedUpload = Arc<Mutex<Option<Box<dyn MultipartUpload>>>>;
+type WeakUpload = std::sync::Weak<Mutex<Option<Box<dyn MultipartUpload>>>>;
+
+/// Uploads under way, for [`abort_unfinished_uploads`].
+fn uploads() -> &'static Mutex<Vec<WeakUpload>> {
+    static UPLOADS: OnceLock<Mutex<Vec<WeakUpload>>> = OnceLock::new();
+    UPLOADS.get_or_init(Default::default)
+}
+
+fn register_upload(upload: Box<dyn MultipartUpload>) -> SharedUpload {
+    let shared = Arc::new(Mutex::new(Some(upload)));
+    let mut all = uploads().lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(&shared));
+    shared
+}
+
+/// Abort every multipart upload of this process not yet completed (each
+/// within 10 s): what a SIGINT or SIGTERM handler calls before the process
+/// exits, since no destructor runs then. Nothing is left at the keys, and no
+/// unfinished upload keeps its parts (and their storage cost) on S3.
+pub fn abort_unfinished_uploads() {
+    let all: Vec<_> = uploads().lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+    for upload in all.iter().filter_map(std::sync::Weak::upgrade) {
+        let taken = upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut u) = taken {
+            let _ = runtime().block_on(async { tokio::time::timeout(Duration::from_secs(10), u.abort()).await });
+        }
+    }
+}
+
 /// A `Write` that uploads in parts; nothing appears at the key until
 /// [`MultipartWriter::finish`]. Dropped unfinished, it aborts the upload.
 pub struct MultipartWriter {
     url: String,
-    upload: Option<Box<dyn MultipartUpload>>,
+    /// Shared with [`abort_unfinished_uploads`] (a signal's cleanup).
+    upload: Arc<Mutex<Option<Box<dyn MultipartUpload>>>>,
     part: Vec<u8>,
     written: u64,
 }
@@ -341,39 +940,45 @@ pub struct MultipartWriter {
 impl MultipartWriter {
     pub fn create(url: &str, opts: &RemoteOptions) -> Result<MultipartWriter> {
         let (store, path) = build_store(url, opts, Purpose::WriteOrList)?;
-        if !url.starts_with("s3://") {
+        if !["s3://", "gs://", "az://", "abfs://", "abfss://", "azure://"].iter().any(|s| url.starts_with(s)) {
             return Err(refused(
                 url,
-                "storing needs an s3:// URL (HTTP servers take no uploads)",
+                "storing needs an s3://, gs:// or az:// URL (HTTP servers take no uploads)",
                 ErrorCode::Unsupported,
             ));
         }
-        let upload = runtime()
-            .block_on(store.put_multipart(&path))
-            .map_err(|e| Error::At { location: Location::Url(url.into()), source: io_error(url, 0, e) })?;
+        let upload = runtime().block_on(store.put_multipart(&path)).map_err(|e| store_error(url, e))?;
         Ok(MultipartWriter {
             url: url.to_string(),
-            upload: Some(upload),
+            upload: register_upload(upload),
             part: Vec::with_capacity(PART_SIZE),
             written: 0,
         })
     }
 
     fn send_part(&mut self) -> std::io::Result<()> {
-        let Some(upload) = self.upload.as_mut() else {
-            return Err(std::io::Error::other(format!("{}: upload already ended", self.url)));
-        };
         let data = PutPayload::from(std::mem::replace(&mut self.part, Vec::with_capacity(PART_SIZE)));
-        runtime().block_on(upload.put_part(data)).map_err(|e| std::io::Error::other(format!("{}: {e}", self.url)))
+        // The part's request runs without the lock: a signal's cleanup may abort meanwhile.
+        let sending = match self.upload.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(upload) => upload.put_part(data),
+            None => return Err(std::io::Error::other(format!("{}: upload already ended", self.url))),
+        };
+        runtime()
+            .block_on(sending)
+            .map_err(|e| std::io::Error::other(format!("{}: {}", self.url, retry::without_s3_xml(&e.to_string()))))
     }
 
     /// Upload the last part and complete the upload: the object appears.
     pub fn finish(mut self) -> Result<u64> {
-        let err = |url: &str, e: String| Error::At { location: Location::Url(url.into()), source: io_error(url, 0, e) };
+        let err = |url: &str, e: String| Error::At {
+            location: Location::Url(url.into()),
+            source: io_error(url, 0, retry::without_s3_xml(&e)),
+        };
         if !self.part.is_empty() || self.written == 0 {
             self.send_part().map_err(|e| err(&self.url, e.to_string()))?;
         }
-        let mut upload = self.upload.take().expect("finish runs once");
+        let taken = self.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut upload) = taken else { return Err(err(&self.url, "upload already ended".into())) };
         runtime().block_on(upload.complete()).map_err(|e| err(&self.url, e.to_string()))?;
         Ok(self.written)
     }
@@ -397,7 +1002,8 @@ impl Write for MultipartWriter {
 
 impl Drop for MultipartWriter {
     fn drop(&mut self) {
-        if let Some(mut upload) = self.upload.take() {
+        let taken = self.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut upload) = taken {
             // Not finished: no object may appear at the key.
             let _ = runtime().block_on(upload.abort());
         }
@@ -468,8 +1074,7 @@ pub fn list(prefix: &str, opts: &RemoteOptions) -> Result<Vec<(String, u64)>> {
     let found: Vec<_> = runtime().block_on(store.list(prefix_path).collect());
     let mut out = Vec::new();
     for meta in found {
-        let meta =
-            meta.map_err(|e| Error::At { location: Location::Url(prefix.into()), source: io_error(prefix, 0, e) })?;
+        let meta = meta.map_err(|e| store_error(prefix, e))?;
         if meta.location.as_ref().ends_with(".hxz") {
             out.push((format!("{root}/{}", meta.location), meta.size));
         }

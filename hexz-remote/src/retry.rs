@@ -14,6 +14,9 @@
 //!   each next piece of its body arrive, within `stall_timeout`. A transfer
 //!   that keeps moving is never cut off, however slow; a retry after a
 //!   broken or stalled body asks only for the bytes not yet received;
+//! - `If-Match` carries the ETag seen at open when it is strong (a weak
+//!   one would fail RFC 9110's strong comparison); every response's size
+//!   and ETag are compared with those seen at open either way;
 //! - a 404, a changed object (412 on `If-Match`, another size or ETag) and
 //!   other 4xx statuses are not retried.
 //!
@@ -168,8 +171,11 @@ impl HttpService for StatusService {
         // credentials from instance metadata, whose fallbacks read the
         // status) are left as object_store expects them.
         let ranged = req.headers().contains_key("range");
-        let response = self.0.execute(req).await?;
+        let mut response = self.0.execute(req).await?;
         let status = response.status().as_u16();
+        if ranged && status == 206 {
+            add_content_length(response.headers_mut());
+        }
         if !ranged || status < 400 || status == 404 || status == 412 {
             return Ok(response);
         }
@@ -190,6 +196,29 @@ impl HttpService for StatusService {
         let body = String::from_utf8_lossy(&body).split_whitespace().collect::<Vec<_>>().join(" ");
         Err(HttpError::new(HttpErrorKind::Request, ServerError { status, retry_after, body }))
     }
+}
+
+/// A 206 sent chunked has no `Content-Length` (RFC 9110 allows it: the
+/// range's extent is in `Content-Range`), which object_store 0.14 requires
+/// of every response: the length of the range is added from
+/// `Content-Range`. The body is still checked against it (a short or long
+/// body is a failed attempt).
+fn add_content_length(headers: &mut http::HeaderMap) {
+    if headers.contains_key(http::header::CONTENT_LENGTH) {
+        return;
+    }
+    let Some(range) = headers.get(http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()) else { return };
+    let Some(len) = range_length(range) else { return };
+    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+}
+
+/// The length of `bytes a-b/size` (or `bytes a-b/*`).
+fn range_length(content_range: &str) -> Option<u64> {
+    let spec = content_range.trim().strip_prefix("bytes ")?;
+    let (range, _) = spec.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    let (a, b) = (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?);
+    b.checked_sub(a)?.checked_add(1)
 }
 
 /// Why an attempt failed.
@@ -224,7 +253,13 @@ impl std::fmt::Display for FetchError {
 fn classify(e: object_store::Error) -> Failure {
     use object_store::Error as E;
     match e {
-        E::NotFound { .. } => Failure::Fatal(FetchError::NotFound("no such object".into())),
+        E::NotFound { source, .. } => {
+            let what = match s3_error(&chain(&*source)) {
+                Some(e) if e.code == "NoSuchBucket" => "no such bucket",
+                _ => "no such object",
+            };
+            Failure::Fatal(FetchError::NotFound(what.into()))
+        }
         E::Precondition { .. } => {
             Failure::Fatal(FetchError::Changed("the object changed since it was opened (ETag)".into()))
         }
@@ -249,6 +284,35 @@ fn classify(e: object_store::Error) -> Failure {
             // A response object_store refused (another range than asked, ...).
             Failure::Retry { reason: e.to_string(), timed_out: false, retry_after: None }
         }
+    }
+}
+
+/// What an S3 error body says: its code and message (and the bucket it
+/// names), read from the XML S3 sends so that the XML itself never reaches
+/// a user's message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct S3Error {
+    pub code: String,
+    pub message: String,
+    pub bucket: Option<String>,
+}
+
+/// The S3 error in `text` (an error's message holding S3's XML body), if any.
+pub fn s3_error(text: &str) -> Option<S3Error> {
+    let tag = |name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    Some(S3Error { code: tag("Code")?, message: tag("Message").unwrap_or_default(), bucket: tag("BucketName") })
+}
+
+/// `text` with an S3 XML error body replaced by its code and message.
+pub fn without_s3_xml(text: &str) -> String {
+    match (s3_error(text), text.find("<?xml").or_else(|| text.find("<Error>"))) {
+        (Some(e), Some(at)) => format!("{}{}: {}", &text[..at], e.code, e.message).trim().to_string(),
+        _ => text.to_string(),
     }
 }
 
@@ -355,10 +419,11 @@ impl RangeRead<'_> {
     /// One request: for `range`, or for what is still missing of it.
     async fn attempt(&self, range: &GetRange, progress: &mut Option<Progress>) -> Result<(), Failure> {
         let stall = self.rules.stall_timeout;
-        let (asked, if_match) = match progress {
+        let (asked, etag) = match progress {
             Some(p) => (GetRange::Bounded(p.start + p.buf.len() as u64..p.end), p.meta.e_tag.clone()),
             None => (range.clone(), self.expect.as_ref().and_then(|(_, etag)| etag.clone())),
         };
+        let if_match = etag.filter(|e| is_strong(e));
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let options = GetOptions { range: Some(asked), if_match, ..Default::default() };
         let response = match tokio::time::timeout(stall, self.store.get_opts(self.path, options)).await {
@@ -425,6 +490,15 @@ impl RangeRead<'_> {
     }
 }
 
+/// Whether `etag` is a strong ETag. `If-Match` is sent with strong ones
+/// only: RFC 9110 compares `If-Match` strongly, so a server that follows
+/// it answers 412 to a weak ETag (`W/"..."`) even for the same object.
+/// Every response's ETag is still compared with the one seen at open, so
+/// a changed object is caught either way.
+pub(crate) fn is_strong(etag: &str) -> bool {
+    !etag.starts_with("W/")
+}
+
 fn secs(d: Duration) -> String {
     format!("{}", d.as_secs_f64())
 }
@@ -474,6 +548,38 @@ mod tests {
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date gone by");
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-5"), None);
+    }
+
+    #[test]
+    fn s3_xml_is_read_not_shown() {
+        let text = "Error performing POST http://h/b/k?uploads= - Server returned non-2xx status code: 404 \
+                    Not Found: <?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>NoSuchBucket</Code>\
+                    <Message>The specified bucket does not exist</Message><BucketName>b</BucketName>\
+                    <RequestId>X</RequestId></Error>";
+        let e = s3_error(text).unwrap();
+        assert_eq!((e.code.as_str(), e.bucket.as_deref()), ("NoSuchBucket", Some("b")));
+        let clean = without_s3_xml(text);
+        assert!(clean.ends_with("404 Not Found: NoSuchBucket: The specified bucket does not exist"), "{clean}");
+        assert!(!clean.contains('<'), "{clean}");
+        assert_eq!(without_s3_xml("plain"), "plain");
+    }
+
+    #[test]
+    fn a_chunked_206_gets_its_length_from_content_range() {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CONTENT_RANGE, http::HeaderValue::from_static("bytes 10-19/100"));
+        add_content_length(&mut h);
+        assert_eq!(h.get(http::header::CONTENT_LENGTH).unwrap(), "10");
+        assert_eq!(range_length("bytes 0-0/*"), Some(1));
+        for bad in ["bytes 9-3/10", "items 0-1/2", "bytes x-1/2", "bytes 0-1"] {
+            assert_eq!(range_length(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_strong_etags_are_sent_in_if_match() {
+        assert!(is_strong("\"abc\""));
+        assert!(!is_strong("W/\"abc\""));
     }
 
     #[test]

@@ -138,3 +138,51 @@ def test_remote_mount(models, served, mountpoint):
     hexz("-q", "mount", f"{served.url}/ft.hxz", mountpoint)  # its parent fetched beside it
     assert os.listdir(mountpoint) == ["ft.safetensors"]
     assert sha256(mountpoint / "ft.safetensors") == sha256(models / "minilm-ft.safetensors")
+
+
+def test_a_non_empty_folder_is_refused(models, tmp_path, mountpoint):
+    archive = tmp_path / "m.hxz"
+    hexz("-q", "store", models / "minilm.safetensors", archive)
+    (mountpoint / "keep.txt").write_text("mine")
+    res = hexz("mount", archive, mountpoint, check=False)
+    assert res.returncode != 0 and b"not empty" in res.stderr, res.stderr
+    assert not mounted(mountpoint)
+    assert (mountpoint / "keep.txt").read_text() == "mine"
+
+
+def test_sigterm_with_a_file_open_leaves_no_stale_mount(models, tmp_path, mountpoint):
+    archive = tmp_path / "m.hxz"
+    hexz("-q", "store", models / "minilm.safetensors", archive)
+    hexz("-q", "mount", archive, mountpoint)
+    pid = daemon_pid(mountpoint)
+    f = open(mountpoint / "m.safetensors", "rb")  # busy: a plain unmount fails
+    try:
+        f.read(100)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 10
+        while mounted(mountpoint) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not mounted(mountpoint), "SIGTERM left the mount point mounted"
+        assert os.listdir(mountpoint) == [], "the folder is an empty folder again"
+    finally:
+        try:
+            f.close()
+        except OSError:
+            pass  # ENOTCONN: the daemon is gone, as the docs say
+    for _ in range(100):
+        if subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the daemon did not exit")
+
+
+def test_remote_mount_uses_the_block_cache(models, served, tmp_path, mountpoint):
+    cache = tmp_path / "cache"
+    for run in range(2):
+        served.clear()
+        hexz("-q", "--cache-dir", cache, "mount", f"{served.url}/minilm.hxz", mountpoint)
+        assert sha256(mountpoint / "minilm.safetensors") == sha256(models / "minilm.safetensors")
+        hexz("unmount", mountpoint)
+        fetched = sum(r[3] for r in served.requests() if r[0] == "GET")
+        assert (fetched > 0) if run == 0 else (fetched == 0), (run, fetched)

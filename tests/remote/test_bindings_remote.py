@@ -146,3 +146,45 @@ def test_dcp_checkpoint_read_from_s3(s3, tmp_path, monkeypatch):
     # Writing to a URL is refused with a clear error (store locally, upload).
     with pytest.raises(hexz.UnsupportedError, match="not supported yet"):
         HexzStorageWriter("s3://models/dcp/step-3")
+
+
+class UrlOptionsWithCache(ctypes.Structure):
+    """hexz_url_options with the block cache fields added at its end."""
+    _fields_ = UrlOptions._fields_ + [("cache_dir", ctypes.c_char_p), ("cache_max_bytes", ctypes.c_uint64)]
+
+
+def test_c_abi_block_cache(models, served, c_libraries, tmp_path):
+    lib = c_libraries["hexz-remote"]
+    name = b"blk.1.ffn_up.weight"
+
+    def read_once(cache_dir):
+        opts = UrlOptionsWithCache(struct_size=ctypes.sizeof(UrlOptionsWithCache), cache_dir=cache_dir,
+                                   cache_max_bytes=1 << 30)
+        archive = ctypes.c_void_p()
+        status = lib.hexz_open_url(f"{served.url}/gemma.hxz".encode(), ctypes.byref(opts), ctypes.byref(archive))
+        assert status == 0, lib.hexz_last_error()
+        try:
+            index = ctypes.c_size_t()
+            assert lib.hexz_find_tensor(archive, name, ctypes.byref(index)) == 0
+            info = TensorInfo(struct_size=ctypes.sizeof(TensorInfo))
+            assert lib.hexz_tensor_get_info(archive, index, ctypes.byref(info)) == 0
+            buf = ctypes.create_string_buffer(info.length)
+            got = ctypes.c_size_t()
+            assert lib.hexz_read_tensor(archive, index, buf, info.length, ctypes.byref(got)) == 0
+            with open(models / "gemma.gguf", "rb") as f:
+                f.seek(info.offset)
+                assert buf.raw == f.read(info.length)
+        finally:
+            lib.hexz_close(archive)
+
+    cache = str(tmp_path / "cache").encode()
+    served.clear()
+    read_once(cache)
+    assert sum(r[3] for r in served.requests() if r[0] == "GET") > 0
+    served.clear()
+    read_once(cache)  # as a second process would: every block from the folder
+    assert sum(r[3] for r in served.requests() if r[0] == "GET") == 0, served.requests()
+    assert [r[0] for r in served.requests()] == ["HEAD"]
+    served.clear()
+    read_once(b"off")
+    assert sum(r[3] for r in served.requests() if r[0] == "GET") > 0

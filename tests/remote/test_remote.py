@@ -156,3 +156,42 @@ def test_s3_parent_found_through_a_url_prefix(models, s3, tmp_path):
     dst = tmp_path / "ft.out"
     hexz("-q", "--parent-dir", "s3://models/elsewhere/", "extract", "s3://models/moved/ft.hxz", dst, env=env)
     assert sha256(dst) == sha256(models / "minilm-ft.safetensors")
+
+
+def test_a_missing_bucket_is_reported_as_such(models, s3, tmp_path):
+    env = s3["env"]
+    for args in [("inspect", "s3://nobucket/x.hxz"),
+                 ("store", models / "minilm.safetensors", "s3://nobucket/x.hxz"),
+                 ("ls", "s3://nobucket/")]:
+        res = hexz(*args, env=env, check=False)
+        err = res.stderr.decode()
+        assert res.returncode != 0 and "no such bucket" in err, (args, err)
+        assert "<" not in err and "xml" not in err.lower(), (args, err)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_store_aborts_its_upload(models, s3, tmp_path, sig):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import HEXZ
+
+    client, key = s3["client"], f"interrupted/{sig}.hxz"
+    proc = subprocess.Popen([str(HEXZ), "-q", "store", str(models / "gemma.gguf"), f"s3://models/{key}"],
+                            env=s3["env"], stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        uploads = client.list_multipart_uploads(Bucket="models").get("Uploads", [])
+        if [u for u in uploads if u["Key"] == key]:
+            break
+        assert proc.poll() is None, "the store finished before it could be interrupted"
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no multipart upload started")
+    proc.send_signal(getattr(signal, sig))
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, sig), proc.returncode
+    uploads = client.list_multipart_uploads(Bucket="models").get("Uploads", [])
+    assert not [u for u in uploads if u["Key"] == key], "the upload was left unfinished"
+    assert client.list_objects_v2(Bucket="models", Prefix=key).get("KeyCount", 0) == 0

@@ -197,7 +197,7 @@ impl Archive {
     /// from the AWS variables, or `endpoint_url` / `region`), `http(s)://`.
     #[new]
     #[pyo3(signature = (path, parent_dirs=None, verify_hashes=true, read_slots=0, endpoint_url=None, region=None,
-                        cache_bytes=None, timeout=None))]
+                        cache_bytes=None, timeout=None, cache_dir=None, cache_max=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -209,8 +209,19 @@ impl Archive {
         region: Option<String>,
         cache_bytes: Option<usize>,
         timeout: Option<f64>,
+        cache_dir: Option<PathBuf>,
+        cache_max: Option<u64>,
     ) -> PyResult<Self> {
         let mut remote = hexz_remote::RemoteOptions { endpoint: endpoint_url, region, ..Default::default() };
+        if let Some(dir) = cache_dir {
+            remote.block_cache.dir = hexz_remote::diskcache::dir_setting(&dir);
+        }
+        if let Some(max) = cache_max {
+            if max == 0 {
+                return Err(invalid("cache_max must be a positive number of bytes"));
+            }
+            remote.block_cache.max_bytes = max;
+        }
         if let Some(n) = cache_bytes {
             remote.cache_bytes = n;
         }

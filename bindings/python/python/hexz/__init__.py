@@ -85,6 +85,8 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     region: Optional[str] = None,
     cache_bytes: Optional[int] = None,
     timeout: Optional[float] = None,
+    cache_dir: Union[PathLike, bool, None] = None,
+    cache_max: Optional[int] = None,
 ) -> Archive:
     """Open the archive at `path` with its parent chain. Parents are found
     beside it by their recorded path, then in `parent_dirs`; each is checked
@@ -95,9 +97,16 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     ``http(s)://``. Only the index pages and blocks a read needs are
     fetched; `cache_bytes` of them are kept (64 MiB); `timeout` is the stall
     timeout in seconds (15): the longest wait for a response to start or
-    for its next bytes (a slow transfer that keeps moving is not cut off)."""
+    for its next bytes (a slow transfer that keeps moving is not cut off).
+
+    Blocks of remote archives are kept on disk, keyed by their BLAKE3, and
+    shared by every archive and process reading the same blocks:
+    `cache_dir` is the folder (default ``HEXZ_CACHE_DIR``, else
+    ``~/.cache/hexz/blocks``; ``False`` or ``"off"``: no disk cache),
+    `cache_max` its cap in bytes (``HEXZ_CACHE_MAX_BYTES``, else 10 GiB)."""
     return Archive(path, parent_dirs, verify_hashes=verify_hashes, read_slots=read_slots, endpoint_url=endpoint_url,
-                   region=region, cache_bytes=cache_bytes, timeout=timeout)
+                   region=region, cache_bytes=cache_bytes, timeout=timeout, cache_dir=cache_dir,
+                   cache_max=cache_max)
 
 
 def store(

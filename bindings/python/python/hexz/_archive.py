@@ -106,10 +106,17 @@ class Archive:
         region: Optional[str] = None,
         cache_bytes: Optional[int] = None,
         timeout: Optional[float] = None,
+        cache_dir: Union[PathLike, bool, None] = None,
+        cache_max: Optional[int] = None,
     ) -> None:
         dirs = None if parent_dirs is None else [os.fspath(d) for d in parent_dirs]
+        if cache_dir is False:
+            cache_dir = "off"
+        elif cache_dir is True:
+            cache_dir = None
+        native_dir = None if cache_dir is None else os.fspath(cache_dir)
         self._native = _NativeArchive(os.fspath(path), dirs, verify_hashes, read_slots, endpoint_url, region,
-                                      cache_bytes, timeout)
+                                      cache_bytes, timeout, native_dir, cache_max)
         self._tensors = [
             TensorInfo(n, d, tuple(s), o, ln, g, st, f) for (n, d, g, s, o, ln, st, f) in self._native.tensors()
         ]

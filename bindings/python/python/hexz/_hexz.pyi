@@ -24,6 +24,8 @@ class Archive:
         region: Optional[str] = None,
         cache_bytes: Optional[int] = None,
         timeout: Optional[float] = None,
+        cache_dir: Optional[_Path] = None,
+        cache_max: Optional[int] = None,
     ) -> None: ...
     def close(self) -> None: ...
     @property
