@@ -436,7 +436,8 @@ pub fn ls(dir: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliErro
             original: archive.virtual_size(),
             identity: archive.identity(),
             parent: archive.parent_identity(),
-            files: (archive.file_count() > 0).then(|| archive.file_count()),
+            // A folder archive may hold no files (an empty folder).
+            files: (archive.manifest_view().source_format() == SourceFormat::Folder).then(|| archive.file_count()),
             path,
         });
     }
