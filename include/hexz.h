@@ -556,9 +556,12 @@ hexz_status hexz_archive_get_info(const hexz_archive *archive, hexz_archive_info
 // Statuses: OK; NULL_ARGUMENT.
 hexz_status hexz_tensor_count(const hexz_archive *archive, size_t *out_count);
 
-// Index of the tensor called `name` (NUL-terminated).
+// Index of the tensor called `name` (NUL-terminated). In a folder
+// archive several files may hold tensors of the same name: such a name is
+// INVALID_ARGUMENT (the message lists the files), and
+// hexz_tensor_find_in_file names the file.
 //
-// Statuses: OK; NULL_ARGUMENT; NOT_FOUND.
+// Statuses: OK; NULL_ARGUMENT; NOT_FOUND; INVALID_ARGUMENT (ambiguous).
 hexz_status hexz_find_tensor(const hexz_archive *archive, const char *name, size_t *out_index);
 
 // Describe tensor `index` (0 ≤ index < hexz_tensor_count).
@@ -690,6 +693,17 @@ hexz_status hexz_store(const char *src, const char *dst, const hexz_store_option
 // Statuses: OK; VERIFY_FAILED; NULL_ARGUMENT; IO; INVALID_ARGUMENT; the
 // open statuses of hexz_open_path for the archive itself; PANIC.
 hexz_status hexz_verify(const char *path, bool deep, size_t *out_problems);
+
+// Index of the tensor called `name` in the file at `file_path` of a folder
+// archive (both NUL-terminated; the path as hexz_file_get_info gives it):
+// the lookup for names several files hold (`checkpoint-500/` and
+// `checkpoint-1000/` of one training run). `file_path` NULL looks the name
+// up in the whole archive, as hexz_find_tensor does.
+//
+// Statuses: OK; NULL_ARGUMENT (archive, name); NOT_FOUND (no such file, or
+// no such tensor in it); INVALID_ARGUMENT (`file_path` NULL and the name
+// ambiguous).
+hexz_status hexz_tensor_find_in_file(const hexz_archive *archive, const char *file_path, const char *name, size_t *out_index);
 
 // GGUF header facts: version (2 or 3), tensor data alignment, and the
 // offset where tensor data starts in the original file. Any out may be NULL.

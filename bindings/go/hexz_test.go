@@ -582,3 +582,54 @@ func TestBlockCache(t *testing.T) {
 		t.Fatal("CacheDir off fetched nothing")
 	}
 }
+
+// Issue #32: a training run's checkpoint-500/ and checkpoint-1000/ hold the
+// same tensor names. A bare shared name is refused, naming both files;
+// TensorInFile and ReadTensorInFile read each file's own tensor.
+func TestCheckpointsSharingTensorNames(t *testing.T) {
+	runs := filepath.Join(models, "minilm-runs")
+	if _, err := os.Stat(runs); err != nil {
+		t.Fatalf("%v: run tests/make_folders.py", err)
+	}
+	dst := filepath.Join(t.TempDir(), "runs.hxz")
+	if _, err := Store(runs, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	a := mustOpen(t, dst)
+	const name = "encoder.layer.4.attention.self.query.weight"
+	if _, ok := a.Tensor(name); ok {
+		t.Fatal("Tensor gave one of two tensors sharing a name")
+	}
+	_, err := a.ReadTensor(name, nil)
+	if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "checkpoint-500/model.safetensors") {
+		t.Fatalf("bare shared name: %v", err)
+	}
+	var got [][]byte
+	for _, file := range []string{"checkpoint-500/model.safetensors", "checkpoint-1000/model.safetensors"} {
+		ti, err := a.TensorInFile(file, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, ti.Length)
+		if _, err := a.ReadTensorInFile(file, name, buf); err != nil {
+			t.Fatal(err)
+		}
+		orig, err := os.ReadFile(filepath.Join(runs, filepath.FromSlash(file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, _ := a.Files()
+		for _, f := range files {
+			if f.Path == file && !bytes.Equal(buf, orig[ti.Offset-f.Offset:ti.Offset-f.Offset+ti.Length]) {
+				t.Fatalf("%s: other bytes", file)
+			}
+		}
+		got = append(got, buf)
+	}
+	if bytes.Equal(got[0], got[1]) {
+		t.Fatal("the fine-tuned tensor should differ between the checkpoints")
+	}
+	if _, err := a.TensorInFile("checkpoint-9/model.safetensors", name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing file: %v", err)
+	}
+}

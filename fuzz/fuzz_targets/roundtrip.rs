@@ -113,6 +113,8 @@ fn store_parallel(src: &[u8], opts: &StoreOptions, parent: Option<Parent<'_>>) -
     let report = hexz_io::store_parallel(&src, &name, &mut out, std::path::Path::new("fuzz output"), opts, parent, &|_| {
         std::ops::ControlFlow::Continue(())
     })?;
+    // The final header goes over the provisional one, as the file stores do.
+    out[..report.header.len()].copy_from_slice(&report.header);
     Ok((out, report))
 }
 

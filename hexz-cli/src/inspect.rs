@@ -356,9 +356,15 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
         }
     }
     if !s.tensors.is_empty() {
-        outln!(o, "\n{:<48} {:<8} {:<22} {:>12}  storage", "tensor", "dtype", "shape", "bytes");
+        // In a folder, each tensor as FILE:NAME, which `extract --tensor` takes.
+        let heading = if s.files.is_empty() { "tensor" } else { "file:tensor" };
+        outln!(o, "\n{:<48} {:<8} {:<22} {:>12}  storage", heading, "dtype", "shape", "bytes");
         for t in &s.tensors {
-            outln!(o, "{:<48} {:<8} {:<22} {:>12}  {}", t.name, t.dtype, format!("{:?}", t.shape), t.length, t.storage);
+            let name = match &t.file {
+                Some(file) => format!("{file}:{}", t.name),
+                None => t.name.clone(),
+            };
+            outln!(o, "{:<48} {:<8} {:<22} {:>12}  {}", name, t.dtype, format!("{:?}", t.shape), t.length, t.storage);
         }
     }
     if let Some(g) = &s.gguf {
@@ -430,7 +436,8 @@ pub fn ls(dir: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliErro
             original: archive.virtual_size(),
             identity: archive.identity(),
             parent: archive.parent_identity(),
-            files: (archive.file_count() > 0).then(|| archive.file_count()),
+            // A folder archive may hold no files (an empty folder).
+            files: (archive.manifest_view().source_format() == SourceFormat::Folder).then(|| archive.file_count()),
             path,
         });
     }

@@ -177,7 +177,9 @@ struct ExtractArgs {
     /// Extract this file of a folder archive instead (path as `inspect` lists it).
     #[arg(long = "file", value_name = "PATH", conflicts_with = "tensors")]
     file: Option<String>,
-    /// Extract this tensor's raw bytes instead (repeatable; concatenated in order).
+    /// Extract this tensor's raw bytes instead (repeatable; concatenated in
+    /// order). In a folder archive, PATH:NAME names the tensor of one file
+    /// (a name several files hold must be named so).
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
     /// Output file (- for standard output; the default for --tensor).
@@ -421,8 +423,7 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
     } else {
         let mut ranges = Vec::new();
         for name in &a.tensors {
-            let (_, t) =
-                reader.tensor(name).ok_or_else(|| CliError::new(&a.archive, format!("no tensor named '{name}'")))?;
+            let (_, t) = reader.lookup_tensor(name)?;
             ranges.push((t.offset, t.length));
         }
         ranges

@@ -254,3 +254,134 @@ fn path_attacks_are_refused_and_nothing_is_written_outside() {
         assert_eq!(o.status.code(), Some(3), "{name}: verify passed");
     }
 }
+
+/// The bytes of tensor `name` in the safetensors file at `path`.
+fn safetensors_tensor(path: &Path, name: &str) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let offsets = &header[name]["data_offsets"];
+    let (a, b) = (offsets[0].as_u64().unwrap() as usize, offsets[1].as_u64().unwrap() as usize);
+    bytes[8 + n + a..8 + n + b].to_vec()
+}
+
+/// Issue #32: an empty source folder round-trips (store, inspect, ls,
+/// extract to an empty folder, verify): a folder archive (1.1) with no files.
+#[test]
+fn an_empty_folder_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("empty");
+    std::fs::create_dir(&src).unwrap();
+    let hxz = tmp.path().join("empty.hxz");
+    let o = hexz(&[&"-q", &"store", &src, &hxz]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for how in ["--quick", "--deep"] {
+        let o = hexz(&[&"verify", &hxz, &how]);
+        assert!(o.status.success(), "verify {how}: {}", stderr(&o));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&hexz(&[&"inspect", &"--json", &hxz]).stdout).unwrap();
+    assert_eq!(v["source_format"], "folder");
+    assert_eq!(v["format_version"], "1.1");
+    assert_eq!(v["original_size"], 0);
+    assert_eq!(v["block_count"], 0);
+    let o = hexz(&[&"inspect", &hxz]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hexz(&[&"ls", &tmp.path()]);
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(listed.contains("empty.hxz") && listed.contains("a folder of 0 files"), "{listed}");
+    let out = tmp.path().join("out");
+    let o = hexz(&[&"-q", &"extract", &hxz, &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.is_dir());
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "the extracted folder is not empty");
+}
+
+/// Issue #32: a training run's checkpoint-500/ and checkpoint-1000/ hold
+/// the same tensor names. The archive verifies; a bare name they share is
+/// an error naming both files; FILE:NAME reads the one asked for; inspect
+/// shows each tensor as FILE:NAME.
+#[test]
+fn checkpoints_sharing_tensor_names_are_addressed_by_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model("minilm-runs");
+    let hxz = tmp.path().join("runs.hxz");
+    let o = hexz(&[&"-q", &"store", &src, &hxz]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for how in ["--quick", "--deep"] {
+        let o = hexz(&[&"verify", &hxz, &how]);
+        assert!(o.status.success(), "verify {how}: {}", stderr(&o));
+    }
+    let name = "encoder.layer.4.attention.self.query.weight";
+    let o = hexz(&[&"extract", &hxz, &"--tensor", &name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "tensor '{name}' is in 2 files (checkpoint-1000/model.safetensors, checkpoint-500/model.safetensors)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let mut read = Vec::new();
+    for step in ["500", "1000"] {
+        let file = format!("checkpoint-{step}/model.safetensors");
+        let o = hexz(&[&"extract", &hxz, &"--tensor", &format!("{file}:{name}")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.stdout == safetensors_tensor(&src.join(&file), name), "{file}:{name}: other bytes");
+        read.push(o.stdout);
+    }
+    assert!(read[0] != read[1], "the fine-tuned tensor should differ between the checkpoints");
+    let o = hexz(&[&"extract", &hxz, &"--tensor", &"checkpoint-500/model.safetensors:no.such.tensor"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no tensor named 'no.such.tensor' in file 'checkpoint-500/model.safetensors'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = hexz(&[&"extract", &hxz, &"--tensor", &"checkpoint-9/model.safetensors:x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no tensor named 'checkpoint-9/model.safetensors:x'"), "{}", stderr(&o));
+    let shown = String::from_utf8_lossy(&hexz(&[&"inspect", &hxz]).stdout).into_owned();
+    assert!(shown.contains(&format!("checkpoint-1000/model.safetensors:{name}")), "{shown}");
+    let out = tmp.path().join("out");
+    let o = hexz(&[&"-q", &"extract", &hxz, &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    same_tree(&src, &out);
+    // A bare name held by one file only still works (the sharded folder).
+    let sharded = tmp.path().join("sharded.hxz");
+    assert!(hexz(&[&"-q", &"store", &model("minilm-sharded"), &sharded]).status.success());
+    let o = hexz(&[&"extract", &sharded, &"--tensor", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Issue #32: a child written for format 1.2 against a 1.3 parent (whose
+/// F32 blocks are entropy-coded) copies none of its `ans` entries, so it
+/// declares what it uses (no 1.3 feature) and a 1.2 reader reads it.
+#[test]
+fn a_child_written_for_an_older_format_does_not_copy_newer_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, ft) = (tmp.path().join("base.hxz"), tmp.path().join("ft.hxz"));
+    assert!(hexz(&[&"-q", &"store", &model("minilm.safetensors"), &base]).status.success());
+    let v: serde_json::Value = serde_json::from_slice(&hexz(&[&"inspect", &"--json", &base]).stdout).unwrap();
+    assert_eq!(v["format_version"], "1.3");
+    assert!(v["codecs"]["ans"].as_u64().unwrap_or(0) > 0, "{}", v["codecs"]);
+    for format in ["1.1", "1.2"] {
+        let o = hexz(&[
+            &"-q",
+            &"store",
+            &model("minilm-ft.safetensors"),
+            &ft,
+            &"--base",
+            &base,
+            &"--format",
+            &format,
+            &"--force",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&hexz(&[&"inspect", &"--json", &ft]).stdout).unwrap();
+        assert_eq!(v["format_version"], "1.0", "--format {format}");
+        assert!(v["codecs"].get("ans").is_none(), "--format {format}: {}", v["codecs"]);
+        assert!(v["parent_blocks"].as_u64().unwrap() > 0, "unchanged blocks are still referenced");
+        let o = hexz(&[&"verify", &ft]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}

@@ -736,9 +736,12 @@ pub unsafe extern "C" fn hexz_tensor_count(archive: *const hexz_archive, out_cou
     })
 }
 
-/// Index of the tensor called `name` (NUL-terminated).
+/// Index of the tensor called `name` (NUL-terminated). In a folder
+/// archive several files may hold tensors of the same name: such a name is
+/// INVALID_ARGUMENT (the message lists the files), and
+/// hexz_tensor_find_in_file names the file.
 ///
-/// Statuses: OK; NULL_ARGUMENT; NOT_FOUND.
+/// Statuses: OK; NULL_ARGUMENT; NOT_FOUND; INVALID_ARGUMENT (ambiguous).
 #[no_mangle]
 pub unsafe extern "C" fn hexz_find_tensor(
     archive: *const hexz_archive,
@@ -749,11 +752,8 @@ pub unsafe extern "C" fn hexz_find_tensor(
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         let name = unsafe { cstr(name, "name") }?;
-        let index = std::str::from_utf8(name.to_bytes())
-            .ok()
-            .and_then(|n| h.reader.tensor(n))
-            .map(|(i, _)| i)
-            .ok_or_else(|| FfiError::not_found("no tensor with that name"))?;
+        let name = std::str::from_utf8(name.to_bytes()).map_err(|_| FfiError::not_found("no tensor with that name"))?;
+        let (index, _) = h.reader.find_tensor(None, name)?;
         // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_index, index) }
     })
@@ -1310,5 +1310,40 @@ pub unsafe extern "C" fn hexz_verify(path: *const c_char, deep: bool, out_proble
                 ),
             )),
         }
+    })
+}
+
+/// Index of the tensor called `name` in the file at `file_path` of a folder
+/// archive (both NUL-terminated; the path as hexz_file_get_info gives it):
+/// the lookup for names several files hold (`checkpoint-500/` and
+/// `checkpoint-1000/` of one training run). `file_path` NULL looks the name
+/// up in the whole archive, as hexz_find_tensor does.
+///
+/// Statuses: OK; NULL_ARGUMENT (archive, name); NOT_FOUND (no such file, or
+/// no such tensor in it); INVALID_ARGUMENT (`file_path` NULL and the name
+/// ambiguous).
+#[no_mangle]
+pub unsafe extern "C" fn hexz_tensor_find_in_file(
+    archive: *const hexz_archive,
+    file_path: *const c_char,
+    name: *const c_char,
+    out_index: *mut usize,
+) -> ErrorCode {
+    guard(|| {
+        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
+        let h = unsafe { handle(archive) }?;
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+        let name = unsafe { cstr(name, "name") }?;
+        let name = std::str::from_utf8(name.to_bytes()).map_err(|_| FfiError::not_found("no tensor with that name"))?;
+        let file = if file_path.is_null() {
+            None
+        } else {
+            // SAFETY: as above.
+            let path = unsafe { cstr(file_path, "file_path") }?;
+            Some(std::str::from_utf8(path.to_bytes()).map_err(|_| FfiError::not_found("no file with that path"))?)
+        };
+        let (index, _) = h.reader.find_tensor(file, name)?;
+        // SAFETY: output pointers are NULL or writable (the header's contract).
+        unsafe { write_out(out_index, index) }
     })
 }

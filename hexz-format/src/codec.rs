@@ -101,6 +101,10 @@ pub fn decompress(codec: CodecId, stored: &[u8], out: &mut [u8], zstd: ZstdConte
             if zstd_safe::find_frame_compressed_size(stored) != Ok(stored.len()) {
                 return Err("stored bytes are not exactly one zstd frame");
             }
+            // The format has no dictionaries (spec section 7).
+            if zstd_safe::get_dict_id_from_frame(stored).is_some() {
+                return Err("zstd frame needs a dictionary");
+            }
             match zstd_safe::get_frame_content_size(stored) {
                 Ok(Some(n)) if n != out.len() as u64 => {
                     return Err("zstd frame content size differs from block length")

@@ -187,6 +187,20 @@ pub mod features {
     pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS | ENTROPY;
     /// Minor version of the format this reader implements.
     pub const KNOWN_MINOR: u16 = 3;
+    /// The features a block entry needs its archive to declare: `FIELDS`
+    /// for the `fields` filter, `ENTROPY` for codec `ans` (wherever its
+    /// bytes are stored: a writer declares the features of the entries it
+    /// copies from a parent too, spec section 4).
+    pub fn needed_by(entry: &super::BlockEntry) -> u64 {
+        let mut needed = 0;
+        if entry.filter == super::FilterId::Fields as u8 {
+            needed |= FIELDS;
+        }
+        if entry.codec == super::CodecId::Ans as u8 {
+            needed |= ENTROPY;
+        }
+        needed
+    }
     /// The minor version an archive using `incompat` features declares.
     pub const fn minor_for(incompat: u64) -> u16 {
         if incompat & ENTROPY != 0 {

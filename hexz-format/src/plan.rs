@@ -172,20 +172,30 @@ pub fn plan<R: ReadAt + ?Sized>(src: &R, raw: bool) -> Result<Plan> {
                 other => break other?,
             }
         };
+        // The parser refuses GGML types it does not know, so every dtype
+        // written is a name of spec section 11.2 (never `?`).
         let tensors = header
             .tensors
             .iter()
-            .map(|t| TensorInfo {
-                name: t.name.clone(),
-                dtype: String::from(dtype::ggml_type(t.ggml_type).map_or("?", |g| g.name)),
-                ggml_type: Some(t.ggml_type),
-                shape: t.dims.clone(),
-                offset: t.offset,
-                length: t.length,
-                storage_kind: StorageKind::Stored,
-                file: None,
+            .map(|t| {
+                let known = dtype::ggml_type(t.ggml_type).ok_or(Error::Source {
+                    format: "gguf",
+                    field: "tensor type",
+                    offset: 0,
+                    reason: "unknown ggml type",
+                })?;
+                Ok(TensorInfo {
+                    name: t.name.clone(),
+                    dtype: String::from(known.name),
+                    ggml_type: Some(t.ggml_type),
+                    shape: t.dims.clone(),
+                    offset: t.offset,
+                    length: t.length,
+                    storage_kind: StorageKind::Stored,
+                    file: None,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         (SourceFormat::Gguf, header.data_offset.min(file_len), tensors)
     } else if safetensors::looks_like_safetensors(&probe, file_len) {
         let header_length = safetensors::header_length(&probe, file_len)?;

@@ -7,7 +7,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::dtype;
-use crate::error::{try_zeroed, Error};
+use crate::error::try_zeroed;
 use crate::layout::{SourceFormat, BLOCK_ENTRY_SIZE, HEADER_SIZE};
 use crate::reader::{Archive, Workspace};
 use crate::source::ReadAt;
@@ -159,13 +159,27 @@ fn check_manifest<R: ReadAt>(archive: &Archive<R>, block_starts: &BTreeSet<u64>,
             return;
         }
     };
+    // Names are unique within a file; a folder's files may share them
+    // (checkpoint-500/ and checkpoint-1000/ hold the same tensors).
     let mut names = BTreeSet::new();
     let mut spans: Vec<(u64, u64, usize)> = Vec::new();
     for (i, t) in manifest.tensors.iter().enumerate() {
         report.tensors_checked += 1;
-        let where_ = format!("tensor {i} '{}'", t.name);
-        if !names.insert(t.name.as_str()) {
-            report.push(&where_, "duplicate tensor name");
+        let where_ = match t.file.and_then(|f| manifest.files.get(f as usize)) {
+            Some(f) => format!("tensor {i} '{}' (file '{}')", t.name, f.path),
+            None => format!("tensor {i} '{}'", t.name),
+        };
+        if !names.insert((t.file, t.name.as_str())) {
+            report.push(
+                &where_,
+                if t.file.is_some() { "duplicate tensor name in its file" } else { "duplicate tensor name" },
+            );
+        }
+        if let Some(g) = t.ggml_type.and_then(dtype::ggml_type) {
+            if t.dtype != g.name {
+                report
+                    .push(&where_, format!("dtype {} disagrees with its GGML type id {} ({})", t.dtype, g.id, g.name));
+            }
         }
         let bits = match t.ggml_type {
             Some(g) => dtype::ggml_type(g).map(|g| (u64::from(g.block_elements), u64::from(g.block_bytes) * 8)),
@@ -208,28 +222,100 @@ fn check_manifest<R: ReadAt>(archive: &Archive<R>, block_starts: &BTreeSet<u64>,
     }
 }
 
-/// The archived source header, parsed again, must declare the manifest's tensors.
+/// A tensor as a source header declares it: name, offset, length, dtype,
+/// GGML type, dims.
+type Declared = (String, u64, u64, String, Option<u32>, Vec<u64>);
+
+/// The archived source header, parsed again, must declare the manifest's
+/// tensors (names, offsets, lengths, dtypes, GGML types and shapes) and
+/// have the recorded length; for a folder, each safetensors or GGUF file's
+/// own header those of its file, and a raw file none.
 pub fn check_source_header<R: ReadAt>(archive: &Archive<R>, manifest: &crate::manifest::Manifest, report: &mut Report) {
-    let mismatch = |report: &mut Report, e: &dyn core::fmt::Display| report.push("source header", e.to_string());
-    let declared: Vec<(String, u64, u64)> = match manifest.source_format {
-        SourceFormat::Raw | SourceFormat::Folder => return,
-        SourceFormat::Gguf => match archive.gguf_header() {
-            Ok((_, h)) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
-            Err(e) => return mismatch(report, &e),
-        },
-        SourceFormat::Safetensors => {
-            match archive.source_header().and_then(|b| crate::safetensors::parse(&b, archive.virtual_size())) {
-                Ok(h) => h.tensors.into_iter().map(|t| (t.name, t.offset, t.length)).collect(),
-                Err(e) => return mismatch(report, &e),
-            }
-        }
+    let recorded = |file: Option<u32>, base: u64| -> Vec<Declared> {
+        manifest
+            .tensors
+            .iter()
+            .filter(|t| t.file == file)
+            .map(|t| {
+                let offset = t.offset.wrapping_sub(base);
+                (t.name.clone(), offset, t.length, t.dtype.clone(), t.ggml_type, t.shape.clone())
+            })
+            .collect()
     };
-    let mut recorded: Vec<(String, u64, u64)> =
-        manifest.tensors.iter().map(|t| (t.name.clone(), t.offset, t.length)).collect();
-    let mut declared = declared;
+    if manifest.source_format == SourceFormat::Folder {
+        for (i, f) in manifest.files.iter().enumerate() {
+            if f.kind != crate::layout::FileKind::File {
+                continue;
+            }
+            let span = Span { offset: f.offset, length: f.length, header_length: f.source_header_length };
+            let where_ = format!("file '{}': source header", f.path);
+            check_one_header(archive, f.source_format, span, recorded(Some(i as u32), f.offset), &where_, report);
+        }
+    } else {
+        let span = Span { offset: 0, length: archive.virtual_size(), header_length: manifest.source_header_length };
+        check_one_header(archive, manifest.source_format, span, recorded(None, 0), "source header", report);
+    }
+}
+
+/// Where a source file is in the virtual space, and its header's recorded length.
+struct Span {
+    offset: u64,
+    length: u64,
+    header_length: u64,
+}
+
+fn check_one_header<R: ReadAt>(
+    archive: &Archive<R>,
+    format: SourceFormat,
+    span: Span,
+    mut recorded: Vec<Declared>,
+    where_: &str,
+    report: &mut Report,
+) {
+    let read = || archive.read_vec(span.offset, span.header_length);
+    let parsed: crate::Result<(u64, Vec<Declared>)> = match format {
+        SourceFormat::Raw | SourceFormat::Folder => Ok((0, Vec::new())),
+        SourceFormat::Gguf => read().and_then(|b| crate::gguf::parse(&b, span.length)).map(|h| {
+            let tensors = h
+                .tensors
+                .into_iter()
+                .map(|t| {
+                    let name = dtype::ggml_type(t.ggml_type).map_or("?", |g| g.name);
+                    (t.name, t.offset, t.length, String::from(name), Some(t.ggml_type), t.dims)
+                })
+                .collect();
+            (h.data_offset.min(span.length), tensors)
+        }),
+        SourceFormat::Safetensors => read().and_then(|b| crate::safetensors::parse(&b, span.length)).map(|h| {
+            let tensors = h.tensors.into_iter().map(|t| (t.name, t.offset, t.length, t.dtype, None, t.shape)).collect();
+            (h.header_length, tensors)
+        }),
+    };
+    let (header_length, mut declared) = match parsed {
+        Ok(p) => p,
+        Err(e) => return report.push(where_, e),
+    };
+    if header_length != span.header_length {
+        report.push(where_, format!("is {header_length} bytes as parsed; the manifest records {}", span.header_length));
+    }
     declared.sort();
     recorded.sort();
     if declared != recorded {
-        mismatch(report, &Error::invalid("tensor table", 0, "manifest differs from the archived source header"));
+        // Name the first tensor that differs.
+        let differs = declared
+            .iter()
+            .zip(&recorded)
+            .find(|(d, r)| d != r)
+            .map(|(d, r)| (d.0.as_str(), r.0.as_str()))
+            .or_else(|| declared.get(recorded.len()).map(|d| (d.0.as_str(), "")))
+            .or_else(|| recorded.get(declared.len()).map(|r| ("", r.0.as_str())));
+        let detail = match differs {
+            Some((d, r)) if d == r => format!(" (tensor '{d}': name, offset, length, dtype, GGML type or shape)"),
+            Some((d, "")) => format!(" (tensor '{d}' is not in the manifest)"),
+            Some(("", r)) => format!(" (tensor '{r}' is not in the header)"),
+            Some((d, r)) => format!(" (header has '{d}' where the manifest has '{r}')"),
+            None => String::new(),
+        };
+        report.push(where_, format!("tensor table: manifest differs from the archived source header{detail}"));
     }
 }

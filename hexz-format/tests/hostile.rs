@@ -367,7 +367,7 @@ fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) 
         segments: vec![seg],
         files: Vec::new(),
     };
-    let mut writer = ArchiveWriter::new(&StoreOptions::default(), &plan, data.len() as u64, false);
+    let mut writer = ArchiveWriter::new(&StoreOptions::default(), &plan, data.len() as u64, &Default::default());
     let mut out = writer.header_bytes().to_vec();
     let job = EncodedJob {
         index: 0,
@@ -560,4 +560,87 @@ fn every_bit_flip_of_entropy_coded_archives() {
     bit_flip_sweep("ans-floats", &read("ans-floats.hxz"), &read("ans-floats.expected"), &[]);
     let parent = read("delta-parent.hxz");
     bit_flip_sweep("ans-delta-child", &read("ans-delta-child.hxz"), &read("ans-delta-child.expected"), &[&parent]);
+}
+
+/// `hxz` with the first `from` in its manifest replaced by `to` (same
+/// length), resealed.
+fn forge_manifest_string(hxz: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let archive = Archive::open(hxz).unwrap();
+    let m = archive.footer().manifest_offset.get() as usize;
+    let at = m + hxz[m..].windows(from.len()).position(|w| w == from).expect("string in the manifest");
+    let mut out = hxz.to_vec();
+    out[at..at + to.len()].copy_from_slice(to);
+    reseal(&mut out);
+    out
+}
+
+fn problems(hxz: &[u8], deep: bool) -> Vec<String> {
+    let report = hexz_format::verify::verify(hxz, deep, &|_| {});
+    report.problems.iter().map(|p| format!("{}: {}", p.location, p.message)).collect()
+}
+
+/// A GGUF tensor's dtype string must name its GGML type id (and the
+/// archived header's type): `Q8_0` recorded as `Q4_0` is reported by the
+/// quick check, and the deep check finds the header disagreeing.
+#[test]
+fn gguf_dtype_strings_are_checked_against_the_type_id_and_the_header() {
+    let (_, hxz) = fixture();
+    assert!(problems(&hxz, true).is_empty());
+    let bad = forge_manifest_string(&hxz, b"Q8_0", b"Q4_0");
+    let quick = problems(&bad, false);
+    assert!(quick.iter().any(|p| p.contains("dtype Q4_0 disagrees with its GGML type id 8 (Q8_0)")), "{quick:?}");
+    let deep = problems(&bad, true);
+    assert!(deep.iter().any(|p| p.contains("source header") && p.contains("blk.0.q8")), "{deep:?}");
+}
+
+/// Tensor names are unique within a file: two files of a folder may share
+/// them (and verify), one file may not.
+#[test]
+fn duplicate_tensor_names_are_refused_within_a_file_only() {
+    use hexz_format::layout::FileKind;
+    use hexz_format::plan::{plan, FolderEntry, Plan};
+    let gguf = tiny_gguf();
+    let entries = ["a/model.gguf", "b/model.gguf"]
+        .iter()
+        .map(|p| {
+            let e = FolderEntry {
+                path: p.to_string(),
+                kind: FileKind::File,
+                length: gguf.len() as u64,
+                mode: 0o644,
+                mtime_ns: 0,
+            };
+            (e, Some(plan(gguf.as_slice(), false).unwrap()))
+        })
+        .collect();
+    let src = [gguf.clone(), gguf.clone()].concat();
+    let mut hxz = Vec::new();
+    let opts = hexz_format::writer::StoreOptions { compression: Compression::Lz4, ..Default::default() };
+    let report = hexz_format::writer::store_plan::<_, &[u8]>(
+        src.as_slice(),
+        Plan::folder(entries).unwrap(),
+        &mut |b| {
+            hxz.extend_from_slice(b);
+            Ok(())
+        },
+        &opts,
+        None,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    hxz[..64].copy_from_slice(&report.header);
+    assert_eq!(problems(&hxz, true), Vec::<String>::new());
+    // File a's blk.1.weight renamed blk.0.weight: a duplicate within file a.
+    let bad = forge_manifest_string(&hxz, b"blk.1.weight", b"blk.0.weight");
+    let quick = problems(&bad, false);
+    assert!(
+        quick.iter().any(|p| p.contains("file 'a/model.gguf'") && p.contains("duplicate tensor name in its file")),
+        "{quick:?}"
+    );
+    assert!(quick.iter().all(|p| !p.contains("b/model.gguf")), "{quick:?}");
+    // The same in a single-file archive.
+    let (_, one) = fixture();
+    let bad = forge_manifest_string(&one, b"blk.1.weight", b"blk.0.weight");
+    assert!(problems(&bad, false).iter().any(|p| p.ends_with("duplicate tensor name")));
 }

@@ -310,7 +310,7 @@ fn spec_tail_vector_decodes_and_reproduces() {
     }
     let plan = Plan { format: SourceFormat::Raw, header_length: 0, tensors: Vec::new(), segments, files: Vec::new() };
     let opts = options(Compression::zstd(3));
-    let mut writer = ArchiveWriter::new(&opts, &plan, src.len() as u64, false);
+    let mut writer = ArchiveWriter::new(&opts, &plan, src.len() as u64, &Default::default());
     let mut built = writer.header_bytes().to_vec();
     let mut encoder = BlockEncoder::new(opts.compression).unwrap();
     let index = ParentIndex::default();
@@ -511,4 +511,89 @@ fn fields_vector_uses_the_fields_filter() {
         .collect();
     types.dedup();
     assert_eq!(types, [(8, 34), (12, 144), (14, 210)]);
+}
+
+/// `empty-folder`: a folder archive (1.1) of an empty folder: `FILES` set,
+/// source format folder, no file records, no blocks, no pages. (Without
+/// `FILES` no reader would open it: source format 3 needs the bit.)
+#[test]
+fn spec_empty_folder_vector_decodes_and_reproduces() {
+    use hexz_format::layout::features::FILES;
+    use hexz_format::plan::Plan;
+    let plan = Plan::folder(Vec::new()).unwrap();
+    let mut built = Vec::new();
+    let report = hexz_format::writer::store_plan::<_, &[u8]>(
+        &[][..],
+        plan,
+        &mut |b| {
+            built.extend_from_slice(b);
+            Ok(())
+        },
+        &options(Compression::zstd(3)),
+        None,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(built[..64], report.header, "the provisional header is the final one");
+    let stored = pin("empty-folder", &built, &[]);
+    let archive = Archive::open(stored.as_slice()).unwrap();
+    assert_eq!(archive.header().incompat_features.get(), FILES);
+    assert_eq!(archive.header().version_minor.get(), 1);
+    assert_eq!((archive.virtual_size(), archive.block_count(), archive.file_count()), (0, 0, 0));
+    assert_eq!(archive.manifest().unwrap().source_format, hexz_format::SourceFormat::Folder);
+    let report = hexz_format::verify::verify(stored.as_slice(), true, &|_| {});
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+/// A child written for format 1.2 against a 1.3 parent copies none of the
+/// parent's `ans` entries (a 1.2 reader could not decode them): it stores
+/// those blocks again and declares no feature. A 1.3 child that copies
+/// them declares `ENTROPY`, even with lz4 for its own blocks.
+#[test]
+fn children_declare_the_features_of_the_entries_they_copy() {
+    use hexz_format::layout::features::ENTROPY;
+    let parent_hxz = std::fs::read(dir().join("ans-floats.hxz")).unwrap();
+    let src = std::fs::read(dir().join("ans-floats.expected")).unwrap();
+    let parent = Archive::open(parent_hxz.as_slice()).unwrap();
+    assert!(entries_of(&parent).iter().any(|e| e.codec == hexz_format::CodecId::Ans as u8));
+    let spec = || ParentSpec { archive: &parent, hint: "ans-floats.hxz".into() };
+
+    let v12 = StoreOptions { entropy: false, split_fields: true, ..options(Compression::zstd(3)) };
+    let (child, report) = store_vec(src.as_slice(), &v12, Some(spec())).unwrap();
+    let opened = checked_child(&child, &parent_hxz, &src);
+    assert_eq!(opened.header().incompat_features.get(), 0);
+    assert_eq!(opened.header().version_minor.get(), 0);
+    assert!(entries_of(&opened).iter().all(|e| e.codec != hexz_format::CodecId::Ans as u8));
+    assert!(report.parent_blocks > 0, "the header and plain blocks are still referenced: {report:?}");
+
+    let lz4 = StoreOptions { entropy: true, ..options(Compression::Lz4) };
+    let (child, report) = store_vec(src.as_slice(), &lz4, Some(spec())).unwrap();
+    let opened = checked_child(&child, &parent_hxz, &src);
+    assert!(report.parent_blocks > 0, "{report:?}");
+    assert!(entries_of(&opened).iter().any(|e| e.codec == hexz_format::CodecId::Ans as u8 && e.location == 1));
+    assert_eq!(opened.header().incompat_features.get(), ENTROPY);
+    assert_eq!(opened.header().version_minor.get(), 3);
+}
+
+/// The header declares exactly the features the entries use: a GGUF with
+/// quantized tensors stored with lz4 (which does not shrink their blocks:
+/// stored raw) declares no `FIELDS`; the same with zstd does.
+#[test]
+fn archives_declare_exactly_the_features_their_entries_use() {
+    use hexz_format::layout::features::FIELDS;
+    let src = quantized_gguf();
+    for (compression, want) in
+        [(Compression::Lz4, None), (Compression::None, Some(0)), (Compression::zstd(3), Some(FIELDS))]
+    {
+        let opts = StoreOptions { split_fields: true, ..options(compression) };
+        let (hxz, _) = store_vec::<_, &[u8]>(src.as_slice(), &opts, None).unwrap();
+        let archive = Archive::open(hxz.as_slice()).unwrap();
+        let uses = entries_of(&archive).iter().any(|e| e.filter == FilterId::Fields as u8);
+        let declared = archive.header().incompat_features.get();
+        assert_eq!(declared == FIELDS, uses, "{compression:?}: declares {declared:#x}");
+        if let Some(want) = want {
+            assert_eq!(declared, want, "{compression:?}");
+        }
+        assert!(hexz_format::verify::verify(hxz.as_slice(), true, &|_| {}).is_ok());
+    }
 }

@@ -195,6 +195,7 @@ pub fn store_folder(
         let mut w = output.writer();
         store_plan_parallel(&source, plan, &Location::Path(src.to_path_buf()), &mut *w, dst, opts, parent, progress)?
     };
+    output.rewrite_start(&report.header)?;
     source.check_unchanged()?;
     output.commit()?;
     report.warnings.extend(warnings);

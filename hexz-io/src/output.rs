@@ -284,6 +284,16 @@ impl Output {
         }
     }
 
+    /// Write `bytes` over the first bytes written (an archive's final
+    /// header, once the sequential writer is flushed and dropped). A file
+    /// gets them; a stream keeps what it was given.
+    pub fn rewrite_start(&self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Output::File(f) => write_all_at(f.file(), bytes, 0).map_err(|e| Error::file(f.destination(), "write", e)),
+            Output::Stream { .. } | Output::Stdout => Ok(()),
+        }
+    }
+
     /// Finish: rename a file into place; nothing else to do for streams.
     pub fn commit(self) -> Result<()> {
         match self {

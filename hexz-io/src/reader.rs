@@ -28,7 +28,9 @@ pub struct Reader {
     archive: Archive<Source>,
     locations: Vec<Location>,
     tensors: Vec<TensorInfo>,
-    by_name: HashMap<String, usize>,
+    /// Every tensor holding each name: one, or (folder archives) one per
+    /// file that holds the name.
+    by_name: HashMap<String, Vec<usize>>,
     /// Folder archives: every file and directory, sorted by path.
     files: Vec<FileInfo>,
     metadata: Vec<(String, MetadataValue)>,
@@ -60,9 +62,9 @@ impl Reader {
         let Chain { archive, locations } = chain;
         let at = |e| at_chain(&locations, e);
         let manifest = archive.manifest().map_err(at)?;
-        let mut by_name = HashMap::with_capacity(manifest.tensors.len());
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(manifest.tensors.len());
         for (i, t) in manifest.tensors.iter().enumerate() {
-            by_name.entry(t.name.clone()).or_insert(i);
+            by_name.entry(t.name.clone()).or_default().push(i);
         }
         let slots = match opts.read_slots {
             0 => DEFAULT_READ_SLOTS,
@@ -145,9 +147,81 @@ impl Reader {
         &self.tensors
     }
 
-    /// The tensor called `name`, and its index.
+    /// The tensor called `name`, and its index, when one tensor has that
+    /// name (in a folder archive several files may hold the same names:
+    /// [`tensor_in`](Self::tensor_in) or [`find_tensor`](Self::find_tensor)
+    /// tell them apart).
     pub fn tensor(&self, name: &str) -> Option<(usize, &TensorInfo)> {
-        self.by_name.get(name).map(|&i| (i, &self.tensors[i]))
+        match self.by_name.get(name).map(Vec::as_slice) {
+            Some(&[i]) => Some((i, &self.tensors[i])),
+            _ => None,
+        }
+    }
+
+    /// The tensor called `name` in file `file` (an index of
+    /// [`files`](Self::files)) of a folder archive, and its index.
+    pub fn tensor_in(&self, file: usize, name: &str) -> Option<(usize, &TensorInfo)> {
+        let all = self.by_name.get(name)?;
+        all.iter().find(|&&i| self.tensors[i].file == Some(file as u32)).map(|&i| (i, &self.tensors[i]))
+    }
+
+    /// The files holding a tensor called `name` (folder archives), in
+    /// file-table order.
+    pub fn files_holding(&self, name: &str) -> Vec<&str> {
+        let Some(all) = self.by_name.get(name) else { return Vec::new() };
+        all.iter()
+            .filter_map(|&i| self.tensors[i].file)
+            .filter_map(|f| self.files.get(f as usize))
+            .map(|f| f.path.as_str())
+            .collect()
+    }
+
+    /// The tensor called `name`, in the file at path `file` when given
+    /// (folder archives). A bare name that several files hold is an error
+    /// that lists them; so are a file the archive does not have and a name
+    /// no tensor has.
+    pub fn find_tensor(&self, file: Option<&str>, name: &str) -> Result<(usize, &TensorInfo)> {
+        let refused = |reason: String, code| Error::refused(self.location().to_string(), reason, code);
+        if let Some(path) = file {
+            let Some((f, _)) = self.file(path) else {
+                return Err(refused(format!("no file '{path}' in the archive"), ErrorCode::NotFound));
+            };
+            return self
+                .tensor_in(f, name)
+                .ok_or_else(|| refused(format!("no tensor named '{name}' in file '{path}'"), ErrorCode::NotFound));
+        }
+        match self.by_name.get(name).map(Vec::as_slice) {
+            None | Some(&[]) => Err(refused(format!("no tensor named '{name}'"), ErrorCode::NotFound)),
+            Some(&[i]) => Ok((i, &self.tensors[i])),
+            Some(_) => {
+                let files = self.files_holding(name);
+                Err(refused(
+                    format!(
+                        "tensor '{name}' is in {} files ({}): name one as FILE:{name}",
+                        files.len(),
+                        files.join(", ")
+                    ),
+                    ErrorCode::InvalidArgument,
+                ))
+            }
+        }
+    }
+
+    /// The tensor `spec` names: a tensor name, or in a folder archive
+    /// `PATH:NAME`, the tensor `NAME` of the file at `PATH`
+    /// (`checkpoint-500/model.safetensors:layer.0.weight`). A name that is
+    /// itself a tensor's name is taken as one; otherwise the first `:`
+    /// after which the prefix is a file of the archive splits it.
+    pub fn lookup_tensor(&self, spec: &str) -> Result<(usize, &TensorInfo)> {
+        if self.by_name.contains_key(spec) || self.files.is_empty() {
+            return self.find_tensor(None, spec);
+        }
+        for (cut, _) in spec.match_indices(':') {
+            if self.file(&spec[..cut]).is_some() {
+                return self.find_tensor(Some(&spec[..cut]), &spec[cut + 1..]);
+            }
+        }
+        self.find_tensor(None, spec)
     }
 
     /// Folder archives: every file and directory, sorted by path (empty

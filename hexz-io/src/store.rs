@@ -150,7 +150,8 @@ pub fn store_plan_parallel(
             _ => Error::Format(e),
         }
     };
-    let index = ParentIndex::build(parent_archive, &plan).map_err(|e| parent_error(e.in_parent()))?;
+    let index =
+        ParentIndex::build(parent_archive, &plan, opts.allowed_features()).map_err(|e| parent_error(e.in_parent()))?;
 
     let threads = threads_or_cores(opts.threads);
     let by_budget = (opts.memory_budget / opts.worker_bytes().max(1)).max(1);
@@ -158,7 +159,7 @@ pub fn store_plan_parallel(
     // Blocks between the cutter and the writer: enough to keep workers fed.
     let in_flight = (opts.memory_budget / 2 / opts.block_size as usize).clamp(workers + 1, 4 * workers + 4);
 
-    let mut writer = ArchiveWriter::new(opts, &plan, src.len(), index.has_bases());
+    let mut writer = ArchiveWriter::new(opts, &plan, src.len(), &index);
     let write = |out: &mut dyn Write, bytes: &[u8]| out.write_all(bytes).map_err(|e| Error::file(out_name, "write", e));
     write(out, &writer.header_bytes())?;
 
@@ -377,6 +378,7 @@ pub fn store_source(
         let mut w = output.writer();
         store_parallel(input.bytes, &input.name, &mut *w, dst, opts, parent, progress)?
     };
+    output.rewrite_start(&report.header)?;
     (input.unchanged)()?;
     output.commit()?;
     Ok(report)

@@ -609,9 +609,54 @@ static void check_folder(const char *archive, const char *dir) {
     hexz_close(a);
 }
 
+/* Issue #32: checkpoint-500/ and checkpoint-1000/ hold the same tensor
+   names. hexz_find_tensor refuses the shared name (INVALID_ARGUMENT, the
+   message naming both files); hexz_tensor_find_in_file finds each file's. */
+static void check_runs(const char *archive, const char *dir) {
+    const char *name = "encoder.layer.4.attention.self.query.weight";
+    hexz_archive *a = NULL;
+    CHECK(hexz_open_path(archive, NULL, &a) == HEXZ_STATUS_OK);
+    if (!a) return;
+    size_t index = 99, first = 0, last = 0;
+    CHECK(hexz_find_tensor(a, name, &index) == HEXZ_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(hexz_last_error(), "checkpoint-500/model.safetensors") != NULL);
+    CHECK(strstr(hexz_last_error(), "checkpoint-1000/model.safetensors") != NULL);
+    CHECK(hexz_tensor_find_in_file(a, NULL, name, &index) == HEXZ_STATUS_INVALID_ARGUMENT);
+    CHECK(hexz_tensor_find_in_file(a, "checkpoint-500/model.safetensors", name, &first) == HEXZ_STATUS_OK);
+    CHECK(hexz_tensor_find_in_file(a, "checkpoint-1000/model.safetensors", name, &last) == HEXZ_STATUS_OK);
+    CHECK(first != last);
+    CHECK(hexz_tensor_find_in_file(a, "checkpoint-500/model.safetensors", "no.such", &index) == HEXZ_STATUS_NOT_FOUND);
+    CHECK(hexz_tensor_find_in_file(a, "checkpoint-9/model.safetensors", name, &index) == HEXZ_STATUS_NOT_FOUND);
+    CHECK(hexz_tensor_find_in_file(a, "checkpoint-500/model.safetensors", NULL, &index) == HEXZ_STATUS_NULL_ARGUMENT);
+    CHECK(hexz_tensor_find_in_file(NULL, NULL, name, &index) == HEXZ_STATUS_NULL_ARGUMENT);
+    /* Each index reads its own file's bytes. */
+    const char *files[2] = {"checkpoint-500/model.safetensors", "checkpoint-1000/model.safetensors"};
+    size_t found[2] = {first, last};
+    for (int k = 0; k < 2; k++) {
+        size_t fi = 0;
+        CHECK(hexz_find_file(a, files[k], &fi) == HEXZ_STATUS_OK);
+        hexz_file_info f = HEXZ_FILE_INFO_INIT;
+        hexz_tensor_info t = HEXZ_TENSOR_INFO_INIT;
+        CHECK(hexz_file_get_info(a, fi, &f) == HEXZ_STATUS_OK);
+        CHECK(hexz_tensor_get_info(a, found[k], &t) == HEXZ_STATUS_OK);
+        CHECK(t.offset >= f.offset && t.offset + t.length <= f.offset + f.length);
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, files[k]);
+        size_t len = 0;
+        unsigned char *shard = read_file(path, &len);
+        unsigned char *tensor = malloc(t.length);
+        size_t n = 0;
+        CHECK(hexz_read_tensor(a, found[k], tensor, t.length, &n) == HEXZ_STATUS_OK && n == t.length);
+        CHECK(shard && memcmp(tensor, shard + (t.offset - f.offset), t.length) == 0);
+        free(shard);
+        free(tensor);
+    }
+    hexz_close(a);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s GEMMA.hxz WORKDIR FOLDER.hxz FOLDER_DIR\n", argv[0]);
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s GEMMA.hxz WORKDIR FOLDER.hxz FOLDER_DIR RUNS.hxz RUNS_DIR\n", argv[0]);
         return 2;
     }
     snprintf(workdir, sizeof workdir, "%s", argv[2]);
@@ -627,6 +672,7 @@ int main(int argc, char **argv) {
     check_error_names();
     check_metadata_cap();
     check_folder(argv[3], argv[4]);
+    check_runs(argv[5], argv[6]);
     check_out_of_memory(argv[1]);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

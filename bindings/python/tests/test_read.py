@@ -193,6 +193,54 @@ def test_folder_archive(models, tmp_path):
             assert (out / f.relative_to(sharded)).read_bytes() == f.read_bytes()
 
 
+def test_folder_checkpoints_sharing_names(models, tmp_path):
+    """Issue #32: checkpoint-500/ and checkpoint-1000/ hold the same tensor
+    names; file= picks one, a bare shared name is an error naming both."""
+    runs = models / "minilm-runs"
+    dst = tmp_path / "runs.hxz"
+    hexz.store(runs, dst)
+    assert hexz.verify(dst, deep=True).ok
+    name = "encoder.layer.4.attention.self.query.weight"
+    first = load_file(runs / "checkpoint-500" / "model.safetensors")
+    last = load_file(runs / "checkpoint-1000" / "model.safetensors")
+    assert not np.array_equal(first[name], last[name])
+    with hexz.open(dst) as a:
+        with pytest.raises(hexz.InvalidInputError, match="is in 2 files .*checkpoint-1000/model.safetensors, "
+                                                         "checkpoint-500/model.safetensors"):
+            a.get_tensor(name)
+        for file, ref in (("checkpoint-500/model.safetensors", first), ("checkpoint-1000/model.safetensors", last)):
+            assert np.array_equal(a.get_tensor(name, file=file), ref[name])
+            assert a.read_tensor(name, file=file) == ref[name].tobytes()
+            assert np.array_equal(a.get_slice(name, file=file)[2:5], ref[name][2:5])
+            info = a.tensor_info(name, file=file)
+            assert a.files()[info.file].path == file
+        with pytest.raises(hexz.NotFoundError, match="no tensor named 'nope' in file"):
+            a.tensor_info("nope", file="checkpoint-500/model.safetensors")
+        with pytest.raises(hexz.NotFoundError, match="no file 'checkpoint-9/model.safetensors'"):
+            a.tensor_info(name, file="checkpoint-9/model.safetensors")
+    with hexz.safe_open(dst, framework="np") as f:
+        got = f.get_tensor(name, file="checkpoint-1000/model.safetensors")
+        assert np.array_equal(got, last[name])
+        assert np.array_equal(f.get_slice(name, file="checkpoint-500/model.safetensors")[0:3], first[name][0:3])
+        with pytest.raises(hexz.InvalidInputError, match="is in 2 files"):
+            f.get_tensor(name)
+
+
+def test_empty_folder_round_trips(tmp_path):
+    """Issue #32: an empty folder stores, opens, extracts to an empty folder and verifies."""
+    src = tmp_path / "empty"
+    src.mkdir()
+    dst = tmp_path / "empty.hxz"
+    hexz.store(src, dst)
+    assert hexz.verify(dst, deep=True).ok
+    with hexz.open(dst) as a:
+        assert a.source_format == "folder"
+        assert a.size == 0 and a.files() == [] and a.keys() == []
+    out = tmp_path / "out"
+    hexz.extract(dst, out)
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
 def test_closed_archive_refuses_reads(minilm_hxz):
     a = hexz.open(minilm_hxz)
     a.close()

@@ -35,8 +35,10 @@ struct TensorBlocks {
 /// written next; [`finish`](Self::finish) returns the closing bytes.
 pub struct ArchiveWriter {
     entries_per_page: u32,
-    /// Incompatible features the archive uses (header, spec section 4).
+    /// Incompatible features the archive may use: the provisional header's.
     incompat: u64,
+    /// Incompatible features its entries use so far (and `FILES`): the final header's.
+    used: u64,
     written: u64,
     entries: Vec<BlockEntry>,
     first_location: BTreeMap<[u8; 32], BlockEntry>,
@@ -47,22 +49,26 @@ pub struct ArchiveWriter {
 }
 
 impl ArchiveWriter {
-    /// A writer for a source planned as `plan` of `source_size` bytes;
-    /// `deltas`: some tensors have a base in the parent.
-    pub fn new(opts: &StoreOptions, plan: &Plan, source_size: u64, deltas: bool) -> Self {
+    /// A writer for a source planned as `plan` of `source_size` bytes,
+    /// with what the parent chain offers in `parent` (empty without one).
+    pub fn new(opts: &StoreOptions, plan: &Plan, source_size: u64, parent: &ParentIndex) -> Self {
         use crate::layout::features::{ENTROPY, FIELDS, FILES};
-        // The header goes out first, so the features come from the plan: a
-        // segment with a field layout may use the `fields` filter.
-        let files = if plan.files.is_empty() { 0 } else { FILES };
+        // The provisional header goes out first, so the features come from
+        // the plan: a segment with a field layout may use the `fields`
+        // filter, and the parent's entries may be copied. A folder archive
+        // is one even when empty (no file table entries).
+        let deltas = parent.has_bases();
+        let files = if plan.format == crate::layout::SourceFormat::Folder { FILES } else { 0 };
         let fields = opts.split_fields
             && opts.compression != Compression::None
             && plan.segments.iter().any(|s| s.fields.is_some());
         // Entropy coding may be used for float segments and for deltas.
         let entropy = opts.entropy_coding() && (deltas || plan.segments.iter().any(|s| s.floats));
-        let incompat = files | if fields { FIELDS } else { 0 } | if entropy { ENTROPY } else { 0 };
+        let incompat = files | if fields { FIELDS } else { 0 } | if entropy { ENTROPY } else { 0 } | parent.features;
         ArchiveWriter {
             entries_per_page: opts.entries_per_page,
             incompat,
+            used: files,
             written: HEADER_SIZE as u64,
             entries: Vec::new(),
             first_location: BTreeMap::new(),
@@ -86,15 +92,16 @@ impl ArchiveWriter {
                 parent_bytes: 0,
                 delta_blocks: 0,
                 warnings: Vec::new(),
+                header: [0; HEADER_SIZE],
             },
         }
     }
 
-    /// The archive's first bytes.
+    /// The archive's first bytes, provisional: declaring every feature the
+    /// store may use. [`finish`](Self::finish) reports the final header
+    /// (in [`StoreReport::header`]), declaring those it used.
     pub fn header_bytes(&self) -> [u8; HEADER_SIZE] {
-        let mut bytes = [0u8; HEADER_SIZE];
-        bytes.copy_from_slice(file_header(self.incompat).as_bytes());
-        bytes
+        header_bytes(self.incompat)
     }
 
     /// Archive bytes accounted for so far.
@@ -144,6 +151,12 @@ impl ArchiveWriter {
             (e, false, false, true)
         };
         entry.virtual_offset = U64::new(block.offset);
+        let needed = crate::layout::features::needed_by(&entry);
+        if needed & !self.incompat != 0 {
+            // The provisional header would not declare it: a bug upstream.
+            return Err(Error::InvalidArgument("a block needs a format feature the archive does not declare"));
+        }
+        self.used |= needed;
         self.max_stored = self.max_stored.max(entry.stored_length.get());
         if let Some(t) = block.tensor.and_then(|t| self.tensors.get_mut(t)) {
             t.count += 1;
@@ -232,8 +245,15 @@ impl ArchiveWriter {
         self.report.archive_size = self.written;
         self.report.blocks = self.entries.len() as u64;
         self.report.source_hash = source_hash;
+        self.report.header = header_bytes(self.used);
         Ok((tail, self.report))
     }
+}
+
+fn header_bytes(incompat: u64) -> [u8; HEADER_SIZE] {
+    let mut bytes = [0u8; HEADER_SIZE];
+    bytes.copy_from_slice(file_header(incompat).as_bytes());
+    bytes
 }
 
 /// The fixed header of a version-1 archive using `incompat` features: minor

@@ -10,8 +10,10 @@
 //!
 //! A store with this pipeline, in order:
 //! 1. [`plan`](crate::plan::plan) the source (or [`Plan::folder`](crate::plan::Plan::folder));
-//! 2. [`ParentIndex::build`] from the parent chain, if any;
-//! 3. [`ArchiveWriter::new`], and write its [`header_bytes`](ArchiveWriter::header_bytes);
+//! 2. [`ParentIndex::build`] from the parent chain, if any, with the
+//!    features the options allow;
+//! 3. [`ArchiveWriter::new`], and write its provisional
+//!    [`header_bytes`](ArchiveWriter::header_bytes);
 //! 4. a [`Cutter`] over the plan with the options' [`chunker`] yields
 //!    [`BlockJob`]s in order; each goes through [`encode_block`] with an
 //!    [`EncodeState`] per thread (a job that [`leads`](BlockJob::leads)
@@ -19,7 +21,9 @@
 //! 5. each [`EncodedJob`], back in index order, goes to
 //!    [`ArchiveWriter::add`], which says whether its bytes are written next;
 //! 6. [`ArchiveWriter::finish`] with the [`Cutter::source_hash`] gives the
-//!    closing bytes and the report.
+//!    closing bytes and the report, whose
+//!    [`header`](crate::writer::StoreReport::header) (exactly the features
+//!    used) goes over the first 64 bytes where the output allows.
 
 mod assemble;
 mod block;

@@ -21,6 +21,9 @@ pub struct ParentIndex {
     /// Tensors that share a name with the base but not its dtype or shape:
     /// stored whole, and said so in the report.
     pub warnings: Vec<String>,
+    /// Incompatible features the blocks offered need (a child that copies
+    /// their entries declares them).
+    pub features: u64,
 }
 
 impl ParentIndex {
@@ -30,7 +33,10 @@ impl ParentIndex {
     }
 
     /// Index `parent` (every block, one walk) against the child's `plan`.
-    pub fn build<P: ReadAt>(parent: Option<&Archive<P>>, plan: &Plan) -> Result<Self> {
+    /// Only blocks whose entries need no incompatible feature outside
+    /// `allowed` are offered: a child written for an older format version
+    /// stores the others again, in a form that version reads.
+    pub fn build<P: ReadAt>(parent: Option<&Archive<P>>, plan: &Plan, allowed: u64) -> Result<Self> {
         let mut index = ParentIndex { bases: alloc::vec![None; plan.tensors.len()], ..ParentIndex::default() };
         let Some(p) = parent else { return Ok(index) };
         if p.chain_len() >= usize::from(limits::MAX_CHAIN_DEPTH) {
@@ -44,15 +50,28 @@ impl ParentIndex {
             // stay within the chain.
             let is_delta = FilterId::from_u8(e.filter).is_some_and(FilterId::is_delta);
             let deepest = u16::from(e.location) + 1 + u16::from(is_delta);
-            if deepest < u16::from(limits::MAX_CHAIN_DEPTH) {
+            let needed = crate::layout::features::needed_by(&e);
+            if deepest < u16::from(limits::MAX_CHAIN_DEPTH) && needed & !allowed == 0 {
+                index.features |= needed;
                 index.blocks.entry(e.hash).or_insert(e);
             }
         }
         let manifest = p.manifest()?;
-        let by_name: BTreeMap<&str, &crate::manifest::TensorInfo> =
-            manifest.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+        // A tensor's base: the parent's tensor of that name in the file of
+        // the same path (folders whose files share names, as checkpoint-500/
+        // and checkpoint-1000/ do), else the first of that name anywhere.
+        let path = |files: &'_ [crate::manifest::FileInfo], f: Option<u32>| {
+            f.and_then(|i| files.get(i as usize)).map(|f| f.path.clone())
+        };
+        let mut by_name: BTreeMap<&str, &crate::manifest::TensorInfo> = BTreeMap::new();
+        let mut by_file: BTreeMap<(Option<String>, &str), &crate::manifest::TensorInfo> = BTreeMap::new();
+        for t in &manifest.tensors {
+            by_name.entry(t.name.as_str()).or_insert(t);
+            by_file.entry((path(&manifest.files, t.file), t.name.as_str())).or_insert(t);
+        }
         for (i, t) in plan.tensors.iter().enumerate() {
-            let Some(b) = by_name.get(t.name.as_str()) else { continue };
+            let key = (path(&plan.files, t.file), t.name.as_str());
+            let Some(b) = by_file.get(&key).or_else(|| by_name.get(t.name.as_str())) else { continue };
             if b.dtype == t.dtype && b.shape == t.shape && b.ggml_type == t.ggml_type && b.length == t.length {
                 index.bases[i] = Some(b.offset);
             } else {

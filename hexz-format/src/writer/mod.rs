@@ -142,6 +142,16 @@ impl StoreOptions {
         self.entropy && cfg!(feature = "ans") && matches!(self.compression, Compression::Zstd { .. })
     }
 
+    /// Incompatible features the archive may use (spec section 4): folder
+    /// archives `FILES`; `FIELDS` unless `split_fields` is off (format
+    /// 1.1), `ENTROPY` when `entropy` is on (format 1.3). Entries copied
+    /// from a parent that need a feature outside this set are not copied
+    /// but stored again.
+    pub fn allowed_features(&self) -> u64 {
+        use crate::layout::features::{ENTROPY, FIELDS, FILES};
+        FILES | if self.split_fields { FIELDS } else { 0 } | if self.entropy { ENTROPY } else { 0 }
+    }
+
     /// Bytes one encoding worker holds: its block, the encoder's buffers,
     /// a delta base, and with entropy coding its symbol streams, words and
     /// raw bits (about a block each).
@@ -179,6 +189,12 @@ pub struct StoreReport {
     pub delta_blocks: u64,
     /// Tensors whose dtype or shape differs from the base's, stored whole.
     pub warnings: Vec<String>,
+    /// The archive's header as it must end up: declaring exactly the
+    /// features its entries use (copied entries included). A writer emits
+    /// a provisional header first, declaring every feature the store might
+    /// use; where the output can be rewritten, these bytes go over the
+    /// first 64 ([`store_vec`] and hexz-io's file stores do so).
+    pub header: [u8; crate::layout::HEADER_SIZE],
 }
 
 /// The parent to store against: the open archive (with its own ancestors
@@ -193,7 +209,10 @@ pub struct ParentSpec<'a, P> {
 /// Store `src` on this thread, handing archive bytes to `out` in order;
 /// with `parent`, as a child of that archive (tensors the chain holds are
 /// referenced, changed ones stored as deltas where smaller). `progress`
-/// gets source bytes done and may stop the store.
+/// gets source bytes done and may stop the store. The first 64 bytes
+/// handed out are a provisional header: write [`StoreReport::header`] over
+/// them where the output allows it (else the archive may declare a feature
+/// it did not use, which readers accept but an older reader then refuses).
 pub fn store<R, P>(
     src: &R,
     out: &mut dyn FnMut(&[u8]) -> Result<()>,
@@ -228,9 +247,9 @@ where
         return Err(Error::InvalidArgument("the plan does not cover the source"));
     }
     let parent_archive = parent.as_ref().map(|p| p.archive);
-    let index = ParentIndex::build(parent_archive, &plan)?;
+    let index = ParentIndex::build(parent_archive, &plan, opts.allowed_features())?;
     let mut state = EncodeState::new(opts, parent_archive)?;
-    let mut writer = ArchiveWriter::new(opts, &plan, src.len(), index.has_bases());
+    let mut writer = ArchiveWriter::new(opts, &plan, src.len(), &index);
     out(&writer.header_bytes())?;
     let mut cutter = Cutter::new(src, &plan, &index.bases, chunker(opts)?);
     let mut decision = None;
@@ -279,5 +298,6 @@ where
         parent,
         &mut |_| ControlFlow::Continue(()),
     )?;
+    out[..report.header.len()].copy_from_slice(&report.header);
     Ok((out, report))
 }

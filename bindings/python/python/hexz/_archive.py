@@ -120,9 +120,12 @@ class Archive:
         self._tensors = [
             TensorInfo(n, d, tuple(s), o, ln, g, st, f) for (n, d, g, s, o, ln, st, f) in self._native.tensors()
         ]
-        self._by_name: Dict[str, TensorInfo] = {}
+        # Every tensor of each name: one, or in a folder archive one per file
+        # holding the name (checkpoint-500/ and checkpoint-1000/ alike).
+        self._by_name: Dict[str, List[TensorInfo]] = {}
         for t in self._tensors:
-            self._by_name.setdefault(t.name, t)
+            self._by_name.setdefault(t.name, []).append(t)
+        self._files: Optional[List[FileInfo]] = None
         self._metadata: Optional[Dict[str, Any]] = None
 
     # -- context manager and lifetime --------------------------------------
@@ -199,16 +202,37 @@ class Archive:
         """Every tensor, in file order."""
         return list(self._tensors)
 
-    def tensor_info(self, name: str) -> TensorInfo:
-        """Dtype, shape, GGML type, offset and length of tensor `name`."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise NotFoundError(f"{self.path}: no tensor named {name!r}") from None
+    def tensor_info(self, name: str, file: Optional[str] = None) -> TensorInfo:
+        """Dtype, shape, GGML type, offset and length of tensor `name`; in a
+        folder archive, `file` (a path as :meth:`files` lists it) names the
+        file holding it, which a name several files hold needs."""
+        found = self._by_name.get(name, [])
+        if file is not None:
+            paths = [f.path for f in self._file_table()]
+            if file not in paths:
+                raise NotFoundError(f"{self.path}: no file {file!r} in the archive")
+            index = paths.index(file)
+            for t in found:
+                if t.file == index:
+                    return t
+            raise NotFoundError(f"{self.path}: no tensor named {name!r} in file {file!r}")
+        if not found:
+            raise NotFoundError(f"{self.path}: no tensor named {name!r}")
+        if len(found) > 1:
+            holders = ", ".join(self._file_table()[t.file].path for t in found if t.file is not None)
+            raise InvalidInputError(
+                f"{self.path}: tensor {name!r} is in {len(found)} files ({holders}): name one with file="
+            )
+        return found[0]
+
+    def _file_table(self) -> List[FileInfo]:
+        if self._files is None:
+            self._files = [FileInfo(*f) for f in self._native.files()]
+        return self._files
 
     def files(self) -> List[FileInfo]:
         """Folder archives: every file, directory and symlink, sorted by path."""
-        return [FileInfo(*f) for f in self._native.files()]
+        return list(self._file_table())
 
     def metadata(self) -> Dict[str, Any]:
         """User metadata stored with the archive, plus the source's own:
@@ -251,16 +275,20 @@ class Archive:
 
     # -- reading -------------------------------------------------------------
 
-    def layout(self, name: str) -> Tuple[str, Tuple[int, ...]]:
+    def layout(self, name: str, *, file: Optional[str] = None) -> Tuple[str, Tuple[int, ...]]:
         """(element dtype, array shape) :meth:`get_tensor` gives `name`:
         GGUF dims reversed into numpy order, quantized types as uint8 rows."""
-        t = self.tensor_info(name)
+        t = self.tensor_info(name, file)
         return _dtypes.layout(t.dtype, t.ggml_type, t.shape, t.length)
 
-    def get_tensor(self, name: str, framework: str = "np") -> Any:
-        """Tensor `name` as a numpy array (``framework="pt"``: a torch
-        tensor), decoded straight into the array's memory."""
-        t = self.tensor_info(name)
+    def get_tensor(self, name: str, framework: str = "np", *, file: Optional[str] = None) -> Any:
+        """Tensor `name` (of folder file `file`, see :meth:`tensor_info`)
+        as a numpy array (``framework="pt"``: a torch tensor), decoded
+        straight into the array's memory."""
+        return self._get(self.tensor_info(name, file), framework)
+
+    def _get(self, t: TensorInfo, framework: str) -> Any:
+        """Tensor `t` as :meth:`get_tensor` gives it."""
         out, address = self._allocate_for(t, _framework(framework))
         self._native._read_into_address(address, t.length, t.offset)
         return out
@@ -274,15 +302,16 @@ class Archive:
                                       f"the archive records {t.length}")
         return out, address
 
-    def read_tensor(self, name: str) -> bytes:
-        """The raw bytes of tensor `name`, as in the source file."""
-        t = self.tensor_info(name)
+    def read_tensor(self, name: str, *, file: Optional[str] = None) -> bytes:
+        """The raw bytes of tensor `name` (of folder file `file`), as in the source file."""
+        t = self.tensor_info(name, file)
         return self._native.read(t.offset, t.length)
 
-    def get_slice(self, name: str, framework: str = "np") -> "TensorSlice":
-        """A lazy view of tensor `name`: indexing it (``[0:10]``, ``[3]``,
-        ``[2:4, :16]``) reads only the rows asked for along the first axis."""
-        return TensorSlice(self, self.tensor_info(name), _framework(framework))
+    def get_slice(self, name: str, framework: str = "np", *, file: Optional[str] = None) -> "TensorSlice":
+        """A lazy view of tensor `name` (of folder file `file`): indexing it
+        (``[0:10]``, ``[3]``, ``[2:4, :16]``) reads only the rows asked for
+        along the first axis."""
+        return TensorSlice(self, self.tensor_info(name, file), _framework(framework))
 
     def read(self, offset: int, size: int) -> bytes:
         """The bytes ``[offset, offset + size)`` of the source file."""
@@ -368,7 +397,7 @@ class TensorSlice:
         if not isinstance(key, tuple):
             key = (key,)
         if not self._shape or not key or not isinstance(key[0], (int, np.integer, slice)) or isinstance(key[0], bool):
-            whole = self._archive.get_tensor(self._info.name, self._framework)
+            whole = self._archive._get(self._info, self._framework)
             return whole[key]
         first, rest = key[0], key[1:]
         n = self._shape[0]

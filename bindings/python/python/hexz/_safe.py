@@ -196,14 +196,16 @@ class safe_open:
             raise _closed()
         return self._archive
 
-    def _info(self, archive: Archive, name: Any) -> TensorInfo:
+    def _info(self, archive: Archive, name: Any, file: Optional[str] = None) -> TensorInfo:
         if not isinstance(name, str):
             raise _not_a_str("name", name)
+        if file is not None and not isinstance(file, str):
+            raise _not_a_str("file", file)
         if name not in archive:
             e = NotFoundError(f"File does not contain tensor {name}")
             e.code = "NotFound"
             raise e
-        return archive.tensor_info(name)
+        return archive.tensor_info(name, file)
 
     def metadata(self) -> Optional[Dict[str, str]]:
         """The safetensors ``__metadata__``, or None when there is none."""
@@ -218,11 +220,13 @@ class safe_open:
         """Tensor names in file (offset) order."""
         return self._open().keys()
 
-    def get_tensor(self, name: str) -> Any:
-        """Tensor `name` in the framework (and on the device) asked for."""
+    def get_tensor(self, name: str, *, file: Optional[str] = None) -> Any:
+        """Tensor `name` in the framework (and on the device) asked for; in
+        a folder archive, `file` names the file holding it (needed when
+        several files hold the name)."""
         archive = self._open()
-        info = self._info(archive, name)
-        return _finish(archive.get_tensor(info.name, self._framework.decode), self._framework, self._device)
+        info = self._info(archive, name, file)
+        return _finish(archive._get(info, self._framework.decode), self._framework, self._device)
 
     def get_tensors(self) -> Dict[str, Any]:
         """Every tensor, in offset order, decoded in parallel."""
@@ -231,10 +235,10 @@ class safe_open:
         out = archive._read_many(names, self._framework.decode)
         return {k: _finish(out[k], self._framework, self._device) for k in names}
 
-    def get_slice(self, name: str) -> "SafeSlice":
-        """A tensor not read yet: index it to read what is asked for."""
+    def get_slice(self, name: str, *, file: Optional[str] = None) -> "SafeSlice":
+        """A tensor not read yet (of folder file `file`): index it to read what is asked for."""
         archive = self._open()
-        return SafeSlice(archive, self._info(archive, name), self._framework, self._device)
+        return SafeSlice(archive, self._info(archive, name, file), self._framework, self._device)
 
 
 def _source_metadata(archive: Archive) -> Optional[Dict[str, str]]:
@@ -391,7 +395,7 @@ class SafeSlice:
         return _finish(self._numpy_item(key), self._framework, self._device)
 
     def _whole(self) -> Any:
-        return self._rows._archive.get_tensor(self._info.name, self._framework.decode)
+        return self._rows._archive._get(self._info, self._framework.decode)
 
     def _torch_item(self, key: Any) -> Any:
         """``tensor[key]`` as torch gives it, reading only the rows of the
