@@ -589,13 +589,28 @@ struct DiffRow {
     delta: Vec<&'static str>,
 }
 
+/// A tensor as `extract --tensor` takes it: `FILE:NAME` in a folder
+/// archive, its name otherwise.
+fn file_and_name(reader: &Reader, t: &TensorInfo) -> String {
+    match t.file.and_then(|f| reader.files().get(f as usize)) {
+        Some(file) => format!("{}:{}", file.path, t.name),
+        None => t.name.clone(),
+    }
+}
+
 /// `hexz diff A B`: per tensor of B against A: identical, changed (with the
 /// delta kinds B used and the bytes B stores for it), added, removed,
 /// reshaped; and totals.
 pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliError> {
     let a = Reader::open(crate::util::location(path_a), open)?;
     let b = Reader::open(crate::util::location(path_b), open)?;
-    let by_name: BTreeMap<&str, &TensorInfo> = a.tensors().iter().map(|t| (t.name.as_str(), t)).collect();
+    // A tensor of B pairs with the tensor of A in the file of the same path
+    // with the same name (the checkpoint-500/ and checkpoint-1000/ of a
+    // training run hold the same names), else with A's only tensor of that
+    // name (a model resharded into other files).
+    let by_file_and_name: HashMap<String, usize> =
+        a.tensors().iter().enumerate().map(|(i, t)| (file_and_name(&a, t), i)).collect();
+    let mut paired = vec![false; a.tensors().len()];
     let mut rows = Vec::new();
     let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut total_stored = 0u64;
@@ -611,7 +626,12 @@ pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, open: &OpenOptions) -> 
             .collect();
         kinds.sort_unstable();
         kinds.dedup();
-        let before = by_name.get(tb.name.as_str()).copied();
+        let name = file_and_name(&b, tb);
+        let pair = by_file_and_name.get(&name).copied().or_else(|| a.tensor(&tb.name).map(|(i, _)| i));
+        if let Some(i) = pair {
+            paired[i] = true;
+        }
+        let before = pair.map(|i| &a.tensors()[i]);
         let status = match before {
             None => "added",
             Some(ta) if ta.dtype != tb.dtype || ta.shape != tb.shape => "reshaped",
@@ -621,7 +641,7 @@ pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, open: &OpenOptions) -> 
         *totals.entry(status).or_default() += 1;
         total_stored += stored;
         rows.push(DiffRow {
-            name: tb.name.clone(),
+            name,
             status,
             dtype: tb.dtype.clone(),
             shape: tb.shape.clone(),
@@ -632,11 +652,11 @@ pub fn diff(path_a: &Path, path_b: &Path, as_json: bool, open: &OpenOptions) -> 
             delta: kinds,
         });
     }
-    let names_b: HashSet<&str> = b.tensors().iter().map(|t| t.name.as_str()).collect();
-    for ta in a.tensors().iter().filter(|t| !names_b.contains(t.name.as_str())) {
+    for (ta, _) in a.tensors().iter().zip(&paired).filter(|(_, &p)| !p) {
+        let name = file_and_name(&a, ta);
         *totals.entry("removed").or_default() += 1;
         rows.push(DiffRow {
-            name: ta.name.clone(),
+            name,
             status: "removed",
             dtype: ta.dtype.clone(),
             shape: ta.shape.clone(),

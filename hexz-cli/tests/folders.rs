@@ -346,6 +346,15 @@ fn checkpoints_sharing_tensor_names_are_addressed_by_file() {
     let o = hexz(&[&"-q", &"extract", &hxz, &out]);
     assert!(o.status.success(), "{}", stderr(&o));
     same_tree(&src, &out);
+    // diff pairs each checkpoint's tensors with the same file's: an archive
+    // against itself is identical throughout, every tensor named FILE:NAME.
+    let d: serde_json::Value = serde_json::from_slice(&hexz(&[&"diff", &"--json", &hxz, &hxz]).stdout).unwrap();
+    let rows = d["tensors"].as_array().unwrap();
+    assert!(rows.len() > 2 && rows.iter().all(|t| t["status"] == "identical"), "{d}");
+    for step in ["500", "1000"] {
+        let row = format!("checkpoint-{step}/model.safetensors:{name}");
+        assert!(rows.iter().any(|t| t["name"] == row.as_str()), "no row {row}");
+    }
     // A bare name held by one file only still works (the sharded folder).
     let sharded = tmp.path().join("sharded.hxz");
     assert!(hexz(&[&"-q", &"store", &model("minilm-sharded"), &sharded]).status.success());
