@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bindings" / "python" / "tests"))
 from minilm_torch import load_minilm, train  # noqa: E402
 
-from hexz.dcp import DEFAULT_FULL_EVERY, HexzStorageReader, HexzStorageWriter  # noqa: E402
+from hexz.dcp import DEFAULT_FRESH, DEFAULT_FULL_EVERY, HexzStorageReader, HexzStorageWriter  # noqa: E402
 
 PARTS = ("weights", "exp_avg", "exp_avg_sq", "other")
 
@@ -96,12 +96,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="training steps between checkpoints")
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--full-every", type=int, default=DEFAULT_FULL_EVERY)
-    ap.add_argument("--compression", default="zstd", help="hexz codec: zstd (default), lz4 or none")
+    ap.add_argument("--compression", default="lz4", help="hexz codec: lz4 (the writer's default), zstd or none")
     ap.add_argument("--level", type=int, default=None, help="zstd level for hexz (default: its own choice)")
     ap.add_argument("--threads", type=int, default=0, help="hexz compression threads (0: all cores)")
+    ap.add_argument("--fresh", default=",".join(DEFAULT_FRESH),
+                    help="names stored fresh, comma-separated ('' for none: every tensor against the base)")
     ap.add_argument("--no-parts", action="store_true", help="skip the per-part breakdown (faster)")
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args()
+    fresh = tuple(f for f in args.fresh.split(",") if f)
 
     torch.manual_seed(0)
     model = load_minilm(models_dir(), layers=6)
@@ -113,10 +116,15 @@ def main() -> None:
             train(model, optim, n * args.steps, args.steps)
             state = {"model": model.state_dict(), "optim": optim.state_dict()}
             fs_dir, hx_dir = work / "fs" / f"step-{n}", work / "hexz" / f"step-{n}"
-            t_fs = timed(lambda: dcp.save(state, storage_writer=FileSystemWriter(fs_dir)))
             writer = HexzStorageWriter(hx_dir, base="auto", full_every=args.full_every, compression=args.compression,
-                                       level=args.level, threads=args.threads)
-            t_hx = timed(lambda: dcp.save(state, storage_writer=writer))
+                                       level=args.level, threads=args.threads, fresh=fresh)
+            # Alternating which goes first (the machine's load drifts).
+            if n % 2:
+                t_fs = timed(lambda: dcp.save(state, storage_writer=FileSystemWriter(fs_dir)))
+                t_hx = timed(lambda: dcp.save(state, storage_writer=writer))
+            else:
+                t_hx = timed(lambda: dcp.save(state, storage_writer=writer))
+                t_fs = timed(lambda: dcp.save(state, storage_writer=FileSystemWriter(fs_dir)))
             row: Dict[str, Any] = {"checkpoint": n, "fs_bytes": du(fs_dir), "hexz_bytes": du(hx_dir),
                                    "fs_save_s": t_fs, "hexz_save_s": t_hx}
             if not args.no_parts:
@@ -130,7 +138,7 @@ def main() -> None:
                     d = work / f"hexz-{part}" / f"step-{n}"
                     dcp.save(sd, storage_writer=HexzStorageWriter(d, base="auto", full_every=args.full_every,
                                                                    compression=args.compression, level=args.level,
-                                                                   threads=args.threads))
+                                                                   threads=args.threads, fresh=fresh))
                     row["hexz_parts"][part] = du(d)
             rows.append(row)
             print(f"checkpoint {n}: FileSystemWriter {row['fs_bytes']:>11,} B {t_fs:6.2f} s | "

@@ -117,8 +117,9 @@ def fsdp_run(models: Path, tmp_path_factory: Any) -> Path:
 def test_two_ranks_save_deltas(fsdp_run: Path) -> None:
     for n in (1, 2):
         assert is_complete(fsdp_run / f"step-{n}")
-        assert sorted(p.name for p in (fsdp_run / f"step-{n}").iterdir()) == [".metadata", "rank-00000.hxz",
-                                                                                "rank-00001.hxz"]
+        # Adam's moments in the .fresh archives (no base), the rest against the last step.
+        assert sorted(p.name for p in (fsdp_run / f"step-{n}").iterdir()) == [
+            ".metadata", "rank-00000.fresh.hxz", "rank-00000.hxz", "rank-00001.fresh.hxz", "rank-00001.hxz"]
     for rank in (0, 1):
         name = f"rank-{rank:05d}.hxz"
         with hexz.open(fsdp_run / "step-1" / name) as a:
@@ -129,6 +130,14 @@ def test_two_ranks_save_deltas(fsdp_run: Path) -> None:
             assert a.parent is not None and a.chain[1].endswith(f"step-1/{name}")
             assert any(t.storage in ("delta", "parent") for t in a.tensors())
         assert os.path.getsize(fsdp_run / "step-2" / name) < first
+        fresh = f"rank-{rank:05d}.fresh.hxz"
+        for n in (1, 2):
+            with hexz.open(fsdp_run / f"step-{n}" / fresh) as a:
+                assert a.parent is None
+                names = a.keys()
+                assert names and all(k.split("@")[0].rsplit(".", 1)[-1] in ("exp_avg", "exp_avg_sq") for k in names)
+            with hexz.open(fsdp_run / f"step-{n}" / name) as a:
+                assert not any(k.split("@")[0].endswith((".exp_avg", ".exp_avg_sq")) for k in a.keys())
     assert latest_checkpoint(fsdp_run) == str(fsdp_run / "step-2")
 
 
@@ -234,6 +243,32 @@ def test_full_every_bounds_the_chain(tmp_path: Path) -> None:
         HexzStorageWriter(tmp_path / "s6", base=tmp_path / "missing")
     with pytest.raises(hexz.UnsupportedError):
         HexzStorageWriter("s3://bucket/ckpt")
+
+
+def test_fresh_names_choose_the_archive(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    state = {"w": torch.randn(32, 32, generator=g), "m": {"exp_avg": torch.randn(32, generator=g)}}
+    for n, fresh in ((1, ("exp_avg",)), (2, ("exp_avg",)), (3, ())):
+        state["w"] = state["w"] + 0.001
+        state["m"]["exp_avg"] = state["m"]["exp_avg"] * 0.9
+        writer = HexzStorageWriter(tmp_path / f"s{n}", base="auto", fresh=fresh, compression="zstd")
+        dcp.save(state, storage_writer=writer)
+        files = sorted(p.name for p in (tmp_path / f"s{n}").iterdir())
+        if fresh:
+            assert files == [".metadata", "rank-00000.fresh.hxz", "rank-00000.hxz"]
+            assert writer.last_fresh_report is not None and writer.last_fresh_report.tensors == 1
+            with hexz.open(tmp_path / f"s{n}" / "rank-00000.fresh.hxz") as a:
+                assert a.parent is None and a.keys() == ["m.exp_avg@0"]
+        else:
+            assert files == [".metadata", "rank-00000.hxz"] and writer.last_fresh_report is None
+        with hexz.open(tmp_path / f"s{n}" / "rank-00000.hxz") as a:
+            assert (a.parent is None) == (n == 1)
+        got = {"w": torch.zeros(32, 32), "m": {"exp_avg": torch.zeros(32)}}
+        dcp.load(got, storage_reader=HexzStorageReader(tmp_path / f"s{n}"))
+        assert bit_equal(got["w"], state["w"]) and bit_equal(got["m"]["exp_avg"], state["m"]["exp_avg"])
+    for bad in ("exp_avg", [""], [3]):
+        with pytest.raises(hexz.InvalidInputError):
+            HexzStorageWriter(tmp_path / "x", fresh=bad)
 
 
 def test_import_hexz_does_not_import_torch() -> None:
