@@ -66,9 +66,7 @@ impl Reader {
         }
         let slots = match opts.read_slots {
             0 => DEFAULT_READ_SLOTS,
-            n if n > MAX_READ_SLOTS => {
-                return Err(Error::Format(hexz_format::Error::InvalidArgument("read_slots must be at most 256")))
-            }
+            n if n > MAX_READ_SLOTS => return Err(Error::invalid("read_slots must be at most 256")),
             n => n,
         };
         let size = archive.scratch_size();
@@ -219,14 +217,20 @@ impl Reader {
         bad_bytes && self.archive.member(usize::from(depth)).is_some_and(|m| m.source().discard_cached())
     }
 
+    /// The byte length of tensor `index`, checked: the index is in range
+    /// and the length fits in memory. The one place these checks live;
+    /// every front end sizes its buffer with it.
+    pub fn tensor_len(&self, index: usize) -> Result<usize> {
+        let t = self.tensors.get(index).ok_or_else(|| Error::invalid("tensor index out of range"))?;
+        usize::try_from(t.length).map_err(|_| Error::invalid("tensor larger than the address space"))
+    }
+
     /// Read tensor `index` into the start of `buf`; returns its length.
+    /// A `buf` shorter than the tensor gives BUFFER_TOO_SMALL (with the
+    /// length needed) before anything is read.
     pub fn read_tensor(&self, index: usize, buf: &mut [u8]) -> Result<usize> {
-        let t = self
-            .tensors
-            .get(index)
-            .ok_or(Error::Format(hexz_format::Error::InvalidArgument("tensor index out of range")))?;
-        let len = usize::try_from(t.length)
-            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("tensor too large")))?;
+        let len = self.tensor_len(index)?;
+        let t = &self.tensors[index];
         let got = buf.len() as u64;
         let dst = buf.get_mut(..len).ok_or(Error::Format(hexz_format::Error::BufferTooSmall {
             what: "tensor buffer",
@@ -263,8 +267,7 @@ impl Reader {
     /// one is decoded on every core, within the read slots: a tokenizer
     /// makes a GGUF header megabytes long (gemma: 6.5 MB).
     pub fn read_vec(&self, offset: u64, length: u64) -> Result<Vec<u8>> {
-        let len = usize::try_from(length)
-            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("range too large")))?;
+        let len = usize::try_from(length).map_err(|_| Error::invalid("range too large"))?;
         let mut out = hexz_format::error::try_zeroed(len, "read buffer")?;
         if length < CHUNK {
             self.read_at(offset, &mut out)?;
@@ -421,7 +424,7 @@ fn report_progress(progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync), done: &At
     let total = done.fetch_add(n, Ordering::Relaxed) + n;
     match progress(total) {
         ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(()) => Err(Error::Format(hexz_format::Error::Cancelled)),
+        ControlFlow::Break(()) => Err(Error::Cancelled),
     }
 }
 
@@ -444,6 +447,7 @@ pub trait RangeSink: Sync {
 pub struct HashSink(Mutex<blake3::Hasher>);
 
 impl HashSink {
+    /// A sink hashing nothing yet.
     pub fn new() -> Self {
         HashSink::default()
     }
@@ -486,7 +490,7 @@ impl Turnstile {
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
         while *next != k {
             if self.stop.load(Ordering::Acquire) {
-                return Err(Error::Format(hexz_format::Error::Cancelled));
+                return Err(Error::Cancelled);
             }
             next = self.moved.wait(next).unwrap_or_else(|e| e.into_inner());
         }
