@@ -14,6 +14,7 @@ use hexz_format::{Archive, ErrorCode, ReadAt, SourceFormat};
 
 use crate::error::{at_chain, Error, Result};
 use crate::location::{Location, Source};
+use crate::names::CNames;
 use crate::resolve::{open_chain, open_chain_from, Chain, OpenOptions};
 
 /// Reads that may run at once when the options say 0.
@@ -34,6 +35,8 @@ pub struct Reader {
     metadata: Vec<(String, MetadataValue)>,
     parent: Option<ParentRef>,
     pool: WorkspacePool,
+    /// The tables' names as C strings, built on first use.
+    c_names: std::sync::OnceLock<CNames>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -83,6 +86,7 @@ impl Reader {
             metadata: manifest.metadata,
             parent: manifest.parent,
             pool,
+            c_names: std::sync::OnceLock::new(),
         })
     }
 
@@ -138,6 +142,16 @@ impl Reader {
             .collect()
     }
 
+    /// The names of the tensor, file and metadata tables as C strings,
+    /// in one allocation; built on the first call (fallibly), then borrowed.
+    pub fn c_names(&self) -> Result<&CNames> {
+        if let Some(names) = self.c_names.get() {
+            return Ok(names);
+        }
+        let built = CNames::build(&self.tensors, &self.files, &self.metadata)?;
+        Ok(self.c_names.get_or_init(|| built))
+    }
+
     /// Every tensor, in source order.
     pub fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
@@ -182,7 +196,8 @@ impl Reader {
             (0..self.archive.chain_len()).filter_map(|d| self.archive.member(d)).map(|m| m.held_bytes()).sum();
         let tables: usize =
             self.tensors.iter().map(|t| t.name.len() * 2 + t.dtype.len() + t.shape.len() * 8 + 96).sum();
-        (meta + tables + self.pool.created() * self.pool.size) as u64
+        let names = self.c_names.get().map_or(0, CNames::memory_bytes);
+        (meta + tables + names + self.pool.created() * self.pool.size) as u64
     }
 
     /// A format error as this reader's error, naming the chain member at fault.
