@@ -113,8 +113,7 @@ impl CNames {
 mod tests {
     use super::*;
     use hexz_format::layout::FileKind;
-    use hexz_format::manifest::StorageKind;
-    use hexz_format::SourceFormat;
+    use hexz_format::{SourceFormat, StorageKind};
 
     #[test]
     fn every_name_once_nul_terminated() {
