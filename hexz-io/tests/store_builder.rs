@@ -156,17 +156,20 @@ fn urls_need_a_remote_sink_resolver_and_folders_cannot_go_to_one() {
     assert!(err.to_string().contains("folder to a URL"), "{err}");
 }
 
+/// Archives committed to memory: (destination, bytes).
+type Stored = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A sink resolver of the test's own: archives kept in memory by name.
 #[derive(Default)]
 struct Memory {
-    stored: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    stored: Stored,
     hints: Mutex<Vec<(Location, Location)>>,
 }
 
 struct MemorySink {
     name: String,
     bytes: Vec<u8>,
-    stored: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    stored: Stored,
 }
 
 impl Sink for MemorySink {
