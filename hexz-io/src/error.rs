@@ -122,7 +122,7 @@ impl Error {
         match self {
             Error::File { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             Error::Refused { code, .. } => *code == ErrorCode::NotFound,
-            Error::NotFound { .. } => true,
+            // A name missing from an archive is not a missing file.
             _ => false,
         }
     }

@@ -28,7 +28,8 @@ fn py_error(err: hexz_io::Error) -> PyErr {
     let code = err.code();
     let category: Category = code.category();
     let message = err.to_string();
-    let not_found = err.is_not_found() && category != Category::NotFound;
+    // A file or object that is not there (the OS or the server said so).
+    let not_found = err.is_not_found();
     Python::attach(|py| {
         let made = (|| -> PyResult<PyErr> {
             let cls = py.import("hexz.errors")?.getattr("_class_for")?.call1((category.name(), not_found))?;
