@@ -171,3 +171,12 @@ def verify(
 
 
 from . import checkpoint  # noqa: E402 - uses the names above
+
+
+def __getattr__(name: str) -> Any:
+    # hexz.dcp needs torch: imported on first use, so `import hexz` does not.
+    if name == "dcp":
+        import importlib
+
+        return importlib.import_module(".dcp", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
