@@ -60,16 +60,16 @@
    version source; also the soname's major and hexz.pc's Version). The
    library's own: hexz_version(), hexz_version_string(). */
 #define HEXZ_VERSION_MAJOR 1
-#define HEXZ_VERSION_MINOR 0
+#define HEXZ_VERSION_MINOR 1
 #define HEXZ_VERSION_PATCH 0
-#define HEXZ_VERSION_STRING "1.0.0"
+#define HEXZ_VERSION_STRING "1.1.0"
 /* (major << 16) | (minor << 8) | patch, as hexz_version() returns. */
 #define HEXZ_VERSION_NUMBER ((HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8) | HEXZ_VERSION_PATCH)
 
 /* Initializers that set struct_size and leave every other field at its
    default (0 or NULL); valid C and C++. */
 #define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0 }
-#define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0 }
+#define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL }
 #define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL, NULL, 0 }
 #define HEXZ_ARCHIVE_INFO_INIT { sizeof(hexz_archive_info), 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0} }
 #define HEXZ_TENSOR_INFO_INIT { sizeof(hexz_tensor_info), NULL, 0, NULL, 0, 0, 0, NULL, 0, 0, 0 }
@@ -164,6 +164,41 @@
 #define HEXZ_GGUF_TYPE_INT64 11
 
 #define HEXZ_GGUF_TYPE_FLOAT64 12
+
+// What kind of failure a status is, for callers that branch on the kind
+// rather than the exact code. Numbers are stable and never reused; C
+// exports them as `HEXZ_CATEGORY_*`.
+enum hexz_category
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  // Success.
+  HEXZ_CATEGORY_OK = 0,
+  // The caller's input or arguments: not an archive, a malformed source,
+  // an option or index out of range, a NULL pointer, a buffer too small.
+  HEXZ_CATEGORY_INVALID_INPUT = 1,
+  // No tensor, file or key of that name.
+  HEXZ_CATEGORY_NOT_FOUND = 2,
+  // The archive is damaged: checksums, block hashes, truncation, fields
+  // out of range, blocks that do not decode; or verification found problems.
+  HEXZ_CATEGORY_CORRUPT = 3,
+  // A parent archive cannot be found, or is another archive, or the chain is bad.
+  HEXZ_CATEGORY_PARENT_MISSING = 4,
+  // A newer format version, a codec or an operation this build lacks.
+  HEXZ_CATEGORY_UNSUPPORTED = 5,
+  // Reading or writing failed (the OS error, a read callback, the network).
+  HEXZ_CATEGORY_IO = 6,
+  // Memory could not be allocated, or a memory cap was reached.
+  HEXZ_CATEGORY_OUT_OF_MEMORY = 7,
+  // A progress callback (or the reader of an output) asked to stop.
+  HEXZ_CATEGORY_CANCELLED = 8,
+  // A contained internal failure (a bug).
+  HEXZ_CATEGORY_INTERNAL = 9,
+};
+#ifndef __cplusplus
+typedef uint32_t hexz_category;
+#endif // __cplusplus
 
 // Status of an operation. Numbers are stable and never reused.
 enum hexz_status
@@ -436,6 +471,12 @@ typedef struct {
   // How bytes without tensors (raw files) are cut: HEXZ_CHUNKING_CONTENT_DEFINED
   // (0, the default) or HEXZ_CHUNKING_FIXED.
   uint32_t chunking;
+  // The URL to store the archive to (s3://bucket/key.hxz), instead of
+  // `dst` (which must then be NULL), or NULL. The upload completes only
+  // when the archive is whole; on failure no object appears. Endpoint,
+  // region and credentials come from the standard AWS variables. Needs
+  // libhexz-remote (libhexz gives HEXZ_STATUS_UNSUPPORTED). Since 1.1.
+  const char *url;
 } hexz_store_options;
 
 // What hexz_store did. Initialize with HEXZ_STORE_REPORT_INIT (it sets
@@ -476,6 +517,12 @@ uint32_t hexz_version(void);
 // "MAJOR.MINOR.PATCH" (HEXZ_VERSION_STRING in the header it was built
 // with). Never NULL.
 const char *hexz_version_string(void);
+
+// The category of a status (HEXZ_CATEGORY_*): what kind of failure it is,
+// for callers that branch on the kind rather than the exact code. The
+// Python and Go bindings choose their exception classes and sentinel
+// errors from it. Numbers that are no status give HEXZ_CATEGORY_INTERNAL.
+hexz_category hexz_status_category(uint32_t status);
 
 // A static, NUL-terminated description of a status code ("unknown status"
 // for numbers that are not one). Never NULL.
@@ -673,13 +720,16 @@ hexz_status hexz_memfd(const hexz_archive *archive, int *out_fd);
 // becomes a folder archive, format 1.1), written under a
 // temporary name and renamed into place when complete (replacing `dst`,
 // or refusing when it exists with `no_clobber`). `opts` and `out_report`
-// may be NULL. Never blocks on a FIFO; refuses a `dst` that is the source
+// may be NULL. With `opts->url` set (and `dst` NULL), the archive is
+// uploaded to that URL instead (libhexz-remote; a file only, not a
+// folder). Never blocks on a FIFO; refuses a `dst` that is the source
 // or an archive of the base's chain; fails if the source changes while it
 // is read. Errors name the file at fault (source, destination or base).
 //
 // Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (options, dst exists with
 // no_clobber, dst is an input, src not a regular file); IO; SOURCE_FORMAT;
-// LIMIT_EXCEEDED; OUT_OF_MEMORY; the open statuses for the base; PANIC.
+// LIMIT_EXCEEDED; OUT_OF_MEMORY; the open statuses for the base;
+// UNSUPPORTED (a url without libhexz-remote, a folder to a url); PANIC.
 hexz_status hexz_store(const char *src, const char *dst, const hexz_store_options *opts, hexz_store_report *out_report);
 
 // Verify the archive at `path` and its parent chain; with `deep`, decode

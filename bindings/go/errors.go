@@ -37,9 +37,22 @@ var (
 	ErrOutOfMemory = errors.New("hexz: out of memory")
 	// ErrClosed: the archive was closed.
 	ErrClosed = errors.New("hexz: archive closed")
+	// ErrCancelled: the operation was cancelled.
+	ErrCancelled = errors.New("hexz: cancelled")
 	// ErrInternal: a contained internal failure (a bug; please report it).
 	ErrInternal = errors.New("hexz: internal error")
 )
+
+// Category is the kind of failure a status is (hexz_category in hexz.h).
+// The sentinel error a status matches is chosen from its category, by the
+// table Python's exception classes come from too
+// (bindings/testdata/error-categories.json).
+type Category uint32
+
+// Category is the status's category, as libhexz gives it.
+func (s Status) Category() Category {
+	return Category(C.hexz_status_category(C.uint32_t(s)))
+}
 
 // Status is a libhexz status code (hexz_status in hexz.h).
 type Status uint32
@@ -68,9 +81,13 @@ func (e *Error) Error() string {
 	return "hexz: " + e.Msg
 }
 
-// Is matches the sentinel of the status (and the underlying error).
+// Is matches the sentinel of the status's category (and the underlying
+// error); a too-small buffer also matches ErrShortBuffer.
 func (e *Error) Is(target error) bool {
 	if target == sentinel(e.Status) {
+		return true
+	}
+	if target == ErrShortBuffer && e.Status == C.HEXZ_STATUS_BUFFER_TOO_SMALL {
 		return true
 	}
 	if target == ErrNotFound && e.Err != nil && errors.Is(e.Err, fs.ErrNotExist) {
@@ -82,28 +99,31 @@ func (e *Error) Is(target error) bool {
 // Unwrap gives the underlying error, if any.
 func (e *Error) Unwrap() error { return e.Err }
 
+// sentinel is the sentinel error of the status's category.
 func sentinel(s Status) error {
-	switch s {
-	case C.HEXZ_STATUS_CHECKSUM, C.HEXZ_STATUS_TRUNCATED, C.HEXZ_STATUS_INVALID_FIELD,
-		C.HEXZ_STATUS_LIMIT_EXCEEDED, C.HEXZ_STATUS_HASH_MISMATCH, C.HEXZ_STATUS_DECODE,
-		C.HEXZ_STATUS_VERIFY_FAILED:
-		return ErrCorrupt
-	case C.HEXZ_STATUS_PARENT_NOT_FOUND, C.HEXZ_STATUS_PARENT_REQUIRED, C.HEXZ_STATUS_PARENT_MISMATCH,
-		C.HEXZ_STATUS_CHAIN_TOO_DEEP, C.HEXZ_STATUS_CHAIN_CYCLE:
-		return ErrParentMissing
-	case C.HEXZ_STATUS_NOT_FOUND, C.HEXZ_STATUS_TENSOR_NOT_FOUND:
-		return ErrNotFound
-	case C.HEXZ_STATUS_BAD_MAGIC, C.HEXZ_STATUS_SOURCE_FORMAT, C.HEXZ_STATUS_INVALID_ARGUMENT,
-		C.HEXZ_STATUS_OUT_OF_RANGE, C.HEXZ_STATUS_NULL_ARGUMENT, C.HEXZ_STATUS_TYPE_MISMATCH:
+	return categorySentinel(s.Category())
+}
+
+func categorySentinel(c Category) error {
+	switch c {
+	case C.HEXZ_CATEGORY_OK:
+		return nil
+	case C.HEXZ_CATEGORY_INVALID_INPUT:
 		return ErrInvalidInput
-	case C.HEXZ_STATUS_BUFFER_TOO_SMALL:
-		return ErrShortBuffer
-	case C.HEXZ_STATUS_UNSUPPORTED, C.HEXZ_STATUS_UNSUPPORTED_VERSION, C.HEXZ_STATUS_CODEC_UNAVAILABLE:
+	case C.HEXZ_CATEGORY_NOT_FOUND:
+		return ErrNotFound
+	case C.HEXZ_CATEGORY_CORRUPT:
+		return ErrCorrupt
+	case C.HEXZ_CATEGORY_PARENT_MISSING:
+		return ErrParentMissing
+	case C.HEXZ_CATEGORY_UNSUPPORTED:
 		return ErrUnsupported
-	case C.HEXZ_STATUS_IO:
+	case C.HEXZ_CATEGORY_IO:
 		return ErrIO
-	case C.HEXZ_STATUS_OUT_OF_MEMORY:
+	case C.HEXZ_CATEGORY_OUT_OF_MEMORY:
 		return ErrOutOfMemory
+	case C.HEXZ_CATEGORY_CANCELLED:
+		return ErrCancelled
 	default:
 		return ErrInternal
 	}

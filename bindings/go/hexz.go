@@ -722,8 +722,26 @@ type StoreReport struct {
 // Store archives the file or folder src as dst (as `hexz store`). dst
 // appears only when whole.
 func Store(src, dst string, o *StoreOptions) (StoreReport, error) {
+	cdst := C.CString(dst)
+	defer C.free(unsafe.Pointer(cdst))
+	return store(src, cdst, nil, o)
+}
+
+// StoreURL archives the file src to url (s3://bucket/key.hxz) by a
+// multipart upload; the object appears only when the archive is whole.
+// Endpoint, region and credentials come from the standard AWS variables.
+// Needs libhexz-remote (the default build); with libhexz (build tag
+// hexz_local) it returns ErrUnsupported.
+func StoreURL(src, url string, o *StoreOptions) (StoreReport, error) {
+	curl := C.CString(url)
+	defer C.free(unsafe.Pointer(curl))
+	return store(src, nil, curl, o)
+}
+
+func store(src string, cdst, curl *C.char, o *StoreOptions) (StoreReport, error) {
 	var opts C.hexz_store_options
 	opts.struct_size = C.sizeof_hexz_store_options
+	opts.url = curl
 	if o != nil {
 		opts.compression = C.uint32_t(o.Compression)
 		opts.level = C.int32_t(o.Level)
@@ -743,9 +761,8 @@ func Store(src, dst string, o *StoreOptions) (StoreReport, error) {
 			opts.parent_dir = dir
 		}
 	}
-	csrc, cdst := C.CString(src), C.CString(dst)
+	csrc := C.CString(src)
 	defer C.free(unsafe.Pointer(csrc))
-	defer C.free(unsafe.Pointer(cdst))
 	r := C.hexz_store_report{struct_size: C.sizeof_hexz_store_report}
 	if e := call(func() C.hexz_status { return C.hexz_store(csrc, cdst, &opts, &r) }); e != nil {
 		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {

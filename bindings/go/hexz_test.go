@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -503,6 +504,10 @@ func TestOpenURL(t *testing.T) {
 		if _, err := OpenURL(srv.URL+"/gemma.hxz", nil); !errors.Is(err, ErrUnsupported) {
 			t.Fatalf("a URL without the remote library: %v", err)
 		}
+		_, err := StoreURL(filepath.Join(models, "minilm.safetensors"), "s3://models/x.hxz", nil)
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "remote") {
+			t.Fatalf("a store to a URL without the remote library: %v", err)
+		}
 		return
 	}
 	a, err := OpenURL(srv.URL+"/gemma.hxz", &URLOptions{Timeout: 30 * time.Second, Open: &OpenOptions{ReadSlots: 8}})
@@ -520,6 +525,73 @@ func TestOpenURL(t *testing.T) {
 	}
 	if _, err := OpenURL("ftp://example.invalid/m.hxz", nil); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("unknown scheme: %v", err)
+	}
+	// HTTP servers take no uploads: storing needs s3:// (tests/remote stores to S3).
+	_, err = StoreURL(filepath.Join(models, "minilm.safetensors"), srv.URL+"/up.hxz", nil)
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "s3://") {
+		t.Fatalf("store to an HTTP URL: %v", err)
+	}
+}
+
+// The sentinel of every status is the one the shared table names for its
+// category (the table Python's exception classes are checked against).
+func TestStatusCategoriesAreTheSharedTable(t *testing.T) {
+	text, err := os.ReadFile("../testdata/error-categories.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table struct {
+		Categories []struct {
+			Name string
+			Code uint32
+			Go   *string
+		}
+		Statuses []struct {
+			Name     string
+			Code     uint32
+			Category string
+		}
+	}
+	if err := json.Unmarshal(text, &table); err != nil {
+		t.Fatal(err)
+	}
+	sentinels := map[string]error{
+		"ErrInvalidInput": ErrInvalidInput, "ErrNotFound": ErrNotFound, "ErrCorrupt": ErrCorrupt,
+		"ErrParentMissing": ErrParentMissing, "ErrUnsupported": ErrUnsupported, "ErrIO": ErrIO,
+		"ErrOutOfMemory": ErrOutOfMemory, "ErrCancelled": ErrCancelled, "ErrInternal": ErrInternal,
+	}
+	byName := map[string]uint32{}
+	for _, c := range table.Categories {
+		byName[c.Name] = c.Code
+		var want error
+		if c.Go != nil {
+			want = sentinels[*c.Go]
+			if want == nil {
+				t.Fatalf("category %s: no sentinel %s", c.Name, *c.Go)
+			}
+		}
+		if got := categorySentinel(Category(c.Code)); got != want {
+			t.Errorf("category %s: sentinel %v, the table says %v", c.Name, got, want)
+		}
+	}
+	if len(table.Statuses) != 29 {
+		t.Fatalf("%d statuses in the table", len(table.Statuses))
+	}
+	for _, s := range table.Statuses {
+		code, ok := byName[s.Category]
+		if !ok {
+			t.Fatalf("status %s: unknown category %s", s.Name, s.Category)
+		}
+		if got := Status(s.Code).Category(); got != Category(code) {
+			t.Errorf("status %s: category %d, the table says %s", s.Name, got, s.Category)
+		}
+		e := &Error{Status: Status(s.Code)}
+		if want := categorySentinel(Category(code)); want != nil && !errors.Is(e, want) {
+			t.Errorf("status %s does not match %v", s.Name, want)
+		}
+	}
+	if Status(9999).Category() != Category(byName["INTERNAL"]) {
+		t.Error("an unknown status is not INTERNAL")
 	}
 }
 

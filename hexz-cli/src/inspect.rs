@@ -533,7 +533,7 @@ impl RangeSink for CompareSink<'_> {
         let theirs = self.b.read_vec(self.b_offset + offset, data.len() as u64)?;
         if theirs != data {
             self.differ.store(true, Ordering::Relaxed);
-            return Err(hexz_io::Error::Format(hexz_format::Error::Cancelled));
+            return Err(hexz_io::Error::Cancelled);
         }
         Ok(())
     }

@@ -11,10 +11,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hexz_format::manifest::MetadataValue;
-use hexz_format::writer::StoreOptions;
-use hexz_format::{Compression, ErrorCode};
-use hexz_io::{OpenOptions, Reader};
+use hexz_format::ErrorCode;
+use hexz_io::options::{self, CompressionKind, FormatVersion};
+use hexz_io::{Clobber, OpenOptions, Reader, Store};
 
 use crate::util::{human_bytes, progress_bar, CliError, Exit};
 
@@ -283,70 +282,55 @@ fn main() -> ExitCode {
     }
 }
 
-fn metadata(items: &[String]) -> Result<Vec<(String, MetadataValue)>, CliError> {
-    let mut out: Vec<(String, MetadataValue)> = Vec::new();
-    for item in items {
-        let (key, value) = if let Some((k, v)) = item.split_once(":=") {
-            serde_json::from_str::<serde_json::Value>(v)
-                .map_err(|e| CliError::usage(format!("--metadata {k}: not valid JSON: {e}")))?;
-            (k.to_string(), MetadataValue::Json(v.to_string()))
-        } else if let Some((k, v)) = item.split_once('=') {
-            (k.to_string(), MetadataValue::String(v.to_string()))
-        } else {
-            return Err(CliError::usage(format!("--metadata {item}: expected KEY=VALUE or KEY:=JSON")));
-        };
-        if key.is_empty() {
-            return Err(CliError::usage(format!("--metadata {item}: empty key")));
-        }
-        if out.iter().any(|(k, _)| *k == key) {
-            return Err(CliError::usage(format!("--metadata {key}: given more than once")));
-        }
-        out.push((key, value));
+/// An option error of hexz_io::options as a usage error naming the flag.
+fn usage(e: hexz_io::Error) -> CliError {
+    match e {
+        hexz_io::Error::InvalidOption(what) => CliError::usage(format!("--{what}")),
+        other => CliError::from(other),
     }
-    Ok(out)
 }
 
 fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
-    let compression = match (a.compression, a.level) {
-        (CompressionArg::Zstd, level) => level.map_or(Compression::DEFAULT, Compression::zstd),
-        (_, Some(_)) => return Err(CliError::usage("--level applies to zstd only")),
-        (CompressionArg::Lz4, None) => Compression::Lz4,
-        (CompressionArg::None, None) => Compression::None,
+    let kind = match a.compression {
+        CompressionArg::Zstd => CompressionKind::Zstd,
+        CompressionArg::Lz4 => CompressionKind::Lz4,
+        CompressionArg::None => CompressionKind::None,
     };
-    let opts = StoreOptions {
-        compression,
-        block_size: a.block_size,
-        metadata: metadata(&a.metadata)?,
-        threads: usize::from(a.threads),
-        raw: a.raw,
-        chunking: match a.chunking {
-            ChunkingArg::Cdc => hexz_format::writer::Chunking::ContentDefined,
-            ChunkingArg::Fixed => hexz_format::writer::Chunking::Fixed,
-        },
-        split_fields: a.format != "1.1",
-        entropy: a.format == "1.3",
-        ..StoreOptions::default()
+    kind.with_level(a.level).map_err(usage)?;
+    let chunking = match a.chunking {
+        ChunkingArg::Cdc => hexz_format::writer::Chunking::ContentDefined,
+        ChunkingArg::Fixed => hexz_format::writer::Chunking::Fixed,
     };
     let is_folder = std::fs::metadata(&a.src).is_ok_and(|m| m.is_dir());
     let size = if is_folder { 0 } else { std::fs::metadata(&a.src).map(|m| m.len()).unwrap_or(0) };
     let bar = progress_bar(ctx.quiet, size, "storing");
     let started = Instant::now();
-    let base = a.base.as_deref().map(util::location);
     let progress = |done| {
         bar.set_position(done);
         ControlFlow::Continue(())
     };
-    let stored = if let hexz_io::Location::Url(url) = util::location(&a.dst) {
-        if is_folder {
-            return Err(CliError::usage(
-                "storing a folder to a URL is not supported yet; store it locally, then upload",
-            ));
+    let stored = Store::from_path(&a.src)
+        .to(util::location(&a.dst))
+        .compression(kind)
+        .level(a.level)
+        .block_size(a.block_size)
+        .metadata(options::metadata(&a.metadata).map_err(usage)?)
+        .threads(usize::from(a.threads))
+        .raw(a.raw)
+        .chunking(chunking)
+        .format(a.format.parse::<FormatVersion>().map_err(usage)?)
+        .base(a.base.as_deref().map(util::location))
+        .open_options(ctx.open.clone())
+        .clobber(if a.force { Clobber::Replace } else { Clobber::Refuse })
+        .sinks(hexz_remote::store_sinks(util::remote_options()))
+        .progress(&progress)
+        .run();
+    let stored = match stored {
+        // Refused before anything was read: a usage error.
+        Err(hexz_io::Error::Refused { reason, code: ErrorCode::Unsupported, .. }) if is_folder => {
+            return Err(CliError::usage(reason))
         }
-        hexz_remote::store_to_url(&a.src, &url, &opts, base.as_ref(), &ctx.open, &util::remote_options(), &progress)
-    } else if is_folder {
-        hexz_io::store_folder(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &progress)
-    } else {
-        hexz_io::store_file(&a.src, &a.dst, &opts, base.as_ref(), &ctx.open, a.force, &progress)
+        other => other,
     };
     let report = stored
     .map_err(|e| {

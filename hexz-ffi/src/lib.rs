@@ -19,8 +19,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use gguf::*;
-pub use hexz_format::ErrorCode;
 use hexz_format::SourceFormat;
+pub use hexz_format::{Category, ErrorCode};
+use hexz_io::options::CompressionKind;
 use hexz_io::{Location, OpenOptions, Reader};
 pub use stream::*;
 
@@ -127,6 +128,16 @@ pub const HEXZ_DEFAULT_READ_SLOTS: u32 = 4;
 pub const HEXZ_DEFAULT_MAX_METADATA_BYTES: u64 = 256 << 20;
 /// Cap on read scratch memory when hexz_open_options gives none: 256 MiB.
 pub const HEXZ_DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
+
+// The header states hexz-io's defaults (cbindgen needs literals): kept equal here.
+const _: () = {
+    use hexz_io::options as o;
+    assert!(
+        HEXZ_DEFAULT_READ_SLOTS as usize == o::DEFAULT_READ_SLOTS
+            && HEXZ_DEFAULT_MAX_METADATA_BYTES == o::DEFAULT_MAX_METADATA_BYTES
+            && HEXZ_DEFAULT_MEMORY_BUDGET == o::DEFAULT_MEMORY_BUDGET as u64
+    )
+};
 
 /// Opaque handle to an open archive.
 pub struct hexz_archive(ArchiveHandle);
@@ -317,6 +328,12 @@ pub struct hexz_store_options {
     /// How bytes without tensors (raw files) are cut: HEXZ_CHUNKING_CONTENT_DEFINED
     /// (0, the default) or HEXZ_CHUNKING_FIXED.
     pub chunking: u32,
+    /// The URL to store the archive to (s3://bucket/key.hxz), instead of
+    /// `dst` (which must then be NULL), or NULL. The upload completes only
+    /// when the archive is whole; on failure no object appears. Endpoint,
+    /// region and credentials come from the standard AWS variables. Needs
+    /// libhexz-remote (libhexz gives HEXZ_STATUS_UNSUPPORTED). Since 1.1.
+    pub url: *const c_char,
 }
 
 // SAFETY: repr(C), starts with usize struct_size, integers and pointers only.
@@ -332,6 +349,7 @@ unsafe impl Versioned for hexz_store_options {
             parent_dir: std::ptr::null(),
             no_clobber: 0,
             chunking: 0,
+            url: std::ptr::null(),
         }
     }
 }
@@ -375,6 +393,15 @@ pub extern "C" fn hexz_version() -> u32 {
 #[no_mangle]
 pub extern "C" fn hexz_version_string() -> *const c_char {
     VERSION_STRING.as_ptr()
+}
+
+/// The category of a status (HEXZ_CATEGORY_*): what kind of failure it is,
+/// for callers that branch on the kind rather than the exact code. The
+/// Python and Go bindings choose their exception classes and sentinel
+/// errors from it. Numbers that are no status give HEXZ_CATEGORY_INTERNAL.
+#[no_mangle]
+pub extern "C" fn hexz_status_category(status: u32) -> Category {
+    ErrorCode::from_u32(status).map_or(Category::Internal, ErrorCode::category)
 }
 
 /// A static, NUL-terminated description of a status code ("unknown status"
@@ -441,11 +468,14 @@ unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u
         return Err(FfiError::invalid("read_slots must be at most 256"));
     }
     open.verify_hashes = o.skip_hash_check == 0;
-    let max_metadata = if o.max_metadata_bytes == 0 { HEXZ_DEFAULT_MAX_METADATA_BYTES } else { o.max_metadata_bytes };
+    let max_metadata =
+        if o.max_metadata_bytes == 0 { hexz_io::options::DEFAULT_MAX_METADATA_BYTES } else { o.max_metadata_bytes };
     open.limits.max_metadata_bytes = max_metadata;
-    open.memory_budget =
-        usize::try_from(if o.memory_budget == 0 { HEXZ_DEFAULT_MEMORY_BUDGET } else { o.memory_budget })
-            .unwrap_or(usize::MAX);
+    open.memory_budget = if o.memory_budget == 0 {
+        hexz_io::options::DEFAULT_MEMORY_BUDGET
+    } else {
+        usize::try_from(o.memory_budget).unwrap_or(usize::MAX)
+    };
     Ok((open, max_metadata))
 }
 
@@ -712,7 +742,7 @@ pub unsafe extern "C" fn hexz_archive_get_info(archive: *const hexz_archive, out
             has_parent: u32::from(a.parent_identity().is_some()),
             original_size: h.reader.size(),
             archive_size: hexz_format::ReadAt::len(a.source()),
-            tensor_count: h.tensors.len() as u64,
+            tensor_count: h.tensor_count() as u64,
             block_count: a.block_count(),
             memory_bytes: h.memory_bytes(),
             identity: a.identity(),
@@ -732,7 +762,7 @@ pub unsafe extern "C" fn hexz_tensor_count(archive: *const hexz_archive, out_cou
     guard(|| {
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
-        unsafe { write_out(out_count, h.tensors.len()) }
+        unsafe { write_out(out_count, h.tensor_count()) }
     })
 }
 
@@ -771,9 +801,9 @@ pub unsafe extern "C" fn hexz_tensor_get_info(
     guard(|| {
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
-        let t = h.tensors.get(index).ok_or_else(|| FfiError::invalid("tensor index out of range"))?;
-        let (name, name_len) = tables::c_str_view(&t.name);
-        let (dtype, dtype_len) = tables::c_str_view(&t.dtype);
+        let t = h.tensor(index).ok_or_else(|| FfiError::invalid("tensor index out of range"))?;
+        let (name, name_len) = tables::c_str_view(t.name);
+        let (dtype, dtype_len) = tables::c_str_view(t.dtype);
         let info = hexz_tensor_info {
             struct_size: 0,
             name,
@@ -821,8 +851,8 @@ pub unsafe extern "C" fn hexz_read_tensor(
     guard(|| {
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
-        let t = h.tensors.get(index).ok_or_else(|| FfiError::invalid("tensor index out of range"))?;
-        let len = usize::try_from(t.length).map_err(|_| FfiError::invalid("tensor larger than the address space"))?;
+        // The index and length checks are hexz-io's (Reader::tensor_len).
+        let len = h.reader.tensor_len(index)?;
         if buf_len < len {
             // SAFETY: output pointers are NULL or writable (the header's contract).
             unsafe { write_optional(out_len, len) };
@@ -838,7 +868,10 @@ pub unsafe extern "C" fn hexz_read_tensor(
         }
         // SAFETY: `buf` is NULL or writable for the given length (the header's contract).
         let dst = unsafe { buffer(buf, len, "buf") }?;
-        read_checked(h, t.offset, dst)?;
+        h.reader.read_tensor(index, dst).map_err(|e| {
+            dst.fill(0);
+            FfiError::from(e)
+        })?;
         // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_len, len) }
     })
@@ -947,12 +980,12 @@ pub unsafe extern "C" fn hexz_read_tensors(
         let mut spans: Vec<(usize, usize, u64)> = Vec::new();
         spans.try_reserve_exact(count).map_err(|_| oom())?;
         for (k, r) in reads.iter().enumerate() {
-            let t = h
-                .tensors
-                .get(r.index)
-                .ok_or_else(|| FfiError::invalid(&format!("reads[{k}]: tensor index {} out of range", r.index)))?;
-            let len =
-                usize::try_from(t.length).map_err(|_| FfiError::invalid("tensor larger than the address space"))?;
+            // The index and length checks are hexz-io's (Reader::tensor_len).
+            let len = h.reader.tensor_len(r.index).map_err(|e| FfiError {
+                message: format!("reads[{k}]: tensor {}: {}", r.index, e),
+                ..FfiError::from(e)
+            })?;
+            let t = &h.reader.tensors()[r.index];
             if r.buf_len < len {
                 return Err(FfiError::new(
                     ErrorCode::BufferTooSmall,
@@ -1004,7 +1037,7 @@ pub unsafe extern "C" fn hexz_file_count(archive: *const hexz_archive, out_count
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out_count, h.files.len()) }
+        unsafe { write_out(out_count, h.file_count()) }
     })
 }
 
@@ -1020,8 +1053,8 @@ pub unsafe extern "C" fn hexz_file_get_info(
     guard(|| {
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
-        let f = h.files.get(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
-        let (path, path_len) = tables::c_str_view(&f.path);
+        let f = h.file(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
+        let (path, path_len) = tables::c_str_view(f.path);
         let info = hexz_file_info {
             struct_size: 0,
             path,
@@ -1048,7 +1081,7 @@ pub unsafe extern "C" fn hexz_metadata_count(archive: *const hexz_archive, out_c
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
         // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out_count, h.metadata.len()) }
+        unsafe { write_out(out_count, h.metadata_count()) }
     })
 }
 
@@ -1071,9 +1104,9 @@ pub unsafe extern "C" fn hexz_metadata_get(
     guard(|| {
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
-        let m = h.metadata.get(index).ok_or_else(|| FfiError::invalid("metadata index out of range"))?;
-        let (key, key_len) = tables::c_str_view(&m.key);
-        let (value, value_len) = tables::c_str_view(&m.value);
+        let m = h.metadata(index).ok_or_else(|| FfiError::invalid("metadata index out of range"))?;
+        let (key, key_len) = tables::c_str_view(m.key);
+        let (value, value_len) = tables::c_str_view(m.value);
         // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe {
             write_optional(out_key, key);
@@ -1127,7 +1160,7 @@ pub unsafe extern "C" fn hexz_read_file_range(
     guard(|| {
         // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
         let h = unsafe { handle(archive) }?;
-        let f = h.files.get(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
+        let f = h.file(index).ok_or_else(|| FfiError::invalid("file index out of range"))?;
         let end = offset.checked_add(len as u64);
         if end.is_none_or(|end| end > f.length) {
             return Err(hexz_format::Error::OutOfRange { offset, length: len as u64, size: f.length }.into());
@@ -1191,13 +1224,16 @@ pub unsafe extern "C" fn hexz_memfd(archive: *const hexz_archive, out_fd: *mut c
 /// becomes a folder archive, format 1.1), written under a
 /// temporary name and renamed into place when complete (replacing `dst`,
 /// or refusing when it exists with `no_clobber`). `opts` and `out_report`
-/// may be NULL. Never blocks on a FIFO; refuses a `dst` that is the source
+/// may be NULL. With `opts->url` set (and `dst` NULL), the archive is
+/// uploaded to that URL instead (libhexz-remote; a file only, not a
+/// folder). Never blocks on a FIFO; refuses a `dst` that is the source
 /// or an archive of the base's chain; fails if the source changes while it
 /// is read. Errors name the file at fault (source, destination or base).
 ///
 /// Statuses: OK; NULL_ARGUMENT; INVALID_ARGUMENT (options, dst exists with
 /// no_clobber, dst is an input, src not a regular file); IO; SOURCE_FORMAT;
-/// LIMIT_EXCEEDED; OUT_OF_MEMORY; the open statuses for the base; PANIC.
+/// LIMIT_EXCEEDED; OUT_OF_MEMORY; the open statuses for the base;
+/// UNSUPPORTED (a url without libhexz-remote, a folder to a url); PANIC.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_store(
     src: *const c_char,
@@ -1208,37 +1244,31 @@ pub unsafe extern "C" fn hexz_store(
     guard(|| {
         // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
         let src = unsafe { path_arg(src, "src") }?;
-        let dst = unsafe { path_arg(dst, "dst") }?;
         // SAFETY: option pointers are NULL or point to a struct of `struct_size` bytes (the header's contract).
         let o = unsafe { read_options(opts, "hexz_store_options") }?;
         // The report's struct_size is checked before anything is written.
         // SAFETY: output structs are NULL or writable for their struct_size (the header's contract).
         unsafe { check_sized_optional(out_report, "hexz_store_report") }?;
+        let kind = match o.compression {
+            HEXZ_COMPRESSION_ZSTD => CompressionKind::Zstd,
+            HEXZ_COMPRESSION_LZ4 => CompressionKind::Lz4,
+            HEXZ_COMPRESSION_NONE => CompressionKind::None,
+            _ => return Err(FfiError::invalid("unknown compression")),
+        };
         let chunking = match o.chunking {
             HEXZ_CHUNKING_CONTENT_DEFINED => hexz_format::writer::Chunking::ContentDefined,
             HEXZ_CHUNKING_FIXED => hexz_format::writer::Chunking::Fixed,
             _ => return Err(FfiError::invalid("unknown chunking")),
         };
-        let compression = match o.compression {
-            HEXZ_COMPRESSION_NONE | HEXZ_COMPRESSION_LZ4 if o.level != 0 => {
-                return Err(FfiError::invalid("level applies to zstd only"))
-            }
-            HEXZ_COMPRESSION_NONE => hexz_format::Compression::None,
-            HEXZ_COMPRESSION_LZ4 => hexz_format::Compression::Lz4,
-            HEXZ_COMPRESSION_ZSTD if o.level == 0 => hexz_format::Compression::DEFAULT,
-            HEXZ_COMPRESSION_ZSTD => hexz_format::Compression::zstd(o.level),
-            _ => return Err(FfiError::invalid("unknown compression")),
+        // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+        let dst = match (dst.is_null(), o.url.is_null()) {
+            (false, true) => Location::Path(unsafe { path_arg(dst, "dst") }?),
+            (true, false) => Location::Url(
+                unsafe { cstr(o.url, "url") }?.to_str().map_err(|_| FfiError::invalid("url is not UTF-8"))?.to_string(),
+            ),
+            (true, true) => return Err(FfiError::null("dst")),
+            (false, false) => return Err(FfiError::invalid("give dst or opts->url, not both")),
         };
-        let mut options = hexz_format::writer::StoreOptions {
-            compression,
-            threads: o.threads as usize,
-            chunking,
-            ..Default::default()
-        };
-        if o.block_size != 0 {
-            options.block_size = o.block_size;
-        }
-        options.validate()?;
         // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
         let base = if o.base.is_null() { None } else { Some(Location::Path(unsafe { path_arg(o.base, "base") }?)) };
         let mut open = OpenOptions::default();
@@ -1246,13 +1276,19 @@ pub unsafe extern "C" fn hexz_store(
             // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
             open.search.push(Location::Path(unsafe { path_arg(o.parent_dir, "parent_dir") }?));
         }
-        let go = |_| std::ops::ControlFlow::Continue(());
-        let force = o.no_clobber == 0;
-        let report = if std::fs::metadata(&src).is_ok_and(|m| m.is_dir()) {
-            hexz_io::store_folder(&src, &dst, &options, base.as_ref(), &open, force, &go)?
-        } else {
-            hexz_io::store_file(&src, &dst, &options, base.as_ref(), &open, force, &go)?
-        };
+        let store = hexz_io::Store::from_path(src)
+            .to(dst)
+            .compression(kind)
+            .level((o.level != 0).then_some(o.level))
+            .threads(o.threads as usize)
+            .chunking(chunking)
+            .block_size(if o.block_size == 0 { hexz_io::options::DEFAULT_BLOCK_SIZE } else { o.block_size })
+            .base(base)
+            .open_options(open)
+            .clobber(if o.no_clobber == 0 { hexz_io::Clobber::Replace } else { hexz_io::Clobber::Refuse });
+        #[cfg(feature = "remote")]
+        let store = store.sinks(hexz_remote::store_sinks(hexz_remote::RemoteOptions::default()));
+        let report = store.run()?;
         // SAFETY: as above.
         unsafe {
             write_sized_optional(
@@ -1346,4 +1382,33 @@ pub unsafe extern "C" fn hexz_tensor_find_in_file(
         // SAFETY: output pointers are NULL or writable (the header's contract).
         unsafe { write_out(out_index, index) }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hexz_status_category agrees with the table the Python and Go suites
+    /// check their classes against.
+    #[test]
+    fn status_categories_are_the_shared_table() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../bindings/testdata/error-categories.json"))
+                .expect("the shared table");
+        let table: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let categories = table["categories"].as_array().expect("categories");
+        assert_eq!(categories.len(), Category::ALL.len());
+        for (c, row) in Category::ALL.iter().zip(categories) {
+            assert_eq!(row["name"], c.name());
+            assert_eq!(row["code"], *c as u32);
+        }
+        let statuses = table["statuses"].as_array().expect("statuses");
+        assert_eq!(statuses.len(), ErrorCode::ALL.len());
+        for (code, row) in ErrorCode::ALL.iter().zip(statuses) {
+            assert_eq!(row["name"], code.name());
+            assert_eq!(row["code"], *code as u32);
+            assert_eq!(row["category"], hexz_status_category(*code as u32).name(), "{code:?}");
+        }
+        assert_eq!(hexz_status_category(9999), Category::Internal);
+    }
 }

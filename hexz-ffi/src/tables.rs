@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int, c_void};
 
 use hexz_format::gguf::{self, GgufArray, GgufHeader, GgufValue};
 use hexz_format::{ErrorCode, ReadAt, SourceFormat};
-use hexz_io::Reader;
+use hexz_io::{CNames, Reader};
 
 use crate::status::FfiError;
 
@@ -53,17 +53,6 @@ impl ReadAt for CallbackSource {
             }),
         }
     }
-}
-
-/// A tensor with NUL-terminated strings.
-pub struct TensorEntry {
-    pub name: Box<[u8]>,
-    pub dtype: Box<[u8]>,
-    pub dims: Box<[u64]>,
-    pub ggml_type: u32,
-    pub offset: u64,
-    pub length: u64,
-    pub storage_kind: u32,
 }
 
 /// `bytes` followed by a NUL (fallible: sizes come from the archive).
@@ -210,9 +199,21 @@ impl GgufTable {
     }
 }
 
-/// A file of a folder archive, with its path NUL-terminated.
-pub struct FileEntry {
-    pub path: Box<[u8]>,
+/// A tensor as the C ABI gives it, borrowed from the handle's Reader:
+/// the entry from its table, the names from its C-string table.
+pub struct TensorView<'a> {
+    pub name: &'a [u8],
+    pub dtype: &'a [u8],
+    pub dims: &'a [u64],
+    pub ggml_type: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub storage_kind: u32,
+}
+
+/// A file of a folder archive, borrowed from the handle's Reader.
+pub struct FileView<'a> {
+    pub path: &'a [u8],
     pub kind: u32,
     pub source_format: u32,
     pub offset: u64,
@@ -221,19 +222,18 @@ pub struct FileEntry {
     pub mtime_ns: i64,
 }
 
-/// A user metadata entry with NUL-terminated strings.
-pub struct MetadataEntry {
-    pub key: Box<[u8]>,
-    pub value: Box<[u8]>,
+/// A user metadata entry, borrowed from the handle's Reader.
+pub struct MetadataView<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
     pub is_json: bool,
 }
 
-/// An open archive and everything built at open.
+/// An open archive and everything built at open. The tensor, file and
+/// metadata tables are the Reader's own; their names are served from the
+/// Reader's C-string table (hexz_io::CNames), built here at open.
 pub struct ArchiveHandle {
     pub reader: Reader,
-    pub tensors: Vec<TensorEntry>,
-    pub files: Vec<FileEntry>,
-    pub metadata: Vec<MetadataEntry>,
     pub source_header: Vec<u8>,
     pub gguf: Option<GgufTable>,
 }
@@ -254,45 +254,8 @@ impl ArchiveHandle {
             }
             .into());
         }
-        let mut tensors = Vec::new();
-        tensors.try_reserve_exact(reader.tensors().len()).map_err(|_| oom())?;
-        for t in reader.tensors() {
-            tensors.push(TensorEntry {
-                name: nul_terminated(t.name.as_bytes())?,
-                dtype: nul_terminated(t.dtype.as_bytes())?,
-                dims: t.shape.clone().into_boxed_slice(),
-                ggml_type: t.ggml_type.unwrap_or(crate::HEXZ_NO_GGML_TYPE),
-                offset: t.offset,
-                length: t.length,
-                storage_kind: t.storage_kind as u32,
-            });
-        }
-        let mut files = Vec::new();
-        files.try_reserve_exact(reader.files().len()).map_err(|_| oom())?;
-        for f in reader.files() {
-            files.push(FileEntry {
-                path: nul_terminated(f.path.as_bytes())?,
-                kind: f.kind as u32,
-                source_format: f.source_format as u32,
-                offset: f.offset,
-                length: f.length,
-                mode: f.mode,
-                mtime_ns: f.mtime_ns,
-            });
-        }
-        let mut metadata = Vec::new();
-        metadata.try_reserve_exact(reader.metadata().len()).map_err(|_| oom())?;
-        for (key, value) in reader.metadata() {
-            let (value, is_json) = match value {
-                hexz_format::manifest::MetadataValue::String(s) => (s, false),
-                hexz_format::manifest::MetadataValue::Json(s) => (s, true),
-            };
-            metadata.push(MetadataEntry {
-                key: nul_terminated(key.as_bytes())?,
-                value: nul_terminated(value.as_bytes())?,
-                is_json,
-            });
-        }
+        // Built now: after open the read path allocates nothing.
+        reader.c_names()?;
         let source_header = reader.source_header()?;
         let gguf = match reader.source_format() {
             SourceFormat::Gguf => Some(
@@ -301,16 +264,71 @@ impl ArchiveHandle {
             ),
             _ => None,
         };
-        Ok(ArchiveHandle { reader, tensors, files, metadata, source_header, gguf })
+        Ok(ArchiveHandle { reader, source_header, gguf })
     }
 
-    /// Bytes held: tables, metadata and read scratch created so far.
+    /// The Reader's C-string names (built at open: borrowing them allocates nothing).
+    fn names(&self) -> Option<&CNames> {
+        self.reader.c_names().ok()
+    }
+
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> usize {
+        self.reader.tensors().len()
+    }
+
+    /// Tensor `i`, borrowed.
+    pub fn tensor(&self, i: usize) -> Option<TensorView<'_>> {
+        let t = self.reader.tensors().get(i)?;
+        Some(TensorView {
+            name: self.names()?.tensor_name(i)?,
+            dtype: self.names()?.tensor_dtype(i)?,
+            dims: &t.shape,
+            ggml_type: t.ggml_type.unwrap_or(crate::HEXZ_NO_GGML_TYPE),
+            offset: t.offset,
+            length: t.length,
+            storage_kind: t.storage_kind as u32,
+        })
+    }
+
+    /// Number of files (folder archives).
+    pub fn file_count(&self) -> usize {
+        self.reader.files().len()
+    }
+
+    /// File `i`, borrowed.
+    pub fn file(&self, i: usize) -> Option<FileView<'_>> {
+        let f = self.reader.files().get(i)?;
+        Some(FileView {
+            path: self.names()?.file_path(i)?,
+            kind: f.kind as u32,
+            source_format: f.source_format as u32,
+            offset: f.offset,
+            length: f.length,
+            mode: f.mode,
+            mtime_ns: f.mtime_ns,
+        })
+    }
+
+    /// Number of user metadata entries.
+    pub fn metadata_count(&self) -> usize {
+        self.reader.metadata().len()
+    }
+
+    /// Metadata entry `i`, borrowed.
+    pub fn metadata(&self, i: usize) -> Option<MetadataView<'_>> {
+        let (_, value) = self.reader.metadata().get(i)?;
+        Some(MetadataView {
+            key: self.names()?.metadata_key(i)?,
+            value: self.names()?.metadata_value(i)?,
+            is_json: matches!(value, hexz_format::manifest::MetadataValue::Json(_)),
+        })
+    }
+
+    /// Bytes held: the Reader's tables and names, metadata and read
+    /// scratch created so far.
     pub fn memory_bytes(&self) -> u64 {
-        let tables: usize =
-            self.tensors.iter().map(|t| t.name.len() + t.dtype.len() + t.dims.len() * 8 + 64).sum::<usize>()
-                + self.files.iter().map(|f| f.path.len() + 48).sum::<usize>()
-                + self.metadata.iter().map(|m| m.key.len() + m.value.len() + 40).sum::<usize>();
-        self.reader.memory_bytes() + (tables + self.source_header.len() * 2) as u64
+        self.reader.memory_bytes() + (self.source_header.len() * 2) as u64
     }
 
     /// A sealed, close-on-exec memfd holding the whole original file

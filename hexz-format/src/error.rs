@@ -180,6 +180,105 @@ impl ErrorCode {
     pub fn from_u32(n: u32) -> Option<ErrorCode> {
         ErrorCode::ALL.iter().copied().find(|c| *c as u32 == n)
     }
+
+    /// The kind of failure this code is: what a caller does about it.
+    /// Every front end maps codes to its error classes through this one
+    /// table (C: `hexz_status_category`; Python's exception classes; Go's
+    /// sentinel errors; checked against bindings/testdata/error-categories.json).
+    pub const fn category(self) -> Category {
+        match self {
+            ErrorCode::Ok => Category::Ok,
+            ErrorCode::NullArgument
+            | ErrorCode::TypeMismatch
+            | ErrorCode::BadMagic
+            | ErrorCode::OutOfRange
+            | ErrorCode::BufferTooSmall
+            | ErrorCode::SourceFormat
+            | ErrorCode::InvalidArgument => Category::InvalidInput,
+            ErrorCode::NotFound | ErrorCode::TensorNotFound => Category::NotFound,
+            ErrorCode::VerifyFailed
+            | ErrorCode::Checksum
+            | ErrorCode::Truncated
+            | ErrorCode::InvalidField
+            | ErrorCode::LimitExceeded
+            | ErrorCode::HashMismatch
+            | ErrorCode::Decode => Category::Corrupt,
+            ErrorCode::ParentRequired
+            | ErrorCode::ParentNotFound
+            | ErrorCode::ParentMismatch
+            | ErrorCode::ChainTooDeep
+            | ErrorCode::ChainCycle => Category::ParentMissing,
+            ErrorCode::Unsupported | ErrorCode::UnsupportedVersion | ErrorCode::CodecUnavailable => {
+                Category::Unsupported
+            }
+            ErrorCode::Io => Category::Io,
+            ErrorCode::OutOfMemory => Category::OutOfMemory,
+            ErrorCode::Cancelled => Category::Cancelled,
+            ErrorCode::Panic => Category::Internal,
+        }
+    }
+}
+
+/// What kind of failure a status is, for callers that branch on the kind
+/// rather than the exact code. Numbers are stable and never reused; C
+/// exports them as `HEXZ_CATEGORY_*`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// Success.
+    Ok = 0,
+    /// The caller's input or arguments: not an archive, a malformed source,
+    /// an option or index out of range, a NULL pointer, a buffer too small.
+    InvalidInput = 1,
+    /// No tensor, file or key of that name.
+    NotFound = 2,
+    /// The archive is damaged: checksums, block hashes, truncation, fields
+    /// out of range, blocks that do not decode; or verification found problems.
+    Corrupt = 3,
+    /// A parent archive cannot be found, or is another archive, or the chain is bad.
+    ParentMissing = 4,
+    /// A newer format version, a codec or an operation this build lacks.
+    Unsupported = 5,
+    /// Reading or writing failed (the OS error, a read callback, the network).
+    Io = 6,
+    /// Memory could not be allocated, or a memory cap was reached.
+    OutOfMemory = 7,
+    /// A progress callback (or the reader of an output) asked to stop.
+    Cancelled = 8,
+    /// A contained internal failure (a bug).
+    Internal = 9,
+}
+
+impl Category {
+    /// Every category, in numeric order.
+    pub const ALL: [Category; 10] = [
+        Category::Ok,
+        Category::InvalidInput,
+        Category::NotFound,
+        Category::Corrupt,
+        Category::ParentMissing,
+        Category::Unsupported,
+        Category::Io,
+        Category::OutOfMemory,
+        Category::Cancelled,
+        Category::Internal,
+    ];
+
+    /// The category's name as the bindings spell it ("CORRUPT", ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Category::Ok => "OK",
+            Category::InvalidInput => "INVALID_INPUT",
+            Category::NotFound => "NOT_FOUND",
+            Category::Corrupt => "CORRUPT",
+            Category::ParentMissing => "PARENT_MISSING",
+            Category::Unsupported => "UNSUPPORTED",
+            Category::Io => "IO",
+            Category::OutOfMemory => "OUT_OF_MEMORY",
+            Category::Cancelled => "CANCELLED",
+            Category::Internal => "INTERNAL",
+        }
+    }
 }
 
 /// Everything that can go wrong while parsing, reading, writing or verifying.

@@ -68,7 +68,7 @@ pub mod verify;
 pub mod writer;
 
 pub use codec::Compression;
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Category, Error, ErrorCode, Result};
 pub use layout::{CodecId, FilterId, SourceFormat, StorageKind};
 pub use reader::{Archive, OpenLimits};
 pub use source::ReadAt;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use hexz_format::ErrorCode;
+use hexz_format::{Category, ErrorCode};
 
 use crate::location::Location;
 
@@ -16,22 +16,49 @@ pub enum Error {
     /// The archive or source file at `location` is bad, or reading it failed.
     #[error("{location}: {source}")]
     At {
+        /// The file (or URL) at fault.
         location: Location,
+        /// What was wrong with it.
         #[source]
         source: hexz_format::Error,
     },
     /// A file operation failed; the OS error text is kept.
     #[error("{}: {op}: {source}", path.display())]
     File {
+        /// The file operated on.
         path: PathBuf,
+        /// The operation ("open", "write", ...).
         op: &'static str,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
     /// An operation was refused before anything was written (the
     /// destination exists, is an input, is not a regular file, ...).
     #[error("{}: {reason}", path.display())]
-    Refused { path: PathBuf, reason: String, code: ErrorCode },
+    Refused {
+        /// The path (or URL) refused.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+        /// The status to report.
+        code: ErrorCode,
+    },
+    /// An option or argument is out of range or otherwise invalid
+    /// (status INVALID_ARGUMENT); found before anything is read or written.
+    #[error("invalid argument: {0}")]
+    InvalidOption(String),
+    /// No tensor, file or key of that name (status NOT_FOUND).
+    #[error("no {kind} named '{name}'")]
+    NotFound {
+        /// What was looked for ("tensor", "file", "key").
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// The caller asked to stop (a progress callback returned `Break`).
+    #[error("cancelled")]
+    Cancelled,
     /// A format error with no file to name (bytes in memory, options).
     #[error(transparent)]
     Format(#[from] hexz_format::Error),
@@ -50,8 +77,21 @@ impl Error {
                 _ => ErrorCode::Io,
             },
             Error::Refused { code, .. } => *code,
+            Error::InvalidOption(_) => ErrorCode::InvalidArgument,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::Cancelled => ErrorCode::Cancelled,
             Error::Panic(_) => ErrorCode::Panic,
         }
+    }
+
+    /// The kind of failure, as every front end classifies it.
+    pub fn category(&self) -> Category {
+        self.code().category()
+    }
+
+    /// An invalid option or argument.
+    pub fn invalid(what: impl Into<String>) -> Self {
+        Error::InvalidOption(what.into())
     }
 
     /// A contained panic, with the message its payload carries.
@@ -82,6 +122,7 @@ impl Error {
         match self {
             Error::File { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             Error::Refused { code, .. } => *code == ErrorCode::NotFound,
+            // A name missing from an archive is not a missing file.
             _ => false,
         }
     }

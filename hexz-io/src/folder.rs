@@ -16,15 +16,12 @@ use std::path::{Path, PathBuf};
 use hexz_format::layout::FileKind;
 use hexz_format::manifest::{valid_path, FileInfo};
 use hexz_format::plan::{plan, FolderEntry, Plan};
-use hexz_format::writer::{StoreOptions, StoreReport};
 use hexz_format::{ErrorCode, ReadAt};
 
 use crate::error::{Error, Result};
-use crate::location::{FileId, FileSource, Location};
-use crate::output::{remove_stale_temporaries, write_all_at, OutputOptions};
+use crate::location::{FileSource, Location};
+use crate::output::{remove_stale_temporaries, write_all_at};
 use crate::reader::{RangeSink, Reader};
-use crate::resolve::OpenOptions;
-use crate::store::{base_inputs, parent_for, store_plan_parallel};
 
 /// The files of a folder, read as one byte space laid end to end.
 pub struct FolderSource {
@@ -37,6 +34,11 @@ impl FolderSource {
     /// Check that no file changed while it was read.
     pub fn check_unchanged(&self) -> Result<()> {
         self.files.iter().try_for_each(|(_, f)| f.check_unchanged())
+    }
+
+    /// The folder's non-empty regular files, in path order.
+    pub fn files(&self) -> impl Iterator<Item = &FileSource> {
+        self.files.iter().map(|(_, f)| f)
     }
 }
 
@@ -159,47 +161,6 @@ pub fn plan_folder(walked: Vec<(FolderEntry, Option<PathBuf>)>, raw: bool) -> Re
     }
     let plan = Plan::folder(planned)?;
     Ok((plan, FolderSource { files, len: offset }))
-}
-
-/// Store the folder `src` into an archive at `dst`, as [`store_file`](crate::store_file)
-/// does for one file. Warnings (skipped entries) go to the report.
-pub fn store_folder(
-    src: &Path,
-    dst: &Path,
-    opts: &StoreOptions,
-    base: Option<&Location>,
-    open: &OpenOptions,
-    force: bool,
-    progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<StoreReport> {
-    opts.validate()?;
-    let mut warnings = Vec::new();
-    let walked = walk(src, &mut warnings)?;
-    let (plan, source) = plan_folder(walked, opts.raw)?;
-    let base = base.map(|b| Reader::open(b.clone(), open)).transpose()?;
-    let mut inputs: Vec<(FileId, String)> = base_inputs(base.as_ref());
-    for (_, f) in &source.files {
-        if let Some(id) = f.stamp().id {
-            inputs.push((id, format!("a file of the folder being stored ({})", f.path().display())));
-        }
-    }
-    if dst.starts_with(src)
-        || std::fs::canonicalize(dst.parent().unwrap_or(Path::new(".")))
-            .is_ok_and(|d| std::fs::canonicalize(src).is_ok_and(|s| d.starts_with(s)))
-    {
-        return Err(Error::refused(dst, "is inside the folder being stored", ErrorCode::InvalidArgument));
-    }
-    let output = crate::Output::open(dst, &OutputOptions { force, inputs })?;
-    let parent = base.as_ref().map(|b| parent_for(b, dst));
-    let mut report = {
-        let mut w = output.writer();
-        store_plan_parallel(&source, plan, &Location::Path(src.to_path_buf()), &mut *w, dst, opts, parent, progress)?
-    };
-    output.rewrite_start(&report.header)?;
-    source.check_unchanged()?;
-    output.commit()?;
-    report.warnings.extend(warnings);
-    Ok(report)
 }
 
 /// Refuse paths the destination file system would merge: names that differ

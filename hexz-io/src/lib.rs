@@ -11,8 +11,13 @@
 //! - [`Reader`]: an archive with its chain, tensor table and name index,
 //!   a bounded pool of read workspaces, and the one parallel range decoder
 //!   used by extract, memfd, deep verify and diff;
-//! - [`store_parallel`] / [`store_file`]: the core's writer driven by a
-//!   pipeline of threads within a memory budget;
+//! - [`Store`]: the one way to store (a path, bytes or any source; options
+//!   by methods, checked by [`options`]; to a path or, through a
+//!   [`SinkResolver`], a URL), over [`store_parallel`], the core's writer
+//!   driven by a pipeline of threads within a memory budget;
+//! - [`options`]: option names and defaults every front end shares;
+//! - [`Error`]: errors naming the file at fault, with their status code
+//!   and its [`Category`](hexz_format::Category);
 //! - [`CachedReader`]: a Reader serving small reads from a bounded cache
 //!   of decoded blocks ([`SharedCache`] over [`RangeCache`]), each decoded
 //!   once however many threads want it, with read-ahead for sequential
@@ -32,28 +37,35 @@
 //! # Ok::<(), hexz_io::Error>(())
 //! ```
 
+#![deny(missing_docs)]
+
+mod builder;
 pub mod cache;
 mod cached;
 mod error;
 mod extract;
 mod folder;
 mod location;
+mod names;
+pub mod options;
 pub mod output;
 mod reader;
 mod resolve;
 mod store;
 mod verify;
 
+pub use builder::{local_parent_hint, Clobber, LocalSinkResolver, Progress, Sink, SinkOptions, SinkResolver, Store};
 pub use cache::{RangeCache, SharedCache};
 pub use cached::{CacheOptions, CachedReader};
 pub use error::{at_chain, panic_message, Error, Result};
 pub use extract::{extract_ranges, extract_to, memfd};
-pub use folder::{extract_folder, plan_folder, store_folder, walk, FolderSource};
+pub use folder::{extract_folder, plan_folder, walk, FolderSource};
 pub use location::{CountingSource, FileId, FileSource, FileStamp, Location, Source};
+pub use names::CNames;
 pub use output::{AtomicFile, Output, OutputOptions, OutputSink};
 pub use reader::{HashSink, RangeSink, Reader, DEFAULT_READ_SLOTS, MAX_READ_SLOTS, MAX_READ_THREADS};
 pub use resolve::{open_chain, open_chain_from, Chain, LocalResolver, OpenOptions, Resolver};
-pub use store::{store_file, store_parallel, store_plan_parallel, store_source, Parent, StoreInput};
+pub use store::{store_parallel, store_plan_parallel, Parent};
 pub use verify::{verify_location, Depth};
 
 pub use hexz_format;

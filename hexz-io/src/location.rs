@@ -17,7 +17,9 @@ pub type Source = Arc<dyn ReadAt + Send + Sync>;
 /// `https://`) that a remote-capable [`Resolver`](crate::Resolver) opens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
+    /// A local path.
     Path(PathBuf),
+    /// A URL (`s3://`, `http://`, `https://`).
     Url(String),
     /// A source with no place of its own (memory, a callback): only
     /// attached archives and search locations can supply its parents.
@@ -141,7 +143,9 @@ impl From<&PathBuf> for Location {
 /// must not write over its own inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
+    /// The device.
     pub dev: u64,
+    /// The inode.
     pub ino: u64,
 }
 
@@ -170,8 +174,11 @@ impl FileId {
 /// again at the end, as tar warns "file changed as we read it".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
+    /// Device and inode, where the platform has them.
     pub id: Option<FileId>,
+    /// Length in bytes.
     pub len: u64,
+    /// Last modification time, where the file system keeps it.
     pub modified: Option<std::time::SystemTime>,
 }
 
@@ -277,6 +284,7 @@ pub struct CountingSource<S> {
 }
 
 impl<S> CountingSource<S> {
+    /// Count the reads of `inner`.
     pub fn new(inner: S) -> Self {
         CountingSource { inner, reads: Default::default(), bytes: Default::default() }
     }

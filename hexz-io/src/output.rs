@@ -196,7 +196,12 @@ pub enum Output {
     /// A regular file, written atomically.
     File(AtomicFile),
     /// An existing non-regular file (device, FIFO, terminal), written in order.
-    Stream { file: File, path: PathBuf },
+    Stream {
+        /// The open file.
+        file: File,
+        /// Its path, for messages.
+        path: PathBuf,
+    },
     /// Standard output.
     Stdout,
 }
@@ -350,9 +355,21 @@ impl Write for WritebackFile<'_> {
 pub enum OutputSink<'a> {
     /// Positioned writes; runs of zeros are skipped (left as holes) and
     /// the length set at the end by [`finish`](Self::finish).
-    Positioned { file: &'a File, path: &'a Path, end: Mutex<u64> },
+    Positioned {
+        /// The file written.
+        file: &'a File,
+        /// Its path, for messages.
+        path: &'a Path,
+        /// The end of the furthest write so far.
+        end: Mutex<u64>,
+    },
     /// In order, through a buffer.
-    Ordered { out: Mutex<Box<dyn Write + Send + 'a>>, path: PathBuf },
+    Ordered {
+        /// The buffered stream.
+        out: Mutex<Box<dyn Write + Send + 'a>>,
+        /// Its name, for messages.
+        path: PathBuf,
+    },
 }
 
 /// Zero runs this long or longer are left as holes in regular files.

@@ -14,6 +14,7 @@ use hexz_format::{Archive, ErrorCode, ReadAt, SourceFormat};
 
 use crate::error::{at_chain, Error, Result};
 use crate::location::{Location, Source};
+use crate::names::CNames;
 use crate::resolve::{open_chain, open_chain_from, Chain, OpenOptions};
 
 /// Reads that may run at once when the options say 0.
@@ -36,6 +37,8 @@ pub struct Reader {
     metadata: Vec<(String, MetadataValue)>,
     parent: Option<ParentRef>,
     pool: WorkspacePool,
+    /// The tables' names as C strings, built on first use.
+    c_names: std::sync::OnceLock<CNames>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -68,9 +71,7 @@ impl Reader {
         }
         let slots = match opts.read_slots {
             0 => DEFAULT_READ_SLOTS,
-            n if n > MAX_READ_SLOTS => {
-                return Err(Error::Format(hexz_format::Error::InvalidArgument("read_slots must be at most 256")))
-            }
+            n if n > MAX_READ_SLOTS => return Err(Error::invalid("read_slots must be at most 256")),
             n => n,
         };
         let size = archive.scratch_size();
@@ -87,6 +88,7 @@ impl Reader {
             metadata: manifest.metadata,
             parent: manifest.parent,
             pool,
+            c_names: std::sync::OnceLock::new(),
         })
     }
 
@@ -140,6 +142,16 @@ impl Reader {
                 l.as_path().and_then(crate::FileId::of_path).map(|id| (id, what))
             })
             .collect()
+    }
+
+    /// The names of the tensor, file and metadata tables as C strings,
+    /// in one allocation; built on the first call (fallibly), then borrowed.
+    pub fn c_names(&self) -> Result<&CNames> {
+        if let Some(names) = self.c_names.get() {
+            return Ok(names);
+        }
+        let built = CNames::build(&self.tensors, &self.files, &self.metadata)?;
+        Ok(self.c_names.get_or_init(|| built))
     }
 
     /// Every tensor, in source order.
@@ -258,7 +270,8 @@ impl Reader {
             (0..self.archive.chain_len()).filter_map(|d| self.archive.member(d)).map(|m| m.held_bytes()).sum();
         let tables: usize =
             self.tensors.iter().map(|t| t.name.len() * 2 + t.dtype.len() + t.shape.len() * 8 + 96).sum();
-        (meta + tables + self.pool.created() * self.pool.size) as u64
+        let names = self.c_names.get().map_or(0, CNames::memory_bytes);
+        (meta + tables + names + self.pool.created() * self.pool.size) as u64
     }
 
     /// A format error as this reader's error, naming the chain member at fault.
@@ -293,14 +306,20 @@ impl Reader {
         bad_bytes && self.archive.member(usize::from(depth)).is_some_and(|m| m.source().discard_cached())
     }
 
+    /// The byte length of tensor `index`, checked: the index is in range
+    /// and the length fits in memory. The one place these checks live;
+    /// every front end sizes its buffer with it.
+    pub fn tensor_len(&self, index: usize) -> Result<usize> {
+        let t = self.tensors.get(index).ok_or_else(|| Error::invalid("tensor index out of range"))?;
+        usize::try_from(t.length).map_err(|_| Error::invalid("tensor larger than the address space"))
+    }
+
     /// Read tensor `index` into the start of `buf`; returns its length.
+    /// A `buf` shorter than the tensor gives BUFFER_TOO_SMALL (with the
+    /// length needed) before anything is read.
     pub fn read_tensor(&self, index: usize, buf: &mut [u8]) -> Result<usize> {
-        let t = self
-            .tensors
-            .get(index)
-            .ok_or(Error::Format(hexz_format::Error::InvalidArgument("tensor index out of range")))?;
-        let len = usize::try_from(t.length)
-            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("tensor too large")))?;
+        let len = self.tensor_len(index)?;
+        let t = &self.tensors[index];
         let got = buf.len() as u64;
         let dst = buf.get_mut(..len).ok_or(Error::Format(hexz_format::Error::BufferTooSmall {
             what: "tensor buffer",
@@ -337,8 +356,7 @@ impl Reader {
     /// one is decoded on every core, within the read slots: a tokenizer
     /// makes a GGUF header megabytes long (gemma: 6.5 MB).
     pub fn read_vec(&self, offset: u64, length: u64) -> Result<Vec<u8>> {
-        let len = usize::try_from(length)
-            .map_err(|_| Error::Format(hexz_format::Error::InvalidArgument("range too large")))?;
+        let len = usize::try_from(length).map_err(|_| Error::invalid("range too large"))?;
         let mut out = hexz_format::error::try_zeroed(len, "read buffer")?;
         if length < CHUNK {
             self.read_at(offset, &mut out)?;
@@ -495,7 +513,7 @@ fn report_progress(progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync), done: &At
     let total = done.fetch_add(n, Ordering::Relaxed) + n;
     match progress(total) {
         ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(()) => Err(Error::Format(hexz_format::Error::Cancelled)),
+        ControlFlow::Break(()) => Err(Error::Cancelled),
     }
 }
 
@@ -518,6 +536,7 @@ pub trait RangeSink: Sync {
 pub struct HashSink(Mutex<blake3::Hasher>);
 
 impl HashSink {
+    /// A sink hashing nothing yet.
     pub fn new() -> Self {
         HashSink::default()
     }
@@ -560,7 +579,7 @@ impl Turnstile {
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
         while *next != k {
             if self.stop.load(Ordering::Acquire) {
-                return Err(Error::Format(hexz_format::Error::Cancelled));
+                return Err(Error::Cancelled);
             }
             next = self.moved.wait(next).unwrap_or_else(|e| e.into_inner());
         }

@@ -51,7 +51,9 @@ pub struct OpenOptions {
     /// Archives already open (from any source) that the chain may use;
     /// matched by identity before any location is tried.
     pub attached: Vec<Arc<Archive<Source>>>,
+    /// Who opens the archive and its parents (default: local paths only).
     pub resolver: Arc<dyn Resolver>,
+    /// Caps on what opening an archive may allocate.
     pub limits: OpenLimits,
     /// Check every decoded block's BLAKE3 (default: yes).
     pub verify_hashes: bool,
@@ -92,7 +94,9 @@ impl std::fmt::Debug for OpenOptions {
 /// An archive with its ancestors attached, and where each chain member is
 /// (`locations[0]` is the archive itself).
 pub struct Chain {
+    /// The archive, its ancestors attached.
     pub archive: Archive<Source>,
+    /// Where each member is.
     pub locations: Vec<Location>,
 }
 

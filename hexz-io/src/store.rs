@@ -26,15 +26,15 @@ use hexz_format::writer::{StoreOptions, StoreReport};
 use hexz_format::{Archive, ErrorCode, FilterId, ReadAt};
 
 use crate::error::{Error, Result};
-use crate::location::{FileId, FileSource, Location, Source};
-use crate::output::{relative_path, Output, OutputOptions};
+use crate::location::{FileId, Location, Source};
 use crate::reader::{threads_or_cores, Reader};
-use crate::resolve::OpenOptions;
 
 /// The archive to store against, and where its chain members are (to name
 /// a parent at fault).
 pub struct Parent<'a> {
+    /// The parent archive, with its ancestors attached.
     pub archive: &'a Archive<Source>,
+    /// Where each member of its chain is (`chain[0]` is the parent).
     pub chain: &'a [Location],
     /// The path hint to record, relative to the child's folder.
     pub hint: String,
@@ -123,7 +123,7 @@ pub fn store_plan_parallel(
 ) -> Result<StoreReport> {
     opts.validate()?;
     if plan.virtual_size() != src.len() {
-        return Err(Error::Format(hexz_format::Error::InvalidArgument("the plan does not cover the source")));
+        return Err(Error::invalid("the plan does not cover the source"));
     }
     let at_src = |e: hexz_format::Error| {
         // In a folder, name the file the failing offset falls in.
@@ -259,7 +259,7 @@ pub fn store_plan_parallel(
                 }
                 let _ = permit_rx.recv();
                 if progress(done.offset + u64::from(done.length)).is_break() {
-                    fault = Some(Fault::Other(Error::Format(hexz_format::Error::Cancelled)));
+                    fault = Some(Fault::Other(Error::Cancelled));
                     break 'receive;
                 }
             }
@@ -306,80 +306,4 @@ pub(crate) fn base_inputs(base: Option<&Reader>) -> Vec<(FileId, String)> {
             l.as_path().and_then(FileId::of_path).map(|id| (id, format!("an archive of the base chain ({l})")))
         })
         .collect()
-}
-
-/// `base` as the parent of an archive written to `dst`: its hint is its
-/// path relative to `dst`'s folder (or its URL).
-pub(crate) fn parent_for<'a>(base: &'a Reader, dst: &Path) -> Parent<'a> {
-    let hint = match base.location() {
-        Location::Path(p) => {
-            let dst_dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            relative_path(dst_dir, p)
-        }
-        Location::Url(u) | Location::Label(u) => u.clone(),
-    };
-    Parent { archive: base.archive(), chain: base.chain(), hint }
-}
-
-/// Store the file at `src` into an archive at `dst` (`-` for standard
-/// output): atomically, never over an input, against `base` when given
-/// (opened with its chain by `open`). Fails if the source changes while it
-/// is read.
-pub fn store_file(
-    src: &Path,
-    dst: &Path,
-    opts: &StoreOptions,
-    base: Option<&Location>,
-    open: &OpenOptions,
-    force: bool,
-    progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<StoreReport> {
-    let source = FileSource::open(src)?;
-    let input = StoreInput {
-        bytes: &source,
-        name: Location::Path(src.to_path_buf()),
-        file: source.stamp().id.map(|id| (id, "the source file".to_string())),
-        unchanged: &|| source.check_unchanged(),
-    };
-    store_source(&input, dst, opts, base, open, force, progress)
-}
-
-/// What [`store_source`] stores.
-pub struct StoreInput<'a> {
-    /// The source's bytes.
-    pub bytes: &'a (dyn ReadAt + Sync),
-    /// Names the source in errors.
-    pub name: Location,
-    /// The source's own file, which the archive may not replace.
-    pub file: Option<(FileId, String)>,
-    /// Fails if the source changed while it was read; checked before the
-    /// archive is committed.
-    pub unchanged: &'a (dyn Fn() -> Result<()> + Sync),
-}
-
-/// Store `input` (a file's bytes, or any in memory) as the archive `dst`,
-/// against `base` when given. The archive appears at `dst` only when whole.
-pub fn store_source(
-    input: &StoreInput<'_>,
-    dst: &Path,
-    opts: &StoreOptions,
-    base: Option<&Location>,
-    open: &OpenOptions,
-    force: bool,
-    progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<StoreReport> {
-    opts.validate()?;
-    let base = base.map(|b| Reader::open(b.clone(), open)).transpose()?;
-    let mut inputs = base_inputs(base.as_ref());
-    inputs.extend(input.file.clone());
-    let output = Output::open(dst, &OutputOptions { force, inputs })?;
-    let parent = base.as_ref().map(|b| parent_for(b, dst));
-    let report = {
-        let mut w = output.writer();
-        store_parallel(input.bytes, &input.name, &mut *w, dst, opts, parent, progress)?
-    };
-    output.rewrite_start(&report.header)?;
-    (input.unchanged)()?;
-    output.commit()?;
-    Ok(report)
 }

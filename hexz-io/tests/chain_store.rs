@@ -1,5 +1,5 @@
 //! Parent chains on disk (found by hint, confirmed by identity, real errors
-//! kept), the parallel writer against the core's, and store_file's checks.
+//! kept), the parallel writer against the core's, and the Store builder's checks.
 
 mod common;
 
@@ -15,6 +15,26 @@ use hexz_io::{Location, OpenOptions, Reader, Source};
 
 fn go(_: u64) -> ControlFlow<()> {
     ControlFlow::Continue(())
+}
+
+/// The builder with the old store_file's arguments.
+fn store_file(
+    src: &Path,
+    dst: &Path,
+    opts: &StoreOptions,
+    base: Option<&Location>,
+    open: &OpenOptions,
+    force: bool,
+    progress: hexz_io::Progress<'_>,
+) -> hexz_io::Result<hexz_format::writer::StoreReport> {
+    hexz_io::Store::from_path(src)
+        .to_path(dst)
+        .options(opts.clone())
+        .base(base.cloned())
+        .open_options(open.clone())
+        .clobber(if force { hexz_io::Clobber::Replace } else { hexz_io::Clobber::Refuse })
+        .progress(progress)
+        .run()
 }
 
 fn opts() -> StoreOptions {
@@ -91,10 +111,9 @@ fn parents_are_found_by_hint_and_confirmed_by_identity_on_disk() {
     std::fs::write(&fine_src, &fine).unwrap();
     let (base_hxz, fine_hxz) = (dir.join("models/base.hxz"), dir.join("fine.hxz"));
     let open = OpenOptions::default();
-    hexz_io::store_file(&base_src, &base_hxz, &opts(), None, &open, false, &go).unwrap();
+    store_file(&base_src, &base_hxz, &opts(), None, &open, false, &go).unwrap();
     let report =
-        hexz_io::store_file(&fine_src, &fine_hxz, &opts(), Some(&Location::from(&base_hxz)), &open, false, &go)
-            .unwrap();
+        store_file(&fine_src, &fine_hxz, &opts(), Some(&Location::from(&base_hxz)), &open, false, &go).unwrap();
     assert!(report.archive_size * 2 < base.len() as u64, "{report:?}");
     let reader = Reader::open(&fine_hxz, &open).unwrap();
     assert_eq!(reader.parent().unwrap().hint, "models/base.hxz");
@@ -127,7 +146,7 @@ fn parents_are_found_by_hint_and_confirmed_by_identity_on_disk() {
 
     // Another archive at the hint: refused, naming both identities.
     std::fs::remove_file(&base_hxz).unwrap();
-    hexz_io::store_file(&fine_src, &base_hxz, &opts(), None, &open, false, &go).unwrap();
+    store_file(&fine_src, &base_hxz, &opts(), None, &open, false, &go).unwrap();
     let err = Reader::open(&fine_hxz, &open).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ParentMismatch, "{err}");
 
@@ -150,19 +169,19 @@ fn store_file_refuses_its_inputs_and_a_changed_source() {
     std::fs::write(&src, real_model("minilm.safetensors")).unwrap();
     let open = OpenOptions::default();
     let hxz = dir.join("m.hxz");
-    hexz_io::store_file(&src, &hxz, &opts(), None, &open, false, &go).unwrap();
+    store_file(&src, &hxz, &opts(), None, &open, false, &go).unwrap();
     // The source itself as destination, even with force and through another name.
     std::fs::hard_link(&src, dir.join("alias")).unwrap();
     for dst in [src.clone(), dir.join("alias")] {
-        let err = hexz_io::store_file(&src, &dst, &opts(), None, &open, true, &go).unwrap_err();
+        let err = store_file(&src, &dst, &opts(), None, &open, true, &go).unwrap_err();
         assert!(err.to_string().contains("the source file"), "{err}");
     }
     // The base as destination.
-    let err = hexz_io::store_file(&src, &hxz, &opts(), Some(&Location::from(&hxz)), &open, true, &go).unwrap_err();
+    let err = store_file(&src, &hxz, &opts(), Some(&Location::from(&hxz)), &open, true, &go).unwrap_err();
     assert!(err.to_string().contains("base chain"), "{err}");
     // A source modified while it is read: refused, nothing written.
     let out = dir.join("changed.hxz");
-    let err = hexz_io::store_file(&src, &out, &opts(), None, &open, false, &|done| {
+    let err = store_file(&src, &out, &opts(), None, &open, false, &|done| {
         if done > 10 << 20 {
             let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("m.safetensors")).unwrap();
             let _ = f.write_all(b"x");
@@ -185,8 +204,8 @@ fn two_stores_racing_to_one_new_name_leave_exactly_one_winner() {
     for _ in 0..5 {
         let _ = std::fs::remove_file(&dst);
         let results: Vec<_> = std::thread::scope(|s| {
-            let one = s.spawn(|| hexz_io::store_file(&a, &dst, &opts(), None, &OpenOptions::default(), false, &go));
-            let two = s.spawn(|| hexz_io::store_file(&b, &dst, &opts(), None, &OpenOptions::default(), false, &go));
+            let one = s.spawn(|| store_file(&a, &dst, &opts(), None, &OpenOptions::default(), false, &go));
+            let two = s.spawn(|| store_file(&b, &dst, &opts(), None, &OpenOptions::default(), false, &go));
             vec![one.join().unwrap(), two.join().unwrap()]
         });
         let won = results.iter().filter(|r| r.is_ok()).count();

@@ -1,14 +1,13 @@
 //! Archives in object storage and behind HTTP: [`RemoteSource`] (a
 //! `ReadAt` over ranged GETs, with a bounded cache, one retry layer and a
 //! check that the object did not change), [`RemoteResolver`] (URLs and
-//! paths for the chain), [`store_to_url`] (a multipart upload completed
-//! only when the archive is whole) and [`list`] (archives under a URL
+//! paths for the chain), [`RemoteSinkResolver`] (stores to URLs through
+//! [`hexz_io::Store`], a multipart upload completed only when the archive
+//! is whole) and [`list`] (archives under a URL
 //! prefix).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
-use std::ops::ControlFlow;
-use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -16,9 +15,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use hexz_format::layout::{DirectoryEntry, Footer, BLOCK_ENTRY_SIZE, DIRECTORY_ENTRY_SIZE};
-use hexz_format::writer::{StoreOptions, StoreReport};
 use hexz_format::{Archive, ErrorCode, OpenLimits, ReadAt};
-use hexz_io::{Error, FileSource, LocalResolver, Location, OpenOptions, Reader, Resolver, Result, SharedCache, Source};
+use hexz_io::{
+    Error, LocalResolver, LocalSinkResolver, Location, OpenOptions, Resolver, Result, SharedCache, Sink, SinkOptions,
+    SinkResolver, Source,
+};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -1035,33 +1036,45 @@ pub fn parent_hint(child: &Location, parent: &Location) -> String {
     parent.file_name().unwrap_or_default()
 }
 
-/// Store the file `src` as the archive at `url` (S3), against `base` (a
-/// path or URL) when given. The upload completes only when the archive is
-/// whole; any failure aborts it, leaving no object at the key.
-pub fn store_to_url(
-    src: &Path,
-    url: &str,
-    opts: &StoreOptions,
-    base: Option<&Location>,
-    open: &OpenOptions,
-    remote: &RemoteOptions,
-    progress: &(dyn Fn(u64) -> ControlFlow<()> + Sync),
-) -> Result<StoreReport> {
-    opts.validate()?;
-    let source = FileSource::open(src)?;
-    let base = base.map(|b| Reader::open(b.clone(), open)).transpose()?;
-    let dst = Location::Url(url.to_string());
-    let parent = base.as_ref().map(|b| hexz_io::Parent {
-        archive: b.archive(),
-        chain: b.chain(),
-        hint: parent_hint(&dst, b.location()),
-    });
-    let mut writer = MultipartWriter::create(url, remote)?;
-    let name = Location::Path(src.to_path_buf());
-    let report = hexz_io::store_parallel(&source, &name, &mut writer, Path::new(url), opts, parent, progress)?;
-    source.check_unchanged()?;
-    writer.finish()?;
-    Ok(report)
+/// Stores to URLs (S3, by multipart upload) and to paths (locally): the
+/// [`hexz_io::SinkResolver`] of [`hexz_io::Store`] for remote-capable
+/// front ends. The upload completes only when the archive is whole; any
+/// failure aborts it, leaving no object at the key.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteSinkResolver {
+    /// How the object store is reached.
+    pub options: RemoteOptions,
+}
+
+impl Sink for MultipartWriter {
+    fn writer(&mut self) -> Box<dyn Write + '_> {
+        Box::new(self)
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.finish().map(drop)
+    }
+}
+
+impl SinkResolver for RemoteSinkResolver {
+    fn create(&self, dst: &Location, opts: &SinkOptions) -> Result<Box<dyn Sink>> {
+        match dst {
+            Location::Url(u) => Ok(Box::new(MultipartWriter::create(u, &self.options)?)),
+            other => LocalSinkResolver.create(other, opts),
+        }
+    }
+
+    fn parent_hint(&self, dst: &Location, parent: &Location) -> String {
+        match dst {
+            Location::Url(_) => parent_hint(dst, parent),
+            _ => hexz_io::local_parent_hint(dst, parent),
+        }
+    }
+}
+
+/// A store builder that stores to URLs and opens URL bases with `remote`.
+pub fn store_sinks(remote: RemoteOptions) -> Arc<dyn SinkResolver> {
+    Arc::new(RemoteSinkResolver { options: remote })
 }
 
 /// Archives (`.hxz` objects) under the URL prefix, with their sizes.

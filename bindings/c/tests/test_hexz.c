@@ -354,6 +354,16 @@ static void check_errors(const char *archive_path, const unsigned char *hxz, siz
     CHECK_STATUS(hexz_gguf_get_key(a, 100000, NULL, NULL), HEXZ_STATUS_INVALID_ARGUMENT);
     CHECK(strcmp(hexz_status_str(HEXZ_STATUS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(hexz_status_str(9999), "unknown status") == 0);
+    /* Categories: the kind of failure (bindings/testdata/error-categories.json). */
+    CHECK(hexz_status_category(HEXZ_STATUS_OK) == HEXZ_CATEGORY_OK);
+    CHECK(hexz_status_category(HEXZ_STATUS_HASH_MISMATCH) == HEXZ_CATEGORY_CORRUPT);
+    CHECK(hexz_status_category(HEXZ_STATUS_VERIFY_FAILED) == HEXZ_CATEGORY_CORRUPT);
+    CHECK(hexz_status_category(HEXZ_STATUS_TYPE_MISMATCH) == HEXZ_CATEGORY_INVALID_INPUT);
+    CHECK(hexz_status_category(HEXZ_STATUS_NOT_FOUND) == HEXZ_CATEGORY_NOT_FOUND);
+    CHECK(hexz_status_category(HEXZ_STATUS_PARENT_NOT_FOUND) == HEXZ_CATEGORY_PARENT_MISSING);
+    CHECK(hexz_status_category(HEXZ_STATUS_CANCELLED) == HEXZ_CATEGORY_CANCELLED);
+    CHECK(hexz_status_category(HEXZ_STATUS_PANIC) == HEXZ_CATEGORY_INTERNAL);
+    CHECK(hexz_status_category(9999) == HEXZ_CATEGORY_INTERNAL);
     hexz_close(a);
 }
 
@@ -412,6 +422,21 @@ static void check_store(const char *dir_hint) {
     CHECK_STATUS(hexz_store(NULL, dst, NULL, NULL), HEXZ_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(hexz_store("/nonexistent/src.bin", dst, NULL, NULL), HEXZ_STATUS_IO);
     opts.base = NULL;
+    /* A URL destination: libhexz has no remote stack (libhexz-remote is
+       tested against an S3 server in tests/remote); dst and url are exclusive. */
+    opts.url = "s3://models/c-test.hxz";
+    CHECK_STATUS(hexz_store(src, NULL, &opts, NULL), HEXZ_STATUS_UNSUPPORTED);
+    CHECK(strstr(hexz_last_error(), "remote") != NULL);
+    CHECK_STATUS(hexz_store(src, dst, &opts, NULL), HEXZ_STATUS_INVALID_ARGUMENT);
+    opts.url = NULL;
+    CHECK_STATUS(hexz_store(src, NULL, &opts, NULL), HEXZ_STATUS_NULL_ARGUMENT);
+    /* A caller built against 1.0's struct (no url): still served. */
+    opts.struct_size = offsetof(hexz_store_options, url);
+    opts.url = "s3://not/read.hxz";
+    remove(dst);
+    CHECK_STATUS(hexz_store(src, dst, &opts, NULL), HEXZ_STATUS_OK);
+    opts.struct_size = sizeof opts;
+    opts.url = NULL;
     opts.compression = 77;
     CHECK_STATUS(hexz_store(src, dst, &opts, NULL), HEXZ_STATUS_INVALID_ARGUMENT);
     remove(src);

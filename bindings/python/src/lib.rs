@@ -14,40 +14,25 @@ use std::sync::{Arc, Mutex};
 
 use hexz_format::gguf::GgufValue;
 use hexz_format::manifest::MetadataValue;
-use hexz_format::writer::{Chunking, StoreOptions, StoreReport};
-use hexz_format::{Compression, ErrorCode, ReadAt};
-use hexz_io::{CountingSource, Location, OpenOptions, Reader, Source, StoreInput};
+use hexz_format::writer::StoreReport;
+use hexz_format::{Category, ErrorCode, ReadAt};
+use hexz_io::{Clobber, CountingSource, Location, OpenOptions, Reader, Source, Store};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-/// The exception class of `hexz.errors` for a status code.
-fn class_for(code: ErrorCode, not_found: bool) -> &'static str {
-    use ErrorCode::*;
-    match code {
-        _ if not_found => "ArchiveNotFoundError",
-        Checksum | Truncated | InvalidField | LimitExceeded | HashMismatch | Decode => "CorruptArchiveError",
-        ParentNotFound | ParentRequired | ParentMismatch | ChainTooDeep | ChainCycle => "ParentMissingError",
-        BadMagic | SourceFormat | InvalidArgument | OutOfRange | BufferTooSmall | NullArgument | TypeMismatch => {
-            "InvalidInputError"
-        }
-        NotFound | TensorNotFound => "NotFoundError",
-        Unsupported | UnsupportedVersion | CodecUnavailable => "UnsupportedError",
-        OutOfMemory => "HexzMemoryError",
-        Io => "HexzIOError",
-        Cancelled | VerifyFailed | Panic | Ok => "HexzError",
-    }
-}
-
-/// A Python exception of the right `hexz.errors` class: the message names
-/// the file and the field; `.code` is the C ABI's status name.
+/// A Python exception of the class `hexz.errors` gives the status's
+/// category (one table for every binding): the message names the file
+/// and the field; `.code` is the C ABI's status name.
 fn py_error(err: hexz_io::Error) -> PyErr {
     let code = err.code();
-    let class = class_for(code, err.is_not_found());
+    let category: Category = code.category();
     let message = err.to_string();
+    // A file or object that is not there (the OS or the server said so).
+    let not_found = err.is_not_found();
     Python::attach(|py| {
         let made = (|| -> PyResult<PyErr> {
-            let cls = py.import("hexz.errors")?.getattr(class)?;
+            let cls = py.import("hexz.errors")?.getattr("_class_for")?.call1((category.name(), not_found))?;
             let exc = cls.call1((message.clone(),))?;
             exc.setattr("code", format!("{code:?}"))?;
             Ok(PyErr::from_value(exc))
@@ -56,12 +41,8 @@ fn py_error(err: hexz_io::Error) -> PyErr {
     })
 }
 
-fn format_error(err: hexz_format::Error) -> PyErr {
-    py_error(hexz_io::Error::Format(err))
-}
-
 fn invalid(what: &'static str) -> PyErr {
-    format_error(hexz_format::Error::InvalidArgument(what))
+    py_error(hexz_io::Error::invalid(what))
 }
 
 /// A path, or a URL (`s3://`, `http(s)://`) given as a path-like.
@@ -451,58 +432,36 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn compression(name: &str, level: Option<i32>) -> PyResult<Compression> {
-    match (name, level) {
-        ("zstd", None) => Ok(Compression::DEFAULT),
-        ("zstd", Some(level)) => Ok(Compression::zstd(level)),
-        ("lz4", None) => Ok(Compression::Lz4),
-        ("none", None) => Ok(Compression::None),
-        ("lz4" | "none", Some(_)) => Err(invalid("level applies to zstd only")),
-        _ => Err(invalid("compression must be \"zstd\", \"lz4\" or \"none\"")),
-    }
-}
-
-/// Store options from the Python keywords.
-struct Store {
-    opts: StoreOptions,
-    base: Option<Location>,
-    open: OpenOptions,
-    force: bool,
-}
-
+/// A store from the Python keywords, the destination a path or a URL;
+/// every option is checked by hexz_io::options when it runs.
 #[allow(clippy::too_many_arguments)]
-fn store_options(
-    compression_name: &str,
+fn store_builder<'a>(
+    store: Store<'a>,
+    dst: &std::path::Path,
+    compression: &str,
     level: Option<i32>,
     metadata: Vec<(String, bool, String)>,
     base: Option<PathBuf>,
     parent_dirs: Option<Vec<PathBuf>>,
     force: bool,
     threads: usize,
-    block_size: Option<u32>,
-    raw: bool,
-    chunking: &str,
-) -> PyResult<Store> {
-    let chunking = match chunking {
-        "cdc" => Chunking::ContentDefined,
-        "fixed" => Chunking::Fixed,
-        _ => return Err(invalid("chunking must be \"cdc\" or \"fixed\"")),
-    };
-    let defaults = StoreOptions::default();
-    let opts = StoreOptions {
-        compression: compression(compression_name, level)?,
-        block_size: block_size.unwrap_or(defaults.block_size),
-        metadata: metadata
-            .into_iter()
-            .map(|(k, json, v)| (k, if json { MetadataValue::Json(v) } else { MetadataValue::String(v) }))
-            .collect(),
-        threads,
-        raw,
-        chunking,
-        ..defaults
-    };
-    opts.validate().map_err(format_error)?;
-    Ok(Store { opts, base: base.map(Location::Path), open: open_options(parent_dirs, true, 0), force })
+) -> PyResult<Store<'a>> {
+    let kind = compression.parse::<hexz_io::options::CompressionKind>().map_err(py_error)?;
+    Ok(store
+        .to(location(dst))
+        .compression(kind)
+        .level(level)
+        .metadata(
+            metadata
+                .into_iter()
+                .map(|(k, json, v)| (k, if json { MetadataValue::Json(v) } else { MetadataValue::String(v) }))
+                .collect(),
+        )
+        .threads(threads)
+        .base(base.map(Location::Path))
+        .open_options(open_options(parent_dirs, true, 0))
+        .clobber(if force { Clobber::Replace } else { Clobber::Refuse })
+        .sinks(hexz_remote::store_sinks(hexz_remote::RemoteOptions::default())))
 }
 
 fn report_dict<'py>(py: Python<'py>, r: &StoreReport) -> PyResult<Bound<'py, PyDict>> {
@@ -543,17 +502,12 @@ fn store<'py>(
     raw: bool,
     chunking: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let s = store_options(compression, level, metadata, base, parent_dirs, force, threads, block_size, raw, chunking)?;
-    let report = py
-        .detach(|| {
-            let go = |_| ControlFlow::Continue(());
-            if std::fs::metadata(&src).is_ok_and(|m| m.is_dir()) {
-                hexz_io::store_folder(&src, &dst, &s.opts, s.base.as_ref(), &s.open, s.force, &go)
-            } else {
-                hexz_io::store_file(&src, &dst, &s.opts, s.base.as_ref(), &s.open, s.force, &go)
-            }
-        })
-        .map_err(py_error)?;
+    let store =
+        store_builder(Store::from_path(&src), &dst, compression, level, metadata, base, parent_dirs, force, threads)?
+            .block_size(block_size.unwrap_or(hexz_io::options::DEFAULT_BLOCK_SIZE))
+            .raw(raw)
+            .chunking(hexz_io::options::chunking(chunking).map_err(py_error)?);
+    let report = py.detach(|| store.run()).map_err(py_error)?;
     report_dict(py, &report)
 }
 
@@ -624,7 +578,6 @@ fn _store_arrays<'py>(
     force: bool,
     threads: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let s = store_options(compression, level, metadata, base, parent_dirs, force, threads, None, false, "cdc")?;
     let mut parts = Vec::with_capacity(arrays.len());
     let mut len = header.len() as u64;
     for (address, length) in arrays {
@@ -638,19 +591,19 @@ fn _store_arrays<'py>(
         len += length as u64;
     }
     let segments = Segments { header, parts, len };
-    let input = StoreInput {
-        bytes: &segments,
-        name: Location::Label("the arrays given to checkpoint.save".into()),
-        file: None,
-        unchanged: &|| Ok(()),
-    };
-    let report = py
-        .detach(|| {
-            hexz_io::store_source(&input, &dst, &s.opts, s.base.as_ref(), &s.open, s.force, &|_| {
-                ControlFlow::Continue(())
-            })
-        })
-        .map_err(py_error)?;
+    let name = Location::Label("the arrays given to checkpoint.save".into());
+    let store = store_builder(
+        Store::from_reader(&segments, name),
+        &dst,
+        compression,
+        level,
+        metadata,
+        base,
+        parent_dirs,
+        force,
+        threads,
+    )?;
+    let report = py.detach(|| store.run()).map_err(py_error)?;
     report_dict(py, &report)
 }
 
@@ -700,6 +653,17 @@ fn verify(
     Ok((problems, report.blocks_checked, report.blocks_decoded, report.tensors_checked))
 }
 
+/// The category name ("CORRUPT", ...) of the status named `name`
+/// ("HASH_MISMATCH", ...), as hexz_status_category gives it in C.
+#[pyfunction]
+fn status_category(name: &str) -> PyResult<&'static str> {
+    ErrorCode::ALL
+        .iter()
+        .find(|c| c.name() == name)
+        .map(|c| c.category().name())
+        .ok_or_else(|| invalid("no status of that name"))
+}
+
 #[pymodule]
 fn _hexz(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Archive>()?;
@@ -707,6 +671,9 @@ fn _hexz(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_store_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(extract, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(status_category, m)?)?;
+    let statuses: Vec<(&str, u32)> = ErrorCode::ALL.iter().map(|c| (c.name(), *c as u32)).collect();
+    m.add("STATUSES", statuses)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FORMAT_VERSION", format!("1.{}", hexz_format::layout::features::KNOWN_MINOR))?;
     let ggml: Vec<(u32, &str, u32, u32)> =

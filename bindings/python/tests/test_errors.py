@@ -103,3 +103,26 @@ def test_store_refuses_malformed_source(tmp_path):
     hexz.store(bad, tmp_path / "bad.hxz", raw=True)
     with pytest.raises(hexz.InvalidInputError):
         hexz.store(bad, tmp_path / "x.hxz", compression="brotli")
+
+
+def test_status_categories_are_the_shared_table():
+    """Every status's class comes from its category, by the table Go's
+    sentinel errors and C's hexz_status_category are checked against."""
+    import json
+    from pathlib import Path
+
+    from hexz import _hexz
+
+    table = json.loads((Path(__file__).resolve().parents[2] / "testdata" / "error-categories.json").read_text())
+    classes = {c["name"]: c["python"] for c in table["categories"]}
+    assert sorted(classes) == sorted(hexz.errors.CATEGORY_CLASSES)
+    assert sorted(_hexz.STATUSES) == sorted((s["name"], s["code"]) for s in table["statuses"])
+    for s in table["statuses"]:
+        assert _hexz.status_category(s["name"]) == s["category"], s
+        cls = hexz.errors._class_for(s["category"], False)
+        assert cls.__name__ == classes[s["category"]], s
+        assert issubclass(cls, hexz.HexzError) and issubclass(cls, hexz.SafetensorError)
+    # A file the OS says is missing is an ArchiveNotFoundError whatever the category.
+    assert hexz.errors._class_for("IO", True) is hexz.ArchiveNotFoundError
+    # VERIFY_FAILED is corruption, as in Go.
+    assert hexz.errors._class_for(_hexz.status_category("VERIFY_FAILED"), False) is hexz.CorruptArchiveError

@@ -28,8 +28,10 @@ from ._hexz import verify as _verify
 from ._safe import SafeSlice, safe_open
 from .errors import (
     ArchiveNotFoundError,
+    CancelledError,
     CorruptArchiveError,
     HexzError,
+    HexzInternalError,
     HexzIOError,
     HexzMemoryError,
     InvalidIndexError,
@@ -70,6 +72,8 @@ __all__ = [
     "UnsupportedError",
     "HexzIOError",
     "HexzMemoryError",
+    "CancelledError",
+    "HexzInternalError",
     "FORMAT_VERSION",
     "__version__",
 ]
@@ -125,7 +129,8 @@ def store(
     parent_dirs: Optional[Sequence[PathLike]] = None,
 ) -> StoreReport:
     """Store the file or folder `src` as the archive `dst` (as ``hexz
-    store``): safetensors and GGUF are cut at tensor boundaries, other files
+    store``), a path or an ``s3://`` URL (a file only; uploaded in parts,
+    the object appearing only when the archive is whole): safetensors and GGUF are cut at tensor boundaries, other files
     by content. With `base`, blocks the base already holds are referenced
     and changed tensors stored as deltas. `dst` appears only when whole;
     an existing `dst` is replaced only with ``force=True``."""

@@ -10,6 +10,10 @@ __version__: str
 FORMAT_VERSION: str
 #: (GGML type id, name, elements per block, bytes per block)
 GGML_TYPES: List[Tuple[int, str, int, int]]
+#: (status name, number) of every C ABI status
+STATUSES: List[Tuple[str, int]]
+
+def status_category(name: str) -> str: ...
 
 class Archive:
     """An open archive (native half of hexz.Archive)."""

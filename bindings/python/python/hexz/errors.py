@@ -3,7 +3,9 @@ subclasses also derive from the built-in exception a caller would expect
 (``FileNotFoundError``, ``ValueError``, ``KeyError``, ``IndexError``, ...),
 so ordinary ``except`` clauses keep working. Messages name the file and the
 field at fault; ``code`` is the status name of the C ABI (``"HashMismatch"``,
-...).
+...). The class is chosen from the status's category (``CORRUPT``,
+``NOT_FOUND``, ...; C's ``hexz_status_category``), the table Go's sentinel
+errors come from too (bindings/testdata/error-categories.json).
 
 Every hexz error is also a :class:`SafetensorError`, so code written for
 ``safetensors`` (``except SafetensorError:``) catches hexz's errors too:
@@ -28,6 +30,8 @@ __all__ = [
     "UnsupportedError",
     "HexzIOError",
     "HexzMemoryError",
+    "CancelledError",
+    "HexzInternalError",
 ]
 
 
@@ -109,3 +113,34 @@ class HexzIOError(HexzError, OSError):
 
 class HexzMemoryError(HexzError, MemoryError):
     """Memory could not be allocated, or a memory cap was reached."""
+
+
+class CancelledError(HexzError):
+    """The operation was cancelled (a progress callback asked to stop)."""
+
+
+class HexzInternalError(HexzError):
+    """A contained internal failure (a bug; please report it)."""
+
+
+#: The class of each status category (hexz_status_category's names).
+CATEGORY_CLASSES: "dict[str, type[HexzError]]" = {
+    "OK": HexzError,
+    "INVALID_INPUT": InvalidInputError,
+    "NOT_FOUND": NotFoundError,
+    "CORRUPT": CorruptArchiveError,
+    "PARENT_MISSING": ParentMissingError,
+    "UNSUPPORTED": UnsupportedError,
+    "IO": HexzIOError,
+    "OUT_OF_MEMORY": HexzMemoryError,
+    "CANCELLED": CancelledError,
+    "INTERNAL": HexzInternalError,
+}
+
+
+def _class_for(category: str, missing_file: bool) -> "type[HexzError]":
+    """The class of an error of `category`; a file that does not exist
+    (the OS said so) is an :class:`ArchiveNotFoundError`."""
+    if missing_file:
+        return ArchiveNotFoundError
+    return CATEGORY_CLASSES.get(category, HexzInternalError)
