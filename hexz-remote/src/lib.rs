@@ -728,21 +728,24 @@ impl RemoteSource {
             }
         };
         for round in 0.. {
-            missing.retain(|&k| {
+            // A block the disk holds (and no check doubts) is copied out:
+            // true when it was, so it needs no request.
+            let mut from_disk = |k: usize| {
                 let (start, slen, key) = blocks[k];
                 if suspect.contains(&key) {
-                    return true;
+                    return false;
                 }
                 match p.disk.get_block(&key, slen as usize) {
                     Some(b) => {
                         let at = (start - offset) as usize;
                         out[at..at + b.len()].copy_from_slice(&b);
                         p.note(key);
-                        false
+                        true
                     }
-                    None => true,
+                    None => false,
                 }
-            });
+            };
+            missing.retain(|&k| !from_disk(k));
             if missing.is_empty() {
                 break;
             }
@@ -766,21 +769,7 @@ impl RemoteSource {
                 }
             }
             // Fetched by another while this one locked: no request.
-            mine.retain(|&k| {
-                let (start, slen, key) = blocks[k];
-                if suspect.contains(&key) {
-                    return true;
-                }
-                match p.disk.get_block(&key, slen as usize) {
-                    Some(b) => {
-                        let at = (start - offset) as usize;
-                        out[at..at + b.len()].copy_from_slice(&b);
-                        p.note(key);
-                        false
-                    }
-                    None => true,
-                }
-            });
+            mine.retain(|&k| !from_disk(k));
             // Runs of blocks next to each other: one request each, at once.
             let mut runs: Vec<(usize, usize)> = Vec::new();
             for &k in &mine {
