@@ -778,15 +778,8 @@ pub unsafe extern "C" fn hexz_find_tensor(
     name: *const c_char,
     out_index: *mut usize,
 ) -> ErrorCode {
-    guard(|| {
-        // SAFETY: `archive` is NULL or a live handle from hexz_open_* (the header's contract).
-        let h = unsafe { handle(archive) }?;
-        let name = unsafe { cstr(name, "name") }?;
-        let name = std::str::from_utf8(name.to_bytes()).map_err(|_| FfiError::not_found("no tensor with that name"))?;
-        let (index, _) = h.reader.find_tensor(None, name)?;
-        // SAFETY: output pointers are NULL or writable (the header's contract).
-        unsafe { write_out(out_index, index) }
-    })
+    // SAFETY: the same contract; no file path looks in the whole archive.
+    unsafe { hexz_tensor_find_in_file(archive, std::ptr::null(), name, out_index) }
 }
 
 /// Describe tensor `index` (0 ≤ index < hexz_tensor_count).
