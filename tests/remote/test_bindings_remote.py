@@ -83,6 +83,20 @@ class TensorInfo(ctypes.Structure):
     ]
 
 
+def assert_tensor_is_ggufs(lib, archive, name, models):
+    """Tensor `name` of an open C archive of gemma reads as the .gguf's bytes."""
+    index = ctypes.c_size_t()
+    assert lib.hexz_find_tensor(archive, name, ctypes.byref(index)) == 0
+    info = TensorInfo(struct_size=ctypes.sizeof(TensorInfo))
+    assert lib.hexz_tensor_get_info(archive, index, ctypes.byref(info)) == 0
+    buf = ctypes.create_string_buffer(info.length)
+    got = ctypes.c_size_t()
+    assert lib.hexz_read_tensor(archive, index, buf, info.length, ctypes.byref(got)) == 0
+    with open(models / "gemma.gguf", "rb") as f:
+        f.seek(info.offset)
+        assert buf.raw == f.read(info.length)
+
+
 def test_c_abi_open_url(models, served, s3, c_libraries):
     # libhexz, without the remote stack: URLs are UNSUPPORTED, and say so.
     archive = ctypes.c_void_p()
@@ -96,16 +110,7 @@ def test_c_abi_open_url(models, served, s3, c_libraries):
     try:
         count = ctypes.c_size_t()
         assert lib.hexz_tensor_count(archive, ctypes.byref(count)) == 0 and count.value == 236
-        index = ctypes.c_size_t()
-        assert lib.hexz_find_tensor(archive, b"blk.0.attn_q.weight", ctypes.byref(index)) == 0
-        info = TensorInfo(struct_size=ctypes.sizeof(TensorInfo))
-        assert lib.hexz_tensor_get_info(archive, index, ctypes.byref(info)) == 0
-        buf = ctypes.create_string_buffer(info.length)
-        got = ctypes.c_size_t()
-        assert lib.hexz_read_tensor(archive, index, buf, info.length, ctypes.byref(got)) == 0
-        with open(models / "gemma.gguf", "rb") as f:
-            f.seek(info.offset)
-            assert buf.raw == f.read(info.length)
+        assert_tensor_is_ggufs(lib, archive, b"blk.0.attn_q.weight", models)
     finally:
         lib.hexz_close(archive)
     # S3 with the endpoint and region in the options.
@@ -164,16 +169,7 @@ def test_c_abi_block_cache(models, served, c_libraries, tmp_path):
         status = lib.hexz_open_url(f"{served.url}/gemma.hxz".encode(), ctypes.byref(opts), ctypes.byref(archive))
         assert status == 0, lib.hexz_last_error()
         try:
-            index = ctypes.c_size_t()
-            assert lib.hexz_find_tensor(archive, name, ctypes.byref(index)) == 0
-            info = TensorInfo(struct_size=ctypes.sizeof(TensorInfo))
-            assert lib.hexz_tensor_get_info(archive, index, ctypes.byref(info)) == 0
-            buf = ctypes.create_string_buffer(info.length)
-            got = ctypes.c_size_t()
-            assert lib.hexz_read_tensor(archive, index, buf, info.length, ctypes.byref(got)) == 0
-            with open(models / "gemma.gguf", "rb") as f:
-                f.seek(info.offset)
-                assert buf.raw == f.read(info.length)
+            assert_tensor_is_ggufs(lib, archive, name, models)
         finally:
             lib.hexz_close(archive)
 
