@@ -636,6 +636,7 @@ pub unsafe extern "C" fn hexz_open_url(
             if o.cache_max_bytes > 0 {
                 remote.block_cache.max_bytes = o.cache_max_bytes;
             }
+            remote.block_cache.check_blocks = !open.verify_hashes;
             open.resolver = Arc::new(hexz_remote::RemoteResolver { options: remote });
         }
         let location = Location::parse(url);

@@ -17,15 +17,18 @@
 //! Every entry is `HXZCACH1`, BLAKE3 of the payload, then the payload. It
 //! is written to a temporary file and renamed into place (atomic: a reader
 //! sees the old entry, the new one or none), and checked on every read:
-//! an entry of the wrong length or whose payload fails its BLAKE3 (torn by
-//! a crash, corrupted on disk) is deleted and counts as a miss. A block
-//! whose decoded bytes then fail the index's BLAKE3 is deleted by the
-//! source's `discard_cached` and fetched again from the origin.
+//! an entry of the wrong length or without the magic (torn by a crash,
+//! not ours) is deleted and counts as a miss. A structure entry is also
+//! checked against its BLAKE3. A block entry's bytes are checked where a
+//! local block's are, after decoding, against the block's BLAKE3 from the
+//! index: a block that fails (corrupted on disk) is dropped by the
+//! source's `discard_cached` and fetched again from the origin, which
+//! replaces its entry.
 //!
 //! The folder is capped ([`DEFAULT_MAX_BYTES`] unless told): after its
 //! writes pass the cap, a process deletes the least recently used entries
-//! (a hit refreshes an entry's modification time) until the folder holds
-//! 90% of the cap.
+//! (a hit refreshes an entry's modification time, at most every 10
+//! minutes) until the folder holds 90% of the cap.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -49,12 +52,18 @@ const STALE_TMP: Duration = Duration::from_secs(3600);
 pub struct CacheSetting {
     pub dir: Option<PathBuf>,
     pub max_bytes: u64,
+    /// Check each block entry against its own BLAKE3 when read. Off by
+    /// default: the reader checks decoded blocks against the index's
+    /// hashes, which catches a bad entry too. A reader that skips those
+    /// checks (`verify_hashes` off) turns this on, so a block corrupted on
+    /// the cache's disk is still never served.
+    pub check_blocks: bool,
 }
 
 impl CacheSetting {
     /// Off.
     pub fn off() -> Self {
-        CacheSetting { dir: None, max_bytes: DEFAULT_MAX_BYTES }
+        CacheSetting { dir: None, max_bytes: DEFAULT_MAX_BYTES, check_blocks: false }
     }
 
     /// From the environment: `HEXZ_CACHE_DIR` (a folder, or `off`),
@@ -69,7 +78,7 @@ impl CacheSetting {
             Some(v) => dir_setting(Path::new(&v)),
             None => default_dir(),
         };
-        CacheSetting { dir, max_bytes }
+        CacheSetting { dir, max_bytes, check_blocks: false }
     }
 }
 
@@ -182,14 +191,24 @@ impl DiskCache {
         self.root.join("m").join(hex(key))
     }
 
-    /// The stored block `key`, `len` bytes, when a whole and sound entry
-    /// holds it; a bad entry is deleted.
-    pub fn get_block(&self, key: &[u8; 32], len: usize) -> Option<Vec<u8>> {
-        let got = read_entry(&self.block_path(key), Some(len));
-        if got.is_some() {
+    /// Copy the stored block `key` into `out` (its stored length) when an
+    /// entry of that length holds it; an entry of another length or
+    /// without the magic (torn, or not ours) is deleted and is a miss.
+    ///
+    /// The entry's own BLAKE3 is not checked here: the bytes go straight
+    /// to the decoder, whose result is checked against the block's hash
+    /// in the index (the key is made of it), and a block failing that
+    /// check makes the source drop it and fetch it from the origin (see
+    /// `discard_cached`). Hashing twice would cost a cache hit ~10% over
+    /// a local read.
+    /// `check` also checks the entry's own BLAKE3 (for readers that skip
+    /// the index's).
+    pub fn read_block(&self, key: &[u8; 32], out: &mut [u8], check: bool) -> bool {
+        let hit = read_block_entry(&self.block_path(key), out, check);
+        if hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
-        got
+        hit
     }
 
     /// Keep the stored block `key`.
@@ -210,7 +229,7 @@ impl DiskCache {
 
     /// The structure entry `key`, when sound.
     pub fn get_meta(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
-        read_entry(&self.meta_path(key), None)
+        read_entry(&self.meta_path(key))
     }
 
     pub fn put_meta(&self, key: &[u8; 32], bytes: &[u8]) {
@@ -332,30 +351,71 @@ fn nanos() -> u128 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-/// The payload of the entry at `path` when it is whole and sound (and
-/// `len` bytes long when given); a bad entry is deleted. A hit refreshes
-/// the entry's modification time (its place in the eviction order).
-fn read_entry(path: &Path, len: Option<usize>) -> Option<Vec<u8>> {
+/// Delete the bad entry at `path`, saying why when `HEXZ_CACHE_DEBUG` is set.
+fn drop_bad(path: &Path, why: &str) {
+    let _ = std::fs::remove_file(path);
+    if std::env::var_os("HEXZ_CACHE_DEBUG").is_some() {
+        eprintln!("hexz: cache entry {} {why}: deleted", path.display());
+    }
+}
+
+/// A hit moves an entry up the eviction order by its modification time,
+/// at most this often: one `utimensat` per entry per interval instead of
+/// one per read (eviction needs the order of minutes, not of reads).
+const TOUCH_EVERY: Duration = Duration::from_secs(600);
+
+fn touch(f: &File, meta: &std::fs::Metadata) {
+    let stale = meta.modified().ok().and_then(|t| t.elapsed().ok()).is_none_or(|age| age > TOUCH_EVERY);
+    if stale {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+/// The payload of the structure entry at `path` when it is whole and
+/// sound (its BLAKE3 checked: structure is parsed, not hashed by the
+/// index); a bad entry is deleted.
+fn read_entry(path: &Path) -> Option<Vec<u8>> {
     let mut f = File::open(path).ok()?;
-    let size = f.metadata().ok()?.len();
-    let bad = |why: &str| {
-        let _ = std::fs::remove_file(path);
-        if std::env::var_os("HEXZ_CACHE_DEBUG").is_some() {
-            eprintln!("hexz: cache entry {} {why}: deleted", path.display());
-        }
-        None
-    };
-    if size < HEADER as u64 || len.is_some_and(|l| size != (HEADER + l) as u64) {
-        return bad("has the wrong length");
+    let meta = f.metadata().ok()?;
+    if meta.len() < HEADER as u64 {
+        drop_bad(path, "has the wrong length");
+        return None;
     }
-    let mut buf = vec![0u8; size as usize];
-    f.read_exact(&mut buf).ok()?;
-    if &buf[..8] != MAGIC || buf[8..HEADER] != *blake3::hash(&buf[HEADER..]).as_bytes() {
-        return bad("fails its hash");
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(usize::try_from(meta.len()).ok()?).ok()?;
+    f.read_to_end(&mut buf).ok()?;
+    if buf.len() < HEADER || &buf[..8] != MAGIC || buf[8..HEADER] != *blake3::hash(&buf[HEADER..]).as_bytes() {
+        drop_bad(path, "fails its hash");
+        return None;
     }
-    let _ = f.set_modified(SystemTime::now());
+    touch(&f, &meta);
     buf.drain(..HEADER);
     Some(buf)
+}
+
+/// Read the block entry at `path` into `out`: its header, then the payload
+/// straight into the caller's buffer (no allocation, no second copy).
+fn read_block_entry(path: &Path, out: &mut [u8], check: bool) -> bool {
+    let Ok(mut f) = File::open(path) else { return false };
+    let Ok(meta) = f.metadata() else { return false };
+    if meta.len() != (HEADER + out.len()) as u64 {
+        drop_bad(path, "has the wrong length");
+        return false;
+    }
+    let mut head = [0u8; HEADER];
+    if f.read_exact(&mut head).is_err() || f.read_exact(out).is_err() {
+        return false;
+    }
+    if &head[..8] != MAGIC {
+        drop_bad(path, "has no magic");
+        return false;
+    }
+    if check && head[8..] != *blake3::hash(out).as_bytes() {
+        drop_bad(path, "fails its hash");
+        return false;
+    }
+    touch(&f, &meta);
+    true
 }
 
 #[cfg(test)]
@@ -387,20 +447,40 @@ mod tests {
         let d = tmpdir("roundtrip");
         let c = cache(&d, 1 << 20);
         let key = [7u8; 32];
-        assert!(c.get_block(&key, 5).is_none());
+        let mut five = [0u8; 5];
+        assert!(!c.read_block(&key, &mut five, false));
         c.put_block(&key, b"hello");
-        assert_eq!(c.get_block(&key, 5).as_deref(), Some(&b"hello"[..]));
-        assert!(c.get_block(&key, 6).is_none(), "wrong length: a miss");
+        assert!(c.read_block(&key, &mut five, false));
+        assert_eq!(&five, b"hello");
+        assert!(!c.read_block(&key, &mut [0u8; 6], false), "wrong length: a miss");
         assert!(!c.block_path(&key).exists(), "and deleted");
         c.put_block(&key, b"hello");
         let path = c.block_path(&key);
-        let mut bytes = std::fs::read(&path).unwrap();
-        *bytes.last_mut().unwrap() ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(c.get_block(&key, 5).is_none(), "a flipped bit fails the hash");
-        assert!(!path.exists());
+        let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..20]).unwrap();
-        assert!(c.get_block(&key, 5).is_none(), "a torn entry");
+        assert!(!c.read_block(&key, &mut five, false), "a torn entry");
+        assert!(!path.exists());
+        let mut foreign = bytes.clone();
+        foreign[0] ^= 1;
+        std::fs::write(&path, &foreign).unwrap();
+        assert!(!c.read_block(&key, &mut five, false), "no magic");
+        assert!(!path.exists());
+        // A flipped payload bit is the index hash's to catch (after decode).
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        assert!(c.read_block(&key, &mut five, false));
+        assert_eq!(&five, b"helln");
+        assert!(!c.read_block(&key, &mut five, true), "checked when asked");
+        assert!(!path.exists());
+        // Structure entries are checked against their own hash.
+        c.put_meta(&key, b"structure");
+        assert_eq!(c.get_meta(&key).as_deref(), Some(&b"structure"[..]));
+        let mut meta = std::fs::read(c.meta_path(&key)).unwrap();
+        *meta.last_mut().unwrap() ^= 1;
+        std::fs::write(c.meta_path(&key), &meta).unwrap();
+        assert!(c.get_meta(&key).is_none(), "a flipped bit fails the hash");
+        assert!(!c.meta_path(&key).exists());
         assert!(std::fs::read_dir(d.join("tmp")).unwrap().next().is_none(), "no temporary file left");
         std::fs::remove_dir_all(&d).unwrap();
     }

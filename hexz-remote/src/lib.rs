@@ -280,6 +280,8 @@ pub struct RemoteSource {
 /// The disk cache as one object sees it.
 struct Persist {
     disk: Arc<DiskCache>,
+    /// Check entries against their own hash (see `CacheSetting::check_blocks`).
+    check: bool,
     /// Stored blocks of the object: (stored offset, stored length, key),
     /// sorted by offset, one per offset.
     blocks: Vec<(u64, u32, [u8; 32])>,
@@ -616,7 +618,13 @@ impl RemoteSource {
     ) -> RemoteSource {
         let persist = disk.and_then(|disk| {
             let blocks = Self::block_map(&known)?;
-            Some(Persist { disk, blocks, recent: Mutex::new(VecDeque::new()), suspect: Mutex::new(HashSet::new()) })
+            Some(Persist {
+                disk,
+                check: opts.block_cache.check_blocks,
+                blocks,
+                recent: Mutex::new(VecDeque::new()),
+                suspect: Mutex::new(HashSet::new()),
+            })
         });
         RemoteSource {
             url: url.to_string(),
@@ -705,6 +713,26 @@ impl RemoteSource {
         None
     }
 
+    /// Whether the disk cache holds every block of `range` (which start at
+    /// `offset`), none of them a suspect: then they are in `out`.
+    fn read_from_disk(p: &Persist, range: std::ops::Range<usize>, offset: u64, out: &mut [u8]) -> bool {
+        let blocks = &p.blocks[range];
+        {
+            let suspect = p.suspect.lock().unwrap_or_else(|e| e.into_inner());
+            if !suspect.is_empty() && blocks.iter().any(|b| suspect.contains(&b.2)) {
+                return false;
+            }
+        }
+        for &(start, slen, key) in blocks {
+            let at = (start - offset) as usize;
+            if !p.disk.read_block(&key, &mut out[at..at + slen as usize], p.check) {
+                return false;
+            }
+            p.note(key);
+        }
+        true
+    }
+
     /// The stored bytes of blocks `range` (which start at `offset`): each
     /// from the disk cache when held there, the others fetched (runs of
     /// them in one request each) and kept. A block another process or
@@ -735,15 +763,12 @@ impl RemoteSource {
                 if suspect.contains(&key) {
                     return false;
                 }
-                match p.disk.get_block(&key, slen as usize) {
-                    Some(b) => {
-                        let at = (start - offset) as usize;
-                        out[at..at + b.len()].copy_from_slice(&b);
-                        p.note(key);
-                        true
-                    }
-                    None => false,
+                let at = (start - offset) as usize;
+                let hit = p.disk.read_block(&key, &mut out[at..at + slen as usize], p.check);
+                if hit {
+                    p.note(key);
                 }
+                hit
             };
             missing.retain(|&k| !from_disk(k));
             if missing.is_empty() {
@@ -841,6 +866,16 @@ impl ReadAt for RemoteSource {
         let blocks = self.persist.as_ref().and_then(|p| Some((p, Self::whole_blocks(p, offset, buf.len())?)));
         let (bytes, at) = match blocks {
             Some((p, range)) => {
+                // Blocks the disk holds go straight into `buf`: no range in
+                // memory, no second copy (a hit then costs what a local read
+                // does, plus an open per block).
+                if let Some((bytes, at)) = self.cache.get(offset, buf.len()) {
+                    buf.copy_from_slice(&bytes[at..at + buf.len()]);
+                    return Ok(());
+                }
+                if Self::read_from_disk(p, range.clone(), offset, buf) {
+                    return Ok(());
+                }
                 self.cache.get_or_load(offset, buf.len(), || self.load_blocks(p, range, offset, buf.len()))?
             }
             None => self.cache.get_or_load(offset, buf.len(), || self.fetch(offset, buf.len()))?,

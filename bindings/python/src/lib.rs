@@ -61,8 +61,9 @@ fn remote_open_options(
     parent_dirs: Option<Vec<PathBuf>>,
     verify_hashes: bool,
     read_slots: usize,
-    remote: hexz_remote::RemoteOptions,
+    mut remote: hexz_remote::RemoteOptions,
 ) -> OpenOptions {
+    remote.block_cache.check_blocks = !verify_hashes;
     OpenOptions {
         search: parent_dirs.unwrap_or_default().iter().map(|p| location(p)).collect(),
         verify_hashes,
