@@ -953,11 +953,17 @@ pub fn abort_unfinished_uploads() {
 }
 
 /// A `Write` that uploads in parts; nothing appears at the key until
-/// [`MultipartWriter::finish`]. Dropped unfinished, it aborts the upload.
+/// [`MultipartWriter::finish`]. An object of at most one part goes up in one
+/// PUT at the finish (no multipart upload is begun for it); a larger one
+/// begins its multipart upload with its first full part. Dropped unfinished,
+/// it aborts the upload.
 pub struct MultipartWriter {
     url: String,
-    /// Shared with [`abort_unfinished_uploads`] (a signal's cleanup).
-    upload: Arc<Mutex<Option<Box<dyn MultipartUpload>>>>,
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    /// Shared with [`abort_unfinished_uploads`] (a signal's cleanup);
+    /// `None` until the first part is sent.
+    upload: Option<SharedUpload>,
     part: Vec<u8>,
     written: u64,
 }
@@ -972,37 +978,54 @@ impl MultipartWriter {
                 ErrorCode::Unsupported,
             ));
         }
-        let upload = runtime().block_on(store.put_multipart(&path)).map_err(|e| store_error(url, e))?;
         Ok(MultipartWriter {
             url: url.to_string(),
-            upload: register_upload(upload),
+            store,
+            path,
+            upload: None,
             part: Vec::with_capacity(PART_SIZE),
             written: 0,
         })
     }
 
+    fn io_err(&self, e: &dyn std::fmt::Display) -> std::io::Error {
+        std::io::Error::other(store_error(&self.url, e).to_string())
+    }
+
     fn send_part(&mut self) -> std::io::Result<()> {
+        let upload = match &self.upload {
+            Some(u) => u.clone(),
+            None => {
+                let begun = runtime().block_on(self.store.put_multipart(&self.path)).map_err(|e| self.io_err(&e))?;
+                self.upload.insert(register_upload(begun)).clone()
+            }
+        };
         let data = PutPayload::from(std::mem::replace(&mut self.part, Vec::with_capacity(PART_SIZE)));
         // The part's request runs without the lock: a signal's cleanup may abort meanwhile.
-        let sending = match self.upload.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let sending = match upload.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             Some(upload) => upload.put_part(data),
             None => return Err(std::io::Error::other(format!("{}: upload already ended", self.url))),
         };
-        runtime()
-            .block_on(sending)
-            .map_err(|e| std::io::Error::other(format!("{}: {}", self.url, retry::without_s3_xml(&e.to_string()))))
+        runtime().block_on(sending).map_err(|e| self.io_err(&e))
     }
 
-    /// Upload the last part and complete the upload: the object appears.
+    /// Upload the last part and complete the upload (or PUT the object of
+    /// one part): the object appears.
     pub fn finish(mut self) -> Result<u64> {
         let err = |url: &str, e: String| Error::At {
             location: Location::Url(url.into()),
             source: io_error(url, 0, retry::without_s3_xml(&e)),
         };
-        if !self.part.is_empty() || self.written == 0 {
+        let Some(upload) = self.upload.take() else {
+            let data = PutPayload::from(std::mem::take(&mut self.part));
+            runtime().block_on(self.store.put(&self.path, data)).map_err(|e| store_error(&self.url, e))?;
+            return Ok(self.written);
+        };
+        self.upload = Some(upload.clone());
+        if !self.part.is_empty() {
             self.send_part().map_err(|e| err(&self.url, e.to_string()))?;
         }
-        let taken = self.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = upload.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut upload) = taken else { return Err(err(&self.url, "upload already ended".into())) };
         runtime().block_on(upload.complete()).map_err(|e| err(&self.url, e.to_string()))?;
         Ok(self.written)
@@ -1011,12 +1034,17 @@ impl MultipartWriter {
 
 impl Write for MultipartWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = data.len().min(PART_SIZE - self.part.len());
-        self.part.extend_from_slice(&data[..n]);
-        self.written += n as u64;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        // A full part goes once more bytes come: the last part is sent by
+        // `finish`, so an object of exactly one part is one PUT.
         if self.part.len() == PART_SIZE {
             self.send_part()?;
         }
+        let n = data.len().min(PART_SIZE - self.part.len());
+        self.part.extend_from_slice(&data[..n]);
+        self.written += n as u64;
         Ok(n)
     }
 
@@ -1027,7 +1055,7 @@ impl Write for MultipartWriter {
 
 impl Drop for MultipartWriter {
     fn drop(&mut self) {
-        let taken = self.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = self.upload.as_ref().and_then(|u| u.lock().unwrap_or_else(|e| e.into_inner()).take());
         if let Some(mut upload) = taken {
             // Not finished: no object may appear at the key.
             let _ = runtime().block_on(upload.abort());

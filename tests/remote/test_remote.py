@@ -45,6 +45,36 @@ def test_s3_store_read_back_with_parent(models, s3, tmp_path):
                            env=env).stdout)
 
 
+def test_s3_store_of_one_part_is_one_put(s3, tmp_path):
+    """An archive of at most one part (8 MiB) goes up in one PUT, no
+    multipart upload begun; a larger one in parts. S3's ETag tells which:
+    the MD5 of the bytes for a PUT, of the parts' MD5s with "-N" for N parts."""
+    import hashlib
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    env, client = s3["env"], s3["client"]
+    small = tmp_path / "small.safetensors"
+    save_file({"a": np.arange(100_000, dtype=np.float32), "b": np.ones((300, 300), dtype=np.float16)}, small)
+    hexz("-q", "store", small, "s3://models/onepart/small.hxz", env=env)
+    hexz("-q", "store", small, tmp_path / "small.hxz")
+    body = client.get_object(Bucket="models", Key="onepart/small.hxz")
+    data = body["Body"].read()
+    assert data == (tmp_path / "small.hxz").read_bytes()
+    assert body["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    hexz("-q", "extract", "s3://models/onepart/small.hxz", tmp_path / "small.out", env=env)
+    assert sha256(tmp_path / "small.out") == sha256(small)
+    big = np.random.default_rng(0).integers(0, 255, 20 << 20, dtype=np.uint8)  # incompressible: 3 parts
+    save_file({"big": big}, tmp_path / "big.safetensors")
+    hexz("-q", "store", tmp_path / "big.safetensors", "s3://models/onepart/big.hxz", env=env)
+    etag = client.head_object(Bucket="models", Key="onepart/big.hxz")["ETag"].strip('"')
+    assert etag.endswith("-3"), etag
+    hexz("-q", "extract", "s3://models/onepart/big.hxz", tmp_path / "big.out", env=env)
+    assert sha256(tmp_path / "big.out") == sha256(tmp_path / "big.safetensors")
+    assert not client.list_multipart_uploads(Bucket="models").get("Uploads", [])
+
+
 def test_s3_failed_store_leaves_no_object(models, s3, tmp_path):
     env = s3["env"]
     bad = tmp_path / "bad.safetensors"
