@@ -167,7 +167,8 @@ def test_bad_cache_entries_are_never_served(models, served, tmp_path):
     assert data_bytes(served.requests()) == 0, served.requests()
 
 
-def test_a_reader_without_hash_checks_still_never_gets_a_bad_entry(models, served, tmp_path):
+def test_a_reader_without_hash_checks_still_never_gets_a_bad_entry(models, served, tmp_path, capfd,
+                                                                   monkeypatch):
     """verify_hashes=False skips the index's check of decoded blocks, so
     the cache checks each entry's own BLAKE3 instead."""
     import hexz as hx
@@ -181,11 +182,17 @@ def test_a_reader_without_hash_checks_still_never_gets_a_bad_entry(models, serve
     first = hx.open(url, cache_dir=str(cache), verify_hashes=False)
     for n in names:
         first.get_tensor(n)
-    for p in entries(cache):
+    flipped = list(entries(cache))
+    for p in flipped:
         flip_payload(p, rehash=False)
+    monkeypatch.setenv("HEXZ_CACHE_DEBUG", "1")
+    capfd.readouterr()
     again = hx.open(url, cache_dir=str(cache), verify_hashes=False)
     for n in names:
         assert np.array_equal(again.get_tensor(n), expected[n]), n
+    # Each flipped entry was refused by its own hash (not by a decode
+    # error), deleted, and fetched again.
+    assert capfd.readouterr().err.count("fails its hash: deleted") == len(flipped)
 
 
 def test_concurrent_processes_on_a_cold_cache_fetch_each_block_about_once(models, served, tmp_path):
