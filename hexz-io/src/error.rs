@@ -48,14 +48,6 @@ pub enum Error {
     /// (status INVALID_ARGUMENT); found before anything is read or written.
     #[error("invalid argument: {0}")]
     InvalidOption(String),
-    /// No tensor, file or key of that name (status NOT_FOUND).
-    #[error("no {kind} named '{name}'")]
-    NotFound {
-        /// What was looked for ("tensor", "file", "key").
-        kind: &'static str,
-        /// The name asked for.
-        name: String,
-    },
     /// The caller asked to stop (a progress callback returned `Break`).
     #[error("cancelled")]
     Cancelled,
@@ -78,7 +70,6 @@ impl Error {
             },
             Error::Refused { code, .. } => *code,
             Error::InvalidOption(_) => ErrorCode::InvalidArgument,
-            Error::NotFound { .. } => ErrorCode::NotFound,
             Error::Cancelled => ErrorCode::Cancelled,
             Error::Panic(_) => ErrorCode::Panic,
         }
