@@ -21,7 +21,7 @@ use hexz_format::signature::{
 };
 use hexz_format::{Archive, ErrorCode};
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 use crate::error::{Error, Result};
 use crate::location::FileSource;
@@ -330,6 +330,29 @@ pub fn sign_file(path: &Path, key: &SecretKey, comment: &str) -> Result<SignOutc
     Ok(SignOutcome { identity, key_id: KeyId(key.key_id), signatures: records.len(), replaced })
 }
 
+/// [`sign_file`] on an archive in memory: the signed archive's bytes.
+pub fn sign_bytes(bytes: &[u8], key: &SecretKey, comment: &str) -> Result<Vec<u8>> {
+    let archive = Archive::open(bytes)?;
+    let identity = archive.identity();
+    let mut records: Vec<(RecordHeader, Vec<u8>)> =
+        archive.signature_records()?.into_iter().map(|r| (r.header, r.comment().to_vec())).collect();
+    records.retain(|(h, _)| h.key_id != key.key_id);
+    if records.len() >= MAX_SIGNATURES as usize {
+        return Err(Error::invalid("an archive carries at most 64 signatures"));
+    }
+    records.push(key.sign_record(&identity, comment)?);
+    let unsigned_minor = match archive.signature_section() {
+        Some(s) => s.unsigned_minor,
+        None => archive.header().version_minor.get(),
+    };
+    let end = archive.archive_end() as usize;
+    let mut out = Vec::with_capacity(end + 4096);
+    out.extend_from_slice(signed_header(archive.header(), true, unsigned_minor).as_bytes());
+    out.extend_from_slice(&bytes[HEADER_SIZE..end]);
+    out.extend_from_slice(&signature_tail(&records, unsigned_minor));
+    Ok(out)
+}
+
 /// Remove every signature (or only those by `key_id`): with none left the
 /// archive is byte for byte what it was before it was signed.
 pub fn unsign_file(path: &Path, key_id: Option<[u8; 8]>) -> Result<usize> {
@@ -434,11 +457,4 @@ pub fn minisig_text(record: &RecordHeader, comment: &[u8]) -> String {
         String::from_utf8_lossy(comment),
         B64.encode(record.global_signature)
     )
-}
-
-/// Parse a header as read from the file (for tools and tests).
-pub fn read_header(path: &Path) -> Result<FileHeader> {
-    let mut raw = [0u8; HEADER_SIZE];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut raw)).map_err(|e| Error::file(path, "read", e))?;
-    FileHeader::read_from_bytes(&raw).map_err(|_| Error::invalid("header"))
 }
