@@ -32,6 +32,7 @@ from .errors import (
     CorruptArchiveError,
     HexzError,
     HexzInternalError,
+    SignatureError,
     HexzIOError,
     HexzMemoryError,
     InvalidIndexError,
@@ -74,6 +75,7 @@ __all__ = [
     "HexzMemoryError",
     "CancelledError",
     "HexzInternalError",
+    "SignatureError",
     "FORMAT_VERSION",
     "__version__",
 ]
