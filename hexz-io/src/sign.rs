@@ -69,6 +69,12 @@ impl SecretKey {
         Ok(SecretKey { key_id, signing: SigningKey::from_bytes(&seed) })
     }
 
+    /// A key from its 32-byte Ed25519 seed and key id (test vectors; keys
+    /// for use come from [`generate`](Self::generate)).
+    pub fn from_seed(key_id: [u8; 8], seed: &[u8; 32]) -> SecretKey {
+        SecretKey { key_id, signing: SigningKey::from_bytes(seed) }
+    }
+
     /// The matching public key.
     pub fn public(&self) -> PublicKey {
         PublicKey { key_id: self.key_id, key: self.signing.verifying_key().to_bytes() }
