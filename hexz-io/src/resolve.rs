@@ -123,6 +123,10 @@ pub fn open_chain_from(location: &Location, source: Source, opts: &OpenOptions) 
         let location = location.clone();
         move |source| Error::At { location, source }
     };
+    if !opts.trusted_keys.is_empty() && !opts.verify_hashes {
+        // The signature authenticates blocks through their hashes.
+        return Err(Error::invalid("a trusted key needs block hash checks on (verify_hashes)"));
+    }
     let root = Archive::open_with(source, &opts.limits).map_err(at(location))?;
     if !opts.trusted_keys.is_empty() {
         root.check_signature(&opts.trusted_keys).map_err(at(location))?;
