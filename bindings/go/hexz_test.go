@@ -706,3 +706,42 @@ func TestCheckpointsSharingTensorNames(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// TestTrustedKeys: the spec's signed vector opens with its key; an unsigned
+// archive and another key are refused with ErrSignature before any read.
+func TestTrustedKeys(t *testing.T) {
+	pub, err := os.ReadFile("../../spec/vectors/signed-test.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenWithOptions("../../spec/vectors/signed-gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{string(pub)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../../spec/vectors/signed-gguf-lz4.expected")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	if _, err := a.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the signed vector decoded to other bytes")
+	}
+	a.Close()
+	_, err = OpenWithOptions("../../spec/vectors/gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{string(pub)}})
+	if !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "not signed") {
+		t.Errorf("unsigned archive: %v", err)
+	}
+	// Another key (a valid Ed25519 point, another key id): refused.
+	other := "untrusted comment: other\nRWQBAgMEBQYHCCFS+NGbeR0kRTJC4V8uq2y3z/p7al7TAJeWDgaYgdsS\n"
+	_, err = OpenWithOptions("../../spec/vectors/signed-gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{other}})
+	if !errors.Is(err, ErrSignature) {
+		t.Errorf("another key: %v", err)
+	}
+	_, err = OpenWithOptions("../../spec/vectors/signed-gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{"not a key"}})
+	if !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("a bad key: %v", err)
+	}
+}
