@@ -116,7 +116,7 @@ class Archive:
         elif cache_dir is True:
             cache_dir = None
         native_dir = None if cache_dir is None else os.fspath(cache_dir)
-        if isinstance(trusted_keys, (str, bytes, os.PathLike)):
+        if isinstance(trusted_keys, (str, os.PathLike)):
             trusted_keys = [trusted_keys]
         keys = None if trusted_keys is None else [os.fspath(k) for k in trusted_keys]
         if keys is not None and not keys:
