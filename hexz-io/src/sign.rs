@@ -133,6 +133,8 @@ impl SecretKey {
     /// by group or others (mode 0600 or stricter), as ssh requires.
     pub fn load(path: &Path) -> Result<SecretKey> {
         let text = read_key_file(path)?;
+        // What the file is first (a public key given by mistake says so), then who may read it.
+        let key = SecretKey::parse(&text, path)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -144,7 +146,7 @@ impl SecretKey {
                 ));
             }
         }
-        SecretKey::parse(&text, path)
+        Ok(key)
     }
 
     /// Sign the root of an archive of `identity`, with a trusted comment.
