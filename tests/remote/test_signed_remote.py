@@ -67,6 +67,16 @@ def test_signed_remote_archive(models, served, tmp_path):
         f.seek(t["offset"])
         assert out.read_bytes() == f.read(t["length"])
 
+    # With the block cache on (index pages kept by ETag), twice: the second
+    # open reuses the cached structure of the signed object.
+    cache = tmp_path / "cache"
+    for i in range(2):
+        out = tmp_path / f"c{i}.bin"
+        hexz("--cache-dir", cache, *key, "extract", url, "--tensor", t["name"], "-o", out)
+        with open(models / "minilm.safetensors", "rb") as f:
+            f.seek(t["offset"])
+            assert out.read_bytes() == f.read(t["length"])
+
     # A block replaced on the server, every hash rewritten to match: a valid
     # archive of other bytes, carrying the publisher's signature.
     src = bytearray((models / "minilm.safetensors").read_bytes())
