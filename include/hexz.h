@@ -60,15 +60,15 @@
    version source; also the soname's major and hexz.pc's Version). The
    library's own: hexz_version(), hexz_version_string(). */
 #define HEXZ_VERSION_MAJOR 1
-#define HEXZ_VERSION_MINOR 1
+#define HEXZ_VERSION_MINOR 2
 #define HEXZ_VERSION_PATCH 0
-#define HEXZ_VERSION_STRING "1.1.0"
+#define HEXZ_VERSION_STRING "1.2.0"
 /* (major << 16) | (minor << 8) | patch, as hexz_version() returns. */
 #define HEXZ_VERSION_NUMBER ((HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8) | HEXZ_VERSION_PATCH)
 
 /* Initializers that set struct_size and leave every other field at its
    default (0 or NULL); valid C and C++. */
-#define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0 }
+#define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0, NULL, 0 }
 #define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL }
 #define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL, NULL, 0 }
 #define HEXZ_ARCHIVE_INFO_INIT { sizeof(hexz_archive_info), 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0} }
@@ -195,6 +195,9 @@ enum hexz_category
   HEXZ_CATEGORY_CANCELLED = 8,
   // A contained internal failure (a bug).
   HEXZ_CATEGORY_INTERNAL = 9,
+  // A trusted key was required and the archive is not signed by one,
+  // or its signature does not match (format 1.4).
+  HEXZ_CATEGORY_SIGNATURE = 10,
 };
 #ifndef __cplusplus
 typedef uint32_t hexz_category;
@@ -264,6 +267,9 @@ enum hexz_status
   HEXZ_STATUS_CHAIN_TOO_DEEP = 28,
   // The parent chain loops.
   HEXZ_STATUS_CHAIN_CYCLE = 29,
+  // A trusted key is required and the archive carries no valid signature
+  // by one (unsigned, another key, or a signature that does not match).
+  HEXZ_STATUS_SIGNATURE = 30,
 };
 #ifndef __cplusplus
 typedef uint32_t hexz_status;
@@ -304,6 +310,17 @@ typedef struct {
   uint64_t max_metadata_bytes;
   // Cap on read scratch memory (all slots); 0 means HEXZ_DEFAULT_MEMORY_BUDGET.
   uint64_t memory_budget;
+  // (1.2) Public keys the archive must be signed by, any one of them:
+  // each a NUL-terminated minisign public key, the key file's text or
+  // its base64 line alone. NULL with trusted_key_count 0: no signature
+  // is required. Otherwise opening refuses, with HEXZ_STATUS_SIGNATURE
+  // and before returning any byte, an archive that is not signed by one
+  // of these keys or has changed since it was signed; its blocks, index,
+  // manifest and parents are then authenticated as they are read (spec
+  // section 15). A key that does not parse gives INVALID_ARGUMENT.
+  const char *const *trusted_keys;
+  // (1.2) Number of entries in `trusted_keys`, at most 1024.
+  size_t trusted_key_count;
 } hexz_open_options;
 
 // Options for hexz_open_url. Initialize with HEXZ_URL_OPTIONS_INIT, then
@@ -543,7 +560,8 @@ const char *hexz_last_error(void);
 // UNSUPPORTED_VERSION; CHECKSUM; TRUNCATED; INVALID_FIELD; LIMIT_EXCEEDED
 // (max_metadata_bytes); SOURCE_FORMAT; HASH_MISMATCH or DECODE (header
 // blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
-// CHAIN_TOO_DEEP; CHAIN_CYCLE; PANIC. Errors of a parent name the parent.
+// CHAIN_TOO_DEEP; CHAIN_CYCLE; SIGNATURE (trusted keys given, no valid
+// signature by one); PANIC. Errors of a parent name the parent.
 hexz_status hexz_open_path(const char *path, const hexz_open_options *opts, hexz_archive **out);
 
 // Open the archive at `url` (NUL-terminated: `s3://bucket/key`,

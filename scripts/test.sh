@@ -38,10 +38,11 @@ cargo build -p hexz-format --no-default-features
 step "Rust tests"
 cargo test --workspace
 
-step "oracles: gguf-py and safetensors; the spec's entropy coding decoded from its text alone"
+step "oracles: gguf-py and safetensors; the spec's entropy coding decoded and its signatures checked (and by minisign) from its text alone"
 cargo build --release -p hexz-cli
 python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
 python3 tests/oracle/spec_ans.py spec/vectors
+python3 tests/oracle/spec_signature.py spec/vectors --minisign
 
 step "Python package: pip install ./bindings/python (maturin, abi3), pytest on the real models (torch included)"
 python3 -m pip install --quiet --disable-pip-version-check -r bindings/python/tests/requirements.txt

@@ -41,6 +41,10 @@ var (
 	ErrCancelled = errors.New("hexz: cancelled")
 	// ErrInternal: a contained internal failure (a bug; please report it).
 	ErrInternal = errors.New("hexz: internal error")
+	// ErrSignature: trusted keys were given and the archive carries no valid
+	// signature by one of them (unsigned, another key, or changed since it
+	// was signed). Nothing was read from it.
+	ErrSignature = errors.New("hexz: no valid signature by a trusted key")
 )
 
 // Category is the kind of failure a status is (hexz_category in hexz.h).
@@ -124,6 +128,8 @@ func categorySentinel(c Category) error {
 		return ErrOutOfMemory
 	case C.HEXZ_CATEGORY_CANCELLED:
 		return ErrCancelled
+	case C.HEXZ_CATEGORY_SIGNATURE:
+		return ErrSignature
 	default:
 		return ErrInternal
 	}

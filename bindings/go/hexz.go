@@ -149,6 +149,13 @@ type OpenOptions struct {
 	MemoryBudget uint64
 	// MaxMetadataBytes caps directory, manifest and header memory (0: 256 MiB).
 	MaxMetadataBytes uint64
+	// TrustedKeys are minisign public keys (a .pub file's text, or its
+	// base64 line) the archive must be signed by, any one of them. When
+	// set, an archive that is unsigned, signed by another key or changed
+	// since it was signed is refused at open with ErrSignature, before any
+	// byte is returned; what is read after is authenticated by the
+	// signature (format 1.4, libhexz 1.2).
+	TrustedKeys []string
 }
 
 // Archive is an open .hxz archive with its parent chain. Close it when
@@ -182,6 +189,19 @@ func cOptions(o *OpenOptions, c *C.hexz_open_options, frees *[]unsafe.Pointer) *
 		dir := C.CString(o.ParentDir)
 		*frees = append(*frees, unsafe.Pointer(dir))
 		c.parent_dir = dir
+	}
+	if len(o.TrustedKeys) > 0 {
+		// C memory: the struct may be Go memory, which must hold no Go pointers.
+		n := len(o.TrustedKeys)
+		arr := (*[1 << 20]*C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		*frees = append(*frees, unsafe.Pointer(arr))
+		for i, k := range o.TrustedKeys {
+			ck := C.CString(k)
+			*frees = append(*frees, unsafe.Pointer(ck))
+			arr[i] = ck
+		}
+		c.trusted_keys = (**C.char)(unsafe.Pointer(arr))
+		c.trusted_key_count = C.size_t(n)
 	}
 	return nil
 }

@@ -559,6 +559,7 @@ func TestStatusCategoriesAreTheSharedTable(t *testing.T) {
 		"ErrInvalidInput": ErrInvalidInput, "ErrNotFound": ErrNotFound, "ErrCorrupt": ErrCorrupt,
 		"ErrParentMissing": ErrParentMissing, "ErrUnsupported": ErrUnsupported, "ErrIO": ErrIO,
 		"ErrOutOfMemory": ErrOutOfMemory, "ErrCancelled": ErrCancelled, "ErrInternal": ErrInternal,
+		"ErrSignature": ErrSignature,
 	}
 	byName := map[string]uint32{}
 	for _, c := range table.Categories {
@@ -574,7 +575,7 @@ func TestStatusCategoriesAreTheSharedTable(t *testing.T) {
 			t.Errorf("category %s: sentinel %v, the table says %v", c.Name, got, want)
 		}
 	}
-	if len(table.Statuses) != 29 {
+	if len(table.Statuses) != 30 {
 		t.Fatalf("%d statuses in the table", len(table.Statuses))
 	}
 	for _, s := range table.Statuses {
@@ -703,5 +704,44 @@ func TestCheckpointsSharingTensorNames(t *testing.T) {
 	}
 	if _, err := a.TensorInFile("checkpoint-9/model.safetensors", name); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestTrustedKeys: the spec's signed vector opens with its key; an unsigned
+// archive and another key are refused with ErrSignature before any read.
+func TestTrustedKeys(t *testing.T) {
+	pub, err := os.ReadFile("../../spec/vectors/signed-test.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenWithOptions("../../spec/vectors/signed-gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{string(pub)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../../spec/vectors/signed-gguf-lz4.expected")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	if _, err := a.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the signed vector decoded to other bytes")
+	}
+	a.Close()
+	_, err = OpenWithOptions("../../spec/vectors/gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{string(pub)}})
+	if !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "not signed") {
+		t.Errorf("unsigned archive: %v", err)
+	}
+	// Another key (a valid Ed25519 point, another key id): refused.
+	other := "untrusted comment: other\nRWQBAgMEBQYHCCFS+NGbeR0kRTJC4V8uq2y3z/p7al7TAJeWDgaYgdsS\n"
+	_, err = OpenWithOptions("../../spec/vectors/signed-gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{other}})
+	if !errors.Is(err, ErrSignature) {
+		t.Errorf("another key: %v", err)
+	}
+	_, err = OpenWithOptions("../../spec/vectors/signed-gguf-lz4.hxz", &OpenOptions{TrustedKeys: []string{"not a key"}})
+	if !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("a bad key: %v", err)
 	}
 }

@@ -47,6 +47,15 @@ struct InspectJson {
     files: Vec<FileJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gguf: Option<Value>,
+    /// Signatures (format 1.4): key id and trusted comment of each, in
+    /// order. Listed, not checked: `hexz verify --key` checks them.
+    signatures: Vec<SignatureJson>,
+}
+
+#[derive(Serialize)]
+struct SignatureJson {
+    key_id: String,
+    trusted_comment: String,
 }
 
 #[derive(Serialize)]
@@ -197,6 +206,15 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
         parent_blocks,
         delta_blocks,
         metadata,
+        signatures: archive
+            .signature_records()
+            .map_err(|e| reader.error(e))?
+            .iter()
+            .map(|r| SignatureJson {
+                key_id: r.key_id().to_string(),
+                trusted_comment: String::from_utf8_lossy(r.comment()).into_owned(),
+            })
+            .collect(),
         tensor_count: manifest.tensors.len(),
         tensors: manifest
             .tensors
@@ -347,6 +365,12 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
     }
     for (k, v) in &s.metadata {
         outln!(o, "metadata        {k} = {v}");
+    }
+    if s.signatures.is_empty() {
+        outln!(o, "signatures      none");
+    }
+    for sig in &s.signatures {
+        outln!(o, "signature       key {} ({})", sig.key_id, sig.trusted_comment);
     }
     if !s.files.is_empty() {
         outln!(o, "\n{:<56} {:<12} {:>14}  mode", "file", "format", "bytes");

@@ -33,6 +33,10 @@ Examples:
   hexz diff base.hxz ft.hxz                         # per-tensor changes
   hexz verify model.hxz                             # every block's BLAKE3 (--quick: structure only)
   hexz ls ./checkpoints
+  hexz keygen release.key release.pub               # an Ed25519 key pair (minisign's format)
+  hexz sign model.hxz --key release.key             # sign in place (blocks untouched)
+  hexz verify model.hxz --key release.pub           # the signature and every block
+  hexz extract --trusted-key release.pub model.hxz model.gguf   # refused unless signed by that key
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 verification found problems,
 130 interrupted (SIGINT), 143 terminated (SIGTERM).";
@@ -58,6 +62,14 @@ struct Cli {
     /// Cap on the block cache folder, e.g. 20G (default: HEXZ_CACHE_MAX_BYTES, else 10G).
     #[arg(long = "cache-max", global = true, value_name = "SIZE", value_parser = util::parse_cache_max)]
     cache_max: Option<u64>,
+    /// Require a signature by this public key (minisign format; repeatable:
+    /// any one of them). Archives are refused before any byte is read
+    /// from them unless signed by a trusted key.
+    #[arg(long = "trusted-key", global = true, value_name = "FILE")]
+    trusted_key: Vec<PathBuf>,
+    /// Require a signature by one of the `*.pub` keys in this folder.
+    #[arg(long = "trusted-keys", global = true, value_name = "DIR")]
+    trusted_keys: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +88,10 @@ enum Command {
     Ls(LsArgs),
     /// Check an archive: every block's BLAKE3 and the whole file's (--quick: structure only).
     Verify(VerifyArgs),
+    /// Make a signing key pair: a secret key file (mode 0600) and a public key file.
+    Keygen(KeygenArgs),
+    /// Sign an archive (or remove its signatures) without touching its blocks.
+    Sign(SignArgs),
     /// Mount an archive read-only (FUSE): its file, or its folder tree, decoded on demand.
     #[cfg(target_os = "linux")]
     Mount(MountArgs),
@@ -101,6 +117,32 @@ struct MountArgs {
     /// Decoded blocks kept for the reads that follow, in MiB.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     cache_mib: u32,
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// The secret key file to write (mode 0600; minisign's unencrypted format).
+    secret: PathBuf,
+    /// The public key file to write (minisign's format).
+    public: PathBuf,
+    /// Replace the files if they exist.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    archive: PathBuf,
+    /// The secret key file (from `hexz keygen` or `minisign -G -W`).
+    #[arg(long, value_name = "SECRET", required_unless_present = "remove")]
+    key: Option<PathBuf>,
+    /// Trusted comment, authenticated with the signature (default: the time and the identity).
+    #[arg(long, value_name = "TEXT")]
+    comment: Option<String>,
+    /// Remove every signature instead (with --key-id: only that key's);
+    /// the archive gets back its unsigned bytes.
+    #[arg(long, conflicts_with_all = ["key", "comment"])]
+    remove: bool,
 }
 
 #[derive(Args)]
@@ -233,6 +275,10 @@ struct VerifyArgs {
     /// Decoding threads (default: one per core).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     threads: u16,
+    /// Check the archive's signature by this public key too (repeatable:
+    /// any one of them), as --trusted-key does.
+    #[arg(long = "key", value_name = "PUBLIC")]
+    keys: Vec<PathBuf>,
 }
 
 /// What a command needs from the global options.
@@ -253,8 +299,16 @@ fn main() -> ExitCode {
         util::install_signal_cleanup();
     }
     util::set_cache_flags(if cli.no_cache { Some(None) } else { cli.cache_dir.clone().map(Some) }, cli.cache_max);
+    let trusted_keys = match trusted_keys(&cli.trusted_key, cli.trusted_keys.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("hexz: error: {e}");
+            return e.exit.code();
+        }
+    };
     let open = OpenOptions {
         search: cli.parent_dirs.iter().map(|d| util::location(d)).collect(),
+        trusted_keys,
         ..hexz_remote::open_options(util::remote_options())
     };
     let ctx = Context { quiet: cli.quiet, verbose: cli.verbose, open };
@@ -265,8 +319,12 @@ fn main() -> ExitCode {
         Command::Diff(a) => (inspect::diff(&a.a, &a.b, a.json, &ctx.open), a.json),
         Command::Ls(a) => (inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json, &ctx.open), a.json),
         Command::Verify(a) => (verify(&a, &ctx), a.json),
+        Command::Keygen(a) => (keygen(&a, &ctx), false),
+        Command::Sign(a) => (sign(&a, &ctx), false),
         #[cfg(target_os = "linux")]
-        Command::Mount(a) => (mount_command(&a, &cli.parent_dirs, &ctx), false),
+        Command::Mount(a) => {
+            (mount_command(&a, &cli.parent_dirs, &cli.trusted_key, cli.trusted_keys.as_deref(), &ctx), false)
+        }
         #[cfg(target_os = "linux")]
         Command::Unmount(a) => (mount::unmount(&a.mountpoint).map(|()| Exit::Ok), false),
     };
@@ -462,7 +520,13 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
 }
 
 #[cfg(target_os = "linux")]
-fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Result<Exit, CliError> {
+fn mount_command(
+    a: &MountArgs,
+    parent_dirs: &[PathBuf],
+    trusted_key: &[PathBuf],
+    trusted_dir: Option<&Path>,
+    ctx: &Context,
+) -> Result<Exit, CliError> {
     if !a.mountpoint.is_dir() {
         return Err(CliError::new(&a.mountpoint, "mount point is not a folder"));
     }
@@ -490,6 +554,12 @@ fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Resul
     let mut cmd = std::process::Command::new(exe);
     for d in parent_dirs {
         cmd.arg("--parent-dir").arg(d);
+    }
+    for k in trusted_key {
+        cmd.arg("--trusted-key").arg(k);
+    }
+    if let Some(d) = trusted_dir {
+        cmd.arg("--trusted-keys").arg(d);
     }
     // The block cache flags, which the environment alone would not carry.
     cmd.args(util::cache_flag_args());
@@ -540,7 +610,64 @@ fn mount_command(a: &MountArgs, parent_dirs: &[PathBuf], ctx: &Context) -> Resul
     }
 }
 
+/// The keys of `--trusted-key` and `--trusted-keys`.
+fn trusted_keys(files: &[PathBuf], dir: Option<&Path>) -> Result<Vec<hexz_format::signature::PublicKey>, CliError> {
+    let mut keys = files.iter().map(|f| hexz_io::sign::load_public_key(f)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(dir) = dir {
+        keys.extend(hexz_io::sign::load_trusted_dir(dir)?);
+    }
+    Ok(keys)
+}
+
+fn keygen(a: &KeygenArgs, ctx: &Context) -> Result<Exit, CliError> {
+    let key = hexz_io::sign::keygen(&a.secret, &a.public, a.force)?;
+    if !ctx.quiet {
+        eprintln!(
+            "wrote {} (secret, mode 0600) and {} (public); key id {}",
+            a.secret.display(),
+            a.public.display(),
+            key.key_id_hex()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+fn sign(a: &SignArgs, ctx: &Context) -> Result<Exit, CliError> {
+    if a.remove {
+        let n = hexz_io::sign::unsign_file(&a.archive, None)?;
+        if !ctx.quiet {
+            eprintln!("{}: removed {n} signature(s)", a.archive.display());
+        }
+        return Ok(Exit::Ok);
+    }
+    let Some(key_path) = &a.key else { return Err(CliError::usage("sign needs --key SECRET")) };
+    let key = hexz_io::sign::SecretKey::load(key_path)?;
+    let comment = match &a.comment {
+        Some(c) => c.clone(),
+        None => {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            format!("timestamp:{now}\tfile:{}", a.archive.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+        }
+    };
+    let out = hexz_io::sign::sign_file(&a.archive, &key, &comment)?;
+    if !ctx.quiet {
+        eprintln!(
+            "{}: signed by key {} (identity {}; {} signature(s){})",
+            a.archive.display(),
+            out.key_id,
+            util::hex(&out.identity),
+            out.signatures,
+            if out.replaced { ", replacing this key's earlier one" } else { "" }
+        );
+    }
+    Ok(Exit::Ok)
+}
+
 fn verify(a: &VerifyArgs, ctx: &Context) -> Result<Exit, CliError> {
+    let mut open = ctx.open.clone();
+    open.trusted_keys.extend(trusted_keys(&a.keys, None)?);
+    let ctx = &Context { quiet: ctx.quiet, verbose: ctx.verbose, open };
     let depth = if a.quick { hexz_io::Depth::Quick } else { hexz_io::Depth::Deep };
     let size = std::fs::metadata(&a.archive).map(|m| m.len()).unwrap_or(0);
     let bar = progress_bar(ctx.quiet || depth == hexz_io::Depth::Quick, size, "verifying");
@@ -560,6 +687,9 @@ fn verify(a: &VerifyArgs, ctx: &Context) -> Result<Exit, CliError> {
         }
         util::emit(&lines)?;
         if report.is_ok() && !ctx.quiet {
+            if !ctx.open.trusted_keys.is_empty() {
+                eprintln!("{}: signature by a trusted key checked", a.archive.display());
+            }
             let what = if deep {
                 format!("{} blocks decoded and their BLAKE3 checked, whole-file BLAKE3 checked", report.blocks_decoded)
             } else {

@@ -176,6 +176,17 @@ pub struct hexz_open_options {
     pub max_metadata_bytes: u64,
     /// Cap on read scratch memory (all slots); 0 means HEXZ_DEFAULT_MEMORY_BUDGET.
     pub memory_budget: u64,
+    /// (1.2) Public keys the archive must be signed by, any one of them:
+    /// each a NUL-terminated minisign public key, the key file's text or
+    /// its base64 line alone. NULL with trusted_key_count 0: no signature
+    /// is required. Otherwise opening refuses, with HEXZ_STATUS_SIGNATURE
+    /// and before returning any byte, an archive that is not signed by one
+    /// of these keys or has changed since it was signed; its blocks, index,
+    /// manifest and parents are then authenticated as they are read (spec
+    /// section 15). A key that does not parse gives INVALID_ARGUMENT.
+    pub trusted_keys: *const *const c_char,
+    /// (1.2) Number of entries in `trusted_keys`, at most 1024.
+    pub trusted_key_count: usize,
 }
 
 // SAFETY: repr(C), starts with usize struct_size, integers and pointers only.
@@ -190,6 +201,8 @@ unsafe impl Versioned for hexz_open_options {
             parent_count: 0,
             max_metadata_bytes: 0,
             memory_budget: 0,
+            trusted_keys: std::ptr::null(),
+            trusted_key_count: 0,
         }
     }
 }
@@ -463,6 +476,24 @@ unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u
             open.attached.push(Arc::new(unsafe { handle(p) }?.reader.archive().clone()));
         }
     }
+    if o.trusted_key_count > 0 {
+        if o.trusted_keys.is_null() {
+            return Err(FfiError::null("trusted_keys"));
+        }
+        if o.trusted_key_count > 1024 {
+            return Err(FfiError::invalid("trusted_key_count must be at most 1024"));
+        }
+        for i in 0..o.trusted_key_count {
+            // SAFETY: `trusted_keys` holds trusted_key_count pointers (the header's contract).
+            let p = unsafe { *o.trusted_keys.add(i) };
+            // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+            let text = unsafe { cstr(p, "trusted_keys") }?
+                .to_str()
+                .map_err(|_| FfiError::invalid("trusted_keys: a key is not UTF-8"))?;
+            let key = hexz_io::sign::parse_public_key(text, std::path::Path::new("trusted_keys"))?;
+            open.trusted_keys.push(key);
+        }
+    }
     open.read_slots = o.read_slots as usize;
     if open.read_slots > hexz_io::MAX_READ_SLOTS {
         return Err(FfiError::invalid("read_slots must be at most 256"));
@@ -496,7 +527,8 @@ unsafe fn finish_open(reader: Reader, max_metadata: u64, out: *mut *mut hexz_arc
 /// UNSUPPORTED_VERSION; CHECKSUM; TRUNCATED; INVALID_FIELD; LIMIT_EXCEEDED
 /// (max_metadata_bytes); SOURCE_FORMAT; HASH_MISMATCH or DECODE (header
 /// blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
-/// CHAIN_TOO_DEEP; CHAIN_CYCLE; PANIC. Errors of a parent name the parent.
+/// CHAIN_TOO_DEEP; CHAIN_CYCLE; SIGNATURE (trusted keys given, no valid
+/// signature by one); PANIC. Errors of a parent name the parent.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_path(
     path: *const c_char,

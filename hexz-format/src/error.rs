@@ -70,11 +70,14 @@ pub enum ErrorCode {
     ChainTooDeep = 28,
     /// The parent chain loops.
     ChainCycle = 29,
+    /// A trusted key is required and the archive carries no valid signature
+    /// by one (unsigned, another key, or a signature that does not match).
+    Signature = 30,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::Ok,
         ErrorCode::NullArgument,
         ErrorCode::Panic,
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::ParentMismatch,
         ErrorCode::ChainTooDeep,
         ErrorCode::ChainCycle,
+        ErrorCode::Signature,
     ];
 
     /// A short description, as `hexz_status_str` returns it.
@@ -138,6 +142,7 @@ impl ErrorCode {
             ErrorCode::ParentMismatch => "parent archive has another identity",
             ErrorCode::ChainTooDeep => "parent chain too deep",
             ErrorCode::ChainCycle => "parent chain loops",
+            ErrorCode::Signature => "no valid signature by a trusted key",
         }
     }
 
@@ -173,6 +178,7 @@ impl ErrorCode {
             ErrorCode::ParentMismatch => "PARENT_MISMATCH",
             ErrorCode::ChainTooDeep => "CHAIN_TOO_DEEP",
             ErrorCode::ChainCycle => "CHAIN_CYCLE",
+            ErrorCode::Signature => "SIGNATURE",
         }
     }
 
@@ -215,6 +221,7 @@ impl ErrorCode {
             ErrorCode::OutOfMemory => Category::OutOfMemory,
             ErrorCode::Cancelled => Category::Cancelled,
             ErrorCode::Panic => Category::Internal,
+            ErrorCode::Signature => Category::Signature,
         }
     }
 }
@@ -247,11 +254,14 @@ pub enum Category {
     Cancelled = 8,
     /// A contained internal failure (a bug).
     Internal = 9,
+    /// A trusted key was required and the archive is not signed by one,
+    /// or its signature does not match (format 1.4).
+    Signature = 10,
 }
 
 impl Category {
     /// Every category, in numeric order.
-    pub const ALL: [Category; 10] = [
+    pub const ALL: [Category; 11] = [
         Category::Ok,
         Category::InvalidInput,
         Category::NotFound,
@@ -262,6 +272,7 @@ impl Category {
         Category::OutOfMemory,
         Category::Cancelled,
         Category::Internal,
+        Category::Signature,
     ];
 
     /// The category's name as the bindings spell it ("CORRUPT", ...).
@@ -277,6 +288,7 @@ impl Category {
             Category::OutOfMemory => "OUT_OF_MEMORY",
             Category::Cancelled => "CANCELLED",
             Category::Internal => "INTERNAL",
+            Category::Signature => "SIGNATURE",
         }
     }
 }
@@ -471,6 +483,13 @@ pub enum Error {
     /// The parent chain names an archive already in it.
     #[error("parent chain loops back to an archive already in it")]
     ChainCycle,
+    /// A trusted key was required and no signature by one matches the
+    /// archive (format 1.4, spec section 15).
+    #[error("signature check failed: {reason}")]
+    Signature {
+        /// Why: unsigned, another key, a signature that does not match.
+        reason: &'static str,
+    },
     /// The error happened in ancestor `depth` of the chain (1 = the parent):
     /// its bytes or structures are at fault, not the archive that was opened.
     /// Front ends replace the depth with the ancestor's path.
@@ -549,6 +568,7 @@ impl Error {
             Error::ParentMismatch { .. } => ErrorCode::ParentMismatch,
             Error::ChainTooDeep { .. } => ErrorCode::ChainTooDeep,
             Error::ChainCycle => ErrorCode::ChainCycle,
+            Error::Signature { .. } => ErrorCode::Signature,
             #[cfg(feature = "alloc")]
             Error::Ancestor { error, .. } => error.code(),
         }

@@ -183,10 +183,14 @@ pub mod features {
     pub const FIELDS: u64 = 1 << 1;
     /// Format 1.3: block entries may use codec `ans` (filters `float-ans`, `delta-ans`).
     pub const ENTROPY: u64 = 1 << 2;
+    /// Format 1.4: a signature section and trailer follow the footer
+    /// (spec section 15). Incompatible: a 1.3 reader would look for the
+    /// footer in the last 192 bytes.
+    pub const SIGNED: u64 = 1 << 3;
     /// Incompatible feature bits this reader understands.
-    pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS | ENTROPY;
+    pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS | ENTROPY | SIGNED;
     /// Minor version of the format this reader implements.
-    pub const KNOWN_MINOR: u16 = 3;
+    pub const KNOWN_MINOR: u16 = 4;
     /// The features a block entry needs its archive to declare: `FIELDS`
     /// for the `fields` filter, `ENTROPY` for codec `ans` (wherever its
     /// bytes are stored: a writer declares the features of the entries it
@@ -203,7 +207,9 @@ pub mod features {
     }
     /// The minor version an archive using `incompat` features declares.
     pub const fn minor_for(incompat: u64) -> u16 {
-        if incompat & ENTROPY != 0 {
+        if incompat & SIGNED != 0 {
+            4
+        } else if incompat & ENTROPY != 0 {
             3
         } else if incompat & FIELDS != 0 {
             2

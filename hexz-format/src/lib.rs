@@ -61,6 +61,7 @@ pub mod plan;
 pub mod reader;
 #[cfg(feature = "alloc")]
 pub mod safetensors;
+pub mod signature;
 pub mod source;
 #[cfg(feature = "alloc")]
 pub mod verify;

@@ -26,7 +26,8 @@
 //! - [`extract_to`] and [`memfd`]: the whole source file to a path, or
 //!   into a sealed in-memory file (Linux);
 //! - [`Output`]: atomic, no-clobber, never-over-an-input destinations;
-//! - [`verify_location`]: the chain-aware verify.
+//! - [`verify_location`]: the chain-aware verify;
+//! - [`sign`]: key files, signing and trusted keys (format 1.4).
 //!
 //! ```no_run
 //! use hexz_io::{OpenOptions, Reader};
@@ -51,6 +52,7 @@ pub mod options;
 pub mod output;
 mod reader;
 mod resolve;
+pub mod sign;
 mod store;
 mod verify;
 

@@ -62,6 +62,14 @@ pub struct OpenOptions {
     /// Bytes of read scratch a Reader may hold in all; it runs fewer
     /// slots to stay inside it (at least one).
     pub memory_budget: usize,
+    /// Keys the archive must be signed by (any one of them). Empty: no
+    /// signature is required (a signed archive still opens). Not empty:
+    /// the archive is refused at open, before any byte is returned, unless
+    /// one of its signatures is by one of these keys and matches its
+    /// identity, which commits to every block, page, the manifest and the
+    /// parent's identity (spec section 15). Parents need no signature of
+    /// their own: the signed identity pins them.
+    pub trusted_keys: Vec<hexz_format::signature::PublicKey>,
 }
 
 impl Default for OpenOptions {
@@ -74,6 +82,7 @@ impl Default for OpenOptions {
             verify_hashes: true,
             read_slots: 0,
             memory_budget: 256 << 20,
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -87,6 +96,7 @@ impl std::fmt::Debug for OpenOptions {
             .field("verify_hashes", &self.verify_hashes)
             .field("read_slots", &self.read_slots)
             .field("memory_budget", &self.memory_budget)
+            .field("trusted_keys", &self.trusted_keys.len())
             .finish()
     }
 }
@@ -113,7 +123,14 @@ pub fn open_chain_from(location: &Location, source: Source, opts: &OpenOptions) 
         let location = location.clone();
         move |source| Error::At { location, source }
     };
+    if !opts.trusted_keys.is_empty() && !opts.verify_hashes {
+        // The signature authenticates blocks through their hashes.
+        return Err(Error::invalid("a trusted key needs block hash checks on (verify_hashes)"));
+    }
     let root = Archive::open_with(source, &opts.limits).map_err(at(location))?;
+    if !opts.trusted_keys.is_empty() {
+        root.check_signature(&opts.trusted_keys).map_err(at(location))?;
+    }
     let mut seen = HashSet::from([root.identity()]);
     let mut locations = vec![location.clone()];
     let mut ancestors: Vec<Archive<Source>> = Vec::new();

@@ -43,9 +43,18 @@ pub fn verify_location(
             return report;
         }
     };
-    if let Err(e) = Archive::open_with(source, &opts.limits) {
-        report.push("archive", e);
-        return report;
+    match Archive::open_with(source, &opts.limits) {
+        Err(e) => {
+            report.push("archive", e);
+            return report;
+        }
+        Ok(a) if !opts.trusted_keys.is_empty() => {
+            if let Err(e) = a.check_signature(&opts.trusted_keys) {
+                report.push("signature", e);
+                return report;
+            }
+        }
+        Ok(_) => {}
     }
     let chain = match open_chain(location, opts) {
         Ok(c) => c,

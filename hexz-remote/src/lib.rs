@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use hexz_format::layout::{DirectoryEntry, Footer, BLOCK_ENTRY_SIZE, DIRECTORY_ENTRY_SIZE};
+use hexz_format::layout::{DirectoryEntry, Footer, BLOCK_ENTRY_SIZE, DIRECTORY_ENTRY_SIZE, FOOTER_SIZE};
 use hexz_format::{Archive, ErrorCode, OpenLimits, ReadAt};
 use hexz_io::{
     Error, LocalResolver, LocalSinkResolver, Location, OpenOptions, Resolver, Result, SharedCache, Sink, SinkOptions,
@@ -447,8 +447,8 @@ impl Structure {
     /// The footer and directory read from the tail, when whole.
     fn directory(&self) -> Option<(Footer, Vec<DirectoryEntry>)> {
         use zerocopy::FromBytes;
-        let footer_at = self.tail.len().checked_sub(hexz_format::layout::FOOTER_SIZE)?;
-        let footer = Footer::read_from_bytes(&self.tail[footer_at..]).ok()?;
+        let footer_at = hexz_format::signature::footer_in_tail(&self.tail)?;
+        let footer = Footer::read_from_bytes(self.tail.get(footer_at..footer_at + FOOTER_SIZE)?).ok()?;
         let dir_at = usize::try_from(footer.directory_offset.get().checked_sub(self.tail_start)?).ok()?;
         let count = footer.page_count.get() as usize;
         let raw = self.tail.get(dir_at..dir_at.checked_add(count.checked_mul(DIRECTORY_ENTRY_SIZE)?)?)?;
@@ -573,10 +573,10 @@ impl RemoteSource {
     ) -> std::result::Result<(), FetchError> {
         let expect = Some((known.size, known.etag.clone()));
         let read = RangeRead { store: &**store, path, rules, expect, stats };
-        let footer_at = known.tail.len().checked_sub(hexz_format::layout::FOOTER_SIZE);
+        let footer_at = hexz_format::signature::footer_in_tail(&known.tail);
         let footer = footer_at.and_then(|at| {
             use zerocopy::FromBytes;
-            Footer::read_from_bytes(&known.tail[at..]).ok()
+            Footer::read_from_bytes(known.tail.get(at..at + FOOTER_SIZE)?).ok()
         });
         let Some(footer) = footer else { return Ok(()) };
         let dir = footer.directory_offset.get();

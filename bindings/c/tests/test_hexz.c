@@ -445,6 +445,42 @@ static void check_store(const char *dir_hint) {
     free(data);
 }
 
+/* Signed archives (libhexz 1.2): the spec's signed vector opens with its
+   key (run from the repository root, as c-tests.sh does); an unsigned
+   archive, another key and a bad key are refused. */
+static void check_signatures(void) {
+    size_t pub_len = 0;
+    unsigned char *pub = read_file("spec/vectors/signed-test.pub", &pub_len);
+    CHECK(pub != NULL);
+    if (!pub) return;
+    char *key = malloc(pub_len + 1);
+    memcpy(key, pub, pub_len);
+    key[pub_len] = 0;
+    const char *keys[1] = {key};
+    hexz_open_options opts = HEXZ_OPEN_OPTIONS_INIT;
+    opts.trusted_keys = keys;
+    opts.trusted_key_count = 1;
+    hexz_archive *a = NULL;
+    CHECK_STATUS(hexz_open_path("spec/vectors/signed-gguf-lz4.hxz", &opts, &a), HEXZ_STATUS_OK);
+    hexz_close(a);
+    a = NULL;
+    CHECK_STATUS(hexz_open_path("spec/vectors/gguf-lz4.hxz", &opts, &a), HEXZ_STATUS_SIGNATURE);
+    CHECK(a == NULL);
+    CHECK(hexz_status_category(HEXZ_STATUS_SIGNATURE) == HEXZ_CATEGORY_SIGNATURE);
+    CHECK(strstr(hexz_last_error(), "not signed") != NULL);
+    /* Another key (another key id): refused. */
+    const char *other[1] = {"RWQBAgMEBQYHCCFS+NGbeR0kRTJC4V8uq2y3z/p7al7TAJeWDgaYgdsS"};
+    opts.trusted_keys = other;
+    CHECK_STATUS(hexz_open_path("spec/vectors/signed-gguf-lz4.hxz", &opts, &a), HEXZ_STATUS_SIGNATURE);
+    const char *bad[1] = {"not a key"};
+    opts.trusted_keys = bad;
+    CHECK_STATUS(hexz_open_path("spec/vectors/signed-gguf-lz4.hxz", &opts, &a), HEXZ_STATUS_INVALID_ARGUMENT);
+    opts.trusted_keys = NULL;
+    CHECK_STATUS(hexz_open_path("spec/vectors/signed-gguf-lz4.hxz", &opts, &a), HEXZ_STATUS_NULL_ARGUMENT);
+    free(key);
+    free(pub);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s ARCHIVE.hxz ORIGINAL.gguf DUMP_OUT\n", argv[0]);
@@ -560,6 +596,7 @@ int main(int argc, char **argv) {
 
     check_errors(argv[1], hxz, hxz_len);
     check_store(argv[3]);
+    check_signatures();
 
     /* Verify through the ABI. */
     size_t problems = 99;

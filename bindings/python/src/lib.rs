@@ -72,6 +72,18 @@ fn remote_open_options(
     }
 }
 
+/// A trusted key: a public key file's path, or the key itself (the file's
+/// text or its base64 line).
+fn trusted_key(key: &str) -> PyResult<hexz_format::signature::PublicKey> {
+    let path = std::path::Path::new(key);
+    let parsed = if !key.contains('\n') && path.is_file() {
+        hexz_io::sign::load_public_key(path)
+    } else {
+        hexz_io::sign::parse_public_key(key, std::path::Path::new("trusted_keys"))
+    };
+    parsed.map_err(py_error)
+}
+
 /// An archive open for reading: the reader and the counter of its reads.
 struct Open {
     reader: Reader,
@@ -179,7 +191,7 @@ impl Archive {
     /// from the AWS variables, or `endpoint_url` / `region`), `http(s)://`.
     #[new]
     #[pyo3(signature = (path, parent_dirs=None, verify_hashes=true, read_slots=0, endpoint_url=None, region=None,
-                        cache_bytes=None, timeout=None, cache_dir=None, cache_max=None))]
+                        cache_bytes=None, timeout=None, cache_dir=None, cache_max=None, trusted_keys=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -193,7 +205,9 @@ impl Archive {
         timeout: Option<f64>,
         cache_dir: Option<PathBuf>,
         cache_max: Option<u64>,
+        trusted_keys: Option<Vec<String>>,
     ) -> PyResult<Self> {
+        let keys = trusted_keys.unwrap_or_default().iter().map(|k| trusted_key(k)).collect::<PyResult<Vec<_>>>()?;
         let mut remote = hexz_remote::RemoteOptions { endpoint: endpoint_url, region, ..Default::default() };
         if let Some(dir) = cache_dir {
             remote.block_cache.dir = hexz_remote::diskcache::dir_setting(&dir);
@@ -213,7 +227,8 @@ impl Archive {
             }
             remote.stall_timeout = std::time::Duration::from_secs_f64(t);
         }
-        let opts = remote_open_options(parent_dirs, verify_hashes, read_slots, remote);
+        let mut opts = remote_open_options(parent_dirs, verify_hashes, read_slots, remote);
+        opts.trusted_keys = keys;
         let at = location(&path);
         let open = py
             .detach(move || -> hexz_io::Result<Open> {

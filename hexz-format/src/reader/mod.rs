@@ -47,6 +47,8 @@ pub struct Archive<R> {
     footer: Footer,
     identity: [u8; 32],
     manifest: ManifestView,
+    /// The signature section of a signed archive (format 1.4).
+    signatures: Option<crate::signature::SignatureSection>,
     verify_hashes: bool,
     /// The file's tail from `meta_start`: directory, manifest, footer.
     #[cfg(feature = "alloc")]
@@ -99,6 +101,40 @@ impl<R: ReadAt> Archive<R> {
     /// the index and manifest (through their digests) and to the source hash.
     pub fn identity(&self) -> [u8; 32] {
         self.identity
+    }
+
+    /// The signature section, when the archive is signed (format 1.4).
+    pub fn signature_section(&self) -> Option<&crate::signature::SignatureSection> {
+        self.signatures.as_ref()
+    }
+
+    /// Where the unsigned archive ends: the footer's end (the file's
+    /// length, unless signed).
+    pub fn archive_end(&self) -> u64 {
+        match &self.signatures {
+            Some(s) => s.archive_end(),
+            None => self.src.len(),
+        }
+    }
+
+    /// The signature records, in order (none when unsigned).
+    #[cfg(feature = "alloc")]
+    pub fn signature_records(&self) -> crate::Result<alloc::vec::Vec<crate::signature::Record>> {
+        match &self.signatures {
+            Some(section) => crate::signature::records(&self.meta(), section).collect(),
+            None => Ok(alloc::vec::Vec::new()),
+        }
+    }
+
+    /// Require a valid signature by one of `trusted` (spec section 15).
+    /// Returns the index of the key that matched; refuses an unsigned
+    /// archive, one signed by other keys, and any signature that does not
+    /// match the archive's identity.
+    pub fn check_signature(&self, trusted: &[crate::signature::PublicKey]) -> crate::Result<usize> {
+        if trusted.is_empty() {
+            return Err(crate::Error::InvalidArgument("no trusted key given"));
+        }
+        crate::signature::check(&self.meta(), self.signatures.as_ref(), &self.identity, trusted)
     }
 
     /// Identity of the parent this archive names, if any.

@@ -12,6 +12,7 @@ use crate::layout::{
     FOOTER_MAGIC, FOOTER_SIZE, HEADER_MAGIC, HEADER_SIZE, MANIFEST_HEADER_SIZE, VERSION_MAJOR,
 };
 use crate::manifest::ManifestView;
+use crate::signature::{self, SignatureSection};
 use crate::source::ReadAt;
 
 /// Limits applied while opening.
@@ -121,21 +122,41 @@ impl<R: ReadAt> Archive<R> {
         }
         let header: FileHeader = read_struct::<_, HEADER_SIZE, _>(&src, 0, "header")?;
         Self::check_header(&header)?;
-        let footer_at = file_len - FOOTER_SIZE as u64;
+        let signed = header.incompat_features.get() & features::SIGNED != 0;
+        // Unsigned: the footer is the last 192 bytes. Signed (1.4): it ends
+        // where the signature section starts, which the trailer gives.
+        let footer_end = |tail: &dyn ReadAt| -> Result<(u64, Option<SignatureSection>)> {
+            if !signed {
+                return Ok((file_len, None));
+            }
+            let section = signature::read_trailer(tail, file_len)?;
+            Ok((section.archive_end(), Some(section)))
+        };
 
         // A source in memory is read in place: no copy of its tail (and no allocation).
         #[cfg(feature = "alloc")]
         let in_memory = usize::try_from(file_len).ok().and_then(|n| src.borrow_at(0, n)).is_some();
         #[cfg(feature = "alloc")]
-        let (footer, meta_start, meta) = if in_memory {
+        let (footer, meta_start, meta, signatures) = if in_memory {
+            let (end, signatures) = footer_end(&src)?;
+            let footer_at = end - FOOTER_SIZE as u64;
             let footer: Footer = read_struct::<_, FOOTER_SIZE, _>(&src, footer_at, "footer")?;
             Self::check_footer(&footer, footer_at)?;
-            (footer, 0, alloc::vec::Vec::new())
+            (footer, 0, alloc::vec::Vec::new(), signatures)
         } else {
             let tail_len = (file_len - HEADER_SIZE as u64).min(TAIL_READ);
             let mut tail = crate::error::try_zeroed(tail_len as usize, "archive tail")?;
-            src.read_exact_at(file_len - tail_len, &mut tail)?;
-            let footer: Footer = parse_struct(&tail[tail.len() - FOOTER_SIZE..], footer_at, "footer")?;
+            let tail_start = file_len - tail_len;
+            src.read_exact_at(tail_start, &mut tail)?;
+            // The trailer and signature section come within the tail read
+            // (a section is at most 73 KiB): no extra read for a signed archive.
+            let (end, signatures) = footer_end(&Meta { src: &src, start: tail_start, bytes: &tail })?;
+            let footer_at = end - FOOTER_SIZE as u64;
+            let footer: Footer = read_struct::<_, FOOTER_SIZE, _>(
+                &Meta { src: &src, start: tail_start, bytes: &tail },
+                footer_at,
+                "footer",
+            )?;
             Self::check_footer(&footer, footer_at)?;
             let start = footer.directory_offset.get();
             let needed = file_len - start;
@@ -146,21 +167,23 @@ impl<R: ReadAt> Archive<R> {
                     limit: open_limits.max_metadata_bytes,
                 });
             }
-            if start >= file_len - tail_len {
-                (footer, file_len - tail_len, tail)
+            if start >= tail_start {
+                (footer, tail_start, tail, signatures)
             } else {
                 drop(tail);
                 let mut meta = crate::error::try_zeroed(needed as usize, "directory and manifest")?;
                 src.read_exact_at(start, &mut meta)?;
-                (footer, start, meta)
+                (footer, start, meta, signatures)
             }
         };
         #[cfg(not(feature = "alloc"))]
-        let footer = {
+        let (footer, signatures) = {
             let _ = open_limits;
+            let (end, signatures) = footer_end(&src)?;
+            let footer_at = end - FOOTER_SIZE as u64;
             let footer: Footer = read_struct::<_, FOOTER_SIZE, _>(&src, footer_at, "footer")?;
             Self::check_footer(&footer, footer_at)?;
-            footer
+            (footer, signatures)
         };
 
         let identity = *blake3::hash(&zerocopy::IntoBytes::as_bytes(&footer)[..FOOTER_SIZE - 8]).as_bytes();
@@ -193,6 +216,7 @@ impl<R: ReadAt> Archive<R> {
             footer,
             identity,
             manifest,
+            signatures,
             verify_hashes: true,
             #[cfg(feature = "alloc")]
             meta,

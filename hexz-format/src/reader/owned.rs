@@ -104,6 +104,7 @@ impl<R: ReadAt> Archive<R> {
             footer: self.footer,
             identity: self.identity,
             manifest: self.manifest,
+            signatures: self.signatures,
             verify_hashes: self.verify_hashes,
             meta: self.meta.clone(),
             meta_start: self.meta_start,

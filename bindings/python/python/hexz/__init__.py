@@ -32,6 +32,7 @@ from .errors import (
     CorruptArchiveError,
     HexzError,
     HexzInternalError,
+    SignatureError,
     HexzIOError,
     HexzMemoryError,
     InvalidIndexError,
@@ -74,6 +75,7 @@ __all__ = [
     "HexzMemoryError",
     "CancelledError",
     "HexzInternalError",
+    "SignatureError",
     "FORMAT_VERSION",
     "__version__",
 ]
@@ -91,6 +93,7 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     timeout: Optional[float] = None,
     cache_dir: Union[PathLike, bool, None] = None,
     cache_max: Optional[int] = None,
+    trusted_keys: Optional[Sequence[Union[PathLike, str]]] = None,
 ) -> Archive:
     """Open the archive at `path` with its parent chain. Parents are found
     beside it by their recorded path, then in `parent_dirs`; each is checked
@@ -107,10 +110,16 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     shared by every archive and process reading the same blocks:
     `cache_dir` is the folder (default ``HEXZ_CACHE_DIR``, else
     ``~/.cache/hexz/blocks``; ``False`` or ``"off"``: no disk cache),
-    `cache_max` its cap in bytes (``HEXZ_CACHE_MAX_BYTES``, else 10 GiB)."""
+    `cache_max` its cap in bytes (``HEXZ_CACHE_MAX_BYTES``, else 10 GiB).
+
+    `trusted_keys` (minisign public keys: ``.pub`` file paths, or the key
+    text): the archive must be signed by one of them (``hexz sign``), else
+    :class:`SignatureError` is raised before any byte is read; every block,
+    index page, the metadata and the parents are then authenticated by the
+    signature as they are read."""
     return Archive(path, parent_dirs, verify_hashes=verify_hashes, read_slots=read_slots, endpoint_url=endpoint_url,
                    region=region, cache_bytes=cache_bytes, timeout=timeout, cache_dir=cache_dir,
-                   cache_max=cache_max)
+                   cache_max=cache_max, trusted_keys=trusted_keys)
 
 
 def store(

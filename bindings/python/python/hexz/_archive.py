@@ -108,6 +108,7 @@ class Archive:
         timeout: Optional[float] = None,
         cache_dir: Union[PathLike, bool, None] = None,
         cache_max: Optional[int] = None,
+        trusted_keys: Optional[Sequence[Union[PathLike, str]]] = None,
     ) -> None:
         dirs = None if parent_dirs is None else [os.fspath(d) for d in parent_dirs]
         if cache_dir is False:
@@ -115,8 +116,13 @@ class Archive:
         elif cache_dir is True:
             cache_dir = None
         native_dir = None if cache_dir is None else os.fspath(cache_dir)
+        if isinstance(trusted_keys, (str, os.PathLike)):
+            trusted_keys = [trusted_keys]
+        keys = None if trusted_keys is None else [os.fspath(k) for k in trusted_keys]
+        if keys is not None and not keys:
+            raise InvalidInputError("trusted_keys must be a non-empty list of public keys (paths or key text)")
         self._native = _NativeArchive(os.fspath(path), dirs, verify_hashes, read_slots, endpoint_url, region,
-                                      cache_bytes, timeout, native_dir, cache_max)
+                                      cache_bytes, timeout, native_dir, cache_max, keys)
         self._tensors = [
             TensorInfo(n, d, tuple(s), o, ln, g, st, f) for (n, d, g, s, o, ln, st, f) in self._native.tensors()
         ]

@@ -30,6 +30,7 @@ class Archive:
         timeout: Optional[float] = None,
         cache_dir: Optional[_Path] = None,
         cache_max: Optional[int] = None,
+        trusted_keys: Optional[Sequence[str]] = None,
     ) -> None: ...
     def close(self) -> None: ...
     @property

@@ -143,7 +143,9 @@ class safe_open:
     ``"pytorch"``, ``"np"``, ``"numpy"``, and ``"tf"``, ``"flax"``/``"jax"``,
     ``"mlx"``, ``"paddle"``, which get numpy arrays converted by that
     library); `device` places torch (and paddle) tensors; `backend`
-    (``"mmap"`` or ``"pread"``) is accepted for compatibility. Errors are
+    (``"mmap"`` or ``"pread"``) is accepted for compatibility;
+    `trusted_keys` requires a signature by one of these public keys (as
+    :func:`hexz.open`). Errors are
     safetensors' (``SafetensorError`` is the base of hexz's errors).
     """
 
@@ -155,6 +157,7 @@ class safe_open:
         *,
         backend: str = "mmap",
         parent_dirs: Optional[Sequence[PathLike]] = None,
+        trusted_keys: Optional[Sequence[PathLike]] = None,
     ) -> None:
         self._archive: Optional[Archive] = None
         path = os.fspath(filename)
@@ -162,7 +165,7 @@ class safe_open:
         self._device = _parse_device(device)
         self._backend = _parse_backend(backend)
         try:
-            archive = Archive(path, parent_dirs)
+            archive = Archive(path, parent_dirs, trusted_keys=trusted_keys)
         except ArchiveNotFoundError as e:
             missing = ArchiveNotFoundError(f"No such file or directory: {path}")
             missing.code = e.code

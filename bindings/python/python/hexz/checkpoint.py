@@ -123,12 +123,14 @@ def load(
     *,
     parent_dirs: Optional[Sequence[PathLike]] = None,
     threads: int = 0,
+    trusted_keys: Optional[Sequence[PathLike]] = None,
 ) -> Dict[str, Any]:
     """Load tensors (all, or `keys`) of the archive at `path` as a dict of
     numpy arrays (``framework="pt"``: torch tensors). Tensors are decoded
-    in parallel straight into their arrays."""
+    in parallel straight into their arrays. `trusted_keys` requires a
+    signature by one of these public keys (as :func:`hexz.open`)."""
     fw = _framework(framework)
-    with Archive(path, parent_dirs) as a:
+    with Archive(path, parent_dirs, trusted_keys=trusted_keys) as a:
         names = a.keys() if keys is None else list(keys)
         return a._read_many(names, fw, threads)
 

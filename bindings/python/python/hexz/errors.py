@@ -32,6 +32,7 @@ __all__ = [
     "HexzMemoryError",
     "CancelledError",
     "HexzInternalError",
+    "SignatureError",
 ]
 
 
@@ -123,6 +124,12 @@ class HexzInternalError(HexzError):
     """A contained internal failure (a bug; please report it)."""
 
 
+class SignatureError(HexzError):
+    """Trusted keys were given and the archive carries no valid signature by
+    one of them: unsigned, signed by another key, or changed since it was
+    signed (format 1.4). Nothing was read from it."""
+
+
 #: The class of each status category (hexz_status_category's names).
 CATEGORY_CLASSES: "dict[str, type[HexzError]]" = {
     "OK": HexzError,
@@ -135,6 +142,7 @@ CATEGORY_CLASSES: "dict[str, type[HexzError]]" = {
     "OUT_OF_MEMORY": HexzMemoryError,
     "CANCELLED": CancelledError,
     "INTERNAL": HexzInternalError,
+    "SIGNATURE": SignatureError,
 }
 
 
