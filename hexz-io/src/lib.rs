@@ -49,6 +49,7 @@ mod location;
 mod names;
 pub mod options;
 pub mod output;
+mod platform;
 mod reader;
 mod resolve;
 mod store;
