@@ -76,11 +76,9 @@ enum Command {
     Ls(LsArgs),
     /// Check an archive: every block's BLAKE3 and the whole file's (--quick: structure only).
     Verify(VerifyArgs),
-    /// Mount an archive read-only (FUSE): its file, or its folder tree, decoded on demand.
-    #[cfg(target_os = "linux")]
+    /// Mount an archive read-only (FUSE): its file, or its folder tree, decoded on demand (Linux only).
     Mount(MountArgs),
-    /// Unmount what `hexz mount` mounted.
-    #[cfg(target_os = "linux")]
+    /// Unmount what `hexz mount` mounted (Linux only).
     Unmount(UnmountArgs),
 }
 
@@ -265,10 +263,11 @@ fn main() -> ExitCode {
         Command::Diff(a) => (inspect::diff(&a.a, &a.b, a.json, &ctx.open), a.json),
         Command::Ls(a) => (inspect::ls(a.dir.as_deref().unwrap_or(Path::new(".")), a.json, &ctx.open), a.json),
         Command::Verify(a) => (verify(&a, &ctx), a.json),
-        #[cfg(target_os = "linux")]
         Command::Mount(a) => (mount_command(&a, &cli.parent_dirs, &ctx), false),
         #[cfg(target_os = "linux")]
         Command::Unmount(a) => (mount::unmount(&a.mountpoint).map(|()| Exit::Ok), false),
+        #[cfg(not(target_os = "linux"))]
+        Command::Unmount(_) => (Err(mount_unsupported()), false),
     };
     match result {
         Ok(exit) => exit.code(),
@@ -459,6 +458,22 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// `hexz mount` off Linux: FUSE (through the kernel's /dev/fuse) is Linux's.
+#[cfg(not(target_os = "linux"))]
+fn mount_unsupported() -> CliError {
+    CliError::from(hexz_io::Error::refused(
+        "hexz mount",
+        "needs Linux (FUSE); on this system use hexz extract, or read tensors through the C library \
+         or the Python package",
+        hexz_format::ErrorCode::Unsupported,
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mount_command(_: &MountArgs, _: &[PathBuf], _: &Context) -> Result<Exit, CliError> {
+    Err(mount_unsupported())
 }
 
 #[cfg(target_os = "linux")]
