@@ -72,6 +72,12 @@ export WINEPREFIX="${WINEPREFIX:-$HOME/.cache/hexz-wine}" WINEDEBUG=-all
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
   "$wine" wineboot --init >/dev/null 2>&1 || true
 fi
+# Rust's std imports ProcessPrng from bcryptprimitives.dll, which wine 8
+# (Debian 12) lacks: a small stand-in (scripts/cross-wine-prng.c).
+if [ ! -f "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" ]; then
+  x86_64-w64-mingw32-gcc -shared -O2 -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
+    scripts/cross-wine-prng.c -ladvapi32
+fi
 
 HEXZ_MODELS="${HEXZ_MODELS:-$(./scripts/fetch-models.sh)}"
 export HEXZ_MODELS
