@@ -44,6 +44,13 @@ python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
 python3 tests/oracle/spec_ans.py spec/vectors
 python3 tests/oracle/spec_signature.py spec/vectors --minisign
 
+step "other platforms: aarch64 Linux (qemu-user) and Windows (wine) tests, macOS cargo check (scripts/cross-test.sh), with HEXZ_CROSS=1"
+if [ -n "${HEXZ_CROSS:-}" ]; then
+  ./scripts/cross-test.sh
+else
+  echo "skipped: set HEXZ_CROSS=1 to cross-build and run the tests for aarch64 Linux and Windows (about 25 minutes cold; CI does not)"
+fi
+
 step "Python package: pip install ./bindings/python (maturin, abi3), pytest on the real models (torch included)"
 python3 -m pip install --quiet --disable-pip-version-check -r bindings/python/tests/requirements.txt
 python3 -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./bindings/python

@@ -92,11 +92,9 @@ enum Command {
     Keygen(KeygenArgs),
     /// Sign an archive (or remove its signatures) without touching its blocks.
     Sign(SignArgs),
-    /// Mount an archive read-only (FUSE): its file, or its folder tree, decoded on demand.
-    #[cfg(target_os = "linux")]
+    /// Mount an archive read-only (FUSE): its file, or its folder tree, decoded on demand (Linux only).
     Mount(MountArgs),
-    /// Unmount what `hexz mount` mounted.
-    #[cfg(target_os = "linux")]
+    /// Unmount what `hexz mount` mounted (Linux only).
     Unmount(UnmountArgs),
 }
 
@@ -321,12 +319,13 @@ fn main() -> ExitCode {
         Command::Verify(a) => (verify(&a, &ctx), a.json),
         Command::Keygen(a) => (keygen(&a, &ctx), false),
         Command::Sign(a) => (sign(&a, &ctx), false),
-        #[cfg(target_os = "linux")]
         Command::Mount(a) => {
             (mount_command(&a, &cli.parent_dirs, &cli.trusted_key, cli.trusted_keys.as_deref(), &ctx), false)
         }
         #[cfg(target_os = "linux")]
         Command::Unmount(a) => (mount::unmount(&a.mountpoint).map(|()| Exit::Ok), false),
+        #[cfg(not(target_os = "linux"))]
+        Command::Unmount(_) => (Err(mount_unsupported()), false),
     };
     match result {
         Ok(exit) => exit.code(),
@@ -517,6 +516,22 @@ fn extract(a: ExtractArgs, ctx: &Context) -> Result<Exit, CliError> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// `hexz mount` off Linux: FUSE (through the kernel's /dev/fuse) is Linux's.
+#[cfg(not(target_os = "linux"))]
+fn mount_unsupported() -> CliError {
+    CliError::from(hexz_io::Error::refused(
+        "hexz mount",
+        "needs Linux (FUSE); on this system use hexz extract, or read tensors through the C library \
+         or the Python package",
+        hexz_format::ErrorCode::Unsupported,
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mount_command(_: &MountArgs, _: &[PathBuf], _: &[PathBuf], _: Option<&Path>, _: &Context) -> Result<Exit, CliError> {
+    Err(mount_unsupported())
 }
 
 #[cfg(target_os = "linux")]

@@ -68,14 +68,40 @@ impl fmt::Display for CliError {
 /// 130 or 143 as shells report those signals.
 pub fn install_signal_cleanup() {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
-    std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            hexz_io::output::remove_registered_temporaries();
-            hexz_remote::abort_unfinished_uploads();
-            std::process::exit(128 + signal);
+    fn clean_up_and_exit(signal: i32) -> ! {
+        hexz_io::output::remove_registered_temporaries();
+        hexz_remote::abort_unfinished_uploads();
+        std::process::exit(128 + signal);
+    }
+    #[cfg(unix)]
+    {
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                clean_up_and_exit(signal);
+            }
+        });
+    }
+    // Windows has no signal pipe (signal-hook's iterator is Unix-only):
+    // the handler only records the signal (Ctrl-C arrives as SIGINT), and
+    // a thread that looks every 50 ms does the cleanup outside it.
+    #[cfg(not(unix))]
+    {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let caught = Arc::new(AtomicUsize::new(0));
+        for signal in [SIGINT, SIGTERM] {
+            if signal_hook::flag::register_usize(signal, caught.clone(), signal as usize).is_err() {
+                return;
+            }
         }
-    });
+        std::thread::spawn(move || loop {
+            match caught.load(Ordering::SeqCst) {
+                0 => std::thread::sleep(std::time::Duration::from_millis(50)),
+                signal => clean_up_and_exit(signal as i32),
+            }
+        });
+    }
 }
 
 /// Parse block sizes like `4096`, `256K`, `1M`, `4MiB`; 4 KiB to 64 MiB.
@@ -249,6 +275,7 @@ pub fn set_cache_flags(dir: Option<Option<std::path::PathBuf>>, max: Option<u64>
 
 /// The block cache flags as given, to pass on to a child `hexz` (the
 /// mount's background process).
+#[cfg(target_os = "linux")]
 pub fn cache_flag_args() -> Vec<std::ffi::OsString> {
     let mut args = Vec::new();
     if let Some((dir, max)) = CACHE_FLAGS.get() {

@@ -4,6 +4,9 @@
 //! their own inputs, corrupted archives, absurd options. Every case: a
 //! clear error naming the file at fault, the documented exit code, nothing
 //! left behind, never a hang.
+// Unix only: the cases use FIFOs, device nodes, symlinks, signals and
+// permission bits. On Windows, scripts/cross-test.sh tests the CLI instead.
+#![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,6 +3,9 @@
 //! re-sharded into 2, content-defined chunking of an edited raw file, and
 //! path attacks from hand-made archives. The folders are built by
 //! tests/make_folders.py (with the safetensors library) from the PyPI model.
+// Unix only: the cases use FIFOs, device nodes, symlinks, signals and
+// permission bits. On Windows, scripts/cross-test.sh tests the CLI instead.
+#![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

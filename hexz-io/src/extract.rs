@@ -70,17 +70,8 @@ pub fn memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
 
 #[cfg(target_os = "linux")]
 fn linux_memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
     use crate::output::OutputSink;
-    let os_error = |op| Error::file("memfd", op, std::io::Error::last_os_error());
-    // SAFETY: a NUL-terminated name and valid flags.
-    let fd = unsafe { libc::memfd_create(c"hexz".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if fd < 0 {
-        return Err(os_error("memfd_create"));
-    }
-    // SAFETY: fd was just created and is owned here alone.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let file = crate::platform::memfd_create().map_err(|e| Error::file("memfd", "memfd_create", e))?;
     let size = reader.size();
     file.set_len(size).map_err(|e| Error::file("memfd", "set size", e))?;
     if size > 0 {
@@ -92,11 +83,7 @@ fn linux_memfd(reader: &Reader, threads: usize) -> Result<std::fs::File> {
         reader.read_range_parallel(0, size, &sink, threads, &|_| ControlFlow::Continue(()))?;
     }
     // No one may change it now: sealed against writes and resizing.
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-    // SAFETY: fcntl on a descriptor owned here.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(os_error("seal"));
-    }
+    crate::platform::memfd_seal(&file).map_err(|e| Error::file("memfd", "seal", e))?;
     Ok(file)
 }
 

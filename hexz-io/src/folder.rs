@@ -122,13 +122,7 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> Result<Vec<(FolderEntry,
 }
 
 fn entry_for(path: String, kind: FileKind, meta: &std::fs::Metadata) -> FolderEntry {
-    #[cfg(unix)]
-    let mode = {
-        use std::os::unix::fs::PermissionsExt;
-        meta.permissions().mode() & 0o7777
-    };
-    #[cfg(not(unix))]
-    let mode = if meta.permissions().readonly() { 0o444 } else { 0o644 };
+    let mode = crate::platform::mode_of(meta);
     let mtime_ns = meta
         .modified()
         .ok()
@@ -339,27 +333,21 @@ fn build_tree(
                 let _ = file.set_modified(when);
             }
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = f.mode & 0o777;
-            let mode = if f.kind == FileKind::Directory { mode | 0o700 } else { mode };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::file(&path, "set permissions", e))?;
-        }
+        crate::platform::set_mode(&path, f.mode, f.kind == FileKind::Directory)
+            .map_err(|e| Error::file(&path, "set permissions", e))?;
     }
     Ok(())
 }
 
 /// Move the finished tree `from` to `dest`: a rename that refuses to
-/// replace anything, or with `replace` an atomic exchange (Linux) whose old
+/// replace anything, or with `replace` an atomic exchange (Linux; elsewhere
+/// the old tree is removed first, then the new one renamed in) whose old
 /// tree is then removed.
 fn move_into_place(from: &Path, dest: &Path, replace: bool) -> Result<()> {
     if !replace {
         return rename_noreplace(from, dest);
     }
-    #[cfg(target_os = "linux")]
-    if renameat2(from, dest, libc::RENAME_EXCHANGE)?.is_ok() {
+    if crate::platform::rename_exchange(from, dest).map_err(|e| Error::file(dest, "rename into place", e))? {
         // `from` now holds the old tree: remove it (a file, or a folder).
         let old = std::fs::symlink_metadata(from);
         let _ = if old.is_ok_and(|m| m.is_dir()) { std::fs::remove_dir_all(from) } else { std::fs::remove_file(from) };
@@ -372,38 +360,16 @@ fn move_into_place(from: &Path, dest: &Path, replace: bool) -> Result<()> {
     rename_noreplace(from, dest)
 }
 
-/// `renameat2(from, dest, flags)`: the outer error is a path that cannot be
-/// passed to the OS, the inner one the OS's answer.
-#[cfg(target_os = "linux")]
-fn renameat2(from: &Path, dest: &Path, flags: libc::c_uint) -> Result<std::io::Result<()>> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::refused(p, "path holds NUL", ErrorCode::InvalidArgument))
-    };
-    let (a, b) = (c_path(from)?, c_path(dest)?);
-    // SAFETY: two NUL-terminated paths; renameat2 only reads them.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
-    Ok(if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
-}
-
+/// Rename `from` to `dest` unless something is there (atomic on Linux; see
+/// [`crate::platform::rename_noreplace`] for the fallback's race).
 fn rename_noreplace(from: &Path, dest: &Path) -> Result<()> {
-    #[cfg(target_os = "linux")]
-    match renameat2(from, dest, libc::RENAME_NOREPLACE)? {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::refused(
-                dest,
-                "already exists (another process created it meanwhile); nothing replaced",
-                ErrorCode::InvalidArgument,
-            ))
-        }
-        // Not supported by this file system or kernel: the plain rename below.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOSYS) => {}
-        Err(e) => return Err(Error::file(dest, "rename into place", e)),
+    match crate::platform::rename_noreplace(from, dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::refused(
+            dest,
+            "already exists (another process created it meanwhile); nothing replaced",
+            ErrorCode::InvalidArgument,
+        )),
+        Err(e) => Err(Error::file(dest, "rename into place", e)),
     }
-    if std::fs::symlink_metadata(dest).is_ok() {
-        return Err(Error::refused(dest, "already exists", ErrorCode::InvalidArgument));
-    }
-    std::fs::rename(from, dest).map_err(|e| Error::file(dest, "rename into place", e))
 }

@@ -50,6 +50,7 @@ mod location;
 mod names;
 pub mod options;
 pub mod output;
+mod platform;
 mod reader;
 mod resolve;
 pub mod sign;

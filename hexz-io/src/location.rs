@@ -139,8 +139,9 @@ impl From<&PathBuf> for Location {
     }
 }
 
-/// Device and inode of a file: what "the same file" means when a command
-/// must not write over its own inputs.
+/// Device and inode of a file (Windows: volume serial number and file
+/// index): what "the same file" means when a command must not write over
+/// its own inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
     /// The device.
@@ -150,23 +151,15 @@ pub struct FileId {
 }
 
 impl FileId {
-    /// The identity of an open file's metadata.
-    pub fn of(meta: &std::fs::Metadata) -> Option<FileId> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            Some(FileId { dev: meta.dev(), ino: meta.ino() })
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = meta;
-            None
-        }
+    /// The identity of an open file.
+    pub fn of(file: &std::fs::File) -> Option<FileId> {
+        crate::platform::file_id(file)
     }
 
-    /// The identity of the file at `path` (following symlinks), if it exists.
+    /// The identity of the file at `path` (following symlinks), if it
+    /// exists. Never opens it on Unix (a FIFO would block).
     pub fn of_path(path: &Path) -> Option<FileId> {
-        std::fs::metadata(path).ok().as_ref().and_then(FileId::of)
+        crate::platform::file_id_of_path(path)
     }
 }
 
@@ -183,8 +176,8 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> FileStamp {
-        FileStamp { id: FileId::of(meta), len: meta.len(), modified: meta.modified().ok() }
+    fn of(meta: &std::fs::Metadata, id: Option<FileId>) -> FileStamp {
+        FileStamp { id, len: meta.len(), modified: meta.modified().ok() }
     }
 }
 
@@ -204,18 +197,15 @@ impl FileSource {
         let path = path.as_ref();
         let mut options = std::fs::OpenOptions::new();
         options.read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NONBLOCK);
-        }
+        crate::platform::no_block_on_open(&mut options);
         let file = options.open(path).map_err(|e| Error::file(path, "open", e))?;
         let meta = file.metadata().map_err(|e| Error::file(path, "stat", e))?;
         if !meta.is_file() {
             let what = if meta.is_dir() { "is a directory" } else { "is not a regular file" };
             return Err(Error::refused(path, what, ErrorCode::InvalidArgument));
         }
-        Ok(FileSource { file, path: path.to_path_buf(), stamp: FileStamp::of(&meta) })
+        let stamp = FileStamp::of(&meta, FileId::of(&file));
+        Ok(FileSource { file, path: path.to_path_buf(), stamp })
     }
 
     /// The path it was opened from.
@@ -231,7 +221,7 @@ impl FileSource {
     /// Fail when the file changed since it was opened (size, time or inode).
     pub fn check_unchanged(&self) -> Result<()> {
         let now = std::fs::metadata(&self.path).map_err(|e| Error::file(&self.path, "stat", e))?;
-        if FileStamp::of(&now) != self.stamp {
+        if FileStamp::of(&now, FileId::of_path(&self.path)) != self.stamp {
             return Err(Error::refused(
                 &self.path,
                 "file changed as we read it (size, modification time or inode differ); nothing was written",
@@ -249,28 +239,7 @@ impl ReadAt for FileSource {
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
         hexz_format::source::checked_end("read", offset, buf.len(), self.stamp.len)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileExt;
-            self.file.read_exact_at(buf, offset).map_err(|e| hexz_format::Error::from_io(offset, e))
-        }
-        #[cfg(windows)]
-        {
-            use std::os::windows::fs::FileExt;
-            let mut done = 0usize;
-            while done < buf.len() {
-                let n = self
-                    .file
-                    .seek_read(&mut buf[done..], offset + done as u64)
-                    .map_err(|e| hexz_format::Error::from_io(offset, e))?;
-                if n == 0 {
-                    let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-                    return Err(hexz_format::Error::from_io(offset, eof));
-                }
-                done += n;
-            }
-            Ok(())
-        }
+        crate::platform::read_exact_at(&self.file, buf, offset).map_err(|e| hexz_format::Error::from_io(offset, e))
     }
 }
 

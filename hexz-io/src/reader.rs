@@ -660,24 +660,11 @@ fn run_parallel<T: Send, S>(
 /// the decoder writes them: a caller's fresh buffer (an engine's tensor
 /// memory, a new vector) otherwise takes a page fault per 4 KiB inside the
 /// decode. On gemma through the C API, two threads: 69,000 faults become
-/// 24,000 and CPU time drops 5–13%. Only advice: an error (a kernel before
-/// 5.14, memory that cannot be populated) changes nothing, and no byte
-/// changes.
+/// 24,000 and CPU time drops 5–13%. Only advice (Linux's
+/// `MADV_POPULATE_WRITE`; nothing elsewhere): an error changes nothing,
+/// and no byte changes.
 fn populate(buf: &mut [u8]) {
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let (at, len) = (buf.as_mut_ptr() as usize, buf.len());
-        let start = at.next_multiple_of(PAGE);
-        let end = (at + len) & !(PAGE - 1);
-        if end > start + (1 << 20) {
-            // SAFETY: [start, end) lies inside `buf`, which is ours to write;
-            // populating changes no byte of it.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = buf;
+    crate::platform::populate(buf)
 }
 
 /// Read workspaces, created on demand up to `max`, each `size` bytes.

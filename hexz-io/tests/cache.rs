@@ -283,7 +283,6 @@ fn bytes_that_fail_their_hash_are_dropped_from_the_source_cache_and_fetched_agai
 
 #[test]
 fn memfd_holds_the_whole_file_sealed() {
-    use std::io::Read;
     let src = real_model("minilm.safetensors");
     let reader = open_bytes(store_bytes(&src, &StoreOptions::default()));
     let result = hexz_io::memfd(&reader, 2);
@@ -291,6 +290,7 @@ fn memfd_holds_the_whole_file_sealed() {
     assert_eq!(result.unwrap_err().code(), ErrorCode::Unsupported);
     #[cfg(target_os = "linux")]
     {
+        use std::io::Read;
         use std::os::fd::AsRawFd;
         let mut file = result.unwrap();
         let mut back = Vec::new();

@@ -22,7 +22,14 @@ fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) ->
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(Duration::from_secs(60)).expect("hung: no result within 60 s")
+    rx.recv_timeout(seconds(60)).expect("hung: no result within 60 s (times HEXZ_TEST_TIME_SCALE)")
+}
+
+/// `n` seconds, times HEXZ_TEST_TIME_SCALE (default 1): scripts/cross-test.sh
+/// sets it where the tests run under an emulator (qemu-user, wine).
+fn seconds(n: u64) -> Duration {
+    let scale = std::env::var("HEXZ_TEST_TIME_SCALE").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(1);
+    Duration::from_secs(n * scale.max(1))
 }
 
 /// A destination that fails after `limit` bytes, like a full disk.
@@ -95,7 +102,7 @@ fn a_full_destination_ends_the_store_and_names_it() {
             let text = err.to_string();
             assert_eq!(err.code(), ErrorCode::Io, "{text}");
             assert!(text.contains("/full/x.hxz") && text.contains("No space left"), "{text}");
-            assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+            assert!(started.elapsed() < seconds(20), "took {:?}", started.elapsed());
         }
     }
 }
