@@ -73,11 +73,18 @@ pub enum ErrorCode {
     /// A trusted key is required and the archive carries no valid signature
     /// by one (unsigned, another key, or a signature that does not match).
     Signature = 30,
+    /// The archive is encrypted and no key was given (format 1.5).
+    KeyRequired = 31,
+    /// None of the keys given opens the encrypted archive, or the chain's
+    /// archives are not all under one key.
+    WrongKey = 32,
+    /// Encrypted bytes fail their authentication tag: damaged ciphertext.
+    Decrypt = 33,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::Ok,
         ErrorCode::NullArgument,
         ErrorCode::Panic,
@@ -108,6 +115,9 @@ impl ErrorCode {
         ErrorCode::ChainTooDeep,
         ErrorCode::ChainCycle,
         ErrorCode::Signature,
+        ErrorCode::KeyRequired,
+        ErrorCode::WrongKey,
+        ErrorCode::Decrypt,
     ];
 
     /// A short description, as `hexz_status_str` returns it.
@@ -143,6 +153,9 @@ impl ErrorCode {
             ErrorCode::ChainTooDeep => "parent chain too deep",
             ErrorCode::ChainCycle => "parent chain loops",
             ErrorCode::Signature => "no valid signature by a trusted key",
+            ErrorCode::KeyRequired => "the archive is encrypted and no key was given",
+            ErrorCode::WrongKey => "no key given opens the encrypted archive",
+            ErrorCode::Decrypt => "encrypted bytes are damaged (authentication tag mismatch)",
         }
     }
 
@@ -179,6 +192,9 @@ impl ErrorCode {
             ErrorCode::ChainTooDeep => "CHAIN_TOO_DEEP",
             ErrorCode::ChainCycle => "CHAIN_CYCLE",
             ErrorCode::Signature => "SIGNATURE",
+            ErrorCode::KeyRequired => "KEY_REQUIRED",
+            ErrorCode::WrongKey => "WRONG_KEY",
+            ErrorCode::Decrypt => "DECRYPT",
         }
     }
 
@@ -208,7 +224,8 @@ impl ErrorCode {
             | ErrorCode::InvalidField
             | ErrorCode::LimitExceeded
             | ErrorCode::HashMismatch
-            | ErrorCode::Decode => Category::Corrupt,
+            | ErrorCode::Decode
+            | ErrorCode::Decrypt => Category::Corrupt,
             ErrorCode::ParentRequired
             | ErrorCode::ParentNotFound
             | ErrorCode::ParentMismatch
@@ -222,6 +239,7 @@ impl ErrorCode {
             ErrorCode::Cancelled => Category::Cancelled,
             ErrorCode::Panic => Category::Internal,
             ErrorCode::Signature => Category::Signature,
+            ErrorCode::KeyRequired | ErrorCode::WrongKey => Category::Key,
         }
     }
 }
@@ -257,11 +275,13 @@ pub enum Category {
     /// A trusted key was required and the archive is not signed by one,
     /// or its signature does not match (format 1.4).
     Signature = 10,
+    /// The archive is encrypted and no key given opens it (format 1.5).
+    Key = 11,
 }
 
 impl Category {
     /// Every category, in numeric order.
-    pub const ALL: [Category; 11] = [
+    pub const ALL: [Category; 12] = [
         Category::Ok,
         Category::InvalidInput,
         Category::NotFound,
@@ -273,6 +293,7 @@ impl Category {
         Category::Cancelled,
         Category::Internal,
         Category::Signature,
+        Category::Key,
     ];
 
     /// The category's name as the bindings spell it ("CORRUPT", ...).
@@ -289,6 +310,7 @@ impl Category {
             Category::Cancelled => "CANCELLED",
             Category::Internal => "INTERNAL",
             Category::Signature => "SIGNATURE",
+            Category::Key => "KEY",
         }
     }
 }
@@ -490,6 +512,23 @@ pub enum Error {
         /// Why: unsigned, another key, a signature that does not match.
         reason: &'static str,
     },
+    /// The archive is encrypted (format 1.5) and no key was given.
+    #[error("the archive is encrypted: give an identity file or the passphrase")]
+    KeyRequired,
+    /// No key given opens the archive, or a chain mixes keys.
+    #[error("wrong key: {reason}")]
+    WrongKey {
+        /// Which: no stanza opened, or the chain's archives differ in key.
+        reason: &'static str,
+    },
+    /// Encrypted bytes fail their authentication tag (format 1.5).
+    #[error("{what} at offset {offset}: encrypted bytes are damaged (authentication tag mismatch)")]
+    Decrypt {
+        /// The structure ("block", "manifest").
+        what: &'static str,
+        /// For a block its virtual offset, else the archive offset.
+        offset: u64,
+    },
     /// The error happened in ancestor `depth` of the chain (1 = the parent):
     /// its bytes or structures are at fault, not the archive that was opened.
     /// Front ends replace the depth with the ancestor's path.
@@ -569,6 +608,9 @@ impl Error {
             Error::ChainTooDeep { .. } => ErrorCode::ChainTooDeep,
             Error::ChainCycle => ErrorCode::ChainCycle,
             Error::Signature { .. } => ErrorCode::Signature,
+            Error::KeyRequired => ErrorCode::KeyRequired,
+            Error::WrongKey { .. } => ErrorCode::WrongKey,
+            Error::Decrypt { .. } => ErrorCode::Decrypt,
             #[cfg(feature = "alloc")]
             Error::Ancestor { error, .. } => error.code(),
         }

@@ -187,10 +187,13 @@ pub mod features {
     /// (spec section 15). Incompatible: a 1.3 reader would look for the
     /// footer in the last 192 bytes.
     pub const SIGNED: u64 = 1 << 3;
+    /// Format 1.5: blocks and manifest are encrypted (spec section 16); the
+    /// manifest region starts with a key section and block hashes are keyed.
+    pub const ENCRYPTED: u64 = 1 << 4;
     /// Incompatible feature bits this reader understands.
-    pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS | ENTROPY | SIGNED;
+    pub const KNOWN_INCOMPAT: u64 = FILES | FIELDS | ENTROPY | SIGNED | ENCRYPTED;
     /// Minor version of the format this reader implements.
-    pub const KNOWN_MINOR: u16 = 4;
+    pub const KNOWN_MINOR: u16 = 5;
     /// The features a block entry needs its archive to declare: `FIELDS`
     /// for the `fields` filter, `ENTROPY` for codec `ans` (wherever its
     /// bytes are stored: a writer declares the features of the entries it
@@ -207,7 +210,9 @@ pub mod features {
     }
     /// The minor version an archive using `incompat` features declares.
     pub const fn minor_for(incompat: u64) -> u16 {
-        if incompat & SIGNED != 0 {
+        if incompat & ENCRYPTED != 0 {
+            5
+        } else if incompat & SIGNED != 0 {
             4
         } else if incompat & ENTROPY != 0 {
             3

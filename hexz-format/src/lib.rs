@@ -15,6 +15,9 @@
 //!   from `constriction`; needs `alloc`.
 //! - `std`: I/O errors keep the OS error; brings `cdc`.
 //! - `cdc`: content-defined cutting (FastCDC) of raw files when storing.
+//! - `encryption`: encrypted archives (format 1.5, `crypt`): AES-256-GCM-SIV
+//!   blocks and manifest, keys from a passphrase (Argon2id) or X25519
+//!   recipients; needs `alloc`.
 //!
 //! Modules, along the data path:
 //! - Reading: `source` (the `ReadAt` trait every source implements),
@@ -44,6 +47,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod codec;
+#[cfg(feature = "encryption")]
+pub mod crypt;
 pub mod dtype;
 #[cfg(feature = "ans")]
 pub mod entropy;

@@ -221,8 +221,10 @@ pub fn read_trailer<R: ReadAt + ?Sized>(src: &R, file_len: u64) -> Result<Signat
     if trailer.reserved != [0; 2] {
         return Err(Error::invalid("signature trailer reserved bytes", at + 22, "must be zero"));
     }
-    if trailer.unsigned_minor.get() >= crate::layout::features::minor_for(crate::layout::features::SIGNED) {
-        return Err(Error::invalid("signature trailer unsigned_minor", at + 20, "must be below 4"));
+    // An unsigned archive never declares 1.4 (SIGNED's own minor); from 1.5
+    // on (ENCRYPTED) its minor may be above it.
+    if trailer.unsigned_minor.get() == crate::layout::features::minor_for(crate::layout::features::SIGNED) {
+        return Err(Error::invalid("signature trailer unsigned_minor", at + 20, "must not be 4"));
     }
     let count = trailer.signature_count.get();
     if count == 0 || count > MAX_SIGNATURES {

@@ -75,7 +75,7 @@ pub fn verify_open<R: ReadAt>(archive: &Archive<R>, deep: bool, report: &mut Rep
         (Ok(s), Ok(b), Ok(p)) => (s, b, p),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return report.push("archive", e),
     };
-    let mut source_hasher = blake3::Hasher::new();
+    let mut source_hasher = archive.source_hasher();
     let mut complete = true;
     let (mut max_virtual, mut max_stored) = (0u32, 0u32);
 

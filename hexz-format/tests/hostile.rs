@@ -385,7 +385,7 @@ fn one_block_archive(data: &[u8], stored: Vec<u8>, codec: hexz_format::CodecId) 
     assert!(writer.add(&job, &ParentIndex::default()).unwrap());
     out.extend_from_slice(&job.bytes);
     let sh = *blake3::hash(data).as_bytes();
-    out.extend_from_slice(&writer.finish(plan, &[], None, sh).unwrap().0);
+    out.extend_from_slice(&writer.finish(plan, &StoreOptions::default(), None, sh).unwrap().0);
     out
 }
 

@@ -336,7 +336,7 @@ fn spec_tail_vector_decodes_and_reproduces() {
         }
     }
     let sh = *blake3::hash(&src).as_bytes();
-    built.extend_from_slice(&writer.finish(plan, &[], None, sh).unwrap().0);
+    built.extend_from_slice(&writer.finish(plan, &hexz_format::writer::StoreOptions::default(), None, sh).unwrap().0);
     let stored = pin("tails-zstd", &built, &src);
     let archive = Archive::open(stored.as_slice()).unwrap();
     assert_eq!(archive.read_vec(0, archive.virtual_size()).unwrap(), src);

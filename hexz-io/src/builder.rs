@@ -309,6 +309,15 @@ impl<'a> Store<'a> {
         self
     }
 
+    /// Encrypt the archive (format 1.5; build it with
+    /// [`EncryptTo::encryption`](crate::keys::EncryptTo::encryption)). A
+    /// fine-tune of an encrypted base is encrypted under the base's key
+    /// without asking; asking for another key is refused.
+    pub fn encryption(mut self, encryption: Option<hexz_format::writer::Encryption>) -> Self {
+        self.opts.encryption = encryption;
+        self
+    }
+
     /// The core's options with every method's setting applied, checked.
     pub fn store_options(&self) -> Result<StoreOptions> {
         let mut opts = self.opts.clone();
@@ -391,6 +400,15 @@ impl<'a> Store<'a> {
         unchanged: &(dyn Fn() -> Result<()> + Sync),
     ) -> Result<StoreReport> {
         let base = self.base.as_ref().map(|b| Reader::open(b.clone(), &self.open)).transpose()?;
+        // A chain is under one key: a fine-tune of an encrypted base takes its key.
+        let inherited;
+        let opts = match base.as_ref().map(|b| b.archive()) {
+            Some(b) if b.is_encrypted() && opts.encryption.is_none() => {
+                inherited = StoreOptions { encryption: crate::keys::inherit(b)?, ..opts.clone() };
+                &inherited
+            }
+            _ => opts,
+        };
         let mut inputs = base_inputs(base.as_ref());
         inputs.extend(files);
         let mut sink = self.sinks.create(dst, &SinkOptions { clobber: self.clobber, inputs })?;

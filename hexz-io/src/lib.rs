@@ -46,6 +46,7 @@ mod cached;
 mod error;
 mod extract;
 mod folder;
+pub mod keys;
 mod location;
 mod names;
 pub mod options;

@@ -541,6 +541,11 @@ impl HashSink {
         HashSink::default()
     }
 
+    /// A sink hashing with `hasher` (an archive's [`source_hasher`](hexz_format::Archive::source_hasher)).
+    pub fn with(hasher: blake3::Hasher) -> Self {
+        HashSink(Mutex::new(hasher))
+    }
+
     /// BLAKE3 of everything written.
     pub fn finalize(&self) -> [u8; 32] {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()).finalize().as_bytes()

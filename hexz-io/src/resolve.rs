@@ -70,6 +70,17 @@ pub struct OpenOptions {
     /// parent's identity (spec section 15). Parents need no signature of
     /// their own: the signed identity pins them.
     pub trusted_keys: Vec<hexz_format::signature::PublicKey>,
+    /// Keys for encrypted archives (format 1.5): identities and
+    /// passphrases. `None`: an encrypted archive is refused (key required).
+    pub keys: Option<Arc<crate::keys::Keychain>>,
+}
+
+/// Open one archive with the options' keys, if any.
+pub(crate) fn open_archive(source: Source, opts: &OpenOptions) -> hexz_format::Result<Archive<Source>> {
+    match &opts.keys {
+        Some(keys) => Archive::open_unlocked(source, &opts.limits, keys.as_ref()),
+        None => Archive::open_with(source, &opts.limits),
+    }
 }
 
 impl Default for OpenOptions {
@@ -83,6 +94,7 @@ impl Default for OpenOptions {
             read_slots: 0,
             memory_budget: 256 << 20,
             trusted_keys: Vec::new(),
+            keys: None,
         }
     }
 }
@@ -127,7 +139,7 @@ pub fn open_chain_from(location: &Location, source: Source, opts: &OpenOptions) 
         // The signature authenticates blocks through their hashes.
         return Err(Error::invalid("a trusted key needs block hash checks on (verify_hashes)"));
     }
-    let root = Archive::open_with(source, &opts.limits).map_err(at(location))?;
+    let root = open_archive(source, opts).map_err(at(location))?;
     if !opts.trusted_keys.is_empty() {
         root.check_signature(&opts.trusted_keys).map_err(at(location))?;
     }
@@ -195,7 +207,7 @@ fn find_parent(
                 continue;
             }
         };
-        match Archive::open_with(source, &opts.limits) {
+        match open_archive(source, opts) {
             Ok(a) if a.identity() == expected => return Ok((a, candidate)),
             Ok(a) => {
                 other_archive.get_or_insert(Error::At {

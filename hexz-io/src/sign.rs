@@ -263,13 +263,22 @@ pub fn keygen(secret: &Path, public: &Path, force: bool) -> Result<PublicKey> {
         }
     }
     let key = SecretKey::generate()?;
-    write_private(secret, key.to_file_text().as_bytes())?;
+    write_private(secret, key.to_file_text().as_bytes(), true)?;
     let pk = key.public();
     std::fs::write(public, public_key_text(&pk)).map_err(|e| Error::file(public, "write", e))?;
     Ok(pk)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Write a file readable by its owner only, atomically; an existing file
+/// is refused unless `force`.
+pub(crate) fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    if !force && path.exists() {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: "exists (--force replaces it)".into(),
+            code: ErrorCode::InvalidArgument,
+        });
+    }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp =
         tempfile::Builder::new().prefix(".hexz-key").tempfile_in(dir).map_err(|e| Error::file(dir, "create", e))?;
@@ -300,7 +309,9 @@ pub struct SignOutcome {
 
 fn open_alone(path: &Path) -> Result<Archive<FileSource>> {
     let src = FileSource::open(path)?;
-    Archive::open(src).map_err(|e| Error::At { location: crate::Location::Path(path.to_path_buf()), source: e })
+    // Signing needs no decryption key: the identity covers the encrypted bytes.
+    Archive::open_locked(src, &Default::default())
+        .map_err(|e| Error::At { location: crate::Location::Path(path.to_path_buf()), source: e })
 }
 
 /// Existing records, each as its header and comment.
@@ -340,7 +351,7 @@ pub fn sign_file(path: &Path, key: &SecretKey, comment: &str) -> Result<SignOutc
 
 /// [`sign_file`] on an archive in memory: the signed archive's bytes.
 pub fn sign_bytes(bytes: &[u8], key: &SecretKey, comment: &str) -> Result<Vec<u8>> {
-    let archive = Archive::open(bytes)?;
+    let archive = Archive::open_locked(bytes, &Default::default())?;
     let identity = archive.identity();
     let mut records: Vec<(RecordHeader, Vec<u8>)> =
         archive.signature_records()?.into_iter().map(|r| (r.header, r.comment().to_vec())).collect();

@@ -150,6 +150,7 @@ pub fn store_plan_parallel(
             _ => Error::Format(e),
         }
     };
+    opts.check_parent(parent_archive).map_err(Error::Format)?;
     let index =
         ParentIndex::build(parent_archive, &plan, opts.allowed_features()).map_err(|e| parent_error(e.in_parent()))?;
 
@@ -210,7 +211,7 @@ pub fn store_plan_parallel(
         // The cutter: reads the source in order, hashing it.
         let cutter = scope.spawn(move || -> std::result::Result<[u8; 32], hexz_format::Error> {
             let chunker = chunker(opts).map_err(|_| hexz_format::Error::InvalidArgument("chunking not available"))?;
-            let mut cutter = Cutter::new(src, plan_ref, &index.bases, chunker);
+            let mut cutter = Cutter::new(src, plan_ref, &index.bases, chunker).with_source_hasher(opts.source_hasher());
             let mut decision = Arc::new(Decision::default());
             while let Some(job) = cutter.next_block()? {
                 if permit_tx.send(()).is_err() || stop.load(Ordering::Relaxed) {
@@ -291,7 +292,7 @@ pub fn store_plan_parallel(
     })?;
     let parent_ref = parent.map(|p| ParentRef { identity: p.archive.identity(), hint: p.hint });
     let warnings = index.warnings.clone();
-    let (tail, mut report) = writer.finish(plan, &opts.metadata, parent_ref, source_hash)?;
+    let (tail, mut report) = writer.finish(plan, opts, parent_ref, source_hash)?;
     write(out, &tail)?;
     out.flush().map_err(|e| Error::file(out_name, "write", e))?;
     report.warnings = warnings;

@@ -43,7 +43,7 @@ pub fn verify_location(
             return report;
         }
     };
-    match Archive::open_with(source, &opts.limits) {
+    match crate::resolve::open_archive(source, opts) {
         Err(e) => {
             report.push("archive", e);
             return report;
@@ -118,7 +118,7 @@ fn verify_chain(
         Err(e) => return report.push("archive", e),
     };
     let size = reader.size();
-    let hash = HashSink::new();
+    let hash = HashSink::with(reader.archive().source_hasher());
     let decoded = reader.read_range_parallel(0, size, &hash, threads, &|done| {
         progress(done, size);
         ControlFlow::Continue(())

@@ -4,7 +4,6 @@
 //! bytes it is handed.
 
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use zerocopy::little_endian::{U16, U32, U64};
@@ -17,7 +16,7 @@ use crate::layout::{
     short_checksum, BlockEntry, DirectoryEntry, FileHeader, FilterId, Footer, StorageKind, FOOTER_MAGIC, FOOTER_SIZE,
     HEADER_MAGIC, HEADER_SIZE, VERSION_MAJOR,
 };
-use crate::manifest::{Manifest, MetadataValue, ParentRef};
+use crate::manifest::{Manifest, ParentRef};
 use crate::plan::Plan;
 use crate::writer::{StoreOptions, StoreReport};
 
@@ -46,6 +45,8 @@ pub struct ArchiveWriter {
     max_block: u32,
     max_stored: u32,
     report: StoreReport,
+    #[cfg(feature = "encryption")]
+    encryption: Option<crate::writer::Encryption>,
 }
 
 impl ArchiveWriter {
@@ -64,11 +65,15 @@ impl ArchiveWriter {
             && plan.segments.iter().any(|s| s.fields.is_some());
         // Entropy coding may be used for float segments and for deltas.
         let entropy = opts.entropy_coding() && (deltas || plan.segments.iter().any(|s| s.floats));
-        let incompat = files | if fields { FIELDS } else { 0 } | if entropy { ENTROPY } else { 0 } | parent.features;
+        let encrypted = if opts.encrypted() { crate::layout::features::ENCRYPTED } else { 0 };
+        let incompat =
+            files | if fields { FIELDS } else { 0 } | if entropy { ENTROPY } else { 0 } | parent.features | encrypted;
         ArchiveWriter {
             entries_per_page: opts.entries_per_page,
             incompat,
-            used: files,
+            used: files | encrypted,
+            #[cfg(feature = "encryption")]
+            encryption: opts.encryption.clone(),
             written: HEADER_SIZE as u64,
             entries: Vec::new(),
             first_location: BTreeMap::new(),
@@ -133,19 +138,7 @@ impl ArchiveWriter {
             if block.filter.is_delta() {
                 self.report.delta_blocks += 1;
             }
-            let e = BlockEntry {
-                virtual_offset: U64::new(block.offset),
-                stored_offset: U64::new(self.written),
-                delta_base_offset: U64::new(block.delta_base),
-                virtual_length: U32::new(block.length),
-                stored_length: U32::new(stored_length),
-                codec: block.codec as u8,
-                filter: block.filter as u8,
-                element_width: if block.filter == FilterId::None { 1 } else { block.width },
-                location: 0,
-                filter_param: U32::new(block.param),
-                hash: block.hash,
-            };
+            let e = block.entry(self.written);
             self.first_location.insert(block.hash, e);
             self.written += u64::from(stored_length);
             (e, false, false, true)
@@ -173,7 +166,7 @@ impl ArchiveWriter {
     pub fn finish(
         mut self,
         mut plan: Plan,
-        metadata: &[(String, MetadataValue)],
+        opts: &StoreOptions,
         parent: Option<ParentRef>,
         source_hash: [u8; 32],
     ) -> Result<(Vec<u8>, StoreReport)> {
@@ -214,11 +207,16 @@ impl ArchiveWriter {
             source_format: plan.format,
             source_header_length: plan.header_length,
             tensors: plan.tensors,
-            metadata: metadata.to_vec(),
+            metadata: opts.metadata.to_vec(),
             parent,
             files: plan.files,
         }
         .encode()?;
+        #[cfg(feature = "encryption")]
+        let manifest = match &self.encryption {
+            Some(enc) => enc.section.seal_manifest(&enc.keys, manifest)?,
+            None => manifest,
+        };
         let manifest_offset = self.written + tail.len() as u64;
         tail.extend_from_slice(&manifest);
         let mut footer = Footer {

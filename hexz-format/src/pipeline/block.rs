@@ -53,6 +53,24 @@ pub struct EncodedJob {
 }
 
 impl EncodedJob {
+    /// The block's index entry, stored at `stored_offset` in this archive.
+    pub fn entry(&self, stored_offset: u64) -> crate::layout::BlockEntry {
+        use zerocopy::little_endian::{U32, U64};
+        crate::layout::BlockEntry {
+            virtual_offset: U64::new(self.offset),
+            stored_offset: U64::new(stored_offset),
+            delta_base_offset: U64::new(self.delta_base),
+            virtual_length: U32::new(self.length),
+            stored_length: U32::new(self.bytes.len() as u32),
+            codec: self.codec as u8,
+            filter: self.filter as u8,
+            element_width: if self.filter == FilterId::None { 1 } else { self.width },
+            location: 0,
+            filter_param: U32::new(self.param),
+            hash: self.hash,
+        }
+    }
+
     /// What a leader passes to its followers.
     pub fn decision(&self) -> Option<FilterId> {
         (self.codec != CodecId::None).then_some(self.filter)
@@ -65,6 +83,8 @@ pub struct EncodeState {
     split_fields: bool,
     workspace: Option<Workspace>,
     base: Vec<u8>,
+    #[cfg(feature = "encryption")]
+    keys: Option<alloc::sync::Arc<crate::crypt::Keys>>,
 }
 
 impl EncodeState {
@@ -75,6 +95,8 @@ impl EncodeState {
             split_fields: opts.split_fields,
             workspace: parent.map(|p| p.new_scratch()).transpose()?,
             base: Vec::new(),
+            #[cfg(feature = "encryption")]
+            keys: opts.keys().cloned(),
         })
     }
 }
@@ -100,6 +122,13 @@ pub fn encode_block<P: ReadAt>(
     parent: Option<&Archive<P>>,
     index: &ParentIndex,
 ) -> Result<EncodedJob> {
+    // Keyed (and half the field) in an encrypted archive: the tag fills the rest.
+    #[cfg(feature = "encryption")]
+    let hash = match &state.keys {
+        Some(keys) => keys.block_hash(&job.data),
+        None => *blake3::hash(&job.data).as_bytes(),
+    };
+    #[cfg(not(feature = "encryption"))]
     let hash = *blake3::hash(&job.data).as_bytes();
     let mut done = EncodedJob {
         index: job.index,
@@ -147,5 +176,11 @@ pub fn encode_block<P: ReadAt>(
     done.filter = encoded.filter;
     done.param = encoded.param;
     done.bytes = encoded.bytes.to_vec();
+    #[cfg(feature = "encryption")]
+    if let Some(keys) = &state.keys {
+        let entry = done.entry(0);
+        let tag = keys.seal_block(&mut done.bytes, &entry)?;
+        done.hash[16..].copy_from_slice(&tag);
+    }
     Ok(done)
 }

@@ -198,6 +198,12 @@ impl<'a, R: ReadAt + ?Sized, C: Chunker> Cutter<'a, R, C> {
         }
     }
 
+    /// Hash the source with `hasher` (keyed, for an encrypted archive).
+    pub fn with_source_hasher(mut self, hasher: blake3::Hasher) -> Self {
+        self.hasher = hasher;
+        self
+    }
+
     /// The next block, or `None` after the last.
     pub fn next_block(&mut self) -> Result<Option<BlockJob>> {
         let Some(seg) = self.plan.segments.get(self.segment).copied() else {

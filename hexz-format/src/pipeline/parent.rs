@@ -24,6 +24,19 @@ pub struct ParentIndex {
     /// Incompatible features the blocks offered need (a child that copies
     /// their entries declares them).
     pub features: u64,
+    /// The parent is encrypted: blocks are found by their keyed hash, the
+    /// entry's first 16 bytes (the rest is the block's tag).
+    encrypted: bool,
+}
+
+/// The key blocks are found by: the whole hash, or in an encrypted chain
+/// its keyed half.
+fn dedup_key(hash: &[u8; 32], encrypted: bool) -> [u8; 32] {
+    let mut key = *hash;
+    if encrypted {
+        key[16..].fill(0);
+    }
+    key
 }
 
 impl ParentIndex {
@@ -39,6 +52,7 @@ impl ParentIndex {
     pub fn build<P: ReadAt>(parent: Option<&Archive<P>>, plan: &Plan, allowed: u64) -> Result<Self> {
         let mut index = ParentIndex { bases: alloc::vec![None; plan.tensors.len()], ..ParentIndex::default() };
         let Some(p) = parent else { return Ok(index) };
+        index.encrypted = p.is_encrypted();
         if p.chain_len() >= usize::from(limits::MAX_CHAIN_DEPTH) {
             return Err(Error::ChainTooDeep { limit: limits::MAX_CHAIN_DEPTH });
         }
@@ -53,7 +67,7 @@ impl ParentIndex {
             let needed = crate::layout::features::needed_by(&e);
             if deepest < u16::from(limits::MAX_CHAIN_DEPTH) && needed & !allowed == 0 {
                 index.features |= needed;
-                index.blocks.entry(e.hash).or_insert(e);
+                index.blocks.entry(dedup_key(&e.hash, index.encrypted)).or_insert(e);
             }
         }
         let manifest = p.manifest()?;
@@ -90,6 +104,6 @@ impl ParentIndex {
 
     /// The parent chain's entry for a block with this hash, if it has one.
     pub(crate) fn block(&self, hash: &[u8; 32]) -> Option<&BlockEntry> {
-        self.blocks.get(hash)
+        self.blocks.get(&dedup_key(hash, self.encrypted))
     }
 }

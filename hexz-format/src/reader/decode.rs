@@ -107,13 +107,35 @@ impl<R: ReadAt> Archive<R> {
         let target_depth = ctx.target_depth(e);
         let target = self.target(target_depth, e)?;
         let len = e.stored_length.get() as usize;
+        if target.is_encrypted() {
+            // Decrypted in place: read (or copied) into scratch, or straight
+            // into `out` when the block is stored as it is.
+            let raw = e.codec == CodecId::None as u8 && e.filter == FilterId::None as u8 && len == out.len();
+            let read_open = |buf: &mut [u8]| -> Result<()> {
+                match target.src.borrow_at(e.stored_offset.get(), len) {
+                    Some(bytes) => buf.copy_from_slice(bytes),
+                    None => target
+                        .src
+                        .read_exact_at(e.stored_offset.get(), buf)
+                        .map_err(|err| err.at_depth(target_depth))?,
+                }
+                target.open_stored(buf, e).map_err(|err| err.at_depth(target_depth))
+            };
+            if raw {
+                read_open(out)?;
+                return check_hash(target, ctx.verify, out, e, index, target_depth);
+            }
+            let buf = split_scratch(stored_buf, len)?.0;
+            read_open(buf)?;
+            return self.decode_input(ctx, index, e, Input::Stored(buf), out);
+        }
         let stored: &[u8] = match target.src.borrow_at(e.stored_offset.get(), len) {
             Some(bytes) => bytes,
             // A block stored as it is (incompressible quants, mostly) is
             // read straight into place: one copy fewer.
             None if e.codec == CodecId::None as u8 && e.filter == FilterId::None as u8 && len == out.len() => {
                 target.src.read_exact_at(e.stored_offset.get(), out).map_err(|err| err.at_depth(target_depth))?;
-                return check_hash(ctx.verify, out, e, index, target_depth);
+                return check_hash(target, ctx.verify, out, e, index, target_depth);
             }
             None => {
                 let buf = split_scratch(stored_buf, len)?.0;
@@ -170,6 +192,8 @@ impl<R: ReadAt> Archive<R> {
             return Err(Error::CodecUnavailable(codec.name()));
         }
         let fail = decode_error(e, index, codec, target_depth);
+        let target =
+            self.member(target_depth).ok_or(Error::ParentRequired { offset: voff, depth: target_depth as u8 })?;
         let width = usize::from(e.element_width);
         let stored = match input {
             Input::Stored(stored) => stored,
@@ -236,14 +260,14 @@ impl<R: ReadAt> Archive<R> {
                         delta_apply_into(filter, out, base, width);
                     }
                 }
-                if let Err(mismatch) = check_hash(ctx.verify, out, e, index, target_depth) {
+                if let Err(mismatch) = check_hash(target, ctx.verify, out, e, index, target_depth) {
                     base_at(base, ctx.rest, ctx.zstd.as_deref_mut(), true)?;
                     return Err(mismatch);
                 }
                 return Ok(());
             }
         }
-        check_hash(ctx.verify, out, e, index, target_depth)
+        check_hash(target, ctx.verify, out, e, index, target_depth)
     }
 }
 
@@ -260,9 +284,17 @@ fn decode_error(
     }
 }
 
-/// A decoded block checked against its BLAKE3 (unless `verify` is off).
-pub(super) fn check_hash(verify: bool, block: &[u8], e: &BlockEntry, index: u64, target_depth: usize) -> Result<()> {
-    if verify && *blake3::hash(block).as_bytes() != e.hash {
+/// A decoded block checked against its BLAKE3 (keyed in an encrypted
+/// archive, `target` the one holding it), unless `verify` is off.
+pub(super) fn check_hash<R: ReadAt>(
+    target: &Archive<R>,
+    verify: bool,
+    block: &[u8],
+    e: &BlockEntry,
+    index: u64,
+    target_depth: usize,
+) -> Result<()> {
+    if verify && !target.block_matches(block, e) {
         return Err(Error::HashMismatch { block: index, offset: e.virtual_offset.get() }.at_depth(target_depth));
     }
     Ok(())

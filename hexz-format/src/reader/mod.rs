@@ -49,6 +49,9 @@ pub struct Archive<R> {
     manifest: ManifestView,
     /// The signature section of a signed archive (format 1.4).
     signatures: Option<crate::signature::SignatureSection>,
+    /// The keys of an encrypted archive (format 1.5).
+    #[cfg(feature = "encryption")]
+    keys: Option<alloc::sync::Arc<crate::crypt::Keys>>,
     verify_hashes: bool,
     /// The file's tail from `meta_start`: directory, manifest, footer.
     #[cfg(feature = "alloc")]
@@ -140,6 +143,76 @@ impl<R: ReadAt> Archive<R> {
     /// Identity of the parent this archive names, if any.
     pub fn parent_identity(&self) -> Option<[u8; 32]> {
         (self.manifest.header.has_parent == 1).then_some(self.manifest.header.parent_identity)
+    }
+
+    /// Whether the archive is encrypted (format 1.5).
+    pub fn is_encrypted(&self) -> bool {
+        self.header.incompat_features.get() & crate::layout::features::ENCRYPTED != 0
+    }
+
+    /// The keys of an encrypted archive, once opened with them.
+    #[cfg(feature = "encryption")]
+    pub fn keys(&self) -> Option<&alloc::sync::Arc<crate::crypt::Keys>> {
+        self.keys.as_ref()
+    }
+
+    /// The hasher of the whole virtual space whose digest the footer's
+    /// `source_hash` records: keyed in an encrypted archive.
+    pub fn source_hasher(&self) -> blake3::Hasher {
+        #[cfg(feature = "encryption")]
+        if let Some(keys) = &self.keys {
+            return keys.source_hasher();
+        }
+        blake3::Hasher::new()
+    }
+
+    /// Whether the archive is encrypted and was opened without its keys
+    /// ([`open_locked`](Self::open_locked)): structure only.
+    pub fn is_locked(&self) -> bool {
+        #[cfg(feature = "encryption")]
+        return self.is_encrypted() && self.keys.is_none();
+        #[cfg(not(feature = "encryption"))]
+        return self.is_encrypted();
+    }
+
+    /// The key section of an encrypted archive (format 1.5).
+    #[cfg(feature = "encryption")]
+    pub fn key_section(&self) -> crate::Result<crate::crypt::KeySection<'_>> {
+        if !self.is_encrypted() {
+            return Err(crate::Error::InvalidArgument("the archive is not encrypted"));
+        }
+        let offset = self.footer.manifest_offset.get();
+        let at = offset.checked_sub(self.meta_start).and_then(|a| usize::try_from(a).ok());
+        let region = at.and_then(|at| self.meta.get(at..)).ok_or(crate::Error::invalid(
+            "footer manifest_offset",
+            offset,
+            "manifest outside the bytes read",
+        ))?;
+        crate::crypt::KeySection::parse(region, offset)
+    }
+
+    /// Decrypt a block's stored bytes in place (nothing for a plain archive).
+    #[inline]
+    pub(crate) fn open_stored(&self, stored: &mut [u8], e: &crate::layout::BlockEntry) -> crate::Result<()> {
+        #[cfg(feature = "encryption")]
+        if let Some(keys) = &self.keys {
+            return keys.open_block(stored, e);
+        }
+        if self.is_encrypted() {
+            return Err(crate::Error::KeyRequired);
+        }
+        let _ = (stored, e);
+        Ok(())
+    }
+
+    /// Whether a decoded block matches its entry's hash (keyed when encrypted).
+    #[inline]
+    pub(crate) fn block_matches(&self, decoded: &[u8], e: &crate::layout::BlockEntry) -> bool {
+        #[cfg(feature = "encryption")]
+        if let Some(keys) = &self.keys {
+            return keys.block_matches(decoded, e);
+        }
+        *blake3::hash(decoded).as_bytes() == e.hash
     }
 
     /// Whether decoded blocks are checked against their BLAKE3 (default: yes).

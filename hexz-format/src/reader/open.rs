@@ -102,6 +102,35 @@ fn read_struct<T: FromBytes, const N: usize, R: ReadAt + ?Sized>(
     parse_struct(&raw, offset, what)
 }
 
+/// What opens an encrypted archive (nothing, in a build without encryption).
+#[cfg(feature = "encryption")]
+type Unlocker<'u> = dyn crate::crypt::Unlock + 'u;
+#[cfg(not(feature = "encryption"))]
+type Unlocker<'u> = ();
+
+/// Decrypt the manifest in `meta` (the file's tail from `meta_start`) in
+/// place; returns the keys and the key section's length.
+#[cfg(feature = "encryption")]
+fn decrypt_manifest(
+    meta: &mut [u8],
+    meta_start: u64,
+    offset: u64,
+    length: u64,
+    unlock: &dyn crate::crypt::Unlock,
+) -> Result<(alloc::sync::Arc<crate::crypt::Keys>, usize)> {
+    use crate::crypt::{open_manifest, KeySection};
+    let at = offset.checked_sub(meta_start).and_then(|a| usize::try_from(a).ok());
+    let region = at
+        .and_then(|at| meta.get_mut(at..at.checked_add(usize::try_from(length).ok()?)?))
+        .ok_or(Error::invalid("footer manifest_offset", offset, "manifest outside the bytes read"))?;
+    let section_len = KeySection::parse(region, offset)?.bytes.len();
+    let (section_bytes, ciphertext) = region.split_at_mut(section_len);
+    let section = KeySection::parse(section_bytes, offset)?;
+    let keys = unlock.unlock(&section)?;
+    open_manifest(&keys, &section, ciphertext, offset)?;
+    Ok((keys, section_len))
+}
+
 impl<R: ReadAt> Archive<R> {
     /// Open and validate an archive with the default [`OpenLimits`].
     pub fn open(src: R) -> Result<Self> {
@@ -109,8 +138,31 @@ impl<R: ReadAt> Archive<R> {
     }
 
     /// Open and validate an archive, in the order the spec gives: header,
-    /// footer, directory, manifest. Blocks are checked when read.
+    /// footer, directory, manifest. Blocks are checked when read. An
+    /// encrypted archive (format 1.5) needs [`open_unlocked`](Self::open_unlocked).
     pub fn open_with(src: R, open_limits: &OpenLimits) -> Result<Self> {
+        Self::open_inner(src, open_limits, None, false)
+    }
+
+    /// Open and validate an archive that may be encrypted (format 1.5):
+    /// `unlock` gives the keys from its key section. A plain archive opens
+    /// as with [`open_with`](Self::open_with).
+    #[cfg(feature = "encryption")]
+    pub fn open_unlocked(src: R, open_limits: &OpenLimits, unlock: &(dyn crate::crypt::Unlock + '_)) -> Result<Self> {
+        Self::open_inner(src, open_limits, Some(unlock), false)
+    }
+
+    /// Open an archive's structure without its keys: header, footer,
+    /// directory, signatures and index are read and validated; an encrypted
+    /// archive's manifest stays encrypted (its view is empty and
+    /// [`manifest`](Self::manifest) says a key is required) and its blocks
+    /// cannot be read. What signing and structure checks need; a plain
+    /// archive opens fully.
+    pub fn open_locked(src: R, open_limits: &OpenLimits) -> Result<Self> {
+        Self::open_inner(src, open_limits, None, true)
+    }
+
+    fn open_inner(src: R, open_limits: &OpenLimits, unlock: Option<&Unlocker<'_>>, locked: bool) -> Result<Self> {
         let file_len = src.len();
         let min = (HEADER_SIZE + FOOTER_SIZE) as u64;
         if file_len < min {
@@ -123,6 +175,13 @@ impl<R: ReadAt> Archive<R> {
         let header: FileHeader = read_struct::<_, HEADER_SIZE, _>(&src, 0, "header")?;
         Self::check_header(&header)?;
         let signed = header.incompat_features.get() & features::SIGNED != 0;
+        let encrypted = header.incompat_features.get() & features::ENCRYPTED != 0;
+        if encrypted && !cfg!(feature = "encryption") {
+            return Err(Error::CodecUnavailable("encryption"));
+        }
+        if encrypted && unlock.is_none() && !locked {
+            return Err(Error::KeyRequired);
+        }
         // Unsigned: the footer is the last 192 bytes. Signed (1.4): it ends
         // where the signature section starts, which the trailer gives.
         let footer_end = |tail: &dyn ReadAt| -> Result<(u64, Option<SignatureSection>)> {
@@ -135,7 +194,8 @@ impl<R: ReadAt> Archive<R> {
 
         // A source in memory is read in place: no copy of its tail (and no allocation).
         #[cfg(feature = "alloc")]
-        let in_memory = usize::try_from(file_len).ok().and_then(|n| src.borrow_at(0, n)).is_some();
+        // (Not an encrypted one: its manifest is decrypted in the bytes kept.)
+        let in_memory = !encrypted && usize::try_from(file_len).ok().and_then(|n| src.borrow_at(0, n)).is_some();
         #[cfg(feature = "alloc")]
         let (footer, meta_start, meta, signatures) = if in_memory {
             let (end, signatures) = footer_end(&src)?;
@@ -176,6 +236,9 @@ impl<R: ReadAt> Archive<R> {
                 (footer, start, meta, signatures)
             }
         };
+        #[cfg(feature = "alloc")]
+        #[allow(unused_mut)]
+        let mut meta = meta;
         #[cfg(not(feature = "alloc"))]
         let (footer, signatures) = {
             let _ = open_limits;
@@ -187,7 +250,7 @@ impl<R: ReadAt> Archive<R> {
         };
 
         let identity = *blake3::hash(&zerocopy::IntoBytes::as_bytes(&footer)[..FOOTER_SIZE - 8]).as_bytes();
-        let manifest = {
+        {
             #[cfg(feature = "alloc")]
             let meta = Meta { src: &src, start: meta_start, bytes: &meta };
             #[cfg(not(feature = "alloc"))]
@@ -202,13 +265,58 @@ impl<R: ReadAt> Archive<R> {
             if hash_range(&meta, manifest_offset, manifest_length)? != footer.manifest_hash {
                 return Err(Error::Checksum { what: "manifest", offset: manifest_offset });
             }
-            let mut head = [0u8; MANIFEST_HEADER_SIZE];
-            meta.read_exact_at(manifest_offset, &mut head)?;
-            let files = header.incompat_features.get() & features::FILES != 0;
-            let view = ManifestView::parse(&head, manifest_offset, manifest_length, footer.virtual_size.get(), files)?;
+        }
+        // Encrypted (1.5): the manifest region is a key section and the
+        // manifest's ciphertext, decrypted here in the bytes kept.
+        #[cfg(feature = "encryption")]
+        let (keys, manifest_offset, manifest_length) = match unlock {
+            Some(unlock) if encrypted => {
+                let (keys, section_len) = decrypt_manifest(
+                    &mut meta,
+                    meta_start,
+                    footer.manifest_offset.get(),
+                    footer.manifest_length.get(),
+                    unlock,
+                )?;
+                let offset = footer.manifest_offset.get() + section_len as u64;
+                (Some(keys), offset, footer.manifest_length.get() - section_len as u64)
+            }
+            _ => (None, footer.manifest_offset.get(), footer.manifest_length.get()),
+        };
+        #[cfg(not(feature = "encryption"))]
+        let (manifest_offset, manifest_length) = {
+            let _ = unlock;
+            (footer.manifest_offset.get(), footer.manifest_length.get())
+        };
+        let manifest = {
             #[cfg(feature = "alloc")]
-            view.check_files(&meta)?;
-            view
+            let meta = Meta { src: &src, start: meta_start, bytes: &meta };
+            #[cfg(not(feature = "alloc"))]
+            let meta = Meta { src: &src, start: 0, bytes: &[] };
+            if encrypted && unlock.is_none() {
+                // Locked: the manifest stays encrypted; an empty view stands in.
+                let mut empty = [0u8; MANIFEST_HEADER_SIZE];
+                empty[..8].copy_from_slice(&crate::layout::MANIFEST_MAGIC);
+                ManifestView::parse(
+                    &empty,
+                    manifest_offset,
+                    MANIFEST_HEADER_SIZE as u64,
+                    footer.virtual_size.get(),
+                    false,
+                )?
+            } else {
+                if manifest_length < MANIFEST_HEADER_SIZE as u64 {
+                    return Err(Error::invalid("footer manifest_length", manifest_offset, "manifest too short"));
+                }
+                let mut head = [0u8; MANIFEST_HEADER_SIZE];
+                meta.read_exact_at(manifest_offset, &mut head)?;
+                let files = header.incompat_features.get() & features::FILES != 0;
+                let view =
+                    ManifestView::parse(&head, manifest_offset, manifest_length, footer.virtual_size.get(), files)?;
+                #[cfg(feature = "alloc")]
+                view.check_files(&meta)?;
+                view
+            }
         };
         let archive = Archive {
             src,
@@ -217,6 +325,8 @@ impl<R: ReadAt> Archive<R> {
             identity,
             manifest,
             signatures,
+            #[cfg(feature = "encryption")]
+            keys,
             verify_hashes: true,
             #[cfg(feature = "alloc")]
             meta,

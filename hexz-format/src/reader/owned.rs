@@ -72,6 +72,14 @@ impl<R: ReadAt> Archive<R> {
         }
         let mut child_parent = self.parent_identity();
         for a in &ancestors {
+            // A chain is under one key, or none (spec section 16).
+            if a.is_encrypted() != self.is_encrypted() {
+                return Err(Error::WrongKey { reason: "the chain mixes encrypted and plain archives" });
+            }
+            #[cfg(feature = "encryption")]
+            if a.keys.as_ref().map(|k| k.id()) != self.keys.as_ref().map(|k| k.id()) {
+                return Err(Error::WrongKey { reason: "the chain's archives are encrypted under different keys" });
+            }
             match child_parent {
                 Some(id) if id == a.identity() => child_parent = a.parent_identity(),
                 Some(id) => {
@@ -105,6 +113,8 @@ impl<R: ReadAt> Archive<R> {
             identity: self.identity,
             manifest: self.manifest,
             signatures: self.signatures,
+            #[cfg(feature = "encryption")]
+            keys: self.keys.clone(),
             verify_hashes: self.verify_hashes,
             meta: self.meta.clone(),
             meta_start: self.meta_start,
@@ -143,6 +153,9 @@ impl<R: ReadAt> Archive<R> {
 
     /// The whole manifest, decoded (from the bytes kept at open).
     pub fn manifest(&self) -> Result<Manifest> {
+        if self.is_locked() {
+            return Err(Error::KeyRequired);
+        }
         self.manifest.decode(&self.meta())
     }
 

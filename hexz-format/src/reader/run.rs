@@ -142,7 +142,10 @@ impl<R: ReadAt> Archive<R> {
         let first = blocks.entry(taken.first_slot)?;
         let target = self.target(target_depth, &first)?;
         let stored_total = taken.stored_len;
-        let borrowed = target.src.borrow_at(taken.stored_start, stored_total);
+        // An encrypted run is decrypted in place: read into `span` even
+        // from memory.
+        let encrypted = target.is_encrypted();
+        let borrowed = if encrypted { None } else { target.src.borrow_at(taken.stored_start, stored_total) };
         let tail_at = taken.virtual_len - stored_total;
         if borrowed.is_none() {
             target.src.read_exact_at(taken.stored_start, &mut span[tail_at..]).map_err(|e| e.at_depth(target_depth))?;
@@ -160,10 +163,15 @@ impl<R: ReadAt> Archive<R> {
                 Some(bytes) => (&bytes[src_pos..src_pos + slen], &mut span[dst_range]),
                 None => {
                     let src_at = tail_at + src_pos;
+                    if encrypted {
+                        target
+                            .open_stored(&mut span[src_at..src_at + slen], &e)
+                            .map_err(|err| err.at_depth(target_depth))?;
+                    }
                     if e.codec == CodecId::None as u8 {
                         // Stored bytes are the block: move them into place (no-op when already there).
                         span.copy_within(src_at..src_at + slen, dst_at);
-                        check_hash(ctx.verify, &span[dst_range], &e, index, target_depth)?;
+                        check_hash(target, ctx.verify, &span[dst_range], &e, index, target_depth)?;
                         continue;
                     } else if src_at >= dst_range.end {
                         let (low, high) = span.split_at_mut(src_at);

@@ -64,6 +64,30 @@ pub struct StoreOptions {
     /// Entropy-code float and delta blocks where that is smaller (codec
     /// `ans`, format 1.3; only with zstd). Off: as format 1.2 readers expect.
     pub entropy: bool,
+    /// Encrypt blocks and manifest (format 1.5): the key section to write
+    /// and the keys it wraps.
+    #[cfg(feature = "encryption")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an archive is encrypted: the key section (file key and stanzas)
+/// and the keys derived from it.
+#[cfg(feature = "encryption")]
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    /// The key section: the file key wrapped for each passphrase and recipient.
+    pub section: crate::crypt::KeySectionBuilder,
+    /// The keys blocks and the manifest are sealed with.
+    pub keys: alloc::sync::Arc<crate::crypt::Keys>,
+}
+
+#[cfg(feature = "encryption")]
+impl Encryption {
+    /// Encryption under `section`'s file key.
+    pub fn new(section: crate::crypt::KeySectionBuilder) -> Self {
+        let keys = alloc::sync::Arc::new(section.keys());
+        Encryption { section, keys }
+    }
 }
 
 impl Default for StoreOptions {
@@ -79,6 +103,8 @@ impl Default for StoreOptions {
             chunking: DEFAULT_CHUNKING,
             split_fields: true,
             entropy: cfg!(feature = "ans"),
+            #[cfg(feature = "encryption")]
+            encryption: None,
         }
     }
 }
@@ -150,6 +176,49 @@ impl StoreOptions {
     pub fn allowed_features(&self) -> u64 {
         use crate::layout::features::{ENTROPY, FIELDS, FILES};
         FILES | if self.split_fields { FIELDS } else { 0 } | if self.entropy { ENTROPY } else { 0 }
+    }
+
+    /// The keys blocks are sealed with, when encrypting.
+    #[cfg(feature = "encryption")]
+    pub fn keys(&self) -> Option<&alloc::sync::Arc<crate::crypt::Keys>> {
+        self.encryption.as_ref().map(|e| &e.keys)
+    }
+
+    /// Whether the archive is encrypted (format 1.5).
+    pub fn encrypted(&self) -> bool {
+        #[cfg(feature = "encryption")]
+        return self.encryption.is_some();
+        #[cfg(not(feature = "encryption"))]
+        return false;
+    }
+
+    /// The hasher of the footer's `source_hash`: keyed when encrypting.
+    pub fn source_hasher(&self) -> blake3::Hasher {
+        #[cfg(feature = "encryption")]
+        if let Some(keys) = self.keys() {
+            return keys.source_hasher();
+        }
+        blake3::Hasher::new()
+    }
+
+    /// A chain is under one key or none (spec section 16): a child of an
+    /// encrypted base is encrypted under the base's key, a child of a
+    /// plain base is plain.
+    pub fn check_parent<P: ReadAt>(&self, parent: Option<&Archive<P>>) -> Result<()> {
+        let Some(parent) = parent else { return Ok(()) };
+        match (parent.is_encrypted(), self.encrypted()) {
+            (true, false) => Err(Error::WrongKey {
+                reason: "the base is encrypted: a fine-tune of it is stored encrypted, under the base's key",
+            }),
+            (false, true) => Err(Error::WrongKey {
+                reason: "the base is not encrypted: a chain is under one key or none, so its fine-tunes are plain",
+            }),
+            #[cfg(feature = "encryption")]
+            (true, true) if parent.keys().map(|k| k.id()) != self.keys().map(|k| k.id()) => Err(Error::WrongKey {
+                reason: "a fine-tune of an encrypted base is stored under the base's key, not another",
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Bytes one encoding worker holds: its block, the encoder's buffers,
@@ -247,11 +316,12 @@ where
         return Err(Error::InvalidArgument("the plan does not cover the source"));
     }
     let parent_archive = parent.as_ref().map(|p| p.archive);
+    opts.check_parent(parent_archive)?;
     let index = ParentIndex::build(parent_archive, &plan, opts.allowed_features())?;
     let mut state = EncodeState::new(opts, parent_archive)?;
     let mut writer = ArchiveWriter::new(opts, &plan, src.len(), &index);
     out(&writer.header_bytes())?;
-    let mut cutter = Cutter::new(src, &plan, &index.bases, chunker(opts)?);
+    let mut cutter = Cutter::new(src, &plan, &index.bases, chunker(opts)?).with_source_hasher(opts.source_hasher());
     let mut decision = None;
     while let Some(job) = cutter.next_block()? {
         let choice = if job.leads { FilterChoice::Lead } else { FilterChoice::Follow(decision) };
@@ -269,7 +339,7 @@ where
     let source_hash = cutter.source_hash();
     let parent_ref = parent.map(|p| ParentRef { identity: p.archive.identity(), hint: p.hint });
     let warnings = index.warnings.clone();
-    let (tail, mut report) = writer.finish(plan, &opts.metadata, parent_ref, source_hash)?;
+    let (tail, mut report) = writer.finish(plan, opts, parent_ref, source_hash)?;
     out(&tail)?;
     report.warnings = warnings;
     Ok(report)
