@@ -50,6 +50,17 @@ struct InspectJson {
     /// Signatures (format 1.4): key id and trusted comment of each, in
     /// order. Listed, not checked: `hexz verify --key` checks them.
     signatures: Vec<SignatureJson>,
+    /// Encryption (format 1.5): key id and the stanzas' kinds; absent when plain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption: Option<EncryptionJson>,
+}
+
+#[derive(Serialize)]
+struct EncryptionJson {
+    cipher: &'static str,
+    key_id: String,
+    /// "passphrase" (Argon2id) or "x25519", one per stanza, in order.
+    stanzas: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -215,6 +226,18 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
                 trusted_comment: String::from_utf8_lossy(r.comment()).into_owned(),
             })
             .collect(),
+        encryption: archive.key_section().ok().map(|k| EncryptionJson {
+            cipher: "AES-256-GCM-SIV",
+            key_id: hex(&k.id),
+            stanzas: k
+                .stanzas()
+                .map(|st| match st.kind {
+                    hexz_format::crypt::STANZA_PASSPHRASE => "passphrase",
+                    hexz_format::crypt::STANZA_X25519 => "x25519",
+                    _ => "unknown",
+                })
+                .collect(),
+        }),
         tensor_count: manifest.tensors.len(),
         tensors: manifest
             .tensors
@@ -366,6 +389,9 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
     for (k, v) in &s.metadata {
         outln!(o, "metadata        {k} = {v}");
     }
+    if let Some(e) = &s.encryption {
+        outln!(o, "encryption      {}, key id {}, for {}", e.cipher, e.key_id, e.stanzas.join(", "));
+    }
     if s.signatures.is_empty() {
         outln!(o, "signatures      none");
     }
@@ -451,7 +477,14 @@ pub fn ls(dir: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliErro
             .resolver
             .open(&crate::util::location(&path))
             .map_err(|_| ())
-            .and_then(|s| Archive::open(s).map_err(|_| ()))
+            // With the keys given when there are some; else an encrypted
+            // archive is listed by its structure (no parent link, no files).
+            .and_then(|s| match &open.keys {
+                Some(k) => Archive::open_unlocked(s.clone(), &open.limits, k.as_ref())
+                    .or_else(|_| Archive::open_locked(s, &open.limits))
+                    .map_err(|_| ()),
+                None => Archive::open_locked(s, &open.limits).map_err(|_| ()),
+            })
         else {
             continue;
         };

@@ -37,6 +37,10 @@ Examples:
   hexz sign model.hxz --key release.key             # sign in place (blocks untouched)
   hexz verify model.hxz --key release.pub           # the signature and every block
   hexz extract --trusted-key release.pub model.hxz model.gguf   # refused unless signed by that key
+  hexz keygen --x25519 me.key                       # an age X25519 identity; prints its recipient (age1…)
+  hexz store model.gguf model.hxz --encrypt --recipient age1…    # only me.key's holder reads it
+  HEXZ_PASSPHRASE=… hexz store model.gguf model.hxz --encrypt    # or --passphrase-file FILE
+  hexz extract --identity me.key model.hxz model.gguf
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 verification found problems,
 130 interrupted (SIGINT), 143 terminated (SIGTERM).";
@@ -70,6 +74,16 @@ struct Cli {
     /// Require a signature by one of the `*.pub` keys in this folder.
     #[arg(long = "trusted-keys", global = true, value_name = "DIR")]
     trusted_keys: Option<PathBuf>,
+    /// Open encrypted archives with this X25519 identity file (age's
+    /// format, `AGE-SECRET-KEY-1…`, from `hexz keygen --x25519` or
+    /// `age-keygen`; repeatable).
+    #[arg(long = "identity", short = 'i', global = true, value_name = "FILE")]
+    identity: Vec<PathBuf>,
+    /// The passphrase of encrypted archives, from the first line of this
+    /// file (else the HEXZ_PASSPHRASE variable; never the command line).
+    /// `store --encrypt` wraps the key with it too.
+    #[arg(long = "passphrase-file", global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,10 +133,17 @@ struct MountArgs {
 
 #[derive(Args)]
 struct KeygenArgs {
-    /// The secret key file to write (mode 0600; minisign's unencrypted format).
+    /// The secret key file to write (mode 0600; minisign's unencrypted
+    /// format), or with --x25519 the identity file.
     secret: PathBuf,
-    /// The public key file to write (minisign's format).
-    public: PathBuf,
+    /// The public key file to write (minisign's format; with --x25519,
+    /// optional: the recipient, which is printed too).
+    #[arg(required_unless_present = "x25519")]
+    public: Option<PathBuf>,
+    /// Make an X25519 identity for encrypted archives (age's format)
+    /// instead of a signing key pair.
+    #[arg(long)]
+    x25519: bool,
     /// Replace the files if they exist.
     #[arg(long)]
     force: bool,
@@ -205,6 +226,22 @@ struct StoreArgs {
     /// Folders need 1.1.
     #[arg(long, value_name = "VERSION", value_parser = ["1.1", "1.2", "1.3"], default_value = "1.3")]
     format: String,
+    /// Encrypt blocks and manifest (format 1.5) for the passphrase
+    /// (--passphrase-file or HEXZ_PASSPHRASE) and the recipients given. A
+    /// fine-tune of an encrypted base is encrypted under the base's key
+    /// without this flag.
+    #[arg(long)]
+    encrypt: bool,
+    /// Encrypt for this X25519 recipient (age1…; repeatable): its
+    /// identity's holder reads the archive, the writer needs no secret.
+    #[arg(long = "recipient", short = 'r', value_name = "AGE1…", requires = "encrypt")]
+    recipients: Vec<String>,
+    /// Encrypt for every recipient in this file (one age1… per line).
+    #[arg(long = "recipients-file", value_name = "FILE", requires = "encrypt")]
+    recipients_file: Vec<PathBuf>,
+    /// Argon2id memory of the passphrase stanza, in MiB (default 64).
+    #[arg(long = "argon2-mib", value_name = "MIB", requires = "encrypt", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    argon2_mib: Option<u32>,
 }
 
 #[derive(Args)]
@@ -304,14 +341,31 @@ fn main() -> ExitCode {
             return e.exit.code();
         }
     };
+    let passphrase = match cli.passphrase_file.as_deref().map(hexz_io::keys::read_passphrase_file).transpose() {
+        Ok(p) => p.or_else(hexz_io::keys::passphrase_from_env),
+        Err(e) => {
+            eprintln!("hexz: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let identities = match cli.identity.iter().map(|p| hexz_io::keys::load_identities(p)).collect::<Result<Vec<_>, _>>()
+    {
+        Ok(ids) => ids.concat(),
+        Err(e) => {
+            eprintln!("hexz: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let keychain = hexz_io::keys::Keychain::new(identities, passphrase.iter().cloned().collect());
     let open = OpenOptions {
         search: cli.parent_dirs.iter().map(|d| util::location(d)).collect(),
         trusted_keys,
+        keys: (!keychain.is_empty()).then(|| std::sync::Arc::new(keychain)),
         ..hexz_remote::open_options(util::remote_options())
     };
     let ctx = Context { quiet: cli.quiet, verbose: cli.verbose, open };
     let (result, json) = match cli.command {
-        Command::Store(a) => (store(a, &ctx), false),
+        Command::Store(a) => (store(a, passphrase.clone(), &ctx), false),
         Command::Extract(a) => (extract(a, &ctx), false),
         Command::Inspect(a) => (inspect::inspect(&a.archive, a.json, a.kv, &ctx.open), a.json),
         Command::Diff(a) => (inspect::diff(&a.a, &a.b, a.json, &ctx.open), a.json),
@@ -320,7 +374,8 @@ fn main() -> ExitCode {
         Command::Keygen(a) => (keygen(&a, &ctx), false),
         Command::Sign(a) => (sign(&a, &ctx), false),
         Command::Mount(a) => {
-            (mount_command(&a, &cli.parent_dirs, &cli.trusted_key, cli.trusted_keys.as_deref(), &ctx), false)
+            let keys = KeyFlags { identity: &cli.identity, passphrase_file: cli.passphrase_file.as_deref() };
+            (mount_command(&a, &cli.parent_dirs, &cli.trusted_key, cli.trusted_keys.as_deref(), keys, &ctx), false)
         }
         #[cfg(target_os = "linux")]
         Command::Unmount(a) => (mount::unmount(&a.mountpoint).map(|()| Exit::Ok), false),
@@ -347,7 +402,50 @@ fn usage(e: hexz_io::Error) -> CliError {
     }
 }
 
-fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
+/// The key flags a background mount passes on.
+struct KeyFlags<'a> {
+    identity: &'a [PathBuf],
+    passphrase_file: Option<&'a Path>,
+}
+
+/// What `store --encrypt` encrypts for: the passphrase and the recipients.
+fn encryption(
+    a: &StoreArgs,
+    passphrase: Option<zeroize::Zeroizing<Vec<u8>>>,
+) -> Result<Option<hexz_format::writer::Encryption>, CliError> {
+    if !a.encrypt {
+        return Ok(None);
+    }
+    let mut to = hexz_io::keys::EncryptTo {
+        passphrases: passphrase.into_iter().collect(),
+        cost: a.argon2_mib.map(|mib| hexz_format::crypt::Argon2Cost {
+            memory_kib: mib << 10,
+            ..hexz_format::crypt::Argon2Cost::DEFAULT
+        }),
+        ..Default::default()
+    };
+    for r in &a.recipients {
+        to.recipients
+            .push(hexz_io::keys::parse_recipient(r).map_err(|e| CliError::usage(format!("--recipient: {e}")))?);
+    }
+    for f in &a.recipients_file {
+        to.recipients.extend(hexz_io::keys::load_recipients(f)?);
+    }
+    if to.is_empty() {
+        return Err(CliError::usage(
+            "--encrypt needs a passphrase (--passphrase-file FILE or HEXZ_PASSPHRASE) or --recipient age1…",
+        ));
+    }
+    if a.base.is_some() {
+        return Err(CliError::usage(
+            "a fine-tune is encrypted under its base's key: drop --encrypt (an encrypted base is enough)",
+        ));
+    }
+    Ok(Some(to.encryption()?))
+}
+
+fn store(a: StoreArgs, passphrase: Option<zeroize::Zeroizing<Vec<u8>>>, ctx: &Context) -> Result<Exit, CliError> {
+    let encryption = encryption(&a, passphrase)?;
     let kind = match a.compression {
         CompressionArg::Zstd => CompressionKind::Zstd,
         CompressionArg::Lz4 => CompressionKind::Lz4,
@@ -377,6 +475,7 @@ fn store(a: StoreArgs, ctx: &Context) -> Result<Exit, CliError> {
         .chunking(chunking)
         .format(a.format.parse::<FormatVersion>().map_err(usage)?)
         .base(a.base.as_deref().map(util::location))
+        .encryption(encryption)
         .open_options(ctx.open.clone())
         .clobber(if a.force { Clobber::Replace } else { Clobber::Refuse })
         .sinks(hexz_remote::store_sinks(util::remote_options()))
@@ -530,7 +629,14 @@ fn mount_unsupported() -> CliError {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn mount_command(_: &MountArgs, _: &[PathBuf], _: &[PathBuf], _: Option<&Path>, _: &Context) -> Result<Exit, CliError> {
+fn mount_command(
+    _: &MountArgs,
+    _: &[PathBuf],
+    _: &[PathBuf],
+    _: Option<&Path>,
+    _: KeyFlags<'_>,
+    _: &Context,
+) -> Result<Exit, CliError> {
     Err(mount_unsupported())
 }
 
@@ -540,6 +646,7 @@ fn mount_command(
     parent_dirs: &[PathBuf],
     trusted_key: &[PathBuf],
     trusted_dir: Option<&Path>,
+    keys: KeyFlags<'_>,
     ctx: &Context,
 ) -> Result<Exit, CliError> {
     if !a.mountpoint.is_dir() {
@@ -575,6 +682,13 @@ fn mount_command(
     }
     if let Some(d) = trusted_dir {
         cmd.arg("--trusted-keys").arg(d);
+    }
+    // Key files by name; a passphrase from HEXZ_PASSPHRASE goes through the environment.
+    for i in keys.identity {
+        cmd.arg("--identity").arg(i);
+    }
+    if let Some(f) = keys.passphrase_file {
+        cmd.arg("--passphrase-file").arg(f);
     }
     // The block cache flags, which the environment alone would not carry.
     cmd.args(util::cache_flag_args());
@@ -635,12 +749,24 @@ fn trusted_keys(files: &[PathBuf], dir: Option<&Path>) -> Result<Vec<hexz_format
 }
 
 fn keygen(a: &KeygenArgs, ctx: &Context) -> Result<Exit, CliError> {
-    let key = hexz_io::sign::keygen(&a.secret, &a.public, a.force)?;
+    if a.x25519 {
+        let recipient = hexz_io::keys::keygen_x25519(&a.secret, a.force)?;
+        if let Some(p) = &a.public {
+            std::fs::write(p, format!("{recipient}\n")).map_err(|e| hexz_io::Error::file(p, "write", e))?;
+        }
+        if !ctx.quiet {
+            eprintln!("wrote {} (X25519 identity, mode 0600); its recipient:", a.secret.display());
+        }
+        println!("{recipient}");
+        return Ok(Exit::Ok);
+    }
+    let Some(public) = &a.public else { return Err(CliError::usage("keygen needs SECRET and PUBLIC")) };
+    let key = hexz_io::sign::keygen(&a.secret, public, a.force)?;
     if !ctx.quiet {
         eprintln!(
             "wrote {} (secret, mode 0600) and {} (public); key id {}",
             a.secret.display(),
-            a.public.display(),
+            public.display(),
             key.key_id_hex()
         );
     }

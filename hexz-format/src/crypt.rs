@@ -286,7 +286,7 @@ impl<'a> KeySection<'a> {
         if count == 0 || count > MAX_STANZAS {
             return Err(Error::invalid("key section stanza_count", offset + 12, "must be 1 to 64"));
         }
-        if length < KEY_SECTION_HEADER + TAG_SIZE || length > MAX_KEY_SECTION || length > region.len() {
+        if !(KEY_SECTION_HEADER + TAG_SIZE..=MAX_KEY_SECTION).contains(&length) || length > region.len() {
             return Err(Error::invalid("key section section_length", offset + 8, "out of range"));
         }
         let mut id = [0u8; KEY_ID_SIZE];
