@@ -154,10 +154,15 @@ else
 fi
 
 step "build for $targets: the tests of hexz-format and hexz-io, the hexz CLI${cli_features:+ (without remote)}"
-# One invocation for both targets (cargo builds them side by side), then the
-# CLI in the same profile, so the dependencies are built once per target.
-cargo test --no-run --quiet "${tflags[@]}" -p hexz-format -p hexz-io --message-format=json > "$work/tests.json"
-cargo build --quiet --profile test "${tflags[@]}" -p hexz-cli "${cli_features[@]}"
+# One invocation for both targets (cargo builds them side by side), with
+# the CLI in it: built apart, the CLI's features (without the tests'
+# dev-dependencies) would differ and half the dependencies, hexz-format and
+# hexz-io included, would be built twice per target. hexz-cli's integration
+# tests come along (they make cargo build the real `hexz` binary); they are
+# built, not run. (--no-default-features only drops hexz-cli's `remote`:
+# hexz-io asks for hexz-format's defaults.)
+cargo test --no-run --quiet "${tflags[@]}" -p hexz-format -p hexz-io -p hexz-cli "${cli_features[@]}" \
+  --lib --tests --message-format=json > "$work/tests.json"
 if [ $mode = full ]; then
   cargo check --quiet "${tflags[@]}" -p hexz-ffi -p libhexz -p hexz-remote -p hexz-python
 fi
@@ -230,7 +235,8 @@ import json, os, sys
 for line in open(sys.argv[1]):
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"] \
-            and f"/{sys.argv[2]}/" in m["executable"]:
+            and f"/{sys.argv[2]}/" in m["executable"] \
+            and os.path.basename(os.path.dirname(m["manifest_path"])) in ("hexz-format", "hexz-io"):
         print(os.path.dirname(m["manifest_path"]) + "\t" + m["executable"])
 EOF
   )
@@ -272,6 +278,19 @@ EOF
       || { echo "$t: gemma.gguf from the x86-64 archive: bytes differ" >&2; exit 1; }
     echo "$t: gemma.gguf (x86-64 archive) extracted on the target, sha256 $(sha "$HEXZ_MODELS/gemma.gguf")" >&2
     rm -f "$work/gemma.$t.out"
+  fi
+
+  if [ $mode = quick ]; then
+    # Built without `remote`: a URL is refused, saying why.
+    set +e
+    $hexz inspect s3://hexz-test/none.hxz > /dev/null 2> "$work/url.err" < /dev/null
+    rc=$?
+    set -e
+    if [ "$rc" -eq 0 ] || ! grep -q "built without remote support" "$work/url.err"; then
+      echo "$t: a URL argument: exit $rc, $(cat "$work/url.err")" >&2
+      exit 1
+    fi
+    echo "$t: a URL argument refused: $(cat "$work/url.err")" >&2
   fi
 
   step "$t: the spec vectors through the CLI"
