@@ -462,7 +462,7 @@ pub fn ls(dir: &Path, as_json: bool, open: &OpenOptions) -> Result<Exit, CliErro
     let remote = matches!(crate::util::location(dir), hexz_io::Location::Url(_));
     let paths: Vec<PathBuf> = if let hexz_io::Location::Url(prefix) = crate::util::location(dir) {
         // Objects named *.hxz under the prefix; each opened with two requests.
-        hexz_remote::list(&prefix, &crate::util::remote_options())?.into_iter().map(|(u, _)| PathBuf::from(u)).collect()
+        crate::remote::list(&prefix)?
     } else {
         let entries = std::fs::read_dir(dir).map_err(|e| hexz_io::Error::file(dir, "list", e))?;
         let mut paths: Vec<PathBuf> =

@@ -3,6 +3,7 @@
 mod inspect;
 #[cfg(target_os = "linux")]
 mod mount;
+mod remote;
 mod util;
 
 use std::ops::ControlFlow;
@@ -64,7 +65,7 @@ struct Cli {
     #[arg(long = "no-cache", global = true, conflicts_with = "cache_dir")]
     no_cache: bool,
     /// Cap on the block cache folder, e.g. 20G (default: HEXZ_CACHE_MAX_BYTES, else 10G).
-    #[arg(long = "cache-max", global = true, value_name = "SIZE", value_parser = util::parse_cache_max)]
+    #[arg(long = "cache-max", global = true, value_name = "SIZE", value_parser = remote::parse_cache_max)]
     cache_max: Option<u64>,
     /// Require a signature by this public key (minisign format; repeatable:
     /// any one of them). Archives are refused before any byte is read
@@ -361,7 +362,7 @@ fn main() -> ExitCode {
         search: cli.parent_dirs.iter().map(|d| util::location(d)).collect(),
         trusted_keys,
         keys: (!keychain.is_empty()).then(|| std::sync::Arc::new(keychain)),
-        ..hexz_remote::open_options(util::remote_options())
+        ..remote::open_options()
     };
     let ctx = Context { quiet: cli.quiet, verbose: cli.verbose, open };
     let (result, json) = match cli.command {
@@ -478,7 +479,7 @@ fn store(a: StoreArgs, passphrase: Option<zeroize::Zeroizing<Vec<u8>>>, ctx: &Co
         .encryption(encryption)
         .open_options(ctx.open.clone())
         .clobber(if a.force { Clobber::Replace } else { Clobber::Refuse })
-        .sinks(hexz_remote::store_sinks(util::remote_options()))
+        .sinks(remote::store_sinks())
         .progress(&progress)
         .run();
     let stored = match stored {

@@ -70,7 +70,7 @@ pub fn install_signal_cleanup() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     fn clean_up_and_exit(signal: i32) -> ! {
         hexz_io::output::remove_registered_temporaries();
-        hexz_remote::abort_unfinished_uploads();
+        crate::remote::abort_unfinished_uploads();
         std::process::exit(128 + signal);
     }
     #[cfg(unix)]
@@ -291,38 +291,9 @@ pub fn cache_flag_args() -> Vec<std::ffi::OsString> {
     args
 }
 
-/// `--cache-max`: bytes, or with a K, M, G or T suffix.
-pub fn parse_cache_max(text: &str) -> Result<u64, String> {
-    hexz_remote::diskcache::parse_size(text)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("not a size: {text} (bytes, or with K, M, G or T)"))
-}
-
-/// Remote options from the environment: `HEXZ_CACHE_BYTES` (bytes of
-/// fetched ranges kept), `HEXZ_TIMEOUT_SECS` (the stall timeout: longest
-/// wait for a response to start or for its next bytes), `HEXZ_RETRIES`
-/// (requests after the first for one range), `HEXZ_CACHE_DIR` and
-/// `HEXZ_CACHE_MAX_BYTES` (the block cache, unless the flags say); S3 endpoint, region and
-/// credentials come from the standard AWS variables.
-pub fn remote_options() -> hexz_remote::RemoteOptions {
-    let mut o = hexz_remote::RemoteOptions::default();
-    let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = num("HEXZ_CACHE_BYTES") {
-        o.cache_bytes = n as usize;
-    }
-    if let Some(n) = num("HEXZ_TIMEOUT_SECS") {
-        o.stall_timeout = std::time::Duration::from_secs(n.max(1));
-    }
-    if let Some(n) = num("HEXZ_RETRIES") {
-        o.retries = n as usize;
-    }
-    if let Some((dir, max)) = CACHE_FLAGS.get() {
-        if let Some(dir) = dir {
-            o.block_cache.dir = dir.as_deref().and_then(hexz_remote::diskcache::dir_setting);
-        }
-        if let Some(max) = max {
-            o.block_cache.max_bytes = *max;
-        }
-    }
-    o
+/// The block cache flags as set at startup: the folder (`Some(None)`:
+/// off) and the cap.
+#[cfg(feature = "remote")]
+pub fn cache_flags() -> Option<&'static (Option<Option<std::path::PathBuf>>, Option<u64>)> {
+    CACHE_FLAGS.get()
 }

@@ -455,6 +455,9 @@ fn rewrite(
     }
     tmp.as_file().set_permissions(perms).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
+    // Closed before the rename: Windows refuses to replace a file that is
+    // still open (access denied).
+    drop(src);
     tmp.persist(path).map_err(|e| Error::file(path, "rename into place", e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();

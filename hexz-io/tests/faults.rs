@@ -32,6 +32,23 @@ fn seconds(n: u64) -> Duration {
     Duration::from_secs(n * scale.max(1))
 }
 
+/// The platform's codes for a full disk and a failed device read, so each
+/// error reads as the system's own (ENOSPC and EIO on Unix; Windows has
+/// other numbers: its 28 and 5 are "out of paper" and "access denied").
+#[cfg(not(windows))]
+const DISK_FULL: i32 = 28; // ENOSPC
+#[cfg(windows)]
+const DISK_FULL: i32 = 112; // ERROR_DISK_FULL
+#[cfg(not(windows))]
+const IO_ERROR: i32 = 5; // EIO
+#[cfg(windows)]
+const IO_ERROR: i32 = 1117; // ERROR_IO_DEVICE
+
+/// The text the platform gives an OS error code (with "(os error N)").
+fn os_error_text(code: i32) -> String {
+    std::io::Error::from_raw_os_error(code).to_string()
+}
+
 /// A destination that fails after `limit` bytes, like a full disk.
 struct FullDisk {
     written: u64,
@@ -41,7 +58,7 @@ struct FullDisk {
 impl Write for FullDisk {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.written + buf.len() as u64 > self.limit {
-            return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            return Err(std::io::Error::from_raw_os_error(DISK_FULL));
         }
         self.written += buf.len() as u64;
         Ok(buf.len())
@@ -63,8 +80,7 @@ impl ReadAt for FailingSource {
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> hexz_format::Result<()> {
         if offset + buf.len() as u64 > self.fail_at {
-            return Err(hexz_format::Error::from_io(offset, std::io::Error::from_raw_os_error(5)));
-            // EIO
+            return Err(hexz_format::Error::from_io(offset, std::io::Error::from_raw_os_error(IO_ERROR)));
         }
         self.bytes.as_slice().read_exact_at(offset, buf)
     }
@@ -101,7 +117,7 @@ fn a_full_destination_ends_the_store_and_names_it() {
             });
             let text = err.to_string();
             assert_eq!(err.code(), ErrorCode::Io, "{text}");
-            assert!(text.contains("/full/x.hxz") && text.contains("No space left"), "{text}");
+            assert!(text.contains("/full/x.hxz") && text.contains(&os_error_text(DISK_FULL)), "{text}");
             assert!(started.elapsed() < seconds(20), "took {:?}", started.elapsed());
         }
     }
@@ -127,7 +143,7 @@ fn a_failing_source_ends_the_store_and_names_it() {
                 .unwrap_err()
             });
             let text = err.to_string();
-            assert!(text.starts_with("model.safetensors:") && text.contains("Input/output error"), "{text}");
+            assert!(text.starts_with("model.safetensors:") && text.contains(&os_error_text(IO_ERROR)), "{text}");
         }
     }
 }
@@ -285,7 +301,7 @@ fn a_failing_sink_ends_a_parallel_read() {
         }
         fn write_at(&self, _offset: u64, data: &[u8]) -> hexz_io::Result<()> {
             if self.0.fetch_add(data.len() as u64, Ordering::Relaxed) > 50 << 20 {
-                return Err(hexz_io::Error::file("/dev/full", "write", std::io::Error::from_raw_os_error(28)));
+                return Err(hexz_io::Error::file("/dev/full", "write", std::io::Error::from_raw_os_error(DISK_FULL)));
             }
             Ok(())
         }

@@ -268,21 +268,30 @@ fn key_files_bad_permissions_and_contents() {
     let dir = tempfile::tempdir().unwrap();
     let (sk, pk) = (dir.path().join("k.key"), dir.path().join("k.pub"));
     let public = sign::keygen(&sk, &pk, false).unwrap();
+    // Unix permission bits: the secret key is written 0600, and a secret
+    // key readable by others is refused. Windows has no such bits, and
+    // SecretKey::load checks them on Unix only.
+    #[cfg(unix)]
     use std::os::unix::fs::PermissionsExt;
+    #[cfg(unix)]
     assert_eq!(std::fs::metadata(&sk).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(sign::load_public_key(&pk).unwrap(), public);
     assert_eq!(SecretKey::load(&sk).unwrap().public(), public);
     // Refuses to overwrite.
     assert!(sign::keygen(&sk, &pk, false).unwrap_err().to_string().contains("exists"));
     // Group-readable secret key.
-    std::fs::set_permissions(&sk, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let e = SecretKey::load(&sk).unwrap_err().to_string();
-    assert!(e.contains("accessible by others") && e.contains("0640"), "{e}");
-    std::fs::set_permissions(&sk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    #[cfg(unix)]
+    {
+        std::fs::set_permissions(&sk, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = SecretKey::load(&sk).unwrap_err().to_string();
+        assert!(e.contains("accessible by others") && e.contains("0640"), "{e}");
+        std::fs::set_permissions(&sk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let text = std::fs::read_to_string(&sk).unwrap();
     let bad = |name: &str, content: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, content).unwrap();
+        #[cfg(unix)]
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         p
     };
