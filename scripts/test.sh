@@ -38,11 +38,12 @@ cargo build -p hexz-format --no-default-features
 step "Rust tests"
 cargo test --workspace
 
-step "oracles: gguf-py and safetensors; the spec's entropy coding decoded and its signatures checked (and by minisign) from its text alone"
+step "oracles: gguf-py and safetensors; the spec's entropy coding decoded and its signatures checked (and by minisign) and its encrypted vectors decrypted from its text alone"
 cargo build --release -p hexz-cli
 python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
 python3 tests/oracle/spec_ans.py spec/vectors
 python3 tests/oracle/spec_signature.py spec/vectors --minisign
+python3 tests/oracle/spec_encryption.py spec/vectors
 
 step "other platforms: aarch64 Linux (qemu-user) and Windows (wine) tests, macOS cargo check (scripts/cross-test.sh), with HEXZ_CROSS=1"
 if [ -n "${HEXZ_CROSS:-}" ]; then
