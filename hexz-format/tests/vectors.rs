@@ -624,9 +624,9 @@ fn spec_signed_vector_verifies() {
     assert_eq!(a.read_vec(0, a.virtual_size()).unwrap(), expected);
 }
 
-/// The test passphrase of `encrypted-passphrase` (section 16.9).
+/// The test passphrase of `encrypted-passphrase` (section 16.12).
 const TEST_PASSPHRASE: &[u8] = b"hexz test vector passphrase";
-/// The test X25519 identity (secret) of `encrypted-x25519` (section 16.9).
+/// The test X25519 identity (secret) of `encrypted-x25519` (section 16.12).
 const TEST_IDENTITY: [u8; 32] = [0x24; 32];
 
 /// The encrypted vectors (section 16): `encrypted-passphrase` (the small

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-# Section 16.9: the published test keys (never use them for anything else).
+# Section 16.12: the published test keys (never use them for anything else).
 PASSPHRASE = b"hexz test vector passphrase"
 IDENTITY = bytes([0x24] * 32)
 ENCRYPTED = 1 << 4
