@@ -6,12 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
-targets=(archive structures safetensors gguf ffi roundtrip entropy signature)
+targets=(archive structures safetensors gguf ffi roundtrip entropy signature encrypted)
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz --version 0.13.2
 
 models="${HEXZ_MODELS:-$(./scripts/fetch-models.sh)}"
 corpus=fuzz/corpus
-mkdir -p "$corpus"/{archive,structures,safetensors,gguf,ffi,roundtrip,entropy,signature}
+mkdir -p "$corpus"/{archive,structures,safetensors,gguf,ffi,roundtrip,entropy,signature,encrypted}
 cp spec/vectors/*.hxz "$corpus/archive/"
 cp spec/vectors/*.hxz "$corpus/ffi/"
 cp fuzz/seeds/* "$corpus/archive/" 2>/dev/null || true

@@ -39,11 +39,12 @@ cargo build -p hexz-format --no-default-features
 step "Rust tests"
 cargo test --workspace
 
-step "oracles: gguf-py and safetensors; the spec's entropy coding decoded and its signatures checked (and by minisign) from its text alone"
+step "oracles: gguf-py and safetensors; the spec's entropy coding decoded and its signatures checked (and by minisign) and its encrypted vectors decrypted from its text alone"
 cargo build --release -p hexz-cli
 python3 tests/oracle/check_oracles.py target/release/hexz "$HEXZ_MODELS"
 python3 tests/oracle/spec_ans.py spec/vectors
 python3 tests/oracle/spec_signature.py spec/vectors --minisign
+python3 tests/oracle/spec_encryption.py spec/vectors
 
 step "other platforms: Windows (wine) and aarch64 Linux (qemu-user) with HEXZ_CROSS=quick (scripts/cross-test.sh --quick) or HEXZ_CROSS=full"
 case "${HEXZ_CROSS:-0}" in
