@@ -187,6 +187,28 @@ pub struct hexz_open_options {
     pub trusted_keys: *const *const c_char,
     /// (1.2) Number of entries in `trusted_keys`, at most 1024.
     pub trusted_key_count: usize,
+    /// (1.3) Paths (NUL-terminated) of age X25519 identity files that may
+    /// open an encrypted archive (format 1.5, spec section 16): the
+    /// `AGE-SECRET-KEY-1...` lines of each file, as `age-keygen` or
+    /// `hexz keygen --x25519` write them (blank lines and `#` comments
+    /// skipped). Read once, during the open. A file that cannot be read or
+    /// holds no identity (a recipient, `age1...`, say) gives IO or
+    /// INVALID_ARGUMENT. NULL with identity_file_count 0: none.
+    pub identity_files: *const *const c_char,
+    /// (1.3) Number of entries in `identity_files`, at most 1024.
+    pub identity_file_count: usize,
+    /// (1.3) A passphrase that may open an encrypted archive: its bytes,
+    /// exactly (no NUL needed, none stripped, no line break removed), or
+    /// NULL with passphrase_len 0 for none. The library copies it for the
+    /// open only and wipes its copy before returning; the caller's buffer
+    /// is not kept. Opening an encrypted archive (and its parents, which
+    /// share its key) with neither an identity nor a passphrase gives
+    /// HEXZ_STATUS_KEY_REQUIRED; with keys none of which opens it,
+    /// HEXZ_STATUS_WRONG_KEY. A plain archive opens as before (the keys
+    /// are not used). Damaged ciphertext is HEXZ_STATUS_DECRYPT when read.
+    pub passphrase: *const u8,
+    /// (1.3) Length of `passphrase` in bytes, at most 65536.
+    pub passphrase_len: usize,
 }
 
 // SAFETY: repr(C), starts with usize struct_size, integers and pointers only.
@@ -203,6 +225,10 @@ unsafe impl Versioned for hexz_open_options {
             memory_budget: 0,
             trusted_keys: std::ptr::null(),
             trusted_key_count: 0,
+            identity_files: std::ptr::null(),
+            identity_file_count: 0,
+            passphrase: std::ptr::null(),
+            passphrase_len: 0,
         }
     }
 }
@@ -494,6 +520,8 @@ unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u
             open.trusted_keys.push(key);
         }
     }
+    // SAFETY: `identity_files` and `passphrase` are as the header states.
+    open.keys = unsafe { keychain(&o) }?.map(Arc::new);
     open.read_slots = o.read_slots as usize;
     if open.read_slots > hexz_io::MAX_READ_SLOTS {
         return Err(FfiError::invalid("read_slots must be at most 256"));
@@ -509,6 +537,48 @@ unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u
     };
     Ok((open, max_metadata))
 }
+
+/// The keychain of an open's identity files and passphrase, `None` when
+/// neither is given. The passphrase is copied into memory wiped on drop.
+///
+/// # Safety
+/// `identity_files` holds `identity_file_count` NUL-terminated paths;
+/// `passphrase` is readable for `passphrase_len` bytes.
+unsafe fn keychain(o: &hexz_open_options) -> Result<Option<hexz_io::keys::Keychain>, FfiError> {
+    let mut identities = Vec::new();
+    if o.identity_file_count > 0 {
+        if o.identity_files.is_null() {
+            return Err(FfiError::null("identity_files"));
+        }
+        if o.identity_file_count > 1024 {
+            return Err(FfiError::invalid("identity_file_count must be at most 1024"));
+        }
+        for i in 0..o.identity_file_count {
+            // SAFETY: `identity_files` holds identity_file_count pointers (the header's contract).
+            let p = unsafe { *o.identity_files.add(i) };
+            // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+            let path = unsafe { path_arg(p, "identity_files") }?;
+            identities.extend(hexz_io::keys::load_identities(&path)?);
+        }
+    }
+    let mut passphrases = Vec::new();
+    if o.passphrase_len > 0 {
+        if o.passphrase.is_null() {
+            return Err(FfiError::null("passphrase"));
+        }
+        if o.passphrase_len > MAX_PASSPHRASE {
+            return Err(FfiError::invalid("passphrase_len must be at most 65536"));
+        }
+        // SAFETY: `passphrase` is readable for passphrase_len bytes (the header's contract).
+        let bytes = unsafe { std::slice::from_raw_parts(o.passphrase, o.passphrase_len) };
+        passphrases.push(zeroize::Zeroizing::new(bytes.to_vec()));
+    }
+    let chain = hexz_io::keys::Keychain::new(identities, passphrases);
+    Ok((!chain.is_empty()).then_some(chain))
+}
+
+/// Longest passphrase hexz_open_options takes.
+const MAX_PASSPHRASE: usize = 65536;
 
 /// # Safety
 /// `out` is NULL or writable.
@@ -528,7 +598,9 @@ unsafe fn finish_open(reader: Reader, max_metadata: u64, out: *mut *mut hexz_arc
 /// (max_metadata_bytes); SOURCE_FORMAT; HASH_MISMATCH or DECODE (header
 /// blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
 /// CHAIN_TOO_DEEP; CHAIN_CYCLE; SIGNATURE (trusted keys given, no valid
-/// signature by one); PANIC. Errors of a parent name the parent.
+/// signature by one); KEY_REQUIRED (an encrypted archive, no identity or
+/// passphrase given); WRONG_KEY (none of the keys given opens it); DECRYPT
+/// (its encrypted manifest or header blocks are damaged); PANIC. Errors of a parent name the parent.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_path(
     path: *const c_char,
