@@ -68,7 +68,7 @@
 
 /* Initializers that set struct_size and leave every other field at its
    default (0 or NULL); valid C and C++. */
-#define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0, NULL, 0 }
+#define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0, NULL, 0, NULL, 0, NULL, 0 }
 #define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL }
 #define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL, NULL, 0 }
 #define HEXZ_ARCHIVE_INFO_INIT { sizeof(hexz_archive_info), 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0} }

@@ -559,7 +559,7 @@ func TestStatusCategoriesAreTheSharedTable(t *testing.T) {
 		"ErrInvalidInput": ErrInvalidInput, "ErrNotFound": ErrNotFound, "ErrCorrupt": ErrCorrupt,
 		"ErrParentMissing": ErrParentMissing, "ErrUnsupported": ErrUnsupported, "ErrIO": ErrIO,
 		"ErrOutOfMemory": ErrOutOfMemory, "ErrCancelled": ErrCancelled, "ErrInternal": ErrInternal,
-		"ErrSignature": ErrSignature,
+		"ErrSignature": ErrSignature, "ErrKey": ErrKey,
 	}
 	byName := map[string]uint32{}
 	for _, c := range table.Categories {

@@ -1509,4 +1509,107 @@ mod tests {
         }
         assert_eq!(hexz_status_category(9999), Category::Internal);
     }
+
+    /// Encrypted archives (1.3) through hexz_open_path on the real MiniLM:
+    /// the passphrase (bytes, no NUL) and an identity file open it, every
+    /// tensor equals the source's bytes; no key is KEY_REQUIRED, wrong keys
+    /// WRONG_KEY, a flipped ciphertext byte DECRYPT on read.
+    #[test]
+    fn encrypted_minilm_opens_with_a_passphrase_or_an_identity_file() {
+        use std::ffi::CString;
+        let models = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fetch-models.sh"))
+            .output()
+            .expect("fetch-models.sh");
+        let models = PathBuf::from(String::from_utf8(models.stdout).unwrap().trim());
+        let src_path = models.join("minilm.safetensors");
+        let src = std::fs::read(&src_path).expect("MiniLM");
+        let dir = std::env::temp_dir().join(format!("hexz-ffi-enc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = dir.join("id.txt");
+        let other = dir.join("other.txt");
+        let recipient = hexz_io::keys::keygen_x25519(&id, false).unwrap();
+        hexz_io::keys::keygen_x25519(&other, false).unwrap();
+        let pass = b"ffi test passphrase";
+        let enc = hexz_io::keys::EncryptTo {
+            passphrases: vec![zeroize::Zeroizing::new(pass.to_vec())],
+            recipients: vec![hexz_io::keys::parse_recipient(&recipient).unwrap()],
+            cost: Some(hexz_format::crypt::Argon2Cost { memory_kib: 1024, time: 1, lanes: 1 }),
+        };
+        let dst = dir.join("minilm-enc.hxz");
+        hexz_io::Store::from_path(&src_path)
+            .to(Location::Path(dst.clone()))
+            .encryption(Some(enc.encryption().unwrap()))
+            .run()
+            .unwrap();
+        let c_dst = CString::new(dst.to_str().unwrap()).unwrap();
+        let c_id = CString::new(id.to_str().unwrap()).unwrap();
+        let c_other = CString::new(other.to_str().unwrap()).unwrap();
+        let ids = [c_other.as_ptr(), c_id.as_ptr()];
+        let open = |ids: &[*const c_char], pass: &[u8], out: &mut *mut hexz_archive| {
+            let mut o = hexz_open_options::defaults();
+            o.identity_files = if ids.is_empty() { std::ptr::null() } else { ids.as_ptr() };
+            o.identity_file_count = ids.len();
+            o.passphrase = if pass.is_empty() { std::ptr::null() } else { pass.as_ptr() };
+            o.passphrase_len = pass.len();
+            // SAFETY: live strings and buffers for the call.
+            unsafe { hexz_open_path(c_dst.as_ptr(), &o, out) }
+        };
+        for (ids, pass) in [(&[][..], &pass[..]), (&ids[1..], &[][..]), (&ids[..], &b"wrong"[..])] {
+            let mut a: *mut hexz_archive = std::ptr::null_mut();
+            let status = open(ids, pass, &mut a);
+            // SAFETY: hexz_last_error is NUL-terminated, valid until the next failing call.
+            assert_eq!(status, ErrorCode::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(hexz_last_error()) });
+            let mut all = vec![0u8; src.len()];
+            // SAFETY: `a` is open; `all` holds src.len() bytes.
+            assert_eq!(unsafe { hexz_read_range(a, 0, all.as_mut_ptr(), all.len()) }, ErrorCode::Ok);
+            assert!(all == src, "the encrypted archive decoded to other bytes");
+            let mut count = 0usize;
+            // SAFETY: as above.
+            assert_eq!(unsafe { hexz_tensor_count(a, &mut count) }, ErrorCode::Ok);
+            assert!(count > 50);
+            for i in 0..count {
+                // SAFETY: pointers and integers: all zero is valid.
+                let mut info: hexz_tensor_info = unsafe { std::mem::zeroed() };
+                info.struct_size = std::mem::size_of::<hexz_tensor_info>();
+                // SAFETY: as above.
+                assert_eq!(unsafe { hexz_tensor_get_info(a, i, &mut info) }, ErrorCode::Ok);
+                let mut buf = vec![0u8; info.length as usize];
+                let mut got = 0usize;
+                // SAFETY: as above.
+                assert_eq!(unsafe { hexz_read_tensor(a, i, buf.as_mut_ptr(), buf.len(), &mut got) }, ErrorCode::Ok);
+                assert_eq!(&buf[..got], &src[info.offset as usize..(info.offset + info.length) as usize]);
+            }
+            // SAFETY: `a` is open and closed once.
+            unsafe { hexz_close(a) };
+        }
+        let mut a: *mut hexz_archive = std::ptr::null_mut();
+        assert_eq!(open(&[], &[], &mut a), ErrorCode::KeyRequired);
+        assert_eq!(open(&[], b"not it", &mut a), ErrorCode::WrongKey);
+        assert_eq!(open(&ids[..1], &[], &mut a), ErrorCode::WrongKey);
+        assert!(a.is_null(), "*out written on failure");
+        assert_eq!(hexz_status_category(ErrorCode::WrongKey as u32), Category::Key);
+        assert_eq!(hexz_status_category(ErrorCode::Decrypt as u32), Category::Corrupt);
+
+        // One flipped byte in the middle (a tensor's stored block): DECRYPT,
+        // hash checks on or off.
+        let mut bytes = std::fs::read(&dst).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        for skip in [0, 1] {
+            let mut o = hexz_open_options::defaults();
+            o.passphrase = pass.as_ptr();
+            o.passphrase_len = pass.len();
+            o.skip_hash_check = skip;
+            let mut m: *mut hexz_archive = std::ptr::null_mut();
+            // SAFETY: `bytes` outlives the handle, closed below.
+            assert_eq!(unsafe { hexz_open_memory(bytes.as_ptr(), bytes.len(), &o, &mut m) }, ErrorCode::Ok);
+            let mut all = vec![0u8; src.len()];
+            // SAFETY: `m` is open; `all` holds src.len() bytes.
+            assert_eq!(unsafe { hexz_read_range(m, 0, all.as_mut_ptr(), all.len()) }, ErrorCode::Decrypt);
+            // SAFETY: `m` is open and closed once.
+            unsafe { hexz_close(m) };
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
