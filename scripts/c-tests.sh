@@ -96,9 +96,9 @@ python3 bindings/testdata/age_keygen.py "$work/other-id.txt" >/dev/null
 if target/release/hexz store --help | grep -q -- '--encrypt'; then
   target/release/hexz -q store "$models/minilm.safetensors" "$work/minilm-enc.hxz" --encrypt \
     --passphrase-file "$work/pass.txt" --recipient "$recipient"
-else  # before the CLI stores encrypted archives: the Python package (PYTHON=a venv with hexz installed)
-  "${PYTHON:-python3}" -c 'import sys, hexz; hexz.store(sys.argv[1], sys.argv[2], passphrase=sys.argv[3], recipients=[sys.argv[4]])' \
-    "$models/minilm.safetensors" "$work/minilm-enc.hxz" "c-tests passphrase" "$recipient"
+else  # before the CLI stores encrypted archives
+  cargo run --release -q -p hexz-ffi --example store_encrypted -- "$models/minilm.safetensors" "$work/minilm-enc.hxz" \
+    "$work/pass.txt" "$recipient"
 fi
 "${memcheck[@]}" "$work/build/test_encrypted" "$work/minilm-enc.hxz" "$models/minilm.safetensors" \
   "$work/id.txt" "$work/other-id.txt" "c-tests passphrase"

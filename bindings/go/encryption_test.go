@@ -12,8 +12,9 @@ import (
 
 // encryptedMiniLM stores the real MiniLM encrypted for a passphrase and a
 // new X25519 identity's recipient: with the CLI when it stores encrypted
-// archives, else with the Python package (HEXZ_PYTHON, default python3,
-// with hexz installed); skipped when neither can.
+// archives, else with hexz-ffi's store_encrypted example or the Python
+// package (HEXZ_PYTHON, default python3, with hexz installed); skipped
+// when none can.
 func encryptedMiniLM(t *testing.T, pass string) (archive, identity, other string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -38,6 +39,18 @@ func encryptedMiniLM(t *testing.T, pass string) (archive, identity, other string
 			"--passphrase-file", passFile, "--recipient", recipient)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("hexz store --encrypt: %v\n%s", err, out)
+		}
+		return
+	}
+	// hexz-ffi's example (cargo build --release -p hexz-ffi --example store_encrypted).
+	if _, err := os.Stat("../../target/release/examples/store_encrypted"); err == nil {
+		passFile := filepath.Join(dir, "pass.txt")
+		if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("../../target/release/examples/store_encrypted", src, archive, passFile, recipient)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("store_encrypted: %v\n%s", err, out)
 		}
 		return
 	}
