@@ -60,15 +60,15 @@
    version source; also the soname's major and hexz.pc's Version). The
    library's own: hexz_version(), hexz_version_string(). */
 #define HEXZ_VERSION_MAJOR 1
-#define HEXZ_VERSION_MINOR 2
+#define HEXZ_VERSION_MINOR 3
 #define HEXZ_VERSION_PATCH 0
-#define HEXZ_VERSION_STRING "1.2.0"
+#define HEXZ_VERSION_STRING "1.3.0"
 /* (major << 16) | (minor << 8) | patch, as hexz_version() returns. */
 #define HEXZ_VERSION_NUMBER ((HEXZ_VERSION_MAJOR << 16) | (HEXZ_VERSION_MINOR << 8) | HEXZ_VERSION_PATCH)
 
 /* Initializers that set struct_size and leave every other field at its
    default (0 or NULL); valid C and C++. */
-#define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0, NULL, 0 }
+#define HEXZ_OPEN_OPTIONS_INIT { sizeof(hexz_open_options), 0, 0, NULL, NULL, 0, 0, 0, NULL, 0, NULL, 0, NULL, 0 }
 #define HEXZ_STORE_OPTIONS_INIT { sizeof(hexz_store_options), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL }
 #define HEXZ_URL_OPTIONS_INIT { sizeof(hexz_url_options), NULL, NULL, 0, 0, 0, NULL, NULL, NULL, 0 }
 #define HEXZ_ARCHIVE_INFO_INIT { sizeof(hexz_archive_info), 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0} }
@@ -165,6 +165,15 @@
 
 #define HEXZ_GGUF_TYPE_FLOAT64 12
 
+// Most memory a reader spends on a passphrase stanza: 1 GiB.
+#define Argon2Cost_MAX_MEMORY_KIB (1 << 20)
+
+// Most passes a reader accepts.
+#define Argon2Cost_MAX_TIME 16
+
+// Most lanes a reader accepts.
+#define Argon2Cost_MAX_LANES 16
+
 // What kind of failure a status is, for callers that branch on the kind
 // rather than the exact code. Numbers are stable and never reused; C
 // exports them as `HEXZ_CATEGORY_*`.
@@ -198,6 +207,8 @@ enum hexz_category
   // A trusted key was required and the archive is not signed by one,
   // or its signature does not match (format 1.4).
   HEXZ_CATEGORY_SIGNATURE = 10,
+  // The archive is encrypted and no key given opens it (format 1.5).
+  HEXZ_CATEGORY_KEY = 11,
 };
 #ifndef __cplusplus
 typedef uint32_t hexz_category;
@@ -270,10 +281,20 @@ enum hexz_status
   // A trusted key is required and the archive carries no valid signature
   // by one (unsigned, another key, or a signature that does not match).
   HEXZ_STATUS_SIGNATURE = 30,
+  // The archive is encrypted and no key was given (format 1.5).
+  HEXZ_STATUS_KEY_REQUIRED = 31,
+  // None of the keys given opens the encrypted archive, or the chain's
+  // archives are not all under one key.
+  HEXZ_STATUS_WRONG_KEY = 32,
+  // Encrypted bytes fail their authentication tag: damaged ciphertext.
+  HEXZ_STATUS_DECRYPT = 33,
 };
 #ifndef __cplusplus
 typedef uint32_t hexz_status;
 #endif // __cplusplus
+
+// Argon2id cost parameters of a passphrase stanza.
+typedef struct Argon2Cost Argon2Cost;
 
 // Opaque handle to an open archive.
 typedef struct hexz_archive hexz_archive;
@@ -321,6 +342,28 @@ typedef struct {
   const char *const *trusted_keys;
   // (1.2) Number of entries in `trusted_keys`, at most 1024.
   size_t trusted_key_count;
+  // (1.3) Paths (NUL-terminated) of age X25519 identity files that may
+  // open an encrypted archive (format 1.5, spec section 16): the
+  // `AGE-SECRET-KEY-1...` lines of each file, as `age-keygen` or
+  // `hexz keygen --x25519` write them (blank lines and `#` comments
+  // skipped). Read once, during the open. A file that cannot be read or
+  // holds no identity (a recipient, `age1...`, say) gives IO or
+  // INVALID_ARGUMENT. NULL with identity_file_count 0: none.
+  const char *const *identity_files;
+  // (1.3) Number of entries in `identity_files`, at most 1024.
+  size_t identity_file_count;
+  // (1.3) A passphrase that may open an encrypted archive: its bytes,
+  // exactly (no NUL needed, none stripped, no line break removed), or
+  // NULL with passphrase_len 0 for none. The library copies it for the
+  // open only and wipes its copy before returning; the caller's buffer
+  // is not kept. Opening an encrypted archive (and its parents, which
+  // share its key) with neither an identity nor a passphrase gives
+  // HEXZ_STATUS_KEY_REQUIRED; with keys none of which opens it,
+  // HEXZ_STATUS_WRONG_KEY. A plain archive opens as before (the keys
+  // are not used). Damaged ciphertext is HEXZ_STATUS_DECRYPT when read.
+  const uint8_t *passphrase;
+  // (1.3) Length of `passphrase` in bytes, at most 65536.
+  size_t passphrase_len;
 } hexz_open_options;
 
 // Options for hexz_open_url. Initialize with HEXZ_URL_OPTIONS_INIT, then
@@ -520,6 +563,8 @@ typedef struct {
 
 
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -561,7 +606,9 @@ const char *hexz_last_error(void);
 // (max_metadata_bytes); SOURCE_FORMAT; HASH_MISMATCH or DECODE (header
 // blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
 // CHAIN_TOO_DEEP; CHAIN_CYCLE; SIGNATURE (trusted keys given, no valid
-// signature by one); PANIC. Errors of a parent name the parent.
+// signature by one); KEY_REQUIRED (an encrypted archive, no identity or
+// passphrase given); WRONG_KEY (none of the keys given opens it); DECRYPT
+// (its encrypted manifest or header blocks are damaged); PANIC. Errors of a parent name the parent.
 hexz_status hexz_open_path(const char *path, const hexz_open_options *opts, hexz_archive **out);
 
 // Open the archive at `url` (NUL-terminated: `s3://bucket/key`,

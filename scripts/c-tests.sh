@@ -87,6 +87,22 @@ target/release/hexz -q store "$models/minilm-runs" "$work/runs.hxz"
 "$work/build/test_faults" "$work/gemma-zstd.hxz" "$work/faults" "$work/folder.hxz" "$models/minilm-sharded" \
   "$work/runs.hxz" "$models/minilm-runs"
 
+# Encrypted archives (libhexz 1.3): MiniLM stored for a passphrase and an
+# X25519 recipient, read back with either; missing, wrong keys and a damaged
+# ciphertext byte give their statuses. Keys from bindings/testdata/age_keygen.py.
+printf 'c-tests passphrase\n' > "$work/pass.txt"
+recipient="$(python3 bindings/testdata/age_keygen.py "$work/id.txt")"
+python3 bindings/testdata/age_keygen.py "$work/other-id.txt" >/dev/null
+if target/release/hexz store --help | grep -q -- '--encrypt'; then
+  target/release/hexz -q store "$models/minilm.safetensors" "$work/minilm-enc.hxz" --encrypt \
+    --passphrase-file "$work/pass.txt" --recipient "$recipient"
+else  # before the CLI stores encrypted archives
+  cargo run --release -q -p hexz-ffi --example store_encrypted -- "$models/minilm.safetensors" "$work/minilm-enc.hxz" \
+    "$work/pass.txt" "$recipient"
+fi
+"${memcheck[@]}" "$work/build/test_encrypted" "$work/minilm-enc.hxz" "$models/minilm.safetensors" \
+  "$work/id.txt" "$work/other-id.txt" "c-tests passphrase"
+
 # The panic boundary, against a libhexz built with the panic-test feature
 # (a read callback can make the library panic inside that read; never in a
 # shipped library): HEXZ_STATUS_PANIC from worker threads, stderr empty.

@@ -45,6 +45,11 @@ var (
 	// signature by one of them (unsigned, another key, or changed since it
 	// was signed). Nothing was read from it.
 	ErrSignature = errors.New("hexz: no valid signature by a trusted key")
+	// ErrKey: the archive is encrypted (format 1.5) and no key was given
+	// (Status KEY_REQUIRED), or none of the identities and passphrases
+	// given opens it (WRONG_KEY). Nothing was read from it. Damaged
+	// ciphertext is ErrCorrupt (Status DECRYPT).
+	ErrKey = errors.New("hexz: no key opens the encrypted archive")
 )
 
 // Category is the kind of failure a status is (hexz_category in hexz.h).
@@ -130,6 +135,8 @@ func categorySentinel(c Category) error {
 		return ErrCancelled
 	case C.HEXZ_CATEGORY_SIGNATURE:
 		return ErrSignature
+	case C.HEXZ_CATEGORY_KEY:
+		return ErrKey
 	default:
 		return ErrInternal
 	}

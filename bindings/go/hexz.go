@@ -19,6 +19,7 @@ package hexz
 
 /*
 #include <stdlib.h>
+#include <string.h>
 #include <hexz.h>
 */
 import "C"
@@ -156,6 +157,15 @@ type OpenOptions struct {
 	// byte is returned; what is read after is authenticated by the
 	// signature (format 1.4, libhexz 1.2).
 	TrustedKeys []string
+	// IdentityFiles are paths of age X25519 identity files
+	// (AGE-SECRET-KEY-1..., as age-keygen writes them) that may open an
+	// encrypted archive and its parents (format 1.5, libhexz 1.3).
+	IdentityFiles []string
+	// Passphrase may open an encrypted archive: its bytes, exactly. It is
+	// copied into C memory for the open only and wiped after it. An
+	// encrypted archive opened with no key is refused with ErrKey (Status
+	// KEY_REQUIRED), with keys none of which opens it, ErrKey (WRONG_KEY).
+	Passphrase []byte
 }
 
 // Archive is an open .hxz archive with its parent chain. Close it when
@@ -203,11 +213,38 @@ func cOptions(o *OpenOptions, c *C.hexz_open_options, frees *[]unsafe.Pointer) *
 		c.trusted_keys = (**C.char)(unsafe.Pointer(arr))
 		c.trusted_key_count = C.size_t(n)
 	}
+	if len(o.IdentityFiles) > 0 {
+		n := len(o.IdentityFiles)
+		arr := (*[1 << 20]*C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		*frees = append(*frees, unsafe.Pointer(arr))
+		for i, p := range o.IdentityFiles {
+			cp := C.CString(p)
+			*frees = append(*frees, unsafe.Pointer(cp))
+			arr[i] = cp
+		}
+		c.identity_files = (**C.char)(unsafe.Pointer(arr))
+		c.identity_file_count = C.size_t(n)
+	}
+	if len(o.Passphrase) > 0 {
+		// C memory, wiped before freeAll frees it.
+		p := C.CBytes(o.Passphrase)
+		wipeOnFree.Store(p, C.size_t(len(o.Passphrase)))
+		*frees = append(*frees, p)
+		c.passphrase = (*C.uint8_t)(p)
+		c.passphrase_len = C.size_t(len(o.Passphrase))
+	}
 	return nil
 }
 
+// wipeOnFree holds the C copies of passphrases (pointer to length):
+// freeAll zeroes them before freeing.
+var wipeOnFree sync.Map
+
 func freeAll(frees []unsafe.Pointer) {
 	for _, p := range frees {
+		if n, ok := wipeOnFree.LoadAndDelete(p); ok {
+			C.memset(p, 0, n.(C.size_t))
+		}
 		C.free(p)
 	}
 }

@@ -559,7 +559,7 @@ func TestStatusCategoriesAreTheSharedTable(t *testing.T) {
 		"ErrInvalidInput": ErrInvalidInput, "ErrNotFound": ErrNotFound, "ErrCorrupt": ErrCorrupt,
 		"ErrParentMissing": ErrParentMissing, "ErrUnsupported": ErrUnsupported, "ErrIO": ErrIO,
 		"ErrOutOfMemory": ErrOutOfMemory, "ErrCancelled": ErrCancelled, "ErrInternal": ErrInternal,
-		"ErrSignature": ErrSignature,
+		"ErrSignature": ErrSignature, "ErrKey": ErrKey,
 	}
 	byName := map[string]uint32{}
 	for _, c := range table.Categories {
@@ -575,7 +575,7 @@ func TestStatusCategoriesAreTheSharedTable(t *testing.T) {
 			t.Errorf("category %s: sentinel %v, the table says %v", c.Name, got, want)
 		}
 	}
-	if len(table.Statuses) != 30 {
+	if len(table.Statuses) != 33 {
 		t.Fatalf("%d statuses in the table", len(table.Statuses))
 	}
 	for _, s := range table.Statuses {

@@ -187,6 +187,28 @@ pub struct hexz_open_options {
     pub trusted_keys: *const *const c_char,
     /// (1.2) Number of entries in `trusted_keys`, at most 1024.
     pub trusted_key_count: usize,
+    /// (1.3) Paths (NUL-terminated) of age X25519 identity files that may
+    /// open an encrypted archive (format 1.5, spec section 16): the
+    /// `AGE-SECRET-KEY-1...` lines of each file, as `age-keygen` or
+    /// `hexz keygen --x25519` write them (blank lines and `#` comments
+    /// skipped). Read once, during the open. A file that cannot be read or
+    /// holds no identity (a recipient, `age1...`, say) gives IO or
+    /// INVALID_ARGUMENT. NULL with identity_file_count 0: none.
+    pub identity_files: *const *const c_char,
+    /// (1.3) Number of entries in `identity_files`, at most 1024.
+    pub identity_file_count: usize,
+    /// (1.3) A passphrase that may open an encrypted archive: its bytes,
+    /// exactly (no NUL needed, none stripped, no line break removed), or
+    /// NULL with passphrase_len 0 for none. The library copies it for the
+    /// open only and wipes its copy before returning; the caller's buffer
+    /// is not kept. Opening an encrypted archive (and its parents, which
+    /// share its key) with neither an identity nor a passphrase gives
+    /// HEXZ_STATUS_KEY_REQUIRED; with keys none of which opens it,
+    /// HEXZ_STATUS_WRONG_KEY. A plain archive opens as before (the keys
+    /// are not used). Damaged ciphertext is HEXZ_STATUS_DECRYPT when read.
+    pub passphrase: *const u8,
+    /// (1.3) Length of `passphrase` in bytes, at most 65536.
+    pub passphrase_len: usize,
 }
 
 // SAFETY: repr(C), starts with usize struct_size, integers and pointers only.
@@ -203,6 +225,10 @@ unsafe impl Versioned for hexz_open_options {
             memory_budget: 0,
             trusted_keys: std::ptr::null(),
             trusted_key_count: 0,
+            identity_files: std::ptr::null(),
+            identity_file_count: 0,
+            passphrase: std::ptr::null(),
+            passphrase_len: 0,
         }
     }
 }
@@ -494,6 +520,8 @@ unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u
             open.trusted_keys.push(key);
         }
     }
+    // SAFETY: `identity_files` and `passphrase` are as the header states.
+    open.keys = unsafe { keychain(&o) }?.map(Arc::new);
     open.read_slots = o.read_slots as usize;
     if open.read_slots > hexz_io::MAX_READ_SLOTS {
         return Err(FfiError::invalid("read_slots must be at most 256"));
@@ -509,6 +537,48 @@ unsafe fn open_options(opts: *const hexz_open_options) -> Result<(OpenOptions, u
     };
     Ok((open, max_metadata))
 }
+
+/// The keychain of an open's identity files and passphrase, `None` when
+/// neither is given. The passphrase is copied into memory wiped on drop.
+///
+/// # Safety
+/// `identity_files` holds `identity_file_count` NUL-terminated paths;
+/// `passphrase` is readable for `passphrase_len` bytes.
+unsafe fn keychain(o: &hexz_open_options) -> Result<Option<hexz_io::keys::Keychain>, FfiError> {
+    let mut identities = Vec::new();
+    if o.identity_file_count > 0 {
+        if o.identity_files.is_null() {
+            return Err(FfiError::null("identity_files"));
+        }
+        if o.identity_file_count > 1024 {
+            return Err(FfiError::invalid("identity_file_count must be at most 1024"));
+        }
+        for i in 0..o.identity_file_count {
+            // SAFETY: `identity_files` holds identity_file_count pointers (the header's contract).
+            let p = unsafe { *o.identity_files.add(i) };
+            // SAFETY: string arguments are NULL or NUL-terminated (the header's contract).
+            let path = unsafe { path_arg(p, "identity_files") }?;
+            identities.extend(hexz_io::keys::load_identities(&path)?);
+        }
+    }
+    let mut passphrases = Vec::new();
+    if o.passphrase_len > 0 {
+        if o.passphrase.is_null() {
+            return Err(FfiError::null("passphrase"));
+        }
+        if o.passphrase_len > MAX_PASSPHRASE {
+            return Err(FfiError::invalid("passphrase_len must be at most 65536"));
+        }
+        // SAFETY: `passphrase` is readable for passphrase_len bytes (the header's contract).
+        let bytes = unsafe { std::slice::from_raw_parts(o.passphrase, o.passphrase_len) };
+        passphrases.push(zeroize::Zeroizing::new(bytes.to_vec()));
+    }
+    let chain = hexz_io::keys::Keychain::new(identities, passphrases);
+    Ok((!chain.is_empty()).then_some(chain))
+}
+
+/// Longest passphrase hexz_open_options takes.
+const MAX_PASSPHRASE: usize = 65536;
 
 /// # Safety
 /// `out` is NULL or writable.
@@ -528,7 +598,9 @@ unsafe fn finish_open(reader: Reader, max_metadata: u64, out: *mut *mut hexz_arc
 /// (max_metadata_bytes); SOURCE_FORMAT; HASH_MISMATCH or DECODE (header
 /// blocks); OUT_OF_MEMORY; PARENT_NOT_FOUND; PARENT_MISMATCH;
 /// CHAIN_TOO_DEEP; CHAIN_CYCLE; SIGNATURE (trusted keys given, no valid
-/// signature by one); PANIC. Errors of a parent name the parent.
+/// signature by one); KEY_REQUIRED (an encrypted archive, no identity or
+/// passphrase given); WRONG_KEY (none of the keys given opens it); DECRYPT
+/// (its encrypted manifest or header blocks are damaged); PANIC. Errors of a parent name the parent.
 #[no_mangle]
 pub unsafe extern "C" fn hexz_open_path(
     path: *const c_char,
@@ -1436,5 +1508,108 @@ mod tests {
             assert_eq!(row["category"], hexz_status_category(*code as u32).name(), "{code:?}");
         }
         assert_eq!(hexz_status_category(9999), Category::Internal);
+    }
+
+    /// Encrypted archives (1.3) through hexz_open_path on the real MiniLM:
+    /// the passphrase (bytes, no NUL) and an identity file open it, every
+    /// tensor equals the source's bytes; no key is KEY_REQUIRED, wrong keys
+    /// WRONG_KEY, a flipped ciphertext byte DECRYPT on read.
+    #[test]
+    fn encrypted_minilm_opens_with_a_passphrase_or_an_identity_file() {
+        use std::ffi::CString;
+        let models = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fetch-models.sh"))
+            .output()
+            .expect("fetch-models.sh");
+        let models = PathBuf::from(String::from_utf8(models.stdout).unwrap().trim());
+        let src_path = models.join("minilm.safetensors");
+        let src = std::fs::read(&src_path).expect("MiniLM");
+        let dir = std::env::temp_dir().join(format!("hexz-ffi-enc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = dir.join("id.txt");
+        let other = dir.join("other.txt");
+        let recipient = hexz_io::keys::keygen_x25519(&id, false).unwrap();
+        hexz_io::keys::keygen_x25519(&other, false).unwrap();
+        let pass = b"ffi test passphrase";
+        let enc = hexz_io::keys::EncryptTo {
+            passphrases: vec![zeroize::Zeroizing::new(pass.to_vec())],
+            recipients: vec![hexz_io::keys::parse_recipient(&recipient).unwrap()],
+            cost: Some(hexz_format::crypt::Argon2Cost { memory_kib: 1024, time: 1, lanes: 1 }),
+        };
+        let dst = dir.join("minilm-enc.hxz");
+        hexz_io::Store::from_path(&src_path)
+            .to(Location::Path(dst.clone()))
+            .encryption(Some(enc.encryption().unwrap()))
+            .run()
+            .unwrap();
+        let c_dst = CString::new(dst.to_str().unwrap()).unwrap();
+        let c_id = CString::new(id.to_str().unwrap()).unwrap();
+        let c_other = CString::new(other.to_str().unwrap()).unwrap();
+        let ids = [c_other.as_ptr(), c_id.as_ptr()];
+        let open = |ids: &[*const c_char], pass: &[u8], out: &mut *mut hexz_archive| {
+            let mut o = hexz_open_options::defaults();
+            o.identity_files = if ids.is_empty() { std::ptr::null() } else { ids.as_ptr() };
+            o.identity_file_count = ids.len();
+            o.passphrase = if pass.is_empty() { std::ptr::null() } else { pass.as_ptr() };
+            o.passphrase_len = pass.len();
+            // SAFETY: live strings and buffers for the call.
+            unsafe { hexz_open_path(c_dst.as_ptr(), &o, out) }
+        };
+        for (ids, pass) in [(&[][..], &pass[..]), (&ids[1..], &[][..]), (&ids[..], &b"wrong"[..])] {
+            let mut a: *mut hexz_archive = std::ptr::null_mut();
+            let status = open(ids, pass, &mut a);
+            // SAFETY: hexz_last_error is NUL-terminated, valid until the next failing call.
+            assert_eq!(status, ErrorCode::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(hexz_last_error()) });
+            let mut all = vec![0u8; src.len()];
+            // SAFETY: `a` is open; `all` holds src.len() bytes.
+            assert_eq!(unsafe { hexz_read_range(a, 0, all.as_mut_ptr(), all.len()) }, ErrorCode::Ok);
+            assert!(all == src, "the encrypted archive decoded to other bytes");
+            let mut count = 0usize;
+            // SAFETY: as above.
+            assert_eq!(unsafe { hexz_tensor_count(a, &mut count) }, ErrorCode::Ok);
+            assert!(count > 50);
+            for i in 0..count {
+                // SAFETY: pointers and integers: all zero is valid.
+                let mut info: hexz_tensor_info = unsafe { std::mem::zeroed() };
+                info.struct_size = std::mem::size_of::<hexz_tensor_info>();
+                // SAFETY: as above.
+                assert_eq!(unsafe { hexz_tensor_get_info(a, i, &mut info) }, ErrorCode::Ok);
+                let mut buf = vec![0u8; info.length as usize];
+                let mut got = 0usize;
+                // SAFETY: as above.
+                assert_eq!(unsafe { hexz_read_tensor(a, i, buf.as_mut_ptr(), buf.len(), &mut got) }, ErrorCode::Ok);
+                assert_eq!(&buf[..got], &src[info.offset as usize..(info.offset + info.length) as usize]);
+            }
+            // SAFETY: `a` is open and closed once.
+            unsafe { hexz_close(a) };
+        }
+        let mut a: *mut hexz_archive = std::ptr::null_mut();
+        assert_eq!(open(&[], &[], &mut a), ErrorCode::KeyRequired);
+        assert_eq!(open(&[], b"not it", &mut a), ErrorCode::WrongKey);
+        assert_eq!(open(&ids[..1], &[], &mut a), ErrorCode::WrongKey);
+        assert!(a.is_null(), "*out written on failure");
+        assert_eq!(hexz_status_category(ErrorCode::WrongKey as u32), Category::Key);
+        assert_eq!(hexz_status_category(ErrorCode::Decrypt as u32), Category::Corrupt);
+
+        // One flipped byte in the middle (a tensor's stored block): DECRYPT,
+        // hash checks on or off.
+        let mut bytes = std::fs::read(&dst).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        for skip in [0, 1] {
+            let mut o = hexz_open_options::defaults();
+            o.passphrase = pass.as_ptr();
+            o.passphrase_len = pass.len();
+            o.skip_hash_check = skip;
+            let mut m: *mut hexz_archive = std::ptr::null_mut();
+            // SAFETY: `bytes` outlives the handle, closed below.
+            assert_eq!(unsafe { hexz_open_memory(bytes.as_ptr(), bytes.len(), &o, &mut m) }, ErrorCode::Ok);
+            let mut all = vec![0u8; src.len()];
+            // SAFETY: `m` is open; `all` holds src.len() bytes.
+            assert_eq!(unsafe { hexz_read_range(m, 0, all.as_mut_ptr(), all.len()) }, ErrorCode::Decrypt);
+            // SAFETY: `m` is open and closed once.
+            unsafe { hexz_close(m) };
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

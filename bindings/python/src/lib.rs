@@ -84,6 +84,25 @@ fn trusted_key(key: &str) -> PyResult<hexz_format::signature::PublicKey> {
     parsed.map_err(py_error)
 }
 
+/// The keychain of `identity` files and a `passphrase` (`None` when neither
+/// is given). The passphrase copy is wiped when the keychain is dropped.
+fn keychain(
+    identity: Option<Vec<PathBuf>>,
+    passphrase: Option<Vec<u8>>,
+) -> PyResult<Option<Arc<hexz_io::keys::Keychain>>> {
+    let mut identities = Vec::new();
+    for path in identity.unwrap_or_default() {
+        identities.extend(hexz_io::keys::load_identities(&path).map_err(py_error)?);
+    }
+    let passphrases = match passphrase {
+        Some(p) if p.is_empty() => return Err(invalid("passphrase must not be empty")),
+        Some(p) => vec![zeroize::Zeroizing::new(p)],
+        None => Vec::new(),
+    };
+    let chain = hexz_io::keys::Keychain::new(identities, passphrases);
+    Ok((!chain.is_empty()).then(|| Arc::new(chain)))
+}
+
 /// An archive open for reading: the reader and the counter of its reads.
 struct Open {
     reader: Reader,
@@ -191,7 +210,8 @@ impl Archive {
     /// from the AWS variables, or `endpoint_url` / `region`), `http(s)://`.
     #[new]
     #[pyo3(signature = (path, parent_dirs=None, verify_hashes=true, read_slots=0, endpoint_url=None, region=None,
-                        cache_bytes=None, timeout=None, cache_dir=None, cache_max=None, trusted_keys=None))]
+                        cache_bytes=None, timeout=None, cache_dir=None, cache_max=None, trusted_keys=None,
+                        identity=None, passphrase=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -206,7 +226,10 @@ impl Archive {
         cache_dir: Option<PathBuf>,
         cache_max: Option<u64>,
         trusted_keys: Option<Vec<String>>,
+        identity: Option<Vec<PathBuf>>,
+        passphrase: Option<Vec<u8>>,
     ) -> PyResult<Self> {
+        let unlock = keychain(identity, passphrase)?;
         let keys = trusted_keys.unwrap_or_default().iter().map(|k| trusted_key(k)).collect::<PyResult<Vec<_>>>()?;
         let mut remote = hexz_remote::RemoteOptions { endpoint: endpoint_url, region, ..Default::default() };
         if let Some(dir) = cache_dir {
@@ -229,6 +252,7 @@ impl Archive {
         }
         let mut opts = remote_open_options(parent_dirs, verify_hashes, read_slots, remote);
         opts.trusted_keys = keys;
+        opts.keys = unlock;
         let at = location(&path);
         let open = py
             .detach(move || -> hexz_io::Result<Open> {
@@ -501,7 +525,8 @@ fn report_dict<'py>(py: Python<'py>, r: &StoreReport) -> PyResult<Bound<'py, PyD
 /// Store the file or folder `src` as the archive `dst`.
 #[pyfunction]
 #[pyo3(signature = (src, dst, base=None, compression="zstd", level=None, metadata=Vec::new(), parent_dirs=None,
-                    force=false, threads=0, block_size=None, raw=false, chunking="cdc"))]
+                    force=false, threads=0, block_size=None, raw=false, chunking="cdc", passphrase=None,
+                    recipients=None))]
 #[allow(clippy::too_many_arguments)]
 fn store<'py>(
     py: Python<'py>,
@@ -517,9 +542,23 @@ fn store<'py>(
     block_size: Option<u32>,
     raw: bool,
     chunking: &str,
+    passphrase: Option<Vec<u8>>,
+    recipients: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let mut to = hexz_io::keys::EncryptTo::default();
+    if let Some(p) = passphrase {
+        if p.is_empty() {
+            return Err(invalid("passphrase must not be empty"));
+        }
+        to.passphrases.push(zeroize::Zeroizing::new(p));
+    }
+    for r in recipients.unwrap_or_default() {
+        to.recipients.push(hexz_io::keys::parse_recipient(&r).map_err(py_error)?);
+    }
+    let encryption = if to.is_empty() { None } else { Some(to.encryption().map_err(py_error)?) };
     let store =
         store_builder(Store::from_path(&src), &dst, compression, level, metadata, base, parent_dirs, force, threads)?
+            .encryption(encryption)
             .block_size(block_size.unwrap_or(hexz_io::options::DEFAULT_BLOCK_SIZE))
             .raw(raw)
             .chunking(hexz_io::options::chunking(chunking).map_err(py_error)?);

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from . import errors
 from ._archive import Archive, FileInfo, ParentInfo, TensorInfo, TensorSlice
 from ._common import Problem, StoreReport, VerifyReport, dirs, metadata_items
+from ._common import passphrase_bytes as _passphrase_bytes
 from ._hexz import FORMAT_VERSION, __version__
 from ._hexz import extract as _extract
 from ._hexz import store as _store
@@ -30,6 +31,7 @@ from .errors import (
     ArchiveNotFoundError,
     CancelledError,
     CorruptArchiveError,
+    EncryptionKeyError,
     HexzError,
     HexzInternalError,
     SignatureError,
@@ -76,6 +78,7 @@ __all__ = [
     "CancelledError",
     "HexzInternalError",
     "SignatureError",
+    "EncryptionKeyError",
     "FORMAT_VERSION",
     "__version__",
 ]
@@ -94,6 +97,8 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     cache_dir: Union[PathLike, bool, None] = None,
     cache_max: Optional[int] = None,
     trusted_keys: Optional[Sequence[Union[PathLike, str]]] = None,
+    identity: Union[PathLike, Sequence[PathLike], None] = None,
+    passphrase: Union[str, bytes, None] = None,
 ) -> Archive:
     """Open the archive at `path` with its parent chain. Parents are found
     beside it by their recorded path, then in `parent_dirs`; each is checked
@@ -116,10 +121,17 @@ def open(  # noqa: A001 - the package's entry point, as hexz.open in the docs
     text): the archive must be signed by one of them (``hexz sign``), else
     :class:`SignatureError` is raised before any byte is read; every block,
     index page, the metadata and the parents are then authenticated by the
-    signature as they are read."""
+    signature as they are read.
+
+    Encrypted archives (format 1.5): `identity` (an age X25519 identity
+    file, ``AGE-SECRET-KEY-1…``, or a list of them) and/or `passphrase`
+    (``str``, UTF-8, or ``bytes``) open them and their parents. Without a
+    key, :class:`EncryptionKeyError` (code ``KeyRequired``); with keys
+    none of which opens it, the same class (code ``WrongKey``). Damaged
+    ciphertext is a :class:`CorruptArchiveError` (code ``Decrypt``)."""
     return Archive(path, parent_dirs, verify_hashes=verify_hashes, read_slots=read_slots, endpoint_url=endpoint_url,
                    region=region, cache_bytes=cache_bytes, timeout=timeout, cache_dir=cache_dir,
-                   cache_max=cache_max, trusted_keys=trusted_keys)
+                   cache_max=cache_max, trusted_keys=trusted_keys, identity=identity, passphrase=passphrase)
 
 
 def store(
@@ -136,13 +148,20 @@ def store(
     raw: bool = False,
     chunking: str = "cdc",
     parent_dirs: Optional[Sequence[PathLike]] = None,
+    passphrase: Union[str, bytes, None] = None,
+    recipients: Optional[Sequence[str]] = None,
 ) -> StoreReport:
     """Store the file or folder `src` as the archive `dst` (as ``hexz
     store``), a path or an ``s3://`` URL (a file only; uploaded in parts,
     the object appearing only when the archive is whole): safetensors and GGUF are cut at tensor boundaries, other files
     by content. With `base`, blocks the base already holds are referenced
     and changed tensors stored as deltas. `dst` appears only when whole;
-    an existing `dst` is replaced only with ``force=True``."""
+    an existing `dst` is replaced only with ``force=True``.
+
+    `passphrase` (``str`` or ``bytes``) and/or `recipients` (age X25519
+    recipients, ``age1…``) encrypt the archive (format 1.5): blocks,
+    tensor table and metadata; any one of them opens it. A child stored
+    against an encrypted `base` is encrypted with the base's keys."""
     report = _store(
         os.fspath(src),
         os.fspath(dst),
@@ -156,6 +175,8 @@ def store(
         block_size,
         raw,
         chunking,
+        _passphrase_bytes(passphrase),
+        None if recipients is None else list(recipients),
     )
     return StoreReport(**report)
 

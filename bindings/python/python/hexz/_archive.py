@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _dtypes
 from ._hexz import Archive as _NativeArchive
+from ._common import identity_paths, passphrase_bytes
 from .errors import CorruptArchiveError, InvalidIndexError, InvalidInputError, NotFoundError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -109,6 +110,8 @@ class Archive:
         cache_dir: Union[PathLike, bool, None] = None,
         cache_max: Optional[int] = None,
         trusted_keys: Optional[Sequence[Union[PathLike, str]]] = None,
+        identity: Union[PathLike, Sequence[PathLike], None] = None,
+        passphrase: Union[str, bytes, None] = None,
     ) -> None:
         dirs = None if parent_dirs is None else [os.fspath(d) for d in parent_dirs]
         if cache_dir is False:
@@ -122,7 +125,8 @@ class Archive:
         if keys is not None and not keys:
             raise InvalidInputError("trusted_keys must be a non-empty list of public keys (paths or key text)")
         self._native = _NativeArchive(os.fspath(path), dirs, verify_hashes, read_slots, endpoint_url, region,
-                                      cache_bytes, timeout, native_dir, cache_max, keys)
+                                      cache_bytes, timeout, native_dir, cache_max, keys, identity_paths(identity),
+                                      passphrase_bytes(passphrase))
         self._tensors = [
             TensorInfo(n, d, tuple(s), o, ln, g, st, f) for (n, d, g, s, o, ln, st, f) in self._native.tensors()
         ]

@@ -87,3 +87,28 @@ def metadata_items(metadata: Optional[Mapping[str, Any]]) -> List[Tuple[str, boo
 
 def dirs(parent_dirs: Optional[Sequence[PathLike]]) -> Optional[List[str]]:
     return None if parent_dirs is None else [os.fspath(d) for d in parent_dirs]
+
+
+def passphrase_bytes(passphrase: Union[str, bytes, None]) -> Optional[bytes]:
+    """A passphrase as the native module takes it: ``str`` as UTF-8 bytes."""
+    if passphrase is None:
+        return None
+    if isinstance(passphrase, str):
+        passphrase = passphrase.encode("utf-8")
+    if not isinstance(passphrase, (bytes, bytearray)):
+        raise InvalidInputError("passphrase must be str or bytes")
+    if not passphrase:
+        raise InvalidInputError("passphrase must not be empty")
+    return bytes(passphrase)
+
+
+def identity_paths(identity: Union[PathLike, Sequence[PathLike], None]) -> Optional[List[str]]:
+    """Identity files as a list of paths (one path or a list of them)."""
+    if identity is None:
+        return None
+    if isinstance(identity, (str, os.PathLike)):
+        return [os.fspath(identity)]
+    paths = [os.fspath(p) for p in identity]
+    if not paths:
+        raise InvalidInputError("identity must be a path or a non-empty list of paths")
+    return paths

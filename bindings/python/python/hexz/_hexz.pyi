@@ -31,6 +31,8 @@ class Archive:
         cache_dir: Optional[_Path] = None,
         cache_max: Optional[int] = None,
         trusted_keys: Optional[Sequence[str]] = None,
+        identity: Optional[Sequence[str]] = None,
+        passphrase: Optional[bytes] = None,
     ) -> None: ...
     def close(self) -> None: ...
     @property
@@ -73,6 +75,8 @@ def store(
     block_size: Optional[int] = None,
     raw: bool = False,
     chunking: str = "cdc",
+    passphrase: Optional[bytes] = None,
+    recipients: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]: ...
 def _store_arrays(
     header: bytes,

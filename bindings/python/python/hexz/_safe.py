@@ -145,7 +145,8 @@ class safe_open:
     library); `device` places torch (and paddle) tensors; `backend`
     (``"mmap"`` or ``"pread"``) is accepted for compatibility;
     `trusted_keys` requires a signature by one of these public keys (as
-    :func:`hexz.open`). Errors are
+    :func:`hexz.open`); `identity` and `passphrase` open an encrypted
+    archive (as :func:`hexz.open`). Errors are
     safetensors' (``SafetensorError`` is the base of hexz's errors).
     """
 
@@ -158,6 +159,8 @@ class safe_open:
         backend: str = "mmap",
         parent_dirs: Optional[Sequence[PathLike]] = None,
         trusted_keys: Optional[Sequence[PathLike]] = None,
+        identity: Union[PathLike, Sequence[PathLike], None] = None,
+        passphrase: Union[str, bytes, None] = None,
     ) -> None:
         self._archive: Optional[Archive] = None
         path = os.fspath(filename)
@@ -165,7 +168,7 @@ class safe_open:
         self._device = _parse_device(device)
         self._backend = _parse_backend(backend)
         try:
-            archive = Archive(path, parent_dirs, trusted_keys=trusted_keys)
+            archive = Archive(path, parent_dirs, trusted_keys=trusted_keys, identity=identity, passphrase=passphrase)
         except ArchiveNotFoundError as e:
             missing = ArchiveNotFoundError(f"No such file or directory: {path}")
             missing.code = e.code

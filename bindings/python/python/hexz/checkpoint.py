@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -124,13 +124,16 @@ def load(
     parent_dirs: Optional[Sequence[PathLike]] = None,
     threads: int = 0,
     trusted_keys: Optional[Sequence[PathLike]] = None,
+    identity: Union[PathLike, Sequence[PathLike], None] = None,
+    passphrase: Union[str, bytes, None] = None,
 ) -> Dict[str, Any]:
     """Load tensors (all, or `keys`) of the archive at `path` as a dict of
     numpy arrays (``framework="pt"``: torch tensors). Tensors are decoded
     in parallel straight into their arrays. `trusted_keys` requires a
-    signature by one of these public keys (as :func:`hexz.open`)."""
+    signature by one of these public keys, `identity` and `passphrase`
+    open an encrypted archive (as :func:`hexz.open`)."""
     fw = _framework(framework)
-    with Archive(path, parent_dirs, trusted_keys=trusted_keys) as a:
+    with Archive(path, parent_dirs, trusted_keys=trusted_keys, identity=identity, passphrase=passphrase) as a:
         names = a.keys() if keys is None else list(keys)
         return a._read_many(names, fw, threads)
 

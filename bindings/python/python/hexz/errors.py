@@ -33,6 +33,7 @@ __all__ = [
     "CancelledError",
     "HexzInternalError",
     "SignatureError",
+    "EncryptionKeyError",
 ]
 
 
@@ -130,6 +131,13 @@ class SignatureError(HexzError):
     signed (format 1.4). Nothing was read from it."""
 
 
+class EncryptionKeyError(HexzError):
+    """The archive is encrypted (format 1.5) and no key was given (``code``
+    ``"KeyRequired"``), or none of the identities and passphrases given
+    opens it (``"WrongKey"``). Nothing was read from it. Damaged ciphertext
+    is a :class:`CorruptArchiveError` (``"Decrypt"``) instead."""
+
+
 #: The class of each status category (hexz_status_category's names).
 CATEGORY_CLASSES: "dict[str, type[HexzError]]" = {
     "OK": HexzError,
@@ -143,6 +151,7 @@ CATEGORY_CLASSES: "dict[str, type[HexzError]]" = {
     "CANCELLED": CancelledError,
     "INTERNAL": HexzInternalError,
     "SIGNATURE": SignatureError,
+    "KEY": EncryptionKeyError,
 }
 
 
