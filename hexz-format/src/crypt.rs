@@ -638,14 +638,19 @@ impl KeyRing {
                 }
             }
         }
+        // A stanza whose cost is over the reader's limits is refused, but
+        // another stanza may still open the archive.
+        let mut refused = None;
         for stanza in section.stanzas() {
             for passphrase in &self.passphrases {
-                if let Some(key) = unwrap_passphrase(&stanza, passphrase, &section.id)? {
-                    return Ok(key);
+                match unwrap_passphrase(&stanza, passphrase, &section.id) {
+                    Ok(Some(key)) => return Ok(key),
+                    Ok(None) => {}
+                    Err(e) => refused = Some(e),
                 }
             }
         }
-        Err(Error::WrongKey { reason: "no identity or passphrase given opens this archive" })
+        Err(refused.unwrap_or(Error::WrongKey { reason: "no identity or passphrase given opens this archive" }))
     }
 }
 
