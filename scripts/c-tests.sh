@@ -93,13 +93,8 @@ target/release/hexz -q store "$models/minilm-runs" "$work/runs.hxz"
 printf 'c-tests passphrase\n' > "$work/pass.txt"
 recipient="$(python3 bindings/testdata/age_keygen.py "$work/id.txt")"
 python3 bindings/testdata/age_keygen.py "$work/other-id.txt" >/dev/null
-if target/release/hexz store --help | grep -q -- '--encrypt'; then
-  target/release/hexz -q store "$models/minilm.safetensors" "$work/minilm-enc.hxz" --encrypt \
-    --passphrase-file "$work/pass.txt" --recipient "$recipient"
-else  # before the CLI stores encrypted archives
-  cargo run --release -q -p hexz-ffi --example store_encrypted -- "$models/minilm.safetensors" "$work/minilm-enc.hxz" \
-    "$work/pass.txt" "$recipient"
-fi
+target/release/hexz -q store "$models/minilm.safetensors" "$work/minilm-enc.hxz" --encrypt \
+  --passphrase-file "$work/pass.txt" --recipient "$recipient"
 "${memcheck[@]}" "$work/build/test_encrypted" "$work/minilm-enc.hxz" "$models/minilm.safetensors" \
   "$work/id.txt" "$work/other-id.txt" "c-tests passphrase"
 

@@ -11,10 +11,8 @@ import (
 )
 
 // encryptedMiniLM stores the real MiniLM encrypted for a passphrase and a
-// new X25519 identity's recipient: with the CLI when it stores encrypted
-// archives, else with hexz-ffi's store_encrypted example or the Python
-// package (HEXZ_PYTHON, default python3, with hexz installed); skipped
-// when none can.
+// new X25519 identity's recipient (made by bindings/testdata/age_keygen.py,
+// an independent X25519), with the hexz CLI.
 func encryptedMiniLM(t *testing.T, pass string) (archive, identity, other string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -29,41 +27,15 @@ func encryptedMiniLM(t *testing.T, pass string) (archive, identity, other string
 	}
 	archive = filepath.Join(dir, "minilm-enc.hxz")
 	src := filepath.Join(models, "minilm.safetensors")
-	help, _ := exec.Command("../../target/release/hexz", "store", "--help").Output()
-	if bytes.Contains(help, []byte("--encrypt")) {
-		passFile := filepath.Join(dir, "pass.txt")
-		if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("../../target/release/hexz", "-q", "store", src, archive, "--encrypt",
-			"--passphrase-file", passFile, "--recipient", recipient)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("hexz store --encrypt: %v\n%s", err, out)
-		}
-		return
+	// The CLI the suite builds before the Go step (target/release/hexz).
+	passFile := filepath.Join(dir, "pass.txt")
+	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	// hexz-ffi's example (cargo build --release -p hexz-ffi --example store_encrypted).
-	if _, err := os.Stat("../../target/release/examples/store_encrypted"); err == nil {
-		passFile := filepath.Join(dir, "pass.txt")
-		if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("../../target/release/examples/store_encrypted", src, archive, passFile, recipient)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("store_encrypted: %v\n%s", err, out)
-		}
-		return
-	}
-	python := os.Getenv("HEXZ_PYTHON")
-	if python == "" {
-		python = "python3"
-	}
-	cmd := exec.Command(python, "-c",
-		"import sys, hexz; hexz.store(sys.argv[1], sys.argv[2], passphrase=sys.argv[3], recipients=[sys.argv[4]])",
-		src, archive, pass, recipient)
+	cmd := exec.Command("../../target/release/hexz", "-q", "store", src, archive, "--encrypt",
+		"--passphrase-file", passFile, "--recipient", recipient)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Skipf("no way to store an encrypted archive here (CLI without --encrypt, %s without hexz): %v\n%s",
-			python, err, out)
+		t.Fatalf("hexz store --encrypt (build it: cargo build --release -p hexz-cli): %v\n%s", err, out)
 	}
 	return
 }
