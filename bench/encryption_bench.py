@@ -43,9 +43,9 @@ def main():
         for model, tensor in [("gemma.gguf", "token_embd.weight"), ("minilm.safetensors", "embeddings.word_embeddings.weight")]:
             src = MODELS / model
             plain, enc, pw = tmp / "plain.hxz", tmp / "enc.hxz", tmp / "pw.hxz"
-            run("-q", "store", src, plain)
-            run("-q", "store", src, enc, "--encrypt", "-r", recipient)
-            run("-q", "store", src, pw, "--encrypt", env=env)
+            run("-q", "store", src, plain, "--force")
+            run("-q", "store", src, enc, "--encrypt", "-r", recipient, "--force")
+            run("-q", "store", src, pw, "--encrypt", "--force", env=env)
             ids = ["--identity", key]
             times = {"extract plain": [], "extract encrypted": [], "tensor plain": [], "tensor encrypted": []}
             for _ in range(RUNS):
