@@ -413,7 +413,7 @@ impl KeySectionBuilder {
     pub fn add_x25519(&mut self, recipient: &[u8; 32], ephemeral: [u8; 32]) -> Result<()> {
         let secret = x25519_dalek::StaticSecret::from(ephemeral);
         let share = x25519_dalek::PublicKey::from(&secret);
-        let mut kek = x25519_wrap_key(&secret, share.as_bytes(), recipient)?;
+        let mut kek = x25519_wrap_key(&secret, recipient, share.as_bytes(), recipient)?;
         let mut body = Vec::with_capacity(X25519_BODY);
         body.extend_from_slice(share.as_bytes());
         body.extend_from_slice(&wrap(&kek, &self.file_key));
@@ -522,8 +522,17 @@ fn argon2id(passphrase: &[u8], salt: &[u8; 16], cost: Argon2Cost) -> Result<[u8;
     Ok(out)
 }
 
-fn x25519_wrap_key(secret: &x25519_dalek::StaticSecret, share: &[u8; 32], recipient: &[u8; 32]) -> Result<[u8; 32]> {
-    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*recipient));
+/// The key that wraps the file key for `recipient`: HKDF-SHA256 of the
+/// X25519 of `secret` and `peer` (the writer: ephemeral secret and
+/// recipient; the reader: identity and ephemeral share), salted with the
+/// share and the recipient, as age's X25519 stanza.
+fn x25519_wrap_key(
+    secret: &x25519_dalek::StaticSecret,
+    peer: &[u8; 32],
+    share: &[u8; 32],
+    recipient: &[u8; 32],
+) -> Result<[u8; 32]> {
+    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
     if !shared.was_contributory() {
         return Err(Error::WrongKey { reason: "an X25519 share of low order" });
     }
@@ -569,16 +578,8 @@ pub fn unwrap_x25519(stanza: &Stanza<'_>, identity: &[u8; 32], id: &[u8; KEY_ID_
     share.copy_from_slice(&stanza.body[..32]);
     let secret = x25519_dalek::StaticSecret::from(*identity);
     let recipient = *x25519_dalek::PublicKey::from(&secret).as_bytes();
-    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(share));
-    if !shared.was_contributory() {
-        return Ok(None);
-    }
-    let mut salt = [0u8; 64];
-    salt[..32].copy_from_slice(&share);
-    salt[32..].copy_from_slice(&recipient);
-    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(&salt), shared.as_bytes());
-    let mut kek = [0u8; 32];
-    hk.expand(X25519_INFO, &mut kek).map_err(|_| Error::InvalidArgument("HKDF output length"))?;
+    // A share of low order opens nothing.
+    let Ok(mut kek) = x25519_wrap_key(&secret, &share, &share, &recipient) else { return Ok(None) };
     let key = unwrap(&kek, &stanza.body[32..], id);
     kek.zeroize();
     Ok(key)
