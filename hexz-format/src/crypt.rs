@@ -130,7 +130,8 @@ impl core::fmt::Debug for FileKey {
 }
 
 /// The subkeys of one file key: what reading and writing blocks and the
-/// manifest need. The ciphers wipe their key schedules when dropped.
+/// manifest need. The AES key schedules are wiped when dropped (the `aes`
+/// crate's `zeroize`), the hash key and file key by `Drop`.
 #[derive(Clone)]
 pub struct Keys {
     file_key: FileKey,
