@@ -17,9 +17,8 @@
 //! passphrase and X25519 recipient, and the manifest's nonce and tag)
 //! followed by the manifest's ciphertext, of the manifest's length.
 
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
-use aes_gcm_siv::Aes256GcmSiv;
 use alloc::vec::Vec;
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use zeroize::Zeroize;
 
@@ -131,13 +130,13 @@ impl core::fmt::Debug for FileKey {
 
 /// The subkeys of one file key: what reading and writing blocks and the
 /// manifest need. The AES key schedules are wiped when dropped (the `aes`
-/// crate's `zeroize`), the hash key and file key by `Drop`.
-#[derive(Clone)]
+/// crate's `zeroize`, or aws-lc's cleansing free), the hash key and file
+/// key by `Drop`.
 pub struct Keys {
     file_key: FileKey,
     id: [u8; KEY_ID_SIZE],
-    block: Aes256GcmSiv,
-    manifest: Aes256GcmSiv,
+    block: GcmSiv,
+    manifest: GcmSiv,
     hash_key: [u8; 32],
 }
 
@@ -157,9 +156,9 @@ impl core::fmt::Debug for Keys {
     }
 }
 
-fn cipher(context: &str, file_key: &FileKey) -> Aes256GcmSiv {
+fn cipher(context: &str, file_key: &FileKey) -> GcmSiv {
     let mut key = blake3::derive_key(context, file_key.as_bytes());
-    let cipher = Aes256GcmSiv::new(&key.into());
+    let cipher = GcmSiv::new(&key);
     key.zeroize();
     cipher
 }
@@ -205,11 +204,7 @@ impl Keys {
     /// second half of the entry's hash). `entry` holds everything but the tag.
     pub fn seal_block(&self, stored: &mut [u8], entry: &BlockEntry) -> Result<[u8; TAG_SIZE]> {
         let (nonce, aad) = block_nonce_aad(entry);
-        let tag = self
-            .block
-            .encrypt_in_place_detached(&nonce.into(), &aad, stored)
-            .map_err(|_| Error::InvalidArgument("block too large to encrypt"))?;
-        Ok(tag.into())
+        self.block.seal(&nonce, &aad, stored).ok_or(Error::InvalidArgument("block too large to encrypt"))
     }
 
     /// Decrypt a block's stored bytes in place, checking the tag in its entry.
@@ -217,14 +212,67 @@ impl Keys {
         let (nonce, aad) = block_nonce_aad(entry);
         let mut tag = [0u8; TAG_SIZE];
         tag.copy_from_slice(&entry.hash[16..]);
-        self.block
-            .decrypt_in_place_detached(&nonce.into(), &aad, stored, &tag.into())
-            .map_err(|_| Error::Decrypt { what: "block", offset: entry.virtual_offset.get() })
+        if self.block.open(&nonce, &aad, stored, &tag) {
+            Ok(())
+        } else {
+            Err(Error::Decrypt { what: "block", offset: entry.virtual_offset.get() })
+        }
     }
 
     /// Whether a decoded block matches the keyed hash in its entry.
     pub fn block_matches(&self, decoded: &[u8], entry: &BlockEntry) -> bool {
         blake3::keyed_hash(&self.hash_key, decoded).as_bytes()[..16] == entry.hash[..16]
+    }
+}
+
+/// AES-256-GCM-SIV (RFC 8452) with detached tags, in place. Where aws-lc
+/// builds (Linux x86-64 and aarch64, feature `aws-lc`) it is aws-lc-rs's
+/// assembly, about three times RustCrypto's speed on these machines
+/// (bench/encryption_bench.py); elsewhere, and without `std`, RustCrypto's
+/// `aes-gcm-siv`. Both implement the RFC, so they produce the same bytes
+/// (a test compares them).
+#[cfg(aws_lc)]
+struct GcmSiv(aws_lc_rs::aead::LessSafeKey);
+
+#[cfg(aws_lc)]
+impl GcmSiv {
+    fn new(key: &[u8; 32]) -> Self {
+        use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM_SIV};
+        // Fails only for a key of the wrong length, which a [u8; 32] is not.
+        GcmSiv(LessSafeKey::new(UnboundKey::new(&AES_256_GCM_SIV, key).expect("a 32-byte key")))
+    }
+
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8]) -> Option<[u8; TAG_SIZE]> {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let tag =
+            self.0.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), in_out).ok()?;
+        tag.as_ref().try_into().ok()
+    }
+
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8], tag: &[u8; TAG_SIZE]) -> bool {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        self.0.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, in_out).is_ok()
+    }
+}
+
+#[cfg(not(aws_lc))]
+struct GcmSiv(aes_gcm_siv::Aes256GcmSiv);
+
+#[cfg(not(aws_lc))]
+impl GcmSiv {
+    fn new(key: &[u8; 32]) -> Self {
+        use aes_gcm_siv::aead::KeyInit;
+        GcmSiv(aes_gcm_siv::Aes256GcmSiv::new(key.into()))
+    }
+
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8]) -> Option<[u8; TAG_SIZE]> {
+        use aes_gcm_siv::aead::AeadInPlace;
+        self.0.encrypt_in_place_detached(nonce.into(), aad, in_out).ok().map(Into::into)
+    }
+
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8], tag: &[u8; TAG_SIZE]) -> bool {
+        use aes_gcm_siv::aead::AeadInPlace;
+        self.0.decrypt_in_place_detached(nonce.into(), aad, in_out, tag.into()).is_ok()
     }
 }
 
@@ -365,9 +413,11 @@ impl<'a> KeySection<'a> {
 /// section that precedes it; `offset` is the manifest region's.
 pub fn open_manifest(keys: &Keys, section: &KeySection<'_>, ciphertext: &mut [u8], offset: u64) -> Result<()> {
     let aad = &section.bytes[..section.bytes.len() - TAG_SIZE];
-    keys.manifest
-        .decrypt_in_place_detached(&section.manifest_nonce.into(), aad, ciphertext, &section.manifest_tag().into())
-        .map_err(|_| Error::Decrypt { what: "manifest", offset })
+    if keys.manifest.open(&section.manifest_nonce, aad, ciphertext, &section.manifest_tag()) {
+        Ok(())
+    } else {
+        Err(Error::Decrypt { what: "manifest", offset })
+    }
 }
 
 /// Builds a key section (and then the manifest region) for a file key.
@@ -466,8 +516,8 @@ impl KeySectionBuilder {
         section[8..12].copy_from_slice(&length.to_le_bytes());
         let tag = keys
             .manifest
-            .encrypt_in_place_detached(&self.manifest_nonce.into(), &section, &mut manifest)
-            .map_err(|_| Error::InvalidArgument("manifest too large to encrypt"))?;
+            .seal(&self.manifest_nonce, &section, &mut manifest)
+            .ok_or(Error::InvalidArgument("manifest too large to encrypt"))?;
         section.extend_from_slice(&tag);
         section.append(&mut manifest);
         Ok(section)
@@ -707,6 +757,32 @@ mod tests {
         let wrong = Keys::derive(&FileKey::from_bytes([8; 32]));
         let mut copy = bytes;
         assert!(wrong.open_block(&mut copy, &e).is_err());
+    }
+
+    /// aws-lc's GCM-SIV and RustCrypto's are the same function (RFC 8452):
+    /// an archive sealed by one opens with the other.
+    #[cfg(aws_lc)]
+    #[test]
+    fn aws_lc_and_rustcrypto_agree() {
+        use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+        let key = blake3::derive_key("hexz test", b"agree");
+        let ours = GcmSiv::new(&key);
+        let theirs = aes_gcm_siv::Aes256GcmSiv::new(&key.into());
+        for len in [0usize, 1, 15, 16, 17, 255, 4096, 65_537] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let nonce = [len as u8; 12];
+            let aad = [3u8; 27];
+            let mut a = plain.clone();
+            let tag_a = ours.seal(&nonce, &aad, &mut a).unwrap();
+            let mut b = plain.clone();
+            let tag_b = theirs.encrypt_in_place_detached(&nonce.into(), &aad, &mut b).unwrap();
+            assert_eq!((&a, &tag_a[..]), (&b, &tag_b[..]), "length {len}");
+            assert!(ours.open(&nonce, &aad, &mut b, &tag_a));
+            assert_eq!(b, plain);
+            let mut bad = tag_a;
+            bad[0] ^= 1;
+            assert!(!ours.open(&nonce, &aad, &mut a, &bad));
+        }
     }
 
     #[test]
