@@ -403,7 +403,9 @@ fn usage(e: hexz_io::Error) -> CliError {
     }
 }
 
-/// The key flags a background mount passes on.
+/// The key flags a background mount passes on (mount is Linux-only, so
+/// elsewhere nothing reads them).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 struct KeyFlags<'a> {
     identity: &'a [PathBuf],
     passphrase_file: Option<&'a Path>,

@@ -3,7 +3,6 @@
 //! trips, a fine-tune under its base's key, exit codes and messages for a
 //! missing or wrong key, nothing written when refused, signing without the key.
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
 fn hexz(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
@@ -42,7 +41,11 @@ fn encrypted_store_extract_chain_and_refusals() {
     let recipient = String::from_utf8(o.stdout).unwrap().trim().to_string();
     assert!(recipient.starts_with("age1"), "{recipient}");
     assert_eq!(std::fs::read_to_string(&id_pub).unwrap().trim(), recipient);
-    assert_eq!(std::fs::metadata(&id).unwrap().permissions().mode() & 0o777, 0o600);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&id).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     let arc = d.join("a.hxz");
     ok(hexz(&[&"-q", &"store", &src, &arc, &"--encrypt", &"--recipient", &recipient]));
