@@ -473,7 +473,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A store from the Python keywords, the destination a path or a URL;
-/// every option is checked by hexz_io::options when it runs.
+/// every option is checked by hexz_io::options when it runs. `base` comes
+/// with the keys that open it when it is encrypted.
 #[allow(clippy::too_many_arguments)]
 fn store_builder<'a>(
     store: Store<'a>,
@@ -481,7 +482,7 @@ fn store_builder<'a>(
     compression: &str,
     level: Option<i32>,
     metadata: Vec<(String, bool, String)>,
-    base: Option<PathBuf>,
+    (base, base_keys): (Option<PathBuf>, Option<Arc<hexz_io::keys::Keychain>>),
     parent_dirs: Option<Vec<PathBuf>>,
     force: bool,
     threads: usize,
@@ -499,7 +500,7 @@ fn store_builder<'a>(
         )
         .threads(threads)
         .base(base.map(Location::Path))
-        .open_options(open_options(parent_dirs, true, 0))
+        .open_options(OpenOptions { keys: base_keys, ..open_options(parent_dirs, true, 0) })
         .clobber(if force { Clobber::Replace } else { Clobber::Refuse })
         .sinks(hexz_remote::store_sinks(hexz_remote::RemoteOptions::default())))
 }
@@ -526,7 +527,7 @@ fn report_dict<'py>(py: Python<'py>, r: &StoreReport) -> PyResult<Bound<'py, PyD
 #[pyfunction]
 #[pyo3(signature = (src, dst, base=None, compression="zstd", level=None, metadata=Vec::new(), parent_dirs=None,
                     force=false, threads=0, block_size=None, raw=false, chunking="cdc", passphrase=None,
-                    recipients=None))]
+                    recipients=None, base_identity=None, base_passphrase=None))]
 #[allow(clippy::too_many_arguments)]
 fn store<'py>(
     py: Python<'py>,
@@ -544,7 +545,12 @@ fn store<'py>(
     chunking: &str,
     passphrase: Option<Vec<u8>>,
     recipients: Option<Vec<String>>,
+    base_identity: Option<Vec<PathBuf>>,
+    base_passphrase: Option<Vec<u8>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    // The keys that open an encrypted base (and its parents): the child is
+    // then stored under the base's key (hexz_io's StoreBuilder::encryption).
+    let base_keys = keychain(base_identity, base_passphrase)?;
     let mut to = hexz_io::keys::EncryptTo::default();
     if let Some(p) = passphrase {
         if p.is_empty() {
@@ -556,12 +562,21 @@ fn store<'py>(
         to.recipients.push(hexz_io::keys::parse_recipient(&r).map_err(py_error)?);
     }
     let encryption = if to.is_empty() { None } else { Some(to.encryption().map_err(py_error)?) };
-    let store =
-        store_builder(Store::from_path(&src), &dst, compression, level, metadata, base, parent_dirs, force, threads)?
-            .encryption(encryption)
-            .block_size(block_size.unwrap_or(hexz_io::options::DEFAULT_BLOCK_SIZE))
-            .raw(raw)
-            .chunking(hexz_io::options::chunking(chunking).map_err(py_error)?);
+    let store = store_builder(
+        Store::from_path(&src),
+        &dst,
+        compression,
+        level,
+        metadata,
+        (base, base_keys),
+        parent_dirs,
+        force,
+        threads,
+    )?
+    .encryption(encryption)
+    .block_size(block_size.unwrap_or(hexz_io::options::DEFAULT_BLOCK_SIZE))
+    .raw(raw)
+    .chunking(hexz_io::options::chunking(chunking).map_err(py_error)?);
     let report = py.detach(|| store.run()).map_err(py_error)?;
     report_dict(py, &report)
 }
@@ -653,7 +668,7 @@ fn _store_arrays<'py>(
         compression,
         level,
         metadata,
-        base,
+        (base, None),
         parent_dirs,
         force,
         threads,

@@ -1,14 +1,15 @@
 """Encrypted archives (format 1.5) from Python on the real MiniLM: stored
 with a passphrase and an X25519 recipient, read with either (every tensor
 equal to safetensors' own), through hexz.open, safe_open and
-checkpoint.load; no key, a wrong key and a damaged ciphertext byte raise
-the errors of their category."""
+checkpoint.load; a fine-tune stored against the encrypted base; no key, a
+wrong key and a damaged ciphertext byte raise the errors of their
+category."""
 
 import sys
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 import hexz
 from conftest import ROOT
@@ -127,3 +128,49 @@ def test_flipped_ciphertext_byte_is_corrupt(encrypted, expected, tmp_path):
         with pytest.raises(hexz.CorruptArchiveError):
             for name in expected:
                 a.get_tensor(name)
+
+
+def test_fine_tune_of_an_encrypted_base(encrypted, keys, models, tmp_path):
+    """hexz.store against an encrypted base: opened with base_passphrase or
+    base_identity, the child is stored under the base's key (dedup and
+    deltas against it), and opens with whatever opens the base."""
+    tensors = load_file(str(models / "minilm.safetensors"))
+    # One layer's weight changed (as by a partial fine-tune); the rest dedups.
+    name = max((n for n in tensors if tensors[n].nbytes < (4 << 20)), key=lambda n: tensors[n].nbytes)
+    tensors[name] = tensors[name] * np.float32(1.001)
+    fine = tmp_path / "fine.safetensors"
+    save_file(tensors, str(fine))
+
+    child = tmp_path / "fine.hxz"
+    # Without a key for the base: refused, nothing written.
+    with pytest.raises(hexz.EncryptionKeyError) as e:
+        hexz.store(fine, child, base=encrypted)
+    assert e.value.code == "KeyRequired"
+    assert not child.exists()
+
+    report = hexz.store(fine, child, base=encrypted, base_passphrase=PASS)
+    assert report.parent_blocks > 0
+    assert report.archive_size < fine.stat().st_size / 3
+    assert name.encode() not in child.read_bytes()  # the tensor table is encrypted too
+    for unlock in ({"passphrase": PASS}, {"identity": keys[0]}):
+        with hexz.open(child, **unlock) as a:
+            check_all(a, tensors)
+    with pytest.raises(hexz.EncryptionKeyError):
+        hexz.open(child)
+
+    # The base opened with an identity works the same way.
+    by_identity = tmp_path / "fine-id.hxz"
+    hexz.store(fine, by_identity, base=encrypted, base_identity=keys[0])
+    with hexz.open(by_identity, passphrase=PASS) as a:
+        check_all(a, tensors)
+
+    # Other keys for the child: refused (a chain is under one key).
+    other = tmp_path / "other.hxz"
+    with pytest.raises(hexz.EncryptionKeyError) as e:
+        hexz.store(fine, other, base=encrypted, base_passphrase=PASS, passphrase="another")
+    assert e.value.code == "WrongKey"
+    assert not other.exists()
+    # A wrong key for the base.
+    with pytest.raises(hexz.EncryptionKeyError) as e:
+        hexz.store(fine, other, base=encrypted, base_identity=keys[2])
+    assert e.value.code == "WrongKey"

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import errors
 from ._archive import Archive, FileInfo, ParentInfo, TensorInfo, TensorSlice
-from ._common import Problem, StoreReport, VerifyReport, dirs, metadata_items
+from ._common import Problem, StoreReport, VerifyReport, dirs, identity_paths, metadata_items
 from ._common import passphrase_bytes as _passphrase_bytes
 from ._hexz import FORMAT_VERSION, __version__
 from ._hexz import extract as _extract
@@ -150,6 +150,8 @@ def store(
     parent_dirs: Optional[Sequence[PathLike]] = None,
     passphrase: Union[str, bytes, None] = None,
     recipients: Optional[Sequence[str]] = None,
+    base_identity: Union[PathLike, Sequence[PathLike], None] = None,
+    base_passphrase: Union[str, bytes, None] = None,
 ) -> StoreReport:
     """Store the file or folder `src` as the archive `dst` (as ``hexz
     store``), a path or an ``s3://`` URL (a file only; uploaded in parts,
@@ -160,8 +162,13 @@ def store(
 
     `passphrase` (``str`` or ``bytes``) and/or `recipients` (age X25519
     recipients, ``age1…``) encrypt the archive (format 1.5): blocks,
-    tensor table and metadata; any one of them opens it. A child stored
-    against an encrypted `base` is encrypted with the base's keys."""
+    tensor table and metadata; any one of them opens it.
+
+    An encrypted `base` is opened with `base_identity` (identity files)
+    or `base_passphrase`; the child is then stored under the base's key,
+    so whatever opens the base opens the child. Asking for other keys
+    (`passphrase`, `recipients`) with an encrypted base is refused
+    (:class:`EncryptionKeyError`): a chain is under one key."""
     report = _store(
         os.fspath(src),
         os.fspath(dst),
@@ -177,6 +184,8 @@ def store(
         chunking,
         _passphrase_bytes(passphrase),
         None if recipients is None else list(recipients),
+        identity_paths(base_identity),
+        _passphrase_bytes(base_passphrase),
     )
     return StoreReport(**report)
 

@@ -77,6 +77,8 @@ def store(
     chunking: str = "cdc",
     passphrase: Optional[bytes] = None,
     recipients: Optional[Sequence[str]] = None,
+    base_identity: Optional[Sequence[str]] = None,
+    base_passphrase: Optional[bytes] = None,
 ) -> Dict[str, Any]: ...
 def _store_arrays(
     header: bytes,
