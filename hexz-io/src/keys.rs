@@ -192,7 +192,9 @@ impl std::fmt::Debug for Keychain {
 impl Keychain {
     /// A keychain of X25519 identities and passphrases.
     pub fn new(identities: Vec<[u8; 32]>, passphrases: Vec<Zeroizing<Vec<u8>>>) -> Self {
-        let passphrases = passphrases.iter().map(|p| p.to_vec()).collect();
+        // Moved, not copied: the bytes stay in one allocation, which
+        // KeyRing wipes when dropped.
+        let passphrases = passphrases.into_iter().map(|mut p| std::mem::take(&mut *p)).collect();
         Keychain { ring: KeyRing { passphrases, identities }, opened: Mutex::new(Vec::new()) }
     }
 

@@ -351,6 +351,9 @@ impl BlockEncoder {
     fn compress(&mut self, data: &[u8], out: &mut Vec<u8>, content: Content) -> Option<usize> {
         #[cfg(not(feature = "zstd"))]
         let _ = content;
+        // Built without any codec, every block is stored raw.
+        #[cfg(not(any(feature = "lz4", feature = "zstd")))]
+        let _ = (data, out);
         match self.compression {
             Compression::None => None,
             #[cfg(feature = "lz4")]
