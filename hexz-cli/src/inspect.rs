@@ -20,6 +20,8 @@ use crate::util::{emit, emit_json, hex, human_bytes, CliError, Exit};
 #[derive(Serialize)]
 struct InspectJson {
     archive: String,
+    /// Always false here; see [`LockedJson`].
+    locked: bool,
     format_version: String,
     identity: String,
     source_format: &'static str,
@@ -52,6 +54,30 @@ struct InspectJson {
     signatures: Vec<SignatureJson>,
     /// Encryption (format 1.5): key id and the stanzas' kinds; absent when plain.
     #[serde(skip_serializing_if = "Option::is_none")]
+    encryption: Option<EncryptionJson>,
+}
+
+/// `hexz inspect --json` of an encrypted archive opened without a key: what
+/// the format leaves visible (spec section 16), `"locked": true`.
+#[derive(Serialize)]
+struct LockedJson {
+    archive: String,
+    locked: bool,
+    format_version: String,
+    identity: String,
+    original_size: u64,
+    archive_size: u64,
+    stored_block_bytes: u64,
+    ratio: f64,
+    block_count: u64,
+    max_block_length: u32,
+    deduplicated_blocks: u64,
+    deduplicated_bytes: u64,
+    codecs: BTreeMap<&'static str, u64>,
+    filters: BTreeMap<&'static str, u64>,
+    parent_blocks: u64,
+    delta_blocks: u64,
+    signatures: Vec<SignatureJson>,
     encryption: Option<EncryptionJson>,
 }
 
@@ -146,34 +172,77 @@ fn entries_in(reader: &Reader, offset: u64, length: u64) -> Result<Vec<BlockEntr
     blocks.map(|b| b.map(|b| b.entry).map_err(|e| CliError::from(reader.error(e)))).collect()
 }
 
-fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
-    let archive = reader.archive();
-    let mut codecs: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut filters: BTreeMap<&'static str, u64> = BTreeMap::new();
+/// What the index tells about the blocks (visible without a key, too).
+#[derive(Default)]
+struct BlockStats {
+    codecs: BTreeMap<&'static str, u64>,
+    filters: BTreeMap<&'static str, u64>,
+    stored_bytes: u64,
+    dedup_blocks: u64,
+    dedup_bytes: u64,
+    parent_blocks: u64,
+    delta_blocks: u64,
+    /// (start, end, bytes stored here) of each block, in order.
+    spans: Vec<(u64, u64, u64)>,
+}
+
+fn block_stats(entries: Vec<BlockEntry>) -> BlockStats {
+    let mut b = BlockStats::default();
     let mut stored = HashSet::new();
-    let (mut dedup_blocks, mut dedup_bytes, mut stored_bytes, mut parent_blocks, mut delta_blocks) = (0, 0, 0, 0, 0);
-    let mut spans = Vec::new();
-    for e in entries_in(reader, 0, reader.size())? {
+    for e in entries {
         let start = e.virtual_offset.get();
         let here = if e.location > 0 { 0 } else { u64::from(e.stored_length.get()) };
-        spans.push((start, start + u64::from(e.virtual_length.get()), here));
-        *codecs.entry(CodecId::from_u8(e.codec).map_or("unknown", CodecId::name)).or_default() += 1;
+        b.spans.push((start, start + u64::from(e.virtual_length.get()), here));
+        *b.codecs.entry(CodecId::from_u8(e.codec).map_or("unknown", CodecId::name)).or_default() += 1;
         let filter = FilterId::from_u8(e.filter);
-        *filters.entry(filter.map_or("unknown", FilterId::name)).or_default() += 1;
+        *b.filters.entry(filter.map_or("unknown", FilterId::name)).or_default() += 1;
         if e.location > 0 {
-            parent_blocks += 1;
+            b.parent_blocks += 1;
             continue;
         }
         if filter.is_some_and(FilterId::is_delta) {
-            delta_blocks += 1;
+            b.delta_blocks += 1;
         }
         if stored.insert(e.stored_offset.get()) {
-            stored_bytes += u64::from(e.stored_length.get());
+            b.stored_bytes += u64::from(e.stored_length.get());
         } else {
-            dedup_blocks += 1;
-            dedup_bytes += u64::from(e.virtual_length.get());
+            b.dedup_blocks += 1;
+            b.dedup_bytes += u64::from(e.virtual_length.get());
         }
     }
+    b
+}
+
+fn encryption_json(archive: &Archive<hexz_io::Source>) -> Option<EncryptionJson> {
+    archive.key_section().ok().map(|k| EncryptionJson {
+        cipher: "AES-256-GCM-SIV",
+        key_id: hex(&k.id),
+        stanzas: k
+            .stanzas()
+            .map(|st| match st.kind {
+                hexz_format::crypt::STANZA_PASSPHRASE => "passphrase",
+                hexz_format::crypt::STANZA_X25519 => "x25519",
+                _ => "unknown",
+            })
+            .collect(),
+    })
+}
+
+fn signatures_json(archive: &Archive<hexz_io::Source>) -> hexz_format::Result<Vec<SignatureJson>> {
+    Ok(archive
+        .signature_records()?
+        .iter()
+        .map(|r| SignatureJson {
+            key_id: r.key_id().to_string(),
+            trusted_comment: String::from_utf8_lossy(r.comment()).into_owned(),
+        })
+        .collect())
+}
+
+fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
+    let archive = reader.archive();
+    let BlockStats { codecs, filters, stored_bytes, dedup_blocks, dedup_bytes, parent_blocks, delta_blocks, spans } =
+        block_stats(entries_in(reader, 0, reader.size())?);
     let manifest = archive.manifest().map_err(|e| reader.error(e))?;
     let original = reader.size();
     let archive_size = ReadAt::len(archive.source());
@@ -197,6 +266,7 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
         .collect();
     Ok(InspectJson {
         archive: path.display().to_string(),
+        locked: false,
         format_version: format!("{}.{}", header.version_major.get(), header.version_minor.get()),
         identity: hex(&archive.identity()),
         source_format: manifest.source_format.name(),
@@ -217,27 +287,8 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
         parent_blocks,
         delta_blocks,
         metadata,
-        signatures: archive
-            .signature_records()
-            .map_err(|e| reader.error(e))?
-            .iter()
-            .map(|r| SignatureJson {
-                key_id: r.key_id().to_string(),
-                trusted_comment: String::from_utf8_lossy(r.comment()).into_owned(),
-            })
-            .collect(),
-        encryption: archive.key_section().ok().map(|k| EncryptionJson {
-            cipher: "AES-256-GCM-SIV",
-            key_id: hex(&k.id),
-            stanzas: k
-                .stanzas()
-                .map(|st| match st.kind {
-                    hexz_format::crypt::STANZA_PASSPHRASE => "passphrase",
-                    hexz_format::crypt::STANZA_X25519 => "x25519",
-                    _ => "unknown",
-                })
-                .collect(),
-        }),
+        signatures: signatures_json(archive).map_err(|e| reader.error(e))?,
+        encryption: encryption_json(archive),
         tensor_count: manifest.tensors.len(),
         tensors: manifest
             .tensors
@@ -359,7 +410,16 @@ fn gguf_json(reader: &Reader) -> Result<Value, CliError> {
 }
 
 pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Result<Exit, CliError> {
-    let reader = Reader::open(crate::util::location(path), open)?;
+    let location = crate::util::location(path);
+    let reader = match Reader::open(location.clone(), open) {
+        Ok(reader) => reader,
+        // Given no key at all, an encrypted archive still shows what it
+        // does not hide. A wrong key stays an error.
+        Err(e) if open.keys.is_none() && e.code() == hexz_format::ErrorCode::KeyRequired => {
+            return inspect_locked(path, location, as_json, open).map_err(|_| CliError::from(e));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut s = summary(path, &reader)?;
     if kv && reader.source_format() == SourceFormat::Gguf {
         s.gguf = Some(gguf_json(&reader)?);
@@ -428,6 +488,77 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
             outln!(o, "  {:<44} {:<8} {}", kv["key"].as_str().unwrap_or(""), kv["type"].as_str().unwrap_or(""), shown);
         }
     }
+    emit(&o)
+}
+
+/// An encrypted archive without its key: the structure, the encryption's
+/// key id and stanza kinds, and the signatures; what the key hides (the
+/// source format, tensors, metadata, file table, parent) is said to be hidden.
+fn inspect_locked(
+    path: &Path,
+    location: hexz_io::Location,
+    as_json: bool,
+    open: &OpenOptions,
+) -> Result<Exit, CliError> {
+    let source = open.resolver.open(&location)?;
+    let at = |source| CliError::from(hexz_io::Error::At { location: location.clone(), source });
+    let archive = Archive::open_locked(source, &open.limits).map_err(at)?;
+    let entries = if archive.virtual_size() == 0 {
+        Vec::new()
+    } else {
+        let mut page = vec![0u8; archive.page_bytes()];
+        let blocks = archive.blocks(0, archive.virtual_size(), &mut page).map_err(at)?;
+        blocks.map(|b| b.map(|b| b.entry).map_err(at)).collect::<Result<Vec<_>, _>>()?
+    };
+    let b = block_stats(entries);
+    let header = archive.header();
+    let (original, archive_size) = (archive.virtual_size(), ReadAt::len(archive.source()));
+    let s = LockedJson {
+        archive: path.display().to_string(),
+        locked: true,
+        format_version: format!("{}.{}", header.version_major.get(), header.version_minor.get()),
+        identity: hex(&archive.identity()),
+        original_size: original,
+        archive_size,
+        stored_block_bytes: b.stored_bytes,
+        ratio: archive_size as f64 / original.max(1) as f64,
+        block_count: archive.block_count(),
+        max_block_length: archive.footer().max_block_length.get(),
+        deduplicated_blocks: b.dedup_blocks,
+        deduplicated_bytes: b.dedup_bytes,
+        codecs: b.codecs,
+        filters: b.filters,
+        parent_blocks: b.parent_blocks,
+        delta_blocks: b.delta_blocks,
+        signatures: signatures_json(&archive).map_err(at)?,
+        encryption: encryption_json(&archive),
+    };
+    if as_json {
+        return emit_json(&s);
+    }
+    let mut o = String::new();
+    outln!(o, "archive         {}", path.display());
+    outln!(o, "format version  {}", s.format_version);
+    outln!(o, "identity        {}", s.identity);
+    outln!(o, "original size   {} ({} bytes)", human_bytes(s.original_size), s.original_size);
+    outln!(o, "archive size    {} ({} bytes)", human_bytes(s.archive_size), s.archive_size);
+    outln!(o, "ratio           {:.4}", s.ratio);
+    outln!(o, "blocks          {}", s.block_count);
+    outln!(o, "dedup savings   {} blocks, {}", s.deduplicated_blocks, human_bytes(s.deduplicated_bytes));
+    outln!(o, "codecs          {}", mix(&s.codecs));
+    outln!(o, "filters         {}", mix(&s.filters));
+    outln!(o, "parent blocks   {}", s.parent_blocks);
+    if let Some(e) = &s.encryption {
+        outln!(o, "encryption      {}, key id {}, for {}", e.cipher, e.key_id, e.stanzas.join(", "));
+    }
+    if s.signatures.is_empty() {
+        outln!(o, "signatures      none");
+    }
+    for sig in &s.signatures {
+        outln!(o, "signature       key {} ({})", sig.key_id, sig.trusted_comment);
+    }
+    outln!(o, "locked          source format, tensors, metadata, files and parent are encrypted:");
+    outln!(o, "                give --identity FILE or --passphrase-file FILE (or HEXZ_PASSPHRASE) to see them");
     emit(&o)
 }
 

@@ -70,6 +70,20 @@ fn encrypted_store_extract_chain_and_refusals() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("wrong key"), "{}", stderr(&o));
     assert!(!missing.exists());
+    // inspect without any key shows what the format leaves visible, marked
+    // locked; with a wrong key it is refused like every reader.
+    let o = ok(hexz(&[&"inspect", &"--json", &arc]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["locked"], true);
+    assert_eq!(v["format_version"], "1.5");
+    assert_eq!(v["original_size"], bytes.len());
+    assert_eq!(v["encryption"]["stanzas"][0], "x25519");
+    assert!(v.get("tensors").is_none() && v.get("metadata").is_none() && v.get("source_format").is_none(), "{v}");
+    let o = ok(hexz(&[&"inspect", &arc]));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("are encrypted"));
+    let o = hexz(&[&"--identity", &other, &"inspect", &arc]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("wrong key"), "{}", stderr(&o));
     // A recipient given as an identity: told so.
     let o = hexz(&[&"--identity", &id_pub, &"extract", &arc, &missing]);
     assert!(stderr(&o).contains("recipient"), "{}", stderr(&o));
