@@ -4,10 +4,16 @@ use std::env;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(aws_lc)");
-    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let cfg = |name: &str| env::var(format!("CARGO_CFG_TARGET_{name}")).unwrap_or_default();
     let feature = env::var_os("CARGO_FEATURE_AWS_LC").is_some();
-    if feature && os == "linux" && (arch == "x86_64" || arch == "aarch64") {
+    // The same condition as the dependency table in Cargo.toml.
+    if feature
+        && cfg("OS") == "linux"
+        && (cfg("ARCH") == "x86_64" || cfg("ARCH") == "aarch64")
+        && cfg("ENDIAN") == "little"
+        && cfg("POINTER_WIDTH") == "64"
+        && (cfg("ENV") == "gnu" || cfg("ENV") == "musl")
+    {
         println!("cargo::rustc-cfg=aws_lc");
     }
 }

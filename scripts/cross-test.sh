@@ -87,7 +87,8 @@ if [ ${#need[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "cross step: missing ${need[*]} (Debian package names) and no apt-get to install them; HEXZ_CROSS=0 skips the step" >&2; exit 1; }
   # A machine whose package lists were never fetched gets them first.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } \
+    || { echo "cross step: could not install ${need[*]} (root needed?); HEXZ_CROSS=0 skips the step" >&2; exit 1; }
 fi
 wine=$(command -v wine64 || echo /usr/lib/wine/wine64)
 

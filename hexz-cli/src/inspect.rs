@@ -213,8 +213,13 @@ fn block_stats(entries: Vec<BlockEntry>) -> BlockStats {
     b
 }
 
-fn encryption_json(archive: &Archive<hexz_io::Source>) -> Option<EncryptionJson> {
-    archive.key_section().ok().map(|k| EncryptionJson {
+/// `None` for a plain archive; an encrypted one's key section must parse.
+fn encryption_json(archive: &Archive<hexz_io::Source>) -> hexz_format::Result<Option<EncryptionJson>> {
+    if !archive.is_encrypted() {
+        return Ok(None);
+    }
+    let k = archive.key_section()?;
+    Ok(Some(EncryptionJson {
         cipher: "AES-256-GCM-SIV",
         key_id: hex(&k.id),
         stanzas: k
@@ -225,7 +230,7 @@ fn encryption_json(archive: &Archive<hexz_io::Source>) -> Option<EncryptionJson>
                 _ => "unknown",
             })
             .collect(),
-    })
+    }))
 }
 
 fn signatures_json(archive: &Archive<hexz_io::Source>) -> hexz_format::Result<Vec<SignatureJson>> {
@@ -288,7 +293,7 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
         delta_blocks,
         metadata,
         signatures: signatures_json(archive).map_err(|e| reader.error(e))?,
-        encryption: encryption_json(archive),
+        encryption: encryption_json(archive).map_err(|e| reader.error(e))?,
         tensor_count: manifest.tensors.len(),
         tensors: manifest
             .tensors
@@ -416,7 +421,7 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
         // Given no key at all, an encrypted archive still shows what it
         // does not hide. A wrong key stays an error.
         Err(e) if open.keys.is_none() && e.code() == hexz_format::ErrorCode::KeyRequired => {
-            return inspect_locked(path, location, as_json, open).map_err(|_| CliError::from(e));
+            return inspect_locked(path, location, as_json, open, e);
         }
         Err(e) => return Err(e.into()),
     };
@@ -494,15 +499,23 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
 /// An encrypted archive without its key: the structure, the encryption's
 /// key id and stanza kinds, and the signatures; what the key hides (the
 /// source format, tensors, metadata, file table, parent) is said to be hidden.
+///
+/// `refused` is the error opening it with keys gave: returned as is when the
+/// key is wanted by something other than this archive (a parent).
 fn inspect_locked(
     path: &Path,
     location: hexz_io::Location,
     as_json: bool,
     open: &OpenOptions,
+    refused: hexz_io::Error,
 ) -> Result<Exit, CliError> {
     let source = open.resolver.open(&location)?;
     let at = |source| CliError::from(hexz_io::Error::At { location: location.clone(), source });
     let archive = Archive::open_locked(source, &open.limits).map_err(at)?;
+    if !archive.is_encrypted() {
+        return Err(refused.into());
+    }
+    let encryption = encryption_json(&archive).map_err(at)?;
     let entries = if archive.virtual_size() == 0 {
         Vec::new()
     } else {
@@ -531,7 +544,7 @@ fn inspect_locked(
         parent_blocks: b.parent_blocks,
         delta_blocks: b.delta_blocks,
         signatures: signatures_json(&archive).map_err(at)?,
-        encryption: encryption_json(&archive),
+        encryption,
     };
     if as_json {
         return emit_json(&s);

@@ -131,7 +131,8 @@ impl core::fmt::Debug for FileKey {
 /// The subkeys of one file key: what reading and writing blocks and the
 /// manifest need. The AES key schedules are wiped when dropped (the `aes`
 /// crate's `zeroize`, or aws-lc's cleansing free), the hash key and file
-/// key by `Drop`.
+/// key by `Drop`. (aws-lc derives GCM-SIV's per-message keys on the stack
+/// and does not cleanse them; RustCrypto does.)
 pub struct Keys {
     file_key: FileKey,
     id: [u8; KEY_ID_SIZE],
@@ -225,12 +226,14 @@ impl Keys {
     }
 }
 
-/// AES-256-GCM-SIV (RFC 8452) with detached tags, in place. Where aws-lc
-/// builds (Linux x86-64 and aarch64, feature `aws-lc`) it is aws-lc-rs's
-/// assembly, about three times RustCrypto's speed on these machines
-/// (bench/encryption_bench.py); elsewhere, and without `std`, RustCrypto's
-/// `aes-gcm-siv`. Both implement the RFC, so they produce the same bytes
-/// (a test compares them).
+/// AES-256-GCM-SIV (RFC 8452) with detached tags, in place. On Linux
+/// x86-64 and aarch64 (feature `aws-lc`) it is aws-lc-rs's: on x86-64 its
+/// assembly (AES-NI and AVX), about three times RustCrypto's speed on these
+/// machines (bench/encryption_bench.py); on aarch64 its C code over the
+/// CPU's AES and PMULL instructions (not measured on real hardware).
+/// Elsewhere, and without `std`, RustCrypto's `aes-gcm-siv`.
+/// Both implement the RFC, so they produce the same bytes (a test compares
+/// them). A failed `open` leaves zeros in `in_out`, never plaintext.
 #[cfg(aws_lc)]
 struct GcmSiv(aws_lc_rs::aead::LessSafeKey);
 
@@ -251,7 +254,17 @@ impl GcmSiv {
 
     fn open(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8], tag: &[u8; TAG_SIZE]) -> bool {
         use aws_lc_rs::aead::{Aad, Nonce};
-        self.0.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, in_out).is_ok()
+        let ok = self
+            .0
+            .open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, in_out)
+            .is_ok();
+        // aws-lc leaves what it decrypted in place when the tag fails, and
+        // `in_out` is often the caller's own read buffer: no unauthenticated
+        // plaintext may stay there.
+        if !ok {
+            in_out.zeroize();
+        }
+        ok
     }
 }
 
@@ -272,7 +285,13 @@ impl GcmSiv {
 
     fn open(&self, nonce: &[u8; 12], aad: &[u8], in_out: &mut [u8], tag: &[u8; TAG_SIZE]) -> bool {
         use aes_gcm_siv::aead::AeadInPlace;
-        self.0.decrypt_in_place_detached(nonce.into(), aad, in_out, tag.into()).is_ok()
+        let ok = self.0.decrypt_in_place_detached(nonce.into(), aad, in_out, tag.into()).is_ok();
+        // RustCrypto puts the ciphertext back on failure; zeros, as with
+        // aws-lc, make the contract one on every platform.
+        if !ok {
+            in_out.zeroize();
+        }
+        ok
     }
 }
 
@@ -782,7 +801,37 @@ mod tests {
             let mut bad = tag_a;
             bad[0] ^= 1;
             assert!(!ours.open(&nonce, &aad, &mut a, &bad));
+            assert!(a.iter().all(|&x| x == 0), "length {len}: a failed open left bytes behind");
+            // A changed ciphertext under its old tag: refused, nothing left either.
+            if len > 0 {
+                let mut c = b.clone();
+                ours.seal(&nonce, &aad, &mut c).unwrap();
+                c[len / 2] ^= 0x40;
+                assert!(!ours.open(&nonce, &aad, &mut c, &tag_a));
+                assert!(c.iter().all(|&x| x == 0), "length {len}");
+            }
         }
+    }
+
+    /// Whichever backend this build has (aws-lc on Linux x86-64 here,
+    /// RustCrypto in the Windows cross run): a refused block leaves zeros.
+    #[test]
+    fn a_refused_block_leaves_no_plaintext() {
+        let keys = KeySectionBuilder::new(FileKey::from_bytes([9; 32]), [1; 12]).keys();
+        let plain: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut entry = <BlockEntry as zerocopy::FromZeros>::new_zeroed();
+        entry.hash = keys.block_hash(&plain);
+        entry.virtual_length.set(plain.len() as u32);
+        let mut stored = plain.clone();
+        let tag = keys.seal_block(&mut stored, &entry).unwrap();
+        entry.hash[16..].copy_from_slice(&tag);
+        let mut ok = stored.clone();
+        keys.open_block(&mut ok, &entry).unwrap();
+        assert_eq!(ok, plain);
+        stored[100] ^= 1;
+        let e = keys.open_block(&mut stored, &entry).unwrap_err();
+        assert!(matches!(e, Error::Decrypt { what: "block", .. }), "{e:?}");
+        assert!(stored.iter().all(|&x| x == 0));
     }
 
     #[test]

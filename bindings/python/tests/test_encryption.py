@@ -174,3 +174,7 @@ def test_fine_tune_of_an_encrypted_base(encrypted, keys, models, tmp_path):
     with pytest.raises(hexz.EncryptionKeyError) as e:
         hexz.store(fine, other, base=encrypted, base_identity=keys[2])
     assert e.value.code == "WrongKey"
+    # A base key without a base (passphrase= was meant?): refused, not stored plain.
+    with pytest.raises(hexz.InvalidInputError):
+        hexz.store(fine, other, base_passphrase=PASS)
+    assert not other.exists()

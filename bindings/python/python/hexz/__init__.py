@@ -169,6 +169,9 @@ def store(
     so whatever opens the base opens the child. Asking for other keys
     (`passphrase`, `recipients`) with an encrypted base is refused
     (:class:`EncryptionKeyError`): a chain is under one key."""
+    if base is None and (base_identity is not None or base_passphrase is not None):
+        # Likely meant passphrase=: refused rather than stored unencrypted.
+        raise InvalidInputError("base_identity and base_passphrase open an encrypted base: give base= too")
     report = _store(
         os.fspath(src),
         os.fspath(dst),
