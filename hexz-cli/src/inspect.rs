@@ -27,20 +27,10 @@ struct InspectJson {
     source_format: &'static str,
     source_blake3: String,
     source_header_length: u64,
-    original_size: u64,
-    archive_size: u64,
-    stored_block_bytes: u64,
-    ratio: f64,
-    block_count: u64,
-    max_block_length: u32,
-    deduplicated_blocks: u64,
-    deduplicated_bytes: u64,
-    codecs: BTreeMap<&'static str, u64>,
-    filters: BTreeMap<&'static str, u64>,
+    #[serde(flatten)]
+    structure: StructureJson,
     parent: Option<ParentJson>,
     chain: Vec<ChainJson>,
-    parent_blocks: u64,
-    delta_blocks: u64,
     metadata: BTreeMap<String, Value>,
     tensor_count: usize,
     tensors: Vec<TensorJson>,
@@ -65,6 +55,16 @@ struct LockedJson {
     locked: bool,
     format_version: String,
     identity: String,
+    #[serde(flatten)]
+    structure: StructureJson,
+    signatures: Vec<SignatureJson>,
+    encryption: Option<EncryptionJson>,
+}
+
+/// Sizes and the block mix: what the footer and the index tell, the same
+/// with or without a key.
+#[derive(Serialize)]
+struct StructureJson {
     original_size: u64,
     archive_size: u64,
     stored_block_bytes: u64,
@@ -77,8 +77,6 @@ struct LockedJson {
     filters: BTreeMap<&'static str, u64>,
     parent_blocks: u64,
     delta_blocks: u64,
-    signatures: Vec<SignatureJson>,
-    encryption: Option<EncryptionJson>,
 }
 
 #[derive(Serialize)]
@@ -172,45 +170,70 @@ fn entries_in(reader: &Reader, offset: u64, length: u64) -> Result<Vec<BlockEntr
     blocks.map(|b| b.map(|b| b.entry).map_err(|e| CliError::from(reader.error(e)))).collect()
 }
 
-/// What the index tells about the blocks (visible without a key, too).
-#[derive(Default)]
-struct BlockStats {
-    codecs: BTreeMap<&'static str, u64>,
-    filters: BTreeMap<&'static str, u64>,
-    stored_bytes: u64,
-    dedup_blocks: u64,
-    dedup_bytes: u64,
-    parent_blocks: u64,
-    delta_blocks: u64,
-    /// (start, end, bytes stored here) of each block, in order.
-    spans: Vec<(u64, u64, u64)>,
-}
-
-fn block_stats(entries: Vec<BlockEntry>) -> BlockStats {
-    let mut b = BlockStats::default();
+/// The structure of `archive` from its block entries (in order), and the
+/// (start, end, bytes stored here) span of each block.
+fn structure(archive: &Archive<hexz_io::Source>, entries: Vec<BlockEntry>) -> (StructureJson, Vec<(u64, u64, u64)>) {
+    let (original, archive_size) = (archive.virtual_size(), ReadAt::len(archive.source()));
+    let mut s = StructureJson {
+        original_size: original,
+        archive_size,
+        stored_block_bytes: 0,
+        ratio: archive_size as f64 / original.max(1) as f64,
+        block_count: archive.block_count(),
+        max_block_length: archive.footer().max_block_length.get(),
+        deduplicated_blocks: 0,
+        deduplicated_bytes: 0,
+        codecs: BTreeMap::new(),
+        filters: BTreeMap::new(),
+        parent_blocks: 0,
+        delta_blocks: 0,
+    };
+    let mut spans = Vec::with_capacity(entries.len());
     let mut stored = HashSet::new();
     for e in entries {
         let start = e.virtual_offset.get();
         let here = if e.location > 0 { 0 } else { u64::from(e.stored_length.get()) };
-        b.spans.push((start, start + u64::from(e.virtual_length.get()), here));
-        *b.codecs.entry(CodecId::from_u8(e.codec).map_or("unknown", CodecId::name)).or_default() += 1;
+        spans.push((start, start + u64::from(e.virtual_length.get()), here));
+        *s.codecs.entry(CodecId::from_u8(e.codec).map_or("unknown", CodecId::name)).or_default() += 1;
         let filter = FilterId::from_u8(e.filter);
-        *b.filters.entry(filter.map_or("unknown", FilterId::name)).or_default() += 1;
+        *s.filters.entry(filter.map_or("unknown", FilterId::name)).or_default() += 1;
         if e.location > 0 {
-            b.parent_blocks += 1;
+            s.parent_blocks += 1;
             continue;
         }
         if filter.is_some_and(FilterId::is_delta) {
-            b.delta_blocks += 1;
+            s.delta_blocks += 1;
         }
         if stored.insert(e.stored_offset.get()) {
-            b.stored_bytes += u64::from(e.stored_length.get());
+            s.stored_block_bytes += u64::from(e.stored_length.get());
         } else {
-            b.dedup_blocks += 1;
-            b.dedup_bytes += u64::from(e.virtual_length.get());
+            s.deduplicated_blocks += 1;
+            s.deduplicated_bytes += u64::from(e.virtual_length.get());
         }
     }
-    b
+    (s, spans)
+}
+
+fn print_structure(o: &mut String, s: &StructureJson) {
+    outln!(o, "original size   {} ({} bytes)", human_bytes(s.original_size), s.original_size);
+    outln!(o, "archive size    {} ({} bytes)", human_bytes(s.archive_size), s.archive_size);
+    outln!(o, "ratio           {:.4}", s.ratio);
+    outln!(o, "blocks          {}", s.block_count);
+    outln!(o, "dedup savings   {} blocks, {}", s.deduplicated_blocks, human_bytes(s.deduplicated_bytes));
+    outln!(o, "codecs          {}", mix(&s.codecs));
+    outln!(o, "filters         {}", mix(&s.filters));
+}
+
+fn print_protection(o: &mut String, encryption: &Option<EncryptionJson>, signatures: &[SignatureJson]) {
+    if let Some(e) = encryption {
+        outln!(o, "encryption      {}, key id {}, for {}", e.cipher, e.key_id, e.stanzas.join(", "));
+    }
+    if signatures.is_empty() {
+        outln!(o, "signatures      none");
+    }
+    for sig in signatures {
+        outln!(o, "signature       key {} ({})", sig.key_id, sig.trusted_comment);
+    }
 }
 
 /// `None` for a plain archive; an encrypted one's key section must parse.
@@ -246,11 +269,8 @@ fn signatures_json(archive: &Archive<hexz_io::Source>) -> hexz_format::Result<Ve
 
 fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
     let archive = reader.archive();
-    let BlockStats { codecs, filters, stored_bytes, dedup_blocks, dedup_bytes, parent_blocks, delta_blocks, spans } =
-        block_stats(entries_in(reader, 0, reader.size())?);
+    let (structure, spans) = structure(archive, entries_in(reader, 0, reader.size())?);
     let manifest = archive.manifest().map_err(|e| reader.error(e))?;
-    let original = reader.size();
-    let archive_size = ReadAt::len(archive.source());
     let header = archive.header();
     let metadata = manifest
         .metadata
@@ -277,20 +297,9 @@ fn summary(path: &Path, reader: &Reader) -> Result<InspectJson, CliError> {
         source_format: manifest.source_format.name(),
         source_blake3: hex(&archive.source_hash()),
         source_header_length: manifest.source_header_length,
-        original_size: original,
-        archive_size,
-        stored_block_bytes: stored_bytes,
-        ratio: archive_size as f64 / original.max(1) as f64,
-        block_count: archive.block_count(),
-        max_block_length: archive.footer().max_block_length.get(),
-        deduplicated_blocks: dedup_blocks,
-        deduplicated_bytes: dedup_bytes,
-        codecs,
-        filters,
+        structure,
         parent: manifest.parent.as_ref().map(|p| ParentJson { identity: hex(&p.identity), hint: p.hint.clone() }),
         chain,
-        parent_blocks,
-        delta_blocks,
         metadata,
         signatures: signatures_json(archive).map_err(|e| reader.error(e))?,
         encryption: encryption_json(archive).map_err(|e| reader.error(e))?,
@@ -437,13 +446,7 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
     outln!(o, "format version  {}", s.format_version);
     outln!(o, "identity        {}", s.identity);
     outln!(o, "source format   {}", s.source_format);
-    outln!(o, "original size   {} ({} bytes)", human_bytes(s.original_size), s.original_size);
-    outln!(o, "archive size    {} ({} bytes)", human_bytes(s.archive_size), s.archive_size);
-    outln!(o, "ratio           {:.4}", s.ratio);
-    outln!(o, "blocks          {}", s.block_count);
-    outln!(o, "dedup savings   {} blocks, {}", s.deduplicated_blocks, human_bytes(s.deduplicated_bytes));
-    outln!(o, "codecs          {}", mix(&s.codecs));
-    outln!(o, "filters         {}", mix(&s.filters));
+    print_structure(&mut o, &s.structure);
     match &s.parent {
         Some(p) => outln!(o, "parent          {} ({})", p.hint, p.identity),
         None => outln!(o, "parent          none"),
@@ -454,15 +457,7 @@ pub fn inspect(path: &Path, as_json: bool, kv: bool, open: &OpenOptions) -> Resu
     for (k, v) in &s.metadata {
         outln!(o, "metadata        {k} = {v}");
     }
-    if let Some(e) = &s.encryption {
-        outln!(o, "encryption      {}, key id {}, for {}", e.cipher, e.key_id, e.stanzas.join(", "));
-    }
-    if s.signatures.is_empty() {
-        outln!(o, "signatures      none");
-    }
-    for sig in &s.signatures {
-        outln!(o, "signature       key {} ({})", sig.key_id, sig.trusted_comment);
-    }
+    print_protection(&mut o, &s.encryption, &s.signatures);
     if !s.files.is_empty() {
         outln!(o, "\n{:<56} {:<12} {:>14}  mode", "file", "format", "bytes");
         for f in &s.files {
@@ -523,26 +518,13 @@ fn inspect_locked(
         let blocks = archive.blocks(0, archive.virtual_size(), &mut page).map_err(at)?;
         blocks.map(|b| b.map(|b| b.entry).map_err(at)).collect::<Result<Vec<_>, _>>()?
     };
-    let b = block_stats(entries);
     let header = archive.header();
-    let (original, archive_size) = (archive.virtual_size(), ReadAt::len(archive.source()));
     let s = LockedJson {
         archive: path.display().to_string(),
         locked: true,
         format_version: format!("{}.{}", header.version_major.get(), header.version_minor.get()),
         identity: hex(&archive.identity()),
-        original_size: original,
-        archive_size,
-        stored_block_bytes: b.stored_bytes,
-        ratio: archive_size as f64 / original.max(1) as f64,
-        block_count: archive.block_count(),
-        max_block_length: archive.footer().max_block_length.get(),
-        deduplicated_blocks: b.dedup_blocks,
-        deduplicated_bytes: b.dedup_bytes,
-        codecs: b.codecs,
-        filters: b.filters,
-        parent_blocks: b.parent_blocks,
-        delta_blocks: b.delta_blocks,
+        structure: structure(&archive, entries).0,
         signatures: signatures_json(&archive).map_err(at)?,
         encryption,
     };
@@ -553,23 +535,9 @@ fn inspect_locked(
     outln!(o, "archive         {}", path.display());
     outln!(o, "format version  {}", s.format_version);
     outln!(o, "identity        {}", s.identity);
-    outln!(o, "original size   {} ({} bytes)", human_bytes(s.original_size), s.original_size);
-    outln!(o, "archive size    {} ({} bytes)", human_bytes(s.archive_size), s.archive_size);
-    outln!(o, "ratio           {:.4}", s.ratio);
-    outln!(o, "blocks          {}", s.block_count);
-    outln!(o, "dedup savings   {} blocks, {}", s.deduplicated_blocks, human_bytes(s.deduplicated_bytes));
-    outln!(o, "codecs          {}", mix(&s.codecs));
-    outln!(o, "filters         {}", mix(&s.filters));
-    outln!(o, "parent blocks   {}", s.parent_blocks);
-    if let Some(e) = &s.encryption {
-        outln!(o, "encryption      {}, key id {}, for {}", e.cipher, e.key_id, e.stanzas.join(", "));
-    }
-    if s.signatures.is_empty() {
-        outln!(o, "signatures      none");
-    }
-    for sig in &s.signatures {
-        outln!(o, "signature       key {} ({})", sig.key_id, sig.trusted_comment);
-    }
+    print_structure(&mut o, &s.structure);
+    outln!(o, "parent blocks   {}", s.structure.parent_blocks);
+    print_protection(&mut o, &s.encryption, &s.signatures);
     outln!(o, "locked          source format, tensors, metadata, files and parent are encrypted:");
     outln!(o, "                give --identity FILE or --passphrase-file FILE (or HEXZ_PASSPHRASE) to see them");
     emit(&o)
