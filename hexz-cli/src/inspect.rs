@@ -161,13 +161,22 @@ fn stored_bytes_of(blocks: &[(u64, u64, u64)], offset: u64, length: u64) -> u64 
 
 /// Block entries covering `[offset, offset + length)`, in order.
 fn entries_in(reader: &Reader, offset: u64, length: u64) -> Result<Vec<BlockEntry>, CliError> {
+    archive_entries(reader.archive(), offset, length, |e| reader.error(e).into())
+}
+
+/// The same for an archive opened on its own (`at` names it in errors).
+fn archive_entries(
+    archive: &Archive<hexz_io::Source>,
+    offset: u64,
+    length: u64,
+    at: impl Fn(hexz_format::Error) -> CliError,
+) -> Result<Vec<BlockEntry>, CliError> {
     if length == 0 {
         return Ok(Vec::new());
     }
-    let archive = reader.archive();
     let mut page = vec![0u8; archive.page_bytes()];
-    let blocks = archive.blocks(offset, length, &mut page).map_err(|e| reader.error(e))?;
-    blocks.map(|b| b.map(|b| b.entry).map_err(|e| CliError::from(reader.error(e)))).collect()
+    let blocks = archive.blocks(offset, length, &mut page).map_err(&at)?;
+    blocks.map(|b| b.map(|b| b.entry).map_err(&at)).collect()
 }
 
 /// The structure of `archive` from its block entries (in order), and the
@@ -511,13 +520,7 @@ fn inspect_locked(
         return Err(refused.into());
     }
     let encryption = encryption_json(&archive).map_err(at)?;
-    let entries = if archive.virtual_size() == 0 {
-        Vec::new()
-    } else {
-        let mut page = vec![0u8; archive.page_bytes()];
-        let blocks = archive.blocks(0, archive.virtual_size(), &mut page).map_err(at)?;
-        blocks.map(|b| b.map(|b| b.entry).map_err(at)).collect::<Result<Vec<_>, _>>()?
-    };
+    let entries = archive_entries(&archive, 0, archive.virtual_size(), at)?;
     let header = archive.header();
     let s = LockedJson {
         archive: path.display().to_string(),
